@@ -1,0 +1,2 @@
+// libmnl (pkg-config libmnl): swarmnet's netlink sockets.
+#include <libmnl/libmnl.h>

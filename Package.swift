@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swarmnet",
+    products: [
+        .executable(name: "swarmnet", targets: ["swarmnet"]),
+        .library(name: "Netlink", targets: ["Netlink"]),
+        .library(name: "Namespaces", targets: ["Namespaces"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C: system libraries and the one small shim (see CShims/*/).
+        .systemLibrary(
+            name: "CLibNL", path: "CShims/CLibNL", pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(
+            name: "CLibMnl", path: "CShims/CLibMnl", pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]),
+        .target(name: "CNetlinkShim", path: "CShims/CNetlinkShim"),
+
+        // Libraries.
+        .target(name: "Addressing"),
+        .target(name: "Namespaces", dependencies: ["CNetlinkShim"]),
+        .target(
+            name: "Netlink",
+            dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
+        .target(
+            name: "Inspect",
+            dependencies: ["Netlink", "Namespaces", "Addressing", "CLibNL"]),
+
+        // Executables: thin, all logic lives in the libraries.
+        .executableTarget(
+            name: "swarmnet",
+            dependencies: [
+                "Inspect", "Netlink", "Namespaces",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "swarmnet-bench",
+            dependencies: ["Netlink", "Namespaces", "Addressing"]),
+
+        // Tests.
+        .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
+        .testTarget(
+            name: "KernelIntegrationTests",
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "swarmnet"]),
+    ]
+)

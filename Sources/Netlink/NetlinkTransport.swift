@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibMnl
+import CNetlinkShim
+import Namespaces
+
+/// What a netlink session needs of a socket. A protocol so that request
+/// building and reply handling are tested without root, against recorded
+/// replies.
+public protocol NetlinkTransport: AnyObject {
+    /// The socket's netlink port id, which replies are addressed to.
+    var portID: UInt32 { get }
+    /// Sends one datagram holding one or more messages.
+    func send(_ bytes: [UInt8]) throws
+    /// Receives one datagram (one or more messages).
+    func receive() throws -> [UInt8]
+}
+
+/// A NETLINK_ROUTE socket through libmnl, opened inside a namespace.
+///
+/// The socket is created on a thread that has entered the namespace and
+/// stays bound to that namespace afterwards, so it is then used from any
+/// thread: no thread of the process ever changes namespace for its sake.
+public final class MnlSocket: NetlinkTransport {
+    private let socket: OpaquePointer
+    public let portID: UInt32
+    private var buffer: [UInt8]
+
+    /// Opens a socket in `namespace` (the caller's own when nil), joined to
+    /// the multicast `groups` (RTNLGRP_* values) for event subscriptions.
+    public init(namespace: NetworkNamespace?, groups: [UInt32] = []) throws {
+        let opened: OpaquePointer?
+        if let namespace {
+            opened = try namespace.run { mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) }
+        } else {
+            opened = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue))
+        }
+        guard let opened else { throw NetlinkError.socket(operation: "open", errno: errno) }
+        socket = opened
+        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            let saved = errno
+            mnl_socket_close(socket)
+            throw NetlinkError.socket(operation: "bind", errno: saved)
+        }
+        portID = mnl_socket_get_portid(socket)
+        // Large enough for one datagram of a dump (the kernel fills up to 32 KiB)
+        // and never truncating: recvfrom would drop the rest of the datagram.
+        buffer = [UInt8](repeating: 0, count: 1 << 17)
+        // Extended acks carry the kernel's explanation of an error; capped
+        // acks leave out the echoed request, which batches would pay for.
+        try setOption(NETLINK_EXT_ACK, 1)
+        try setOption(NETLINK_CAP_ACK, 1)
+        // Batches queue one reply per failed request before we read: give
+        // the receive queue room (SO_RCVBUFFORCE needs CAP_NET_ADMIN).
+        var size: Int32 = 8 << 20
+        let fd = mnl_socket_get_fd(socket)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        for group in groups {
+            try setOption(NETLINK_ADD_MEMBERSHIP, Int32(group))
+        }
+    }
+
+    deinit { mnl_socket_close(socket) }
+
+    /// The descriptor, for poll(2).
+    public var fileDescriptor: Int32 { mnl_socket_get_fd(socket) }
+
+    public func send(_ bytes: [UInt8]) throws {
+        let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
+        guard sent >= 0 else { throw NetlinkError.socket(operation: "send", errno: errno) }
+    }
+
+    public func receive() throws -> [UInt8] {
+        while true {
+            let count = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
+            if count >= 0 { return Array(buffer[0..<count]) }
+            if errno == EINTR { continue }
+            throw NetlinkError.socket(operation: "receive", errno: errno)
+        }
+    }
+
+    private func setOption(_ option: Int32, _ value: Int32) throws {
+        var value = value
+        guard mnl_socket_setsockopt(socket, option, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw NetlinkError.socket(operation: "setsockopt \(option)", errno: errno)
+        }
+    }
+}
