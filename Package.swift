@@ -43,10 +43,11 @@ let package = Package(
             dependencies: ["Netlink", "Namespaces", "Addressing"]),
 
         // Tests.
+        .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "swarmnet"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "CTestSupport", "swarmnet"]),
     ]
 )

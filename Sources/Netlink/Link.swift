@@ -276,12 +276,9 @@ extension RouteNetlink {
                 info.addNested(Int(IFLA_INFO_DATA)) { data in
                     // VETH_INFO_PEER holds a whole ifinfomsg and its attributes.
                     data.addNested(Int(VETH_INFO_PEER)) { peerMessage in
-                        var peerHeader = ifinfomsg()
-                        if peer.up {
-                            peerHeader.ifi_flags = UInt32(IFF_UP)
-                            peerHeader.ifi_change = UInt32(IFF_UP)
-                        }
-                        peerMessage.appendStruct(peerHeader)
+                        // No IFF_UP here: the kernel configures the peer before
+                        // the pair is joined and refuses to open it (ENOTCONN).
+                        peerMessage.appendStruct(ifinfomsg())
                         peerMessage.addAttribute(Int(IFLA_IFNAME), string: peer.name)
                         if let mtu = peer.mtu { peerMessage.addAttribute(Int(IFLA_MTU), uint32: mtu) }
                         if let address = peer.address { peerMessage.addAttribute(Int(IFLA_ADDRESS), address.bytes) }
@@ -291,6 +288,18 @@ extension RouteNetlink {
             }
         }
         try execute(request, operation: "create link", object: "\(spec.kind.name) '\(spec.name)' in \(namespaceDescription)")
+
+        if case .veth(let peer) = spec.kind, peer.up {
+            // The second step of a veth: bring the peer up where it lives.
+            // If that fails the pair is deleted, so no half-made pair stays.
+            do {
+                let peerSession = try peer.namespace.map { try RouteNetlink(namespace: $0) } ?? self
+                try peerSession.linkSet(name: peer.name, up: true)
+            } catch {
+                try? linkDelete(name: spec.name)
+                throw error
+            }
+        }
     }
 
     /// `ip link del NAME`.

@@ -34,6 +34,13 @@ public struct NetlinkRequest: Sendable, Equatable {
         updateLength()
     }
 
+    /// Adds raw bytes (then padding), for payloads that are not a structure.
+    public mutating func appendBytes(_ payload: some Collection<UInt8>) {
+        bytes.append(contentsOf: payload)
+        pad()
+        updateLength()
+    }
+
     /// Adds attribute `type` with a raw payload.
     public mutating func addAttribute(_ type: Int, _ payload: some Collection<UInt8>) {
         let length = 4 + payload.count
