@@ -7,9 +7,14 @@ import CLibNL
 /// libnl-route-3's tables, so the debug commands use the words `ip` users
 /// know rather than numbers.
 public enum KernelNames {
+    /// Link flags as `ip link` shows them: RUNNING is folded into
+    /// NO-CARRIER (up but not running), and libnl's "lowerup" is LOWER_UP.
     public static func linkFlags(_ flags: UInt32) -> [String] {
-        // libnl writes "lowerup"; iproute2's JSON says LOWER_UP.
-        split(call(Int32(bitPattern: flags), rtnl_link_flags2str)).map { $0 == "lowerup" ? "LOWER_UP" : $0.uppercased() }
+        let up = flags & UInt32(IFF_UP) != 0
+        let running = flags & UInt32(IFF_RUNNING) != 0
+        let names = split(call(Int32(bitPattern: flags & ~UInt32(IFF_RUNNING)), rtnl_link_flags2str))
+            .map { $0 == "lowerup" ? "LOWER_UP" : $0.uppercased() }
+        return (up && !running ? ["NO-CARRIER"] : []) + names
     }
 
     public static func neighbourState(_ state: UInt16) -> [String] {
