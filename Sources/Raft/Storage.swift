@@ -54,3 +54,13 @@ public struct PersistentState: Sendable, Hashable {
         entries.append(contentsOf: es)
     }
 }
+
+extension PersistentState {
+    /// The persisted term at `index`, or nil if it is not on disk (compacted or beyond the end).
+    public func term(at index: Index) -> Term? {
+        let si = snapshot.metadata.index
+        if index == si { return snapshot.metadata.term }
+        guard index > si, index <= lastIndex else { return nil }
+        return entries[Int(index - si - 1)].term
+    }
+}

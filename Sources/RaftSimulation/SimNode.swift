@@ -62,6 +62,8 @@ public struct SimNode: Sendable {
         public var messages: [Message] = []
         public var applied: [Entry] = []
         public var snapshot: Snapshot?
+        /// Entries written to disk, each with the term of the entry before it on disk (for log-matching checks).
+        public var persisted: [(entry: Entry, prevTerm: Term?)] = []
         /// True if the pass was cut short by a crash in the middle of the write.
         public var crashed = false
     }
@@ -82,6 +84,7 @@ public struct SimNode: Sendable {
                 return out
             }
             disk.persist(rd)
+            for e in rd.entries { out.persisted.append((e, disk.term(at: e.index - 1))) }
             out.messages += rd.messages
             if let s = rd.snapshot {
                 guard let sm = KVStateMachine(decoding: s.data) else { preconditionFailure("bad snapshot payload") }

@@ -20,7 +20,10 @@ struct InteractionTests {
 
     @Test(arguments: scripts)
     func script(_ name: String) throws {
-        let url = Bundle.module.url(forResource: "testdata", withExtension: nil)!.appendingPathComponent(name)
+        let rewrite = ProcessInfo.processInfo.environment["RAFT_REWRITE"] != nil
+        // Rewriting must start from the source scripts, not the copies bundled at build time.
+        let dir = rewrite ? Self.dataDirectory : Bundle.module.url(forResource: "testdata", withExtension: nil)!
+        let url = dir.appendingPathComponent(name)
         let text = try String(contentsOf: url, encoding: .utf8)
         var env = InteractionEnv()
         var rewritten: [String] = []
@@ -55,7 +58,7 @@ struct InteractionTests {
                 return
             }
             if actual.isEmpty { actual = ["ok"] }
-            if actual != expected && ProcessInfo.processInfo.environment["RAFT_REWRITE"] == nil {
+            if actual != expected && !rewrite {
                 Issue.record("""
                 \(name):\(lineNo): \(line)
                 expected:
@@ -66,7 +69,7 @@ struct InteractionTests {
             }
             rewritten += [line, "----"] + actual
         }
-        if ProcessInfo.processInfo.environment["RAFT_REWRITE"] != nil {
+        if rewrite {
             var out = rewritten.joined(separator: "\n")
             if !out.hasSuffix("\n") { out += "\n" }
             try out.write(to: Self.dataDirectory.appendingPathComponent(name), atomically: true, encoding: .utf8)
