@@ -111,11 +111,10 @@ extension RaftNode {
             precondition(!m.entries.isEmpty, "empty proposal")
             // A removed leader, or one handing over, must not take new work.
             guard tracker.progress[id] != nil, leadTransferee == noNode else { throw RaftError.proposalDropped }
-            for e in m.entries where e.kind == .confChange {
+            if m.entries.contains(where: { $0.kind == .confChange }) {
                 // One change at a time: refuse while an earlier one is not yet applied here.
                 if pendingConfIndex > log.applied || m.entries.count > 1 { throw RaftError.proposalDropped }
                 pendingConfIndex = log.lastIndex + 1
-                _ = e
             }
             appendEntries(m.entries)
             bcastAppend()
