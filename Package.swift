@@ -27,6 +27,10 @@ let package = Package(
         .target(
             name: "Netlink",
             dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
+        .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing"]),
+        .target(name: "Lab", dependencies: ["Netlink", "Namespaces", "Addressing"]),
+        .target(name: "Raft"),
+        .target(name: "RaftSimulation", dependencies: ["Raft"]),
         .target(
             name: "Inspect",
             dependencies: ["Netlink", "Namespaces", "Addressing", "CLibNL"]),
@@ -35,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnet",
             dependencies: [
-                "Inspect", "Netlink", "Namespaces",
+                "Inspect", "Netlink", "Namespaces", "Overlay", "Lab", "Addressing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -45,9 +49,10 @@ let package = Package(
         // Tests.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "CTestSupport", "swarmnet"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "swarmnet"]),
     ]
 )

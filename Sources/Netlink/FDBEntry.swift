@@ -94,6 +94,13 @@ extension RouteNetlink {
                     operation: "append fdb entry", object: "\(entry.objectDescription) in \(namespaceDescription)")
     }
 
+    /// `bridge fdb replace MAC dev DEVICE dst IP self permanent`: a unicast
+    /// MAC lives behind one VTEP, and a move to another host overwrites it.
+    public func fdbReplace(_ entry: FDBEntry) throws {
+        try execute(FDBEntry.request(type: RTM_NEWNEIGH, entry: entry, flags: NLM_F_CREATE | NLM_F_REPLACE),
+                    operation: "replace fdb entry", object: "\(entry.objectDescription) in \(namespaceDescription)")
+    }
+
     /// `bridge fdb del MAC dev DEVICE dst IP self`: with a destination,
     /// removes just that one of the MAC's appended destinations.
     public func fdbDelete(_ entry: FDBEntry) throws {

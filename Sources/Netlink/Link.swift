@@ -54,6 +54,9 @@ public struct VXLANAttributes: Sendable, Hashable, Codable {
     public var learning: Bool
     public var udpChecksum: Bool
     public var ttl: UInt8
+    /// ARP/ND proxy: the device answers neighbour requests from its own
+    /// neighbour table instead of flooding them to every VTEP.
+    public var proxy: Bool
 }
 
 /// What to create with `linkAdd`: `ip link add NAME [mtu M] [master B]
@@ -111,9 +114,12 @@ public struct VXLANOptions: Sendable {
     public var udpChecksum: Bool
     /// 0 lets the kernel choose (inherit).
     public var ttl: UInt8
+    /// Answer ARP/ND from the device's neighbour table (libnetwork's setting:
+    /// with a permanent entry per remote endpoint nothing is ever flooded).
+    public var proxy: Bool
 
     public init(vni: UInt32, port: UInt16 = 4789, local: IPAddress? = nil, underlay: String? = nil,
-                learning: Bool = false, udpChecksum: Bool = false, ttl: UInt8 = 0) {
+                learning: Bool = false, udpChecksum: Bool = false, ttl: UInt8 = 0, proxy: Bool = false) {
         self.vni = vni
         self.port = port
         self.local = local
@@ -121,6 +127,7 @@ public struct VXLANOptions: Sendable {
         self.learning = learning
         self.udpChecksum = udpChecksum
         self.ttl = ttl
+        self.proxy = proxy
     }
 }
 
@@ -171,7 +178,8 @@ extension Link {
                 underlayIndex: data.int32(Int(IFLA_VXLAN_LINK)).flatMap { $0 == 0 ? nil : $0 },
                 learning: (data.uint8(Int(IFLA_VXLAN_LEARNING)) ?? 0) != 0,
                 udpChecksum: (data.uint8(Int(IFLA_VXLAN_UDP_CSUM)) ?? 0) != 0,
-                ttl: data.uint8(Int(IFLA_VXLAN_TTL)) ?? 0)
+                ttl: data.uint8(Int(IFLA_VXLAN_TTL)) ?? 0,
+                proxy: (data.uint8(Int(IFLA_VXLAN_PROXY)) ?? 0) != 0)
         }
     }
 }
@@ -264,6 +272,7 @@ extension RouteNetlink {
                     data.addAttribute(Int(IFLA_VXLAN_LEARNING), uint8: options.learning ? 1 : 0)
                     data.addAttribute(Int(IFLA_VXLAN_UDP_CSUM), uint8: options.udpChecksum ? 1 : 0)
                     data.addAttribute(Int(IFLA_VXLAN_TTL), uint8: options.ttl)
+                    data.addAttribute(Int(IFLA_VXLAN_PROXY), uint8: options.proxy ? 1 : 0)
                 }
             }
         case .veth(let peer):

@@ -15,38 +15,44 @@ public struct NetlinkBatch: Sendable {
     /// `bridge fdb append MAC dev DEVICE dst DESTINATION self permanent`.
     public mutating func fdbAppend(_ entry: FDBEntry) {
         requests.append(FDBEntry.request(type: RTM_NEWNEIGH, entry: entry, flags: NLM_F_CREATE | NLM_F_APPEND))
-        items.append(.fdb(entry, delete: false))
+        items.append(.fdb(entry, "append fdb entry"))
+    }
+
+    /// `bridge fdb replace MAC dev DEVICE dst DESTINATION self permanent`.
+    public mutating func fdbReplace(_ entry: FDBEntry) {
+        requests.append(FDBEntry.request(type: RTM_NEWNEIGH, entry: entry, flags: NLM_F_CREATE | NLM_F_REPLACE))
+        items.append(.fdb(entry, "replace fdb entry"))
     }
 
     /// `bridge fdb del MAC dev DEVICE dst DESTINATION self`.
     public mutating func fdbDelete(_ entry: FDBEntry) {
         requests.append(FDBEntry.request(type: RTM_DELNEIGH, entry: entry, flags: 0))
-        items.append(.fdb(entry, delete: true))
+        items.append(.fdb(entry, "delete fdb entry"))
     }
 
     /// `ip neigh replace ADDRESS lladdr MAC dev DEVICE nud permanent`.
     public mutating func neighbourReplace(_ entry: NeighbourEntry) {
         requests.append(NeighbourEntry.request(type: RTM_NEWNEIGH, entry: entry, flags: NLM_F_CREATE | NLM_F_REPLACE))
-        items.append(.neighbour(entry, delete: false))
+        items.append(.neighbour(entry, "replace neighbour"))
     }
 
     /// `ip neigh del ADDRESS dev DEVICE`.
     public mutating func neighbourDelete(_ entry: NeighbourEntry) {
         requests.append(NeighbourEntry.request(type: RTM_DELNEIGH, entry: entry, flags: 0))
-        items.append(.neighbour(entry, delete: true))
+        items.append(.neighbour(entry, "delete neighbour"))
     }
 
     func operation(at index: Int) -> String { items[index].operation }
     func object(at index: Int) -> String { items[index].object }
 
+    /// A request's object and verb, kept as values until a failure needs words.
     enum Item: Sendable {
-        case fdb(FDBEntry, delete: Bool)
-        case neighbour(NeighbourEntry, delete: Bool)
+        case fdb(FDBEntry, StaticString)
+        case neighbour(NeighbourEntry, StaticString)
 
         var operation: String {
             switch self {
-            case .fdb(_, let delete): delete ? "delete fdb entry" : "append fdb entry"
-            case .neighbour(_, let delete): delete ? "delete neighbour" : "replace neighbour"
+            case .fdb(_, let verb), .neighbour(_, let verb): "\(verb)"
             }
         }
 

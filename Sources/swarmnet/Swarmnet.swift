@@ -1,11 +1,14 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Swarmnet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swarmnet",
         abstract: "Overlay networks, service VIPs and a routing mesh for clusters of Linux hosts.",
-        subcommands: [Debug.self])
+        subcommands: [Debug.self, Demo.self])
 }
 
 /// `swarmnet debug ...`: read what the kernel holds, through swarmnet's own
@@ -14,4 +17,9 @@ struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show what the kernel holds: namespaces, links, addresses, routes, neighbours, FDB.",
         subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self])
+}
+
+/// Writes to standard error (progress lines, kept apart from listings).
+func fputsToStderr(_ text: UnsafePointer<CChar>) -> Int {
+    write(2, text, strlen(text))
 }

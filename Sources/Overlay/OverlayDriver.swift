@@ -1,0 +1,228 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Addressing
+import Namespaces
+import Netlink
+
+/// Programs overlay networks on one host, the way libnetwork's overlay
+/// driver lays them out:
+///
+/// - a sandbox namespace per network holding a bridge (`br0`, with the
+///   gateway address) and a vxlan device (`vxlan0`);
+/// - the vxlan device created in the underlay namespace, bound to the
+///   data-path address, so its UDP socket lives there, but placed in the
+///   sandbox (one request with IFLA_NET_NS_FD);
+/// - learning off and ARP proxy on: every remote endpoint gets a static FDB
+///   entry (MAC → VTEP) and a permanent neighbour entry (IP → MAC), so no
+///   packet waits on an L2/L3 miss;
+/// - one veth per endpoint, from the bridge into the workload's namespace.
+///
+/// Every operation is idempotent, and one that fails part-way removes what
+/// it made.
+public struct OverlayDriver: Sendable {
+    public let underlay: Underlay
+    /// Prefixed to every namespace the driver names, so that several hosts
+    /// (daemons) on one machine never share one.
+    public let namePrefix: String
+
+    public static let bridgeName = "br0"
+    public static let vxlanName = "vxlan0"
+
+    public init(underlay: Underlay, namePrefix: String = "") {
+        self.underlay = underlay
+        self.namePrefix = namePrefix
+    }
+
+    /// The sandbox namespace of a network on this host.
+    public func sandbox(for network: OverlayNetwork) throws -> NetworkNamespace {
+        try NetworkNamespace.named("\(namePrefix)ov-\(network.vni)")
+    }
+
+    // MARK: - Sandboxes
+
+    /// Makes sure the network's sandbox exists and holds a bridge with the
+    /// gateway address and an up vxlan device with the network's VNI. Adopts
+    /// what is already there; repairs what is missing or wrong.
+    public func ensureSandbox(_ network: OverlayNetwork) throws {
+        let sandbox = try sandbox(for: network)
+        var created = false
+        if !sandbox.exists {
+            do {
+                try NetworkNamespace.create(named: sandbox.name!)
+                created = true
+            } catch NamespaceError.alreadyExists {
+                // Made concurrently, or a leftover file: adopt it below.
+            }
+        }
+        do {
+            let inside = try RouteNetlink(namespace: sandbox)
+            try inside.linkSet(name: "lo", up: true)
+            try ensureBridge(network, in: inside)
+            try ensureVXLAN(network, sandbox: sandbox, inside: inside)
+        } catch {
+            if created { try? removeSandbox(network) }
+            throw error
+        }
+    }
+
+    /// Removes the network's sandbox and everything in it. The vxlan device
+    /// goes first and synchronously: a namespace is torn down in the
+    /// background, and a vxlan device still registered there would make
+    /// the next one with its VNI fail with EEXIST (moby's "vxlan: file exists").
+    public func removeSandbox(_ network: OverlayNetwork) throws {
+        let sandbox = try sandbox(for: network)
+        guard sandbox.exists else {
+            if (try? NetworkNamespace.list().contains(sandbox.name!)) == true { try sandbox.delete() }
+            return
+        }
+        do {
+            try RouteNetlink(namespace: sandbox).linkDelete(name: Self.vxlanName)
+        } catch NetlinkError.linkNotFound {}
+        try sandbox.delete()
+    }
+
+    private func ensureBridge(_ network: OverlayNetwork, in inside: RouteNetlink) throws {
+        let gateway = try IPPrefix(address: network.gateway, length: network.subnet.length)
+        let bridge: Link
+        do {
+            bridge = try inside.link(named: Self.bridgeName)
+        } catch NetlinkError.linkNotFound {
+            try inside.linkAdd(LinkSpec(name: Self.bridgeName, kind: .bridge, mtu: network.mtu, up: true))
+            bridge = try inside.link(named: Self.bridgeName)
+        }
+        if !bridge.isUp || bridge.mtu != network.mtu {
+            try inside.linkSet(name: Self.bridgeName, up: true, mtu: network.mtu)
+        }
+        let addresses = try inside.addresses().filter { $0.linkIndex == bridge.index }
+        if !addresses.contains(where: { $0.prefix == gateway }) {
+            try inside.addressAdd(gateway, device: Self.bridgeName)
+        }
+    }
+
+    private func ensureVXLAN(_ network: OverlayNetwork, sandbox: NetworkNamespace, inside: RouteNetlink) throws {
+        if let existing = try? inside.link(named: Self.vxlanName) {
+            let vxlan = existing.vxlan
+            let matches = vxlan?.vni == network.vni && vxlan?.port == network.port
+                && vxlan?.local == underlay.address && vxlan?.learning == false && vxlan?.proxy == true
+            if matches {
+                let bridgeIndex = try inside.link(named: Self.bridgeName).index
+                if !existing.isUp || existing.masterIndex != bridgeIndex || existing.mtu != network.mtu {
+                    try inside.linkSet(name: Self.vxlanName, up: true, mtu: network.mtu, master: .some(Self.bridgeName))
+                }
+                return
+            }
+            // Settings that cannot change on a live device: make it anew.
+            try inside.linkDelete(name: Self.vxlanName)
+        }
+        try RouteNetlink(namespace: underlay.namespace).linkAdd(LinkSpec(
+            name: Self.vxlanName,
+            kind: .vxlan(VXLANOptions(
+                vni: network.vni, port: network.port, local: underlay.address, underlay: underlay.device,
+                learning: false, udpChecksum: false, proxy: true)),
+            mtu: network.mtu, namespace: sandbox))
+        do {
+            try inside.linkSet(name: Self.vxlanName, up: true, master: .some(Self.bridgeName))
+        } catch {
+            try? inside.linkDelete(name: Self.vxlanName)
+            throw error
+        }
+    }
+
+    // MARK: - Endpoints
+
+    /// The host-side veth of an endpoint: "ve-" and the first 8 characters
+    /// of its id (15 bytes at most, as interface names must be).
+    public static func hostInterfaceName(endpointID: String) -> String {
+        "ve-" + String(endpointID.filter { $0.isLetter || $0.isNumber }.prefix(8))
+    }
+
+    /// Attaches a workload namespace to the network: a veth from the
+    /// sandbox bridge into the workload, the endpoint's address and MAC,
+    /// the network's MTU and a default route through the gateway. On any
+    /// failure the veth (both ends) is removed again.
+    @discardableResult
+    public func attach(_ endpoint: EndpointSpec, to network: OverlayNetwork) throws -> AttachedEndpoint {
+        guard network.subnet.contains(endpoint.address.address), endpoint.address.length == network.subnet.length else {
+            throw OverlayError.invalidEndpoint("address \(endpoint.address) is not in network \(network.id)'s subnet \(network.subnet)")
+        }
+        guard endpoint.address.address != network.gateway else {
+            throw OverlayError.invalidEndpoint("address \(endpoint.address.address) is network \(network.id)'s gateway")
+        }
+        try endpoint.workload.checkExists()
+        let sandbox = try sandbox(for: network)
+        let inside = try RouteNetlink(namespace: sandbox)
+        let workload = try RouteNetlink(namespace: endpoint.workload)
+        let hostName = Self.hostInterfaceName(endpointID: endpoint.id)
+        let workloadName = try endpoint.interfaceName ?? Self.nextFreeName(in: workload)
+
+        try inside.linkAdd(LinkSpec(
+            name: hostName,
+            kind: .veth(peer: VethPeer(name: workloadName, namespace: endpoint.workload, up: true,
+                                       mtu: network.mtu, address: endpoint.mac)),
+            mtu: network.mtu, master: Self.bridgeName, up: true))
+        do {
+            try workload.addressAdd(endpoint.address, device: workloadName)
+            if endpoint.defaultRoute, try !workload.routes(family: endpoint.address.address.family).contains(where: { $0.destination == nil }) {
+                try workload.routeAdd(RouteEntry(destination: nil, gateway: network.gateway))
+            }
+        } catch {
+            try? inside.linkDelete(name: hostName)
+            throw error
+        }
+        return AttachedEndpoint(hostInterface: hostName, workloadInterface: workloadName)
+    }
+
+    /// Detaches an endpoint: deleting the host-side veth removes both ends,
+    /// and with them the address and routes in the workload.
+    public func detach(endpointID: String, from network: OverlayNetwork) throws {
+        let sandbox = try sandbox(for: network)
+        guard sandbox.exists else { return }
+        do {
+            try RouteNetlink(namespace: sandbox).linkDelete(name: Self.hostInterfaceName(endpointID: endpointID))
+        } catch NetlinkError.linkNotFound {}
+    }
+
+    static func nextFreeName(in workload: RouteNetlink) throws -> String {
+        let taken = Set(try workload.links().map(\.name))
+        for index in 0... where !taken.contains("eth\(index)") { return "eth\(index)" }
+        fatalError("unreachable")
+    }
+
+    // MARK: - Peers
+
+    /// Programs remote endpoints: per peer a static FDB entry on the vxlan
+    /// device (MAC → VTEP, replacing any older VTEP for that MAC) and a
+    /// permanent neighbour entry (IP → MAC), all in one batch.
+    public func addPeers(_ peers: [Peer], to network: OverlayNetwork) throws {
+        guard !peers.isEmpty else { return }
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
+        let index = try inside.link(named: Self.vxlanName).index
+        var batch = NetlinkBatch()
+        for peer in peers {
+            // FDB first, so that by the time ARP is answered the MAC is reachable.
+            batch.fdbReplace(FDBEntry(linkIndex: index, mac: peer.mac, destination: peer.vtep))
+            batch.neighbourReplace(NeighbourEntry(linkIndex: index, address: peer.address, mac: peer.mac))
+        }
+        try inside.apply(batch)
+    }
+
+    /// Removes remote endpoints' entries; entries already gone are fine.
+    public func removePeers(_ peers: [Peer], from network: OverlayNetwork) throws {
+        guard !peers.isEmpty else { return }
+        let sandbox = try sandbox(for: network)
+        guard sandbox.exists else { return }
+        let inside = try RouteNetlink(namespace: sandbox)
+        let index = try inside.link(named: Self.vxlanName).index
+        var batch = NetlinkBatch()
+        for peer in peers {
+            batch.neighbourDelete(NeighbourEntry(linkIndex: index, address: peer.address, mac: peer.mac))
+            batch.fdbDelete(FDBEntry(linkIndex: index, mac: peer.mac, destination: peer.vtep))
+        }
+        do {
+            try inside.apply(batch)
+        } catch NetlinkError.batchFailed(let failures, _) where failures.allSatisfy({ $0.error.errno == ENOENT }) {
+            // Already absent: the goal is reached.
+        }
+    }
+}
