@@ -28,6 +28,7 @@ let package = Package(
             name: "Netlink",
             dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
         .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing"]),
+        .target(name: "Cluster", dependencies: ["Addressing"]),
         .target(name: "Lab", dependencies: ["Netlink", "Namespaces", "Addressing"]),
         .target(name: "Raft"),
         .target(name: "RaftSimulation", dependencies: ["Raft"]),
@@ -49,6 +50,7 @@ let package = Package(
         // Tests.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(

@@ -1,0 +1,83 @@
+import Addressing
+import Foundation
+
+/// An overlay network, as the cluster records it: Docker's network object
+/// with swarmnet's allocations (subnet, gateway, VNI).
+public struct NetworkRecord: Codable, Sendable, Hashable {
+    /// 64 hexadecimal characters, like Docker's IDs.
+    public var id: String
+    public var name: String
+    public var driver: String
+    public var created: Date
+    public var subnet: IPPrefix
+    public var gateway: IPAddress
+    public var vni: UInt32
+    public var attachable: Bool
+    public var isInternal: Bool
+    public var labels: [String: String]
+    public var options: [String: String]
+
+    public init(id: String, name: String, driver: String = "overlay", created: Date, subnet: IPPrefix,
+                gateway: IPAddress, vni: UInt32, attachable: Bool = false, isInternal: Bool = false,
+                labels: [String: String] = [:], options: [String: String] = [:]) {
+        self.id = id
+        self.name = name
+        self.driver = driver
+        self.created = created
+        self.subnet = subnet
+        self.gateway = gateway
+        self.vni = vni
+        self.attachable = attachable
+        self.isInternal = isInternal
+        self.labels = labels
+        self.options = options
+    }
+}
+
+/// A workload namespace attached to a network on one node.
+public struct EndpointRecord: Codable, Sendable, Hashable {
+    public var id: String
+    public var networkID: String
+    /// The node (host) the endpoint lives on.
+    public var node: String
+    /// The workload's namespace: a path to its nsfs file.
+    public var namespacePath: String
+    /// The name the user gave (the Docker "container" reference).
+    public var name: String
+    public var address: IPPrefix
+    public var mac: MACAddress
+    /// The host's data-path address (the VTEP that reaches the endpoint).
+    public var vtep: IPAddress
+    public var hostInterface: String?
+    public var workloadInterface: String?
+
+    public init(id: String, networkID: String, node: String, namespacePath: String, name: String,
+                address: IPPrefix, mac: MACAddress, vtep: IPAddress, hostInterface: String? = nil, workloadInterface: String? = nil) {
+        self.id = id
+        self.networkID = networkID
+        self.node = node
+        self.namespacePath = namespacePath
+        self.name = name
+        self.address = address
+        self.mac = mac
+        self.vtep = vtep
+        self.hostInterface = hostInterface
+        self.workloadInterface = workloadInterface
+    }
+}
+
+/// Random identifiers in Docker's form.
+public enum Identifier {
+    public static func make<G: RandomNumberGenerator>(using generator: inout G) -> String {
+        (0..<32).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return make(using: &generator)
+    }
+}
