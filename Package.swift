@@ -5,11 +5,15 @@ let package = Package(
     name: "swarmnet",
     products: [
         .executable(name: "swarmnet", targets: ["swarmnet"]),
+        .executable(name: "swarmnetd", targets: ["swarmnetd"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Namespaces", targets: ["Namespaces"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C: system libraries and the one small shim (see CShims/*/).
@@ -29,7 +33,23 @@ let package = Package(
             dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
         .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing"]),
         .target(name: "Cluster", dependencies: ["Addressing"]),
+        .target(
+            name: "DockerAPI",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "Lab", dependencies: ["Netlink", "Namespaces", "Addressing"]),
+        .target(name: "Gossip"),
         .target(name: "Raft"),
         .target(name: "RaftSimulation", dependencies: ["Raft"]),
         .target(
@@ -44,6 +64,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
+            name: "swarmnetd",
+            dependencies: [
+                "Agent", "DockerAPI", "Netlink", "Addressing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
             name: "swarmnet-bench",
             dependencies: ["Netlink", "Namespaces", "Addressing"]),
 
@@ -51,6 +79,7 @@ let package = Package(
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(

@@ -43,8 +43,10 @@ public struct OverlayDriver: Sendable {
 
     /// Makes sure the network's sandbox exists and holds a bridge with the
     /// gateway address and an up vxlan device with the network's VNI. Adopts
-    /// what is already there; repairs what is missing or wrong.
-    public func ensureSandbox(_ network: OverlayNetwork) throws {
+    /// what is already there; repairs what is missing or wrong. Returns
+    /// whether anything had to be made or repaired.
+    @discardableResult
+    public func ensureSandbox(_ network: OverlayNetwork) throws -> Bool {
         let sandbox = try sandbox(for: network)
         var created = false
         if !sandbox.exists {
@@ -57,9 +59,14 @@ public struct OverlayDriver: Sendable {
         }
         do {
             let inside = try RouteNetlink(namespace: sandbox)
-            try inside.linkSet(name: "lo", up: true)
-            try ensureBridge(network, in: inside)
-            try ensureVXLAN(network, sandbox: sandbox, inside: inside)
+            var changed = created
+            if try !inside.link(named: "lo").isUp {
+                try inside.linkSet(name: "lo", up: true)
+                changed = true
+            }
+            changed = try ensureBridge(network, in: inside) || changed
+            changed = try ensureVXLAN(network, sandbox: sandbox, inside: inside) || changed
+            return changed
         } catch {
             if created { try? removeSandbox(network) }
             throw error
@@ -82,25 +89,30 @@ public struct OverlayDriver: Sendable {
         try sandbox.delete()
     }
 
-    private func ensureBridge(_ network: OverlayNetwork, in inside: RouteNetlink) throws {
+    private func ensureBridge(_ network: OverlayNetwork, in inside: RouteNetlink) throws -> Bool {
         let gateway = try IPPrefix(address: network.gateway, length: network.subnet.length)
+        var changed = false
         let bridge: Link
         do {
             bridge = try inside.link(named: Self.bridgeName)
         } catch NetlinkError.linkNotFound {
             try inside.linkAdd(LinkSpec(name: Self.bridgeName, kind: .bridge, mtu: network.mtu, up: true))
             bridge = try inside.link(named: Self.bridgeName)
+            changed = true
         }
         if !bridge.isUp || bridge.mtu != network.mtu {
             try inside.linkSet(name: Self.bridgeName, up: true, mtu: network.mtu)
+            changed = true
         }
         let addresses = try inside.addresses().filter { $0.linkIndex == bridge.index }
         if !addresses.contains(where: { $0.prefix == gateway }) {
             try inside.addressAdd(gateway, device: Self.bridgeName)
+            changed = true
         }
+        return changed
     }
 
-    private func ensureVXLAN(_ network: OverlayNetwork, sandbox: NetworkNamespace, inside: RouteNetlink) throws {
+    private func ensureVXLAN(_ network: OverlayNetwork, sandbox: NetworkNamespace, inside: RouteNetlink) throws -> Bool {
         if let existing = try? inside.link(named: Self.vxlanName) {
             let vxlan = existing.vxlan
             let matches = vxlan?.vni == network.vni && vxlan?.port == network.port
@@ -109,8 +121,9 @@ public struct OverlayDriver: Sendable {
                 let bridgeIndex = try inside.link(named: Self.bridgeName).index
                 if !existing.isUp || existing.masterIndex != bridgeIndex || existing.mtu != network.mtu {
                     try inside.linkSet(name: Self.vxlanName, up: true, mtu: network.mtu, master: .some(Self.bridgeName))
+                    return true
                 }
-                return
+                return false
             }
             // Settings that cannot change on a live device: make it anew.
             try inside.linkDelete(name: Self.vxlanName)
@@ -127,6 +140,7 @@ public struct OverlayDriver: Sendable {
             try? inside.linkDelete(name: Self.vxlanName)
             throw error
         }
+        return true
     }
 
     // MARK: - Endpoints
@@ -224,5 +238,86 @@ public struct OverlayDriver: Sendable {
         } catch NetlinkError.batchFailed(let failures, _) where failures.allSatisfy({ $0.error.errno == ENOENT }) {
             // Already absent: the goal is reached.
         }
+    }
+}
+
+// MARK: - Reconciliation
+
+extension OverlayDriver {
+    /// VNIs of the sandboxes this driver's prefix names that exist now,
+    /// including ones left by an earlier run.
+    public func existingSandboxVNIs() throws -> [UInt32] {
+        let prefix = "\(namePrefix)ov-"
+        return try NetworkNamespace.list().compactMap { name in
+            name.hasPrefix(prefix) ? UInt32(name.dropFirst(prefix.count)) : nil
+        }
+    }
+
+    /// Removes the sandbox of a VNI this host no longer needs (no network
+    /// record left to describe it).
+    public func removeSandbox(vni: UInt32) throws {
+        let sandbox = try NetworkNamespace.named("\(namePrefix)ov-\(vni)")
+        if sandbox.exists {
+            do {
+                try RouteNetlink(namespace: sandbox).linkDelete(name: Self.vxlanName)
+            } catch NetlinkError.linkNotFound {}
+        }
+        try sandbox.delete()
+    }
+
+    /// True when the endpoint's host-side veth is in the sandbox.
+    public func hasEndpoint(_ endpointID: String, on network: OverlayNetwork) throws -> Bool {
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
+        do {
+            _ = try inside.link(named: Self.hostInterfaceName(endpointID: endpointID))
+            return true
+        } catch NetlinkError.linkNotFound {
+            return false
+        }
+    }
+
+    /// What `syncPeers` changed.
+    public struct PeerSync: Sendable, Equatable {
+        public var added: Int
+        public var removed: Int
+    }
+
+    /// Makes the vxlan device's static FDB entries and permanent neighbour
+    /// entries exactly the desired peers: adds what is missing (or points to
+    /// another VTEP), removes what no peer needs. Entries the kernel made
+    /// itself (the bridge's own, non-permanent ones) are left alone.
+    @discardableResult
+    public func syncPeers(_ peers: [Peer], on network: OverlayNetwork) throws -> PeerSync {
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
+        let index = try inside.link(named: Self.vxlanName).index
+        let fdb = try inside.fdbEntries(linkIndex: index).filter { $0.isSelf && $0.isPermanent && $0.destination != nil }
+        let neighbours = try inside.neighbours(family: AF_INET).filter { $0.linkIndex == index && $0.isPermanent }
+        let haveFDB = Dictionary(fdb.map { ($0.mac, $0.destination!) }, uniquingKeysWith: { a, _ in a })
+        let haveNeighbours = Dictionary(neighbours.map { ($0.address, $0.mac) }, uniquingKeysWith: { a, _ in a })
+        let wantFDB = Dictionary(peers.map { ($0.mac, $0.vtep) }, uniquingKeysWith: { a, _ in a })
+        let wantNeighbours = Dictionary(peers.map { ($0.address, $0.mac) }, uniquingKeysWith: { a, _ in a })
+
+        var batch = NetlinkBatch()
+        var sync = PeerSync(added: 0, removed: 0)
+        for peer in peers {
+            if haveFDB[peer.mac] != peer.vtep {
+                batch.fdbReplace(FDBEntry(linkIndex: index, mac: peer.mac, destination: peer.vtep))
+                sync.added += 1
+            }
+            if haveNeighbours[peer.address] != .some(peer.mac) {
+                batch.neighbourReplace(NeighbourEntry(linkIndex: index, address: peer.address, mac: peer.mac))
+                sync.added += 1
+            }
+        }
+        for entry in fdb where wantFDB[entry.mac] != entry.destination {
+            batch.fdbDelete(entry)
+            sync.removed += 1
+        }
+        for entry in neighbours where wantNeighbours[entry.address] == nil {
+            batch.neighbourDelete(entry)
+            sync.removed += 1
+        }
+        if batch.count > 0 { try inside.apply(batch) }
+        return sync
     }
 }

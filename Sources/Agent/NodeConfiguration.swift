@@ -1,0 +1,38 @@
+import Addressing
+import Foundation
+
+/// Everything that distinguishes one swarmnetd from another on the same
+/// machine: its name, state directory, API socket, data-path address and the
+/// prefix of the namespaces it makes.
+public struct NodeConfiguration: Sendable {
+    public var nodeName: String
+    public var stateDirectory: String
+    public var socketPath: String
+    /// The address VXLAN packets leave from (the VTEP), on `underlayDevice`.
+    public var dataPathAddress: IPAddress
+    public var underlayDevice: String
+    /// Prefixed to every namespace this daemon makes (sandboxes).
+    public var namespacePrefix: String
+    public var vxlanPort: UInt16
+    /// The MTU of the underlay; overlays get 50 bytes less.
+    public var underlayMTU: UInt32
+    /// How often the reconciler compares desired state with the kernel.
+    public var reconcileInterval: Duration
+    /// Until the Raft layer is wired in, one node allocates networks.
+    public var isManager: Bool
+
+    public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
+                underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
+                reconcileInterval: Duration = .seconds(5), isManager: Bool = true) {
+        self.nodeName = nodeName
+        self.stateDirectory = stateDirectory
+        self.socketPath = socketPath
+        self.dataPathAddress = dataPathAddress
+        self.underlayDevice = underlayDevice
+        self.namespacePrefix = namespacePrefix
+        self.vxlanPort = vxlanPort
+        self.underlayMTU = underlayMTU
+        self.reconcileInterval = reconcileInterval
+        self.isManager = isManager
+    }
+}

@@ -1,0 +1,393 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Addressing
+import Cluster
+import DockerAPI
+import Foundation
+import Logging
+import Namespaces
+import Netlink
+import Overlay
+
+/// One host's swarmnet: the cluster state it keeps, the Docker-shaped API it
+/// serves, and the reconciler that makes the kernel match the state.
+///
+/// Requests change the state first (allocation, persisted), then the kernel
+/// through the overlay driver on the kernel worker; a kernel failure undoes
+/// the state change, so the two never disagree for long, and the reconciler
+/// repairs whatever drifts anyway.
+public actor NodeDaemon: DockerBackend {
+    public let configuration: NodeConfiguration
+    let logger: Logger
+    let worker = KernelWorker()
+    let driver: OverlayDriver
+    let stateFile: StateFile
+    let nodeID: String
+    private(set) var state: ClusterState
+    /// Endpoints on other nodes, as gossip reports them (none until gossip is wired).
+    private(set) var remoteEndpoints: [String: EndpointRecord] = [:]
+    private let wakeReconciler: AsyncStream<Void>.Continuation
+    private let wakeups: AsyncStream<Void>
+    private let watcher: SandboxWatcher
+    let started = Date()
+
+    public init(configuration: NodeConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        stateFile = StateFile(directory: configuration.stateDirectory)
+        state = try stateFile.load()
+        nodeID = try Self.loadNodeID(directory: configuration.stateDirectory)
+        driver = OverlayDriver(
+            underlay: Underlay(namespace: nil, device: configuration.underlayDevice, address: configuration.dataPathAddress),
+            namePrefix: configuration.namespacePrefix)
+        let (wakeups, wakeReconciler) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wakeups = wakeups
+        self.wakeReconciler = wakeReconciler
+        watcher = SandboxWatcher(wake: { wakeReconciler.yield() })
+    }
+
+    /// A node keeps its identity across restarts.
+    static func loadNodeID(directory: String) throws -> String {
+        let path = directory + "/node-id"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), text.count >= 25 {
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let id = String(Identifier.make().prefix(25))
+        try id.write(toFile: path, atomically: true, encoding: .utf8)
+        return id
+    }
+
+    // MARK: - Networks
+
+    public func createNetwork(_ request: NetworkCreateRequest) async throws -> NetworkCreateResponse {
+        guard configuration.isManager else {
+            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+        }
+        let config = request.ipam?.config?.first
+        if (request.ipam?.config?.count ?? 0) > 1 {
+            throw APIError(.badRequest, "swarmnet overlay networks take one IPAM config (one IPv4 subnet)")
+        }
+        let hostRoutes = try await worker.run { try Self.hostRoutes() }
+        var next = state
+        let record = try Self.mapping {
+            try next.createNetwork(
+                ClusterState.NetworkRequest(
+                    name: request.name, driver: (request.driver ?? "").isEmpty ? "overlay" : request.driver!,
+                    subnet: config?.subnet, gateway: config?.gateway, attachable: request.attachable ?? false,
+                    isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:]),
+                id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
+        }
+        try commit(next)
+        logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
+                                                   "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
+        return NetworkCreateResponse(id: record.id)
+    }
+
+    public func listNetworks(filters: [String: [String]]) async throws -> [NetworkResource] {
+        for key in filters.keys where !["name", "id", "driver", "label", "scope", "type"].contains(key) {
+            throw APIError(.badRequest, "invalid filter '\(key)'")
+        }
+        return state.networks.values
+            .filter { network in
+                (filters["name"].map { names in names.contains { network.name.contains($0) } } ?? true)
+                    && (filters["id"].map { ids in ids.contains { network.id.hasPrefix($0) } } ?? true)
+                    && (filters["driver"].map { $0.contains(network.driver) } ?? true)
+                    && (filters["scope"].map { $0.contains("swarm") } ?? true)
+                    && (filters["label"].map { labels in labels.allSatisfy { Self.matches(label: $0, network.labels) } } ?? true)
+            }
+            .sorted { $0.created < $1.created }
+            .map(resource)
+    }
+
+    public func inspectNetwork(_ reference: String) async throws -> NetworkResource {
+        resource(try Self.mapping { try state.network(reference) })
+    }
+
+    public func removeNetwork(_ reference: String) async throws {
+        var next = state
+        let record = try Self.mapping { try next.removeNetwork(reference) }
+        let network = try overlayNetwork(record)
+        try await worker.run { [driver] in try driver.removeSandbox(network) }
+        try commit(next)
+        logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
+    }
+
+    // MARK: - Endpoints
+
+    public func connect(network reference: String, _ request: NetworkConnectRequest) async throws {
+        let namespace: NetworkNamespace
+        do {
+            namespace = try NamespaceReference.resolve(request.container)
+        } catch {
+            throw APIError(.badRequest, "\(error)")
+        }
+        guard namespace.exists else {
+            throw APIError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
+        }
+        var next = state
+        let endpoint = try Self.mapping {
+            try next.addEndpoint(
+                id: Identifier.make(), network: reference, node: nodeID, namespacePath: namespace.path, name: request.container,
+                requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress)
+        }
+        let record = try Self.mapping { try next.network(reference) }
+        let network = try overlayNetwork(record)
+        let peers = peers(of: record.id)
+        let attached = try await worker.run { [driver] in
+            try driver.ensureSandbox(network)
+            let attached = try driver.attach(
+                EndpointSpec(id: endpoint.id, workload: namespace, address: endpoint.address, mac: endpoint.mac), to: network)
+            try driver.syncPeers(peers, on: network)
+            return attached
+        }
+        next.endpoints[endpoint.id]?.hostInterface = attached.hostInterface
+        next.endpoints[endpoint.id]?.workloadInterface = attached.workloadInterface
+        try commit(next)
+        logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(request.container)",
+                                                    "address": "\(endpoint.address)", "interface": "\(attached.workloadInterface)"])
+    }
+
+    public func disconnect(network reference: String, _ request: NetworkDisconnectRequest) async throws {
+        let namespacePath = (try? NamespaceReference.resolve(request.container).path) ?? request.container
+        let endpoint = try Self.mapping {
+            do { return try state.endpoint(network: reference, container: request.container) } catch {
+                return try state.endpoint(network: reference, container: namespacePath)
+            }
+        }
+        let network = try overlayNetwork(try Self.mapping { try state.network(endpoint.networkID) })
+        try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
+        var next = state
+        next.endpoints[endpoint.id] = nil
+        try commit(next)
+        logger.info("detached endpoint", metadata: ["network": "\(network.id.prefix(12))", "container": "\(request.container)"])
+        wake()
+    }
+
+    // MARK: - Peers from other nodes
+
+    /// Replaces the set of remote endpoints (the gossip layer's view).
+    public func setRemoteEndpoints(_ endpoints: [EndpointRecord]) {
+        remoteEndpoints = Dictionary(endpoints.filter { $0.node != nodeID }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        wake()
+    }
+
+    /// Local endpoints, for publishing through gossip.
+    public func localEndpoints() -> [EndpointRecord] {
+        state.endpoints.values.filter { $0.node == nodeID }
+    }
+
+    func peers(of networkID: String) -> [Peer] {
+        remoteEndpoints.values.filter { $0.networkID == networkID }.map {
+            Peer(address: $0.address.address, mac: $0.mac, vtep: $0.vtep)
+        }
+    }
+
+    // MARK: - State
+
+    private func commit(_ next: ClusterState) throws {
+        try stateFile.save(next)
+        state = next
+    }
+
+    func overlayNetwork(_ record: NetworkRecord) throws -> OverlayNetwork {
+        do {
+            return try OverlayNetwork(id: record.id, vni: record.vni, subnet: record.subnet, gateway: record.gateway,
+                                      port: configuration.vxlanPort, underlayMTU: configuration.underlayMTU)
+        } catch {
+            throw APIError(.internalServerError, "\(error)")
+        }
+    }
+
+    /// IPv4 routes of the host (the daemon's own namespace), which a network
+    /// may not overlap.
+    static func hostRoutes() throws -> [IPPrefix] {
+        try RouteNetlink().routes(family: AF_INET, table: nil).compactMap { route in
+            guard let destination = route.destination, route.type == 1 /* RTN_UNICAST */ else { return nil }
+            return destination
+        }
+    }
+
+    static func matches(label filter: String, _ labels: [String: String]) -> Bool {
+        let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
+        return parts.count == 2 ? labels[parts[0]] == parts[1] : labels[parts[0]] != nil
+    }
+
+    /// Turns the cluster's errors into Docker's statuses.
+    static func mapping<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as ClusterError {
+            switch error {
+            case .nameInUse: throw APIError(.conflict, error.description)
+            case .invalidRequest, .overlap: throw APIError(.badRequest, error.description)
+            case .exhausted: throw APIError(.serviceUnavailable, error.description)
+            case .notFound: throw APIError(.notFound, error.description)
+            case .forbidden: throw APIError(.forbidden, error.description)
+            }
+        }
+    }
+
+    func resource(_ record: NetworkRecord) -> NetworkResource {
+        let local = state.endpoints.values.filter { $0.networkID == record.id && $0.node == nodeID }
+        let remote = remoteEndpoints.values.filter { $0.networkID == record.id }
+        var peers = Set(remote.map { "\($0.node) \($0.vtep)" })
+        if !local.isEmpty { peers.insert("\(configuration.nodeName) \(configuration.dataPathAddress)") }
+        return NetworkResource(
+            name: record.name, id: record.id, created: record.created.rfc3339, driver: record.driver,
+            ipam: IPAM(config: [IPAMConfig(subnet: record.subnet.description, gateway: record.gateway.description)]),
+            isInternal: record.isInternal, attachable: record.attachable,
+            containers: Dictionary(local.map {
+                ($0.id, EndpointResource(name: $0.name, endpointID: $0.id, macAddress: $0.mac.description, ipv4Address: $0.address.description))
+            }, uniquingKeysWith: { a, _ in a }),
+            options: record.options, labels: record.labels,
+            peers: peers.sorted().map { let parts = $0.split(separator: " "); return PeerInfo(name: String(parts[0]), ip: String(parts[1])) })
+    }
+
+    // MARK: - Version and info
+
+    public func version() async -> VersionResponse {
+        VersionResponse(
+            platform: ["Name": "swarmnet"], version: SwarmnetVersion.current, apiVersion: DockerRouter.apiVersion,
+            minAPIVersion: DockerRouter.minimumAPIVersion, gitCommit: "", goVersion: "swift6", os: "linux",
+            arch: "amd64", kernelVersion: Self.kernelRelease(), buildTime: "")
+    }
+
+    public func info() async -> InfoResponse {
+        InfoResponse(
+            id: nodeID, name: configuration.nodeName, ncpu: ProcessInfo.processInfo.activeProcessorCount,
+            memTotal: Int64(ProcessInfo.processInfo.physicalMemory), kernelVersion: Self.kernelRelease(),
+            operatingSystem: "swarmnet", osType: "linux", architecture: "x86_64", serverVersion: SwarmnetVersion.current,
+            containers: state.endpoints.values.filter { $0.node == nodeID }.count, images: 0, driver: "none",
+            systemTime: Date().rfc3339,
+            swarm: SwarmInfo(nodeID: nodeID, nodeAddr: configuration.dataPathAddress.description, localNodeState: "active",
+                             controlAvailable: configuration.isManager, error: "",
+                             nodes: 1 + Set(remoteEndpoints.values.map(\.node)).count, managers: 1))
+    }
+
+    static func kernelRelease() -> String {
+        var name = utsname()
+        uname(&name)
+        return withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    // MARK: - Reconciler
+
+    /// Asks the reconciler to run soon (events, changes).
+    public nonisolated func wake() { wakeReconciler.yield() }
+
+    /// Runs the reconciler: now, on every wake-up and every interval, until cancelled.
+    public func runReconciler() async {
+        await reconcileOnce()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [configuration, wakeReconciler] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: configuration.reconcileInterval)
+                    wakeReconciler.yield()
+                }
+            }
+            for await _ in wakeups {
+                if Task.isCancelled { break }
+                await reconcileOnce()
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// One pass: every network with local endpoints gets its sandbox, its
+    /// endpoints' veths and exactly the peers it should have; sandboxes no
+    /// network needs (left by a crash, or a removed network) are removed;
+    /// endpoints whose workload namespace has gone are forgotten.
+    @discardableResult
+    public func reconcileOnce() async -> ReconcileReport {
+        let local = state.endpoints.values.filter { $0.node == nodeID }
+        var plan: [(OverlayNetwork, [EndpointRecord], [Peer])] = []
+        for record in state.networks.values {
+            let endpoints = local.filter { $0.networkID == record.id }
+            guard !endpoints.isEmpty, let network = try? overlayNetwork(record) else { continue }
+            plan.append((network, endpoints, peers(of: record.id)))
+        }
+        let wanted = Set(plan.map(\.0.vni))
+        let wantedSandboxes = Set(plan.compactMap { try? driver.sandbox(for: $0.0).name })
+        // Unwatch first: a watched namespace would outlive its removal.
+        watcher.retain(only: wantedSandboxes)
+        defer { watcher.watch(wantedSandboxes) }
+        let outcome: ReconcileReport
+        do {
+            outcome = try await worker.run { [driver, plan] in
+                var report = ReconcileReport()
+                for vni in try driver.existingSandboxVNIs() where !wanted.contains(vni) {
+                    try driver.removeSandbox(vni: vni)
+                    report.sandboxesRemoved += 1
+                }
+                for (network, endpoints, peers) in plan {
+                    do {
+                        if try driver.ensureSandbox(network) { report.sandboxesRepaired += 1 }
+                        for endpoint in endpoints {
+                            let workload = NetworkNamespace.path(endpoint.namespacePath)
+                            guard workload.exists else {
+                                try driver.detach(endpointID: endpoint.id, from: network)
+                                report.staleEndpoints.append(endpoint.id)
+                                continue
+                            }
+                            if try !driver.hasEndpoint(endpoint.id, on: network) {
+                                try driver.attach(EndpointSpec(id: endpoint.id, workload: workload, address: endpoint.address,
+                                                               mac: endpoint.mac, interfaceName: endpoint.workloadInterface), to: network)
+                                report.endpointsRepaired += 1
+                            }
+                        }
+                        let sync = try driver.syncPeers(peers, on: network)
+                        report.peerEntriesAdded += sync.added
+                        report.peerEntriesRemoved += sync.removed
+                    } catch {
+                        report.errors.append("network \(network.id.prefix(12)): \(error)")
+                    }
+                }
+                return report
+            }
+        } catch {
+            logger.error("reconcile failed", metadata: ["error": "\(error)"])
+            return ReconcileReport(errors: ["\(error)"])
+        }
+        if !outcome.staleEndpoints.isEmpty {
+            var next = state
+            for id in outcome.staleEndpoints { next.endpoints[id] = nil }
+            try? commit(next)
+        }
+        if outcome.changed || !outcome.errors.isEmpty {
+            logger.notice("reconciled", metadata: [
+                "sandboxesRepaired": "\(outcome.sandboxesRepaired)", "sandboxesRemoved": "\(outcome.sandboxesRemoved)", "endpointsRepaired": "\(outcome.endpointsRepaired)",
+                "staleEndpoints": "\(outcome.staleEndpoints.count)", "peerEntriesAdded": "\(outcome.peerEntriesAdded)",
+                "peerEntriesRemoved": "\(outcome.peerEntriesRemoved)", "errors": "\(outcome.errors)"])
+        }
+        return outcome
+    }
+
+    public func shutdown() async {
+        watcher.stopAll()
+        try? await worker.shutdown()
+    }
+}
+
+/// What one reconciler pass repaired.
+public struct ReconcileReport: Sendable, Equatable {
+    /// Sandboxes made or repaired (a missing vxlan device, bridge, address...).
+    public var sandboxesRepaired = 0
+    public var sandboxesRemoved = 0
+    public var endpointsRepaired = 0
+    public var staleEndpoints: [String] = []
+    public var peerEntriesAdded = 0
+    public var peerEntriesRemoved = 0
+    public var errors: [String] = []
+
+    public var changed: Bool {
+        sandboxesRepaired + sandboxesRemoved + endpointsRepaired + staleEndpoints.count + peerEntriesAdded + peerEntriesRemoved > 0
+    }
+}
+
+/// swarmnet's version, shown by `/version` and `/info`.
+public enum SwarmnetVersion {
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,173 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An error with the HTTP status Docker uses for it; the body is Docker's
+/// `{"message": ...}`.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    public var status: HTTPResponseStatus
+    public var message: String
+
+    public init(_ status: HTTPResponseStatus, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// What the daemon provides behind the Docker-shaped API.
+public protocol DockerBackend: Sendable {
+    func version() async -> VersionResponse
+    func info() async -> InfoResponse
+    func listNetworks(filters: [String: [String]]) async throws -> [NetworkResource]
+    func inspectNetwork(_ reference: String) async throws -> NetworkResource
+    func createNetwork(_ request: NetworkCreateRequest) async throws -> NetworkCreateResponse
+    func removeNetwork(_ reference: String) async throws
+    func connect(network: String, _ request: NetworkConnectRequest) async throws
+    func disconnect(network: String, _ request: NetworkDisconnectRequest) async throws
+}
+
+/// Routes Docker Engine API paths to a backend. Paths are accepted with and
+/// without a `/vX.Y` prefix (the docker CLI sends one after negotiating).
+public struct DockerRouter: Sendable {
+    /// The newest API version served; the CLI negotiates down to it.
+    public static let apiVersion = "1.50"
+    public static let minimumAPIVersion = "1.24"
+
+    public let backend: DockerBackend
+
+    public init(backend: DockerBackend) {
+        self.backend = backend
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let (path, query) = Self.split(request.uri)
+        let segments = path.split(separator: "/").map(String.init)
+        do {
+            var response = try await route(request.method, segments, query: query, body: request.body)
+            response.headers.replaceOrAdd(name: "API-Version", value: Self.apiVersion)
+            response.headers.replaceOrAdd(name: "Server", value: "swarmnet")
+            return response
+        } catch let error as APIError {
+            return Self.error(error)
+        } catch let error as DecodingError {
+            return Self.error(APIError(.badRequest, "invalid JSON in request body: \(Self.describe(error))"))
+        } catch {
+            return Self.error(APIError(.internalServerError, "\(error)"))
+        }
+    }
+
+    private func route(_ method: HTTPMethod, _ segments: [String], query: [String: String], body: ByteBuffer) async throws -> HTTPResponse {
+        let route = segments.joined(separator: "/")
+        switch (method, route) {
+        case (.GET, "_ping"), (.HEAD, "_ping"):
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            headers.add(name: "Docker-Experimental", value: "false")
+            headers.add(name: "OSType", value: "linux")
+            headers.add(name: "Cache-Control", value: "no-cache, no-store, must-revalidate")
+            return HTTPResponse(status: .ok, headers: headers, body: ByteBuffer(string: "OK"))
+        case (.GET, "version"):
+            return try Self.json(.ok, await backend.version())
+        case (.GET, "info"):
+            return try Self.json(.ok, await backend.info())
+        case (.GET, "networks"):
+            return try Self.json(.ok, await backend.listNetworks(filters: try Self.filters(query["filters"])))
+        case (.POST, "networks/create"):
+            let request = try Self.decode(NetworkCreateRequest.self, body)
+            return try Self.json(.created, await backend.createNetwork(request))
+        default:
+            break
+        }
+        // /networks/{id} and /networks/{id}/(connect|disconnect)
+        if segments.first == "networks", segments.count == 2 || segments.count == 3 {
+            let reference = segments[1].removingPercentEncoding ?? segments[1]
+            switch (method, segments.count == 3 ? segments[2] : "") {
+            case (.GET, ""):
+                return try Self.json(.ok, await backend.inspectNetwork(reference))
+            case (.DELETE, ""):
+                try await backend.removeNetwork(reference)
+                return HTTPResponse(status: .noContent)
+            case (.POST, "connect"):
+                try await backend.connect(network: reference, try Self.decode(NetworkConnectRequest.self, body))
+                return HTTPResponse(status: .ok)
+            case (.POST, "disconnect"):
+                try await backend.disconnect(network: reference, try Self.decode(NetworkDisconnectRequest.self, body))
+                return HTTPResponse(status: .ok)
+            default:
+                break
+            }
+        }
+        throw APIError(.notFound, "page not found")
+    }
+
+    /// Splits a request URI into a path without the API version prefix and
+    /// its decoded query parameters.
+    static func split(_ uri: String) -> (path: String, query: [String: String]) {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var path = String(parts.first ?? "")
+        if let match = path.firstMatch(of: /^\/v[0-9]+\.[0-9]+(?=\/)/) {
+            path.removeSubrange(match.range)
+        }
+        var query: [String: String] = [:]
+        if parts.count == 2 {
+            for pair in parts[1].split(separator: "&") {
+                let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = String(keyValue[0]).removingPercentEncoding ?? String(keyValue[0])
+                let value = keyValue.count == 2 ? (String(keyValue[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                query[key] = value
+            }
+        }
+        return (path, query)
+    }
+
+    /// Docker's `filters` parameter: `{"name": {"web": true}}` or, from
+    /// older clients, `{"name": ["web"]}`.
+    static func filters(_ text: String?) throws -> [String: [String]] {
+        guard let text, !text.isEmpty else { return [:] }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw APIError(.badRequest, "invalid filter: \(text)")
+        }
+        var result: [String: [String]] = [:]
+        for (key, value) in object {
+            if let map = value as? [String: Any] { result[key] = Array(map.keys) }
+            else if let list = value as? [String] { result[key] = list }
+            else { throw APIError(.badRequest, "invalid filter '\(key)'") }
+        }
+        return result
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+        guard body.readableBytes > 0 else { throw APIError(.badRequest, "request body is empty; expected JSON") }
+        return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+    }
+
+    static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) throws -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = HTTPHeaders()
+        // The docker CLI prints an error's message cleanly only when the
+        // type is exactly this.
+        headers.add(name: "Content-Type", value: "application/json")
+        var body = ByteBuffer(bytes: try encoder.encode(value))
+        body.writeString("\n")
+        return HTTPResponse(status: status, headers: headers, body: body)
+    }
+
+    static func error(_ error: APIError) -> HTTPResponse {
+        var response = (try? json(error.status, ErrorResponse(message: error.message))) ?? HTTPResponse(status: error.status)
+        response.headers.replaceOrAdd(name: "API-Version", value: apiVersion)
+        return response
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}

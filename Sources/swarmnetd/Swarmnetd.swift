@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Addressing
+import Agent
+import ArgumentParser
+import DockerAPI
+import Foundation
+import Logging
+import Netlink
+import ServiceLifecycle
+
+/// swarmnetd: the root daemon on each host. Thin: the work is in Agent.
+@main
+struct Swarmnetd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swarmnetd",
+        abstract: "The swarmnet daemon: overlay networks on this host, served on a Docker-API unix socket.",
+        discussion: """
+        Drive it with `swarmnet` or the stock docker CLI:
+          DOCKER_HOST=unix:///run/swarmnet/swarmnetd.sock docker network create -d overlay web
+        Several daemons can share one machine (the test bed runs one per host namespace):
+        give each its own --state-dir, --socket and --namespace-prefix.
+        """)
+
+    @Option(help: "This node's name (default: the host name).")
+    var nodeName: String?
+
+    @Option(help: "Directory for the node's state (networks, endpoints, node ID).")
+    var stateDir = "/var/lib/swarmnet"
+
+    @Option(help: "Path of the API's unix socket (root only).")
+    var socket = "/run/swarmnet/swarmnetd.sock"
+
+    @Option(help: "Data-path address: the source of VXLAN packets (default: the address of --underlay-dev).",
+            transform: { try IPAddress(parsing: $0) })
+    var dataPathAddr: IPAddress?
+
+    @Option(help: "Underlay device VXLAN packets leave by (default: the device holding --data-path-addr, or of the default route).")
+    var underlayDev: String?
+
+    @Option(help: "Prefix of the namespaces this daemon makes (network sandboxes).")
+    var namespacePrefix = "swn-"
+
+    @Option(help: "UDP destination port of VXLAN.")
+    var vxlanPort: UInt16 = 4789
+
+    @Option(help: "Seconds between reconciler passes (it also runs on every change).")
+    var reconcileInterval: Double = 5
+
+    @Flag(help: "Run as a worker: this node does not allocate networks.")
+    var worker = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
+        guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "swarmnetd")
+        guard getuid() == 0 else { throw ValidationError("swarmnetd must run as root (it programs the kernel's network)") }
+
+        let (address, device, mtu) = try Self.underlay(address: dataPathAddr, device: underlayDev)
+        let name = nodeName ?? ProcessInfo.processInfo.hostName
+        logger[metadataKey: "node"] = "\(name)"
+        let configuration = NodeConfiguration(
+            nodeName: name, stateDirectory: stateDir, socketPath: socket, dataPathAddress: address,
+            underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
+            reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker)
+        try FileManager.default.createDirectory(
+            atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
+
+        let daemon = try NodeDaemon(configuration: configuration, logger: logger)
+        logger.info("starting", metadata: ["socket": "\(socket)", "dataPath": "\(address)", "underlay": "\(device)",
+                                           "stateDir": "\(stateDir)", "manager": "\(!worker)"])
+        let api = APIService(
+            server: UnixHTTPServer(path: socket, logger: logger, handler: { request in
+                await DockerRouter(backend: daemon).handle(request)
+            }),
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: ReconcilerService(daemon: daemon)), .init(service: api)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        await daemon.shutdown()
+        unlink(socket)
+        logger.info("stopped")
+    }
+
+    /// The data-path address, its device and MTU, from what was given.
+    static func underlay(address: IPAddress?, device: String?) throws -> (IPAddress, String, UInt32) {
+        let session = try RouteNetlink()
+        let links = try session.links()
+        let addresses = try session.addresses(family: AF_INET)
+        var deviceName = device
+        if deviceName == nil, let address {
+            let index = addresses.first { $0.prefix.address == address }?.linkIndex
+            deviceName = links.first { $0.index == index }?.name
+            if deviceName == nil { throw ValidationError("no device holds data-path address \(address)") }
+        }
+        if deviceName == nil {
+            let route = try session.routes(family: AF_INET).first { $0.destination == nil && $0.outputIndex != nil }
+            deviceName = links.first { $0.index == route?.outputIndex }?.name
+        }
+        guard let deviceName, let link = links.first(where: { $0.name == deviceName }) else {
+            throw ValidationError("no underlay device: give --underlay-dev or --data-path-addr")
+        }
+        guard let chosen = address ?? addresses.first(where: { $0.linkIndex == link.index && $0.scope == 0 })?.prefix.address else {
+            throw ValidationError("device \(deviceName) has no IPv4 address: give --data-path-addr")
+        }
+        return (chosen, deviceName, link.mtu)
+    }
+}
+
+/// Serves the API until graceful shutdown.
+struct APIService: Service {
+    let server: UnixHTTPServer
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await server.run(ready: { [logger, server] in logger.info("API listening", metadata: ["socket": "\(server.path)"]) })
+        }
+    }
+}
+
+/// Runs the reconciler until graceful shutdown.
+struct ReconcilerService: Service {
+    let daemon: NodeDaemon
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await daemon.runReconciler()
+        }
+    }
+}
