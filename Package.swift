@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnet",
             dependencies: [
-                "Inspect", "Netlink", "Namespaces", "Overlay", "Lab", "Addressing",
+                "Inspect", "Netlink", "Namespaces", "Overlay", "Lab", "Addressing", "DockerAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DockerAPI
 import Inspect
 import Namespaces
 import Netlink
@@ -44,6 +45,8 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     } catch let error as NetlinkError {
         throw ValidationFailure(message: error.description)
     } catch let error as NamespaceError {
+        throw ValidationFailure(message: error.description)
+    } catch let error as UnixHTTPClient.ClientError {
         throw ValidationFailure(message: error.description)
     }
 }

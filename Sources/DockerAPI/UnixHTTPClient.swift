@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A small blocking HTTP/1.1 client over a unix socket, for the command
+/// line: one request per connection ("Connection: close"), the whole
+/// response read to EOF.
+public struct UnixHTTPClient: Sendable {
+    public let socketPath: String
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: Data
+    }
+
+    public enum ClientError: Error, CustomStringConvertible {
+        case connect(path: String, errno: Int32)
+        case io(String)
+        case malformed(String)
+
+        public var description: String {
+            switch self {
+            case .connect(let path, let errno):
+                "cannot connect to the swarmnet daemon at \(path): \(String(cString: strerror(errno))). Is swarmnetd running?"
+            case .io(let text): "talking to the daemon: \(text)"
+            case .malformed(let text): "malformed response from the daemon: \(text)"
+            }
+        }
+    }
+
+    public func request(_ method: String, _ path: String, body: Data? = nil) throws -> Response {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ClientError.io("socket path too long: \(socketPath)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw ClientError.connect(path: socketPath, errno: errno) }
+
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: swarmnet\r\nUser-Agent: swarmnet-cli\r\nConnection: close\r\n"
+        if let body {
+            head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
+        }
+        head += "\r\n"
+        var outgoing = Data(head.utf8)
+        if let body { outgoing.append(body) }
+        try outgoing.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let sent = send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                if sent < 0 { if errno == EINTR { continue }; throw ClientError.io("send: \(String(cString: strerror(errno)))") }
+                offset += sent
+            }
+        }
+        var incoming = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count < 0 { if errno == EINTR { continue }; throw ClientError.io("recv: \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            incoming.append(contentsOf: buffer[0..<count])
+        }
+        return try Self.parse(incoming)
+    }
+
+    static func parse(_ data: Data) throws -> Response {
+        guard let separator = data.range(of: Data("\r\n\r\n".utf8)) else { throw ClientError.malformed("no end of headers") }
+        let headText = String(decoding: data[data.startIndex..<separator.lowerBound], as: UTF8.self)
+        var lines = headText.components(separatedBy: "\r\n")
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw ClientError.malformed("status line") }
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var body = Data(data[separator.upperBound...])
+        if let length = headers["content-length"].flatMap(Int.init), body.count > length { body = body.prefix(length) }
+        return Response(status: status, headers: headers, body: body)
+    }
+}
