@@ -84,6 +84,6 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "swarmnet"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "swarmnet", "swarmnetd"]),
     ]
 )

@@ -127,6 +127,8 @@ public actor NodeDaemon: DockerBackend {
         guard namespace.exists else {
             throw APIError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
         }
+        // The record comes first, so that a reconciler pass running meanwhile
+        // sees the endpoint and neither removes nor duplicates its veth.
         var next = state
         let endpoint = try Self.mapping {
             try next.addEndpoint(
@@ -135,19 +137,36 @@ public actor NodeDaemon: DockerBackend {
         }
         let record = try Self.mapping { try next.network(reference) }
         let network = try overlayNetwork(record)
-        let peers = peers(of: record.id)
-        let attached = try await worker.run { [driver] in
-            try driver.ensureSandbox(network)
-            let attached = try driver.attach(
-                EndpointSpec(id: endpoint.id, workload: namespace, address: endpoint.address, mac: endpoint.mac), to: network)
-            try driver.syncPeers(peers, on: network)
-            return attached
-        }
-        next.endpoints[endpoint.id]?.hostInterface = attached.hostInterface
-        next.endpoints[endpoint.id]?.workloadInterface = attached.workloadInterface
         try commit(next)
+        let peers = peers(of: record.id)
+        let attached: AttachedEndpoint?
+        do {
+            attached = try await worker.run { [driver] in
+                try driver.ensureSandbox(network)
+                var attached: AttachedEndpoint?
+                if try !driver.hasEndpoint(endpoint.id, on: network) {
+                    attached = try driver.attach(
+                        EndpointSpec(id: endpoint.id, workload: namespace, address: endpoint.address, mac: endpoint.mac), to: network)
+                }
+                try driver.syncPeers(peers, on: network)
+                return attached
+            }
+        } catch {
+            var undo = state
+            undo.endpoints[endpoint.id] = nil
+            try? commit(undo)
+            wake()
+            throw APIError(.internalServerError, "attaching \(request.container) to network \(record.name): \(error)")
+        }
+        if let attached, state.endpoints[endpoint.id] != nil {
+            var named = state
+            named.endpoints[endpoint.id]?.hostInterface = attached.hostInterface
+            named.endpoints[endpoint.id]?.workloadInterface = attached.workloadInterface
+            try commit(named)
+        }
+        wake() // starts watching the sandbox's events
         logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(request.container)",
-                                                    "address": "\(endpoint.address)", "interface": "\(attached.workloadInterface)"])
+                                                    "address": "\(endpoint.address)", "interface": "\(attached?.workloadInterface ?? "-")"])
     }
 
     public func disconnect(network reference: String, _ request: NetworkDisconnectRequest) async throws {
@@ -158,10 +177,11 @@ public actor NodeDaemon: DockerBackend {
             }
         }
         let network = try overlayNetwork(try Self.mapping { try state.network(endpoint.networkID) })
-        try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
+        // The record goes first: a reconciler pass must not put the veth back.
         var next = state
         next.endpoints[endpoint.id] = nil
         try commit(next)
+        try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
         logger.info("detached endpoint", metadata: ["network": "\(network.id.prefix(12))", "container": "\(request.container)"])
         wake()
     }
@@ -338,6 +358,7 @@ public actor NodeDaemon: DockerBackend {
                                 report.endpointsRepaired += 1
                             }
                         }
+                        report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: endpoints.map(\.id), on: network)
                         let sync = try driver.syncPeers(peers, on: network)
                         report.peerEntriesAdded += sync.added
                         report.peerEntriesRemoved += sync.removed
@@ -358,7 +379,7 @@ public actor NodeDaemon: DockerBackend {
         }
         if outcome.changed || !outcome.errors.isEmpty {
             logger.notice("reconciled", metadata: [
-                "sandboxesRepaired": "\(outcome.sandboxesRepaired)", "sandboxesRemoved": "\(outcome.sandboxesRemoved)", "endpointsRepaired": "\(outcome.endpointsRepaired)",
+                "sandboxesRepaired": "\(outcome.sandboxesRepaired)", "sandboxesRemoved": "\(outcome.sandboxesRemoved)", "endpointsRepaired": "\(outcome.endpointsRepaired)", "endpointsRemoved": "\(outcome.endpointsRemoved)",
                 "staleEndpoints": "\(outcome.staleEndpoints.count)", "peerEntriesAdded": "\(outcome.peerEntriesAdded)",
                 "peerEntriesRemoved": "\(outcome.peerEntriesRemoved)", "errors": "\(outcome.errors)"])
         }
@@ -377,13 +398,15 @@ public struct ReconcileReport: Sendable, Equatable {
     public var sandboxesRepaired = 0
     public var sandboxesRemoved = 0
     public var endpointsRepaired = 0
+    /// Endpoint veths that no endpoint record owns, removed.
+    public var endpointsRemoved = 0
     public var staleEndpoints: [String] = []
     public var peerEntriesAdded = 0
     public var peerEntriesRemoved = 0
     public var errors: [String] = []
 
     public var changed: Bool {
-        sandboxesRepaired + sandboxesRemoved + endpointsRepaired + staleEndpoints.count + peerEntriesAdded + peerEntriesRemoved > 0
+        sandboxesRepaired + sandboxesRemoved + endpointsRepaired + endpointsRemoved + staleEndpoints.count + peerEntriesAdded + peerEntriesRemoved > 0
     }
 }
 

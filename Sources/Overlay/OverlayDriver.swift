@@ -321,3 +321,22 @@ extension OverlayDriver {
         return sync
     }
 }
+
+extension OverlayDriver {
+    /// Deletes endpoint veths in the sandbox that belong to no endpoint in
+    /// `endpointIDs` (left by a crash between attach and record, or by a
+    /// detach that was recorded but not carried out). Returns how many.
+    @discardableResult
+    public func removeStrayEndpoints(keeping endpointIDs: [String], on network: OverlayNetwork) throws -> Int {
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
+        let keep = Set(endpointIDs.map(Self.hostInterfaceName))
+        var removed = 0
+        for link in try inside.links() where link.name.hasPrefix("ve-") && !keep.contains(link.name) {
+            do {
+                try inside.linkDelete(name: link.name)
+                removed += 1
+            } catch NetlinkError.linkNotFound {}
+        }
+        return removed
+    }
+}

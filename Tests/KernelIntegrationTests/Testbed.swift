@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+import Lab
+import Namespaces
+
+/// A test bed for daemon tests: lab hosts, each running its own swarmnetd
+/// (entered with `nsenter --net`, as scripts/testbed does), torn down
+/// whatever happens.
+final class Testbed: @unchecked Sendable {
+    let lab: Lab
+    let hosts: [Lab.Host]
+    let root: String
+    private(set) var daemons: [String: Process] = [:]
+    let binDirectory: String
+
+    init(hosts count: Int, reconcileInterval: Double = 1) throws {
+        try TestHost.requireRoot()
+        lab = Lab(prefix: TestHost.uniqueName() + "-")
+        root = "/run/swarmnet-test/\(lab.prefix.dropLast())"
+        binDirectory = URL(fileURLWithPath: TestHost.swarmnetExecutable).deletingLastPathComponent().path
+        do {
+            hosts = try lab.up(hosts: count)
+            for host in hosts { try start(host.name, reconcileInterval: reconcileInterval) }
+        } catch {
+            lab.down()
+            throw error
+        }
+    }
+
+    func socket(_ host: String) -> String { "\(root)/\(host)/api.sock" }
+
+    /// Starts (or restarts) the daemon of `host` and waits for its API.
+    func start(_ host: String, reconcileInterval: Double = 1) throws {
+        let directory = "\(root)/\(host)"
+        try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = ["--net=/run/netns/\(lab.prefix)\(host)", "\(binDirectory)/swarmnetd",
+                             "--node-name", host, "--state-dir", directory + "/state", "--socket", socket(host),
+                             "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
+                             "--reconcile-interval", "\(reconcileInterval)"] + (host == "h1" ? [] : ["--worker"])
+        _ = FileManager.default.createFile(atPath: directory + "/swarmnetd.log", contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/swarmnetd.log"))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        daemons[host] = process
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if (try? docker(host, ["version", "--format", "{{.Server.Version}}"])) != nil { return }
+            guard process.isRunning else { break }
+            usleep(100_000)
+        }
+        throw CommandFailure(arguments: ["swarmnetd", host], status: -1, stderr: (try? String(contentsOfFile: directory + "/swarmnetd.log", encoding: .utf8)) ?? "")
+    }
+
+    /// Kills the daemon of `host` with SIGKILL (no clean-up at all).
+    func kill9(_ host: String) {
+        guard let process = daemons[host] else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func stop(_ host: String) {
+        guard let process = daemons[host], process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    /// The stock docker CLI against a host's daemon.
+    @discardableResult
+    func docker(_ host: String, _ arguments: [String]) throws -> String {
+        try Self.run(["docker"] + arguments, environment: ["DOCKER_HOST": "unix://\(socket(host))"])
+    }
+
+    /// swarmnet against a host's daemon.
+    @discardableResult
+    func swarmnet(_ host: String, _ arguments: [String]) throws -> String {
+        try Self.run([TestHost.swarmnetExecutable] + arguments, environment: ["SWARMNET_SOCKET": socket(host)])
+    }
+
+    /// A workload namespace belonging to the test bed (removed with it).
+    func workload(_ name: String) throws -> NetworkNamespace {
+        try NetworkNamespace.create(named: "\(lab.prefix)\(name)")
+    }
+
+    func log(_ host: String) -> String {
+        (try? String(contentsOfFile: "\(root)/\(host)/swarmnetd.log", encoding: .utf8)) ?? ""
+    }
+
+    func tearDown() {
+        for host in daemons.keys { stop(host) }
+        lab.down()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    static func run(_ arguments: [String], environment: [String: String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CommandFailure(arguments: arguments, status: process.terminationStatus, stderr: String(decoding: errorData, as: UTF8.self))
+        }
+        return String(decoding: outputData, as: UTF8.self)
+    }
+}
+
+/// Runs `body` with a test bed, tearing it down afterwards.
+func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, _ body: (Testbed) throws -> T) throws -> T {
+    let testbed = try Testbed(hosts: hosts, reconcileInterval: reconcileInterval)
+    defer { testbed.tearDown() }
+    return try body(testbed)
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func eventually(_ seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    repeat {
+        if try condition() { return true }
+        usleep(50_000)
+    } while Date() < deadline
+    return try condition()
+}
