@@ -80,6 +80,9 @@ struct Swarmnetd: AsyncParsableCommand {
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
 
+        if Self.netnsMountIsSlave() {
+            logger.warning("/run/netns is a slave mount here (as `ip netns exec` makes it): the sandboxes this daemon creates will not be visible to `ip netns` or other processes. Start swarmnetd with `nsenter --net=...` instead.")
+        }
         let daemon = try NodeDaemon(configuration: configuration, logger: logger)
         logger.info("starting", metadata: ["socket": "\(socket)", "dataPath": "\(address)", "underlay": "\(device)",
                                            "stateDir": "\(stateDir)", "manager": "\(!worker)"])
@@ -97,6 +100,19 @@ struct Swarmnetd: AsyncParsableCommand {
         await daemon.shutdown()
         unlink(socket)
         logger.info("stopped")
+    }
+
+    /// True when /run/netns is mounted as a slave of another mount namespace,
+    /// so that namespace files bind-mounted here do not propagate out.
+    static func netnsMountIsSlave() -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 6, fields[4] == "/run/netns" else { continue }
+            let optional = fields[6...].prefix { $0 != "-" }
+            return optional.contains { $0.hasPrefix("master:") } && !optional.contains { $0.hasPrefix("shared:") }
+        }
+        return false
     }
 
     /// The data-path address, its device and MTU, from what was given.
