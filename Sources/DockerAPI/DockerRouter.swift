@@ -36,9 +36,11 @@ public struct DockerRouter: Sendable {
     public static let minimumAPIVersion = "1.24"
 
     public let backend: DockerBackend
+    public let debug: SwarmnetDebugBackend?
 
-    public init(backend: DockerBackend) {
+    public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil) {
         self.backend = backend
+        self.debug = debug
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
@@ -79,6 +81,16 @@ public struct DockerRouter: Sendable {
             return try Self.json(.created, await backend.createNetwork(request))
         default:
             break
+        }
+        if let debug, method == .GET, segments.count >= 3, segments[0] == "swarmnet", segments[1] == "debug" {
+            switch (segments[2], segments.count) {
+            case ("overlay", 4):
+                return try Self.json(.ok, await debug.debugOverlay(network: segments[3].removingPercentEncoding ?? segments[3]))
+            case ("peers", 3):
+                return try Self.json(.ok, await debug.debugPeers())
+            default:
+                break
+            }
         }
         // /networks/{id} and /networks/{id}/(connect|disconnect)
         if segments.first == "networks", segments.count == 2 || segments.count == 3 {

@@ -1,4 +1,6 @@
 import ArgumentParser
+import DockerAPI
+import Foundation
 import Inspect
 import Netlink
 
@@ -83,6 +85,55 @@ struct DebugFDB: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try Output.print(try Views.fdb(options.session(), device: dev), format: options.format, table: Views.table)
+        }
+    }
+}
+
+struct DebugOverlay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "overlay",
+        abstract: "Show a network's desired peers on this host beside the kernel's FDB and neighbour entries, marking each difference.")
+
+    @OptionGroup var daemon: DaemonOptions
+    @Option(help: "Output format: table or json.") var format: OutputFormat = .table
+    @Argument(help: "Network name or ID.") var network: String
+
+    func run() throws {
+        try reportingErrors {
+            let report = try JSONDecoder().decode(
+                OverlayDebugReport.self, from: daemon.call("GET", "/swarmnet/debug/overlay/\(NetworkInspect.escape(network))"))
+            if format == .json {
+                try Output.print([report], format: .json) { _ in TextTable(headers: []) }
+                return
+            }
+            print("host \(report.node) (data path \(report.dataPathAddress)), network \(report.network) (\(report.networkID.prefix(12))), VNI \(report.vni)")
+            print("sandbox \(report.sandbox): \(report.sandboxExists ? "present" : "absent")")
+            print("local endpoints: \(report.localEndpoints.isEmpty ? "none" : report.localEndpoints.joined(separator: ", "))")
+            let differences = report.peers.filter { $0.status != "ok" }.count
+            print(TextTable(headers: ["ADDRESS", "MAC", "DESIRED VTEP", "FDB VTEP", "NEIGH MAC", "STATUS"], rows: report.peers.map {
+                [$0.address ?? "-", $0.mac, $0.desiredVTEP ?? "-", $0.fdbVTEP ?? "-", $0.neighbourMAC ?? "-",
+                 $0.status == "ok" ? "ok" : "** \($0.status.uppercased()) **"]
+            }).render(), terminator: "")
+            print("\(report.peers.count - differences) in sync, \(differences) differing")
+        }
+    }
+}
+
+struct DebugPeers: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "peers", abstract: "Show the cluster's nodes as this node's gossip layer sees them.")
+
+    @OptionGroup var daemon: DaemonOptions
+    @Option(help: "Output format: table or json.") var format: OutputFormat = .table
+
+    func run() throws {
+        try reportingErrors {
+            let peers = try JSONDecoder().decode([PeerNode].self, from: daemon.call("GET", "/swarmnet/debug/peers"))
+            try Output.print(peers, format: format) { peers in
+                TextTable(headers: ["NODE", "ADDRESS", "STATE", "INCARNATION", "NETWORKS"], rows: peers.map {
+                    [$0.name, $0.address, $0.state, $0.incarnation.map(String.init) ?? "-",
+                     $0.networks.isEmpty ? "-" : $0.networks.map { String($0.prefix(12)) }.joined(separator: ",")]
+                })
+            }
         }
     }
 }

@@ -88,7 +88,7 @@ struct Swarmnetd: AsyncParsableCommand {
                                            "stateDir": "\(stateDir)", "manager": "\(!worker)"])
         let api = APIService(
             server: UnixHTTPServer(path: socket, logger: logger, handler: { request in
-                await DockerRouter(backend: daemon).handle(request)
+                await DockerRouter(backend: daemon, debug: daemon).handle(request)
             }),
             logger: logger)
         let group = ServiceGroup(

@@ -1,0 +1,77 @@
+import Foundation
+
+// swarmnet's own debugging endpoints, beside the Docker API paths:
+//   GET /swarmnet/debug/overlay/{network}   desired peers beside the kernel's entries
+//   GET /swarmnet/debug/peers               the nodes this node knows
+
+/// One remote endpoint as this host should program it, and what the kernel has.
+public struct OverlayPeerStatus: Codable, Sendable, Equatable {
+    public var address: String?
+    public var mac: String
+    /// The VTEP the endpoint lives behind, per the cluster (nil: not desired).
+    public var desiredVTEP: String?
+    /// The FDB entry's destination on vxlan0 (nil: missing).
+    public var fdbVTEP: String?
+    /// The neighbour entry's MAC for the address (nil: missing).
+    public var neighbourMAC: String?
+    /// "ok", "missing", "wrong" or "extra".
+    public var status: String
+
+    public init(address: String?, mac: String, desiredVTEP: String?, fdbVTEP: String?, neighbourMAC: String?, status: String) {
+        self.address = address
+        self.mac = mac
+        self.desiredVTEP = desiredVTEP
+        self.fdbVTEP = fdbVTEP
+        self.neighbourMAC = neighbourMAC
+        self.status = status
+    }
+}
+
+/// `swarmnet debug overlay NETWORK` for one host.
+public struct OverlayDebugReport: Codable, Sendable {
+    public var node: String
+    public var dataPathAddress: String
+    public var network: String
+    public var networkID: String
+    public var vni: UInt32
+    public var sandbox: String
+    public var sandboxExists: Bool
+    public var localEndpoints: [String]
+    public var peers: [OverlayPeerStatus]
+
+    public init(node: String, dataPathAddress: String, network: String, networkID: String, vni: UInt32, sandbox: String,
+                sandboxExists: Bool, localEndpoints: [String], peers: [OverlayPeerStatus]) {
+        self.node = node
+        self.dataPathAddress = dataPathAddress
+        self.network = network
+        self.networkID = networkID
+        self.vni = vni
+        self.sandbox = sandbox
+        self.sandboxExists = sandboxExists
+        self.localEndpoints = localEndpoints
+        self.peers = peers
+    }
+}
+
+/// A node as this node's membership layer sees it.
+public struct PeerNode: Codable, Sendable {
+    public var name: String
+    public var address: String
+    public var state: String
+    public var incarnation: UInt64?
+    public var networks: [String]
+
+    public init(name: String, address: String, state: String, incarnation: UInt64?, networks: [String]) {
+        self.name = name
+        self.address = address
+        self.state = state
+        self.incarnation = incarnation
+        self.networks = networks
+    }
+}
+
+/// What the daemon provides for swarmnet's debugging endpoints.
+public protocol SwarmnetDebugBackend: Sendable {
+    func debugOverlay(network: String) async throws -> OverlayDebugReport
+    func debugPeers() async throws -> [PeerNode]
+}
