@@ -71,13 +71,13 @@ final class Testbed: @unchecked Sendable {
     /// The stock docker CLI against a host's daemon.
     @discardableResult
     func docker(_ host: String, _ arguments: [String]) throws -> String {
-        try Self.run(["docker"] + arguments, environment: ["DOCKER_HOST": "unix://\(socket(host))"])
+        try TestHost.run(["docker"] + arguments, environment: ["DOCKER_HOST": "unix://\(socket(host))"])
     }
 
     /// swarmnet against a host's daemon.
     @discardableResult
     func swarmnet(_ host: String, _ arguments: [String]) throws -> String {
-        try Self.run([TestHost.swarmnetExecutable] + arguments, environment: ["SWARMNET_SOCKET": socket(host)])
+        try TestHost.run([TestHost.swarmnetExecutable] + arguments, environment: ["SWARMNET_SOCKET": socket(host)])
     }
 
     /// A workload namespace belonging to the test bed (removed with it).
@@ -93,25 +93,6 @@ final class Testbed: @unchecked Sendable {
         for host in daemons.keys { stop(host) }
         lab.down()
         try? FileManager.default.removeItem(atPath: root)
-    }
-
-    static func run(_ arguments: [String], environment: [String: String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CommandFailure(arguments: arguments, status: process.terminationStatus, stderr: String(decoding: errorData, as: UTF8.self))
-        }
-        return String(decoding: outputData, as: UTF8.self)
     }
 }
 
