@@ -64,7 +64,7 @@ extension LiveGossipNode {
         let maxFrameSize = maxFrameSize
         let timeout = streamTimeAmount
         let once = Once()
-        ClientBootstrap(group: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -74,8 +74,13 @@ extension LiveGossipNode {
                         StreamClientHandler(request: request, timeout: timeout, once: once, promise: promise))
                 }
             }
-            .connect(host: destination.host, port: Int(destination.port))
-            .whenFailure { _ in
+        // An IP literal (what the core always holds) skips the resolver.
+        let connected = if let address = try? SocketAddress(ipAddress: destination.host, port: Int(destination.port)) {
+            bootstrap.connect(to: address)
+        } else {
+            bootstrap.connect(host: destination.host, port: Int(destination.port))
+        }
+        connected.whenFailure { _ in
                 if once.claim() { promise.succeed(nil) }
             }
         return promise.futureResult.map { [self] response in
