@@ -52,6 +52,9 @@ let package = Package(
         .target(name: "Gossip"),
         .target(name: "Raft"),
         .target(name: "RaftSimulation", dependencies: ["Raft"]),
+        .target(name: "RaftStorage", dependencies: ["Raft"]),
+        .target(name: "ReplicatedStore", dependencies: ["Raft"]),
+        .executableTarget(name: "raft-crash-writer", dependencies: ["Raft", "RaftStorage"]),
         .target(
             name: "Inspect",
             dependencies: ["Netlink", "Namespaces", "Addressing", "CLibNL"]),
@@ -81,6 +84,8 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
+        .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),
+        .testTarget(name: "ReplicatedStoreTests", dependencies: ["Raft", "RaftStorage", "ReplicatedStore"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",

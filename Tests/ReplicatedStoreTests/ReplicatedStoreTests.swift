@@ -1,0 +1,107 @@
+import Foundation
+import Raft
+@testable import ReplicatedStore
+import Testing
+
+struct ReplicatedStoreTests {
+    func put(_ key: String, _ value: String, in c: String = "c") -> StoreOperation {
+        .create(collection: c, key: key, value: Array(value.utf8))
+    }
+
+    /// Collects the first `n` events of a stream, or fails after a second.
+    func first(_ n: Int, of stream: AsyncStream<WatchEvent>) async throws -> [WatchEvent] {
+        try await withThrowingTaskGroup(of: [WatchEvent].self) { g in
+            g.addTask {
+                var out: [WatchEvent] = []
+                for await ev in stream {
+                    out.append(ev)
+                    if out.count == n { break }
+                }
+                return out
+            }
+            g.addTask {
+                try await Task.sleep(for: .seconds(2))
+                throw CancellationError()
+            }
+            let r = try await g.next()!
+            g.cancelAll()
+            return r
+        }
+    }
+
+    func indexes(_ evs: [WatchEvent]) -> [Index] {
+        evs.map { if case let .change(c) = $0 { c.index } else { 0 } }
+    }
+
+    @Test func watchFromAnIndexReplaysHistoryThenFollows() async throws {
+        let store = ReplicatedStore()
+        var f = EntryFeed()
+        store.apply((1...5).map { f.entry(put("k\($0)", "v", in: $0 % 2 == 0 ? "even" : "odd")).0 })
+        let all = try store.watch(from: 3)
+        let even = try store.watch(from: 0, collection: "even")
+        store.apply([f.entry(put("k6", "v", in: "even")).0, f.entry(put("k1", "again", in: "odd")).0])
+        store.apply([f.raw([])])
+        store.apply([f.entry(.update(collection: "even", key: "k2", value: [1], expectedVersion: nil)).0])
+        #expect(indexes(try await first(5, of: all)) == [3, 4, 5, 6, 9])
+        let evs = try await first(4, of: even)
+        #expect(indexes(evs) == [2, 4, 6, 9])
+        guard case let .change(last) = evs[3] else { Issue.record("not a change"); return }
+        #expect(last.kind == .updated && last.object.key == "k2" && last.object.version == 2)
+    }
+
+    @Test func watchBeyondHistoryIsRefused() throws {
+        let store = ReplicatedStore(historyLimit: 4)
+        var f = EntryFeed()
+        store.apply((1...10).map { f.entry(put("k\($0)", "v")).0 })
+        #expect(throws: StoreError.compacted(requested: 2, oldest: 7)) { _ = try store.watch(from: 2) }
+        _ = try store.watch(from: 7)
+        // A store restored from a snapshot has no history before it.
+        let other = ReplicatedStore()
+        try other.restore(snapshot: store.state.encoded)
+        #expect(throws: StoreError.compacted(requested: 10, oldest: 11)) { _ = try other.watch(from: 10) }
+        _ = try other.watch(from: 11)
+    }
+
+    @Test func restoreTellsWatchers() async throws {
+        let source = ReplicatedStore()
+        var f = EntryFeed()
+        source.apply((1...3).map { f.entry(put("k\($0)", "v")).0 })
+        let store = ReplicatedStore()
+        let w = try store.watch(from: 1)
+        try store.restore(snapshot: source.state.encoded)
+        store.apply([f.entry(put("k4", "v")).0])
+        let evs = try await first(2, of: w)
+        #expect(evs[0] == .restored(index: 3))
+        #expect(indexes([evs[1]]) == [4])
+        #expect(store.state.list("c").count == 4)
+        #expect(throws: StoreError.self) { try store.restore(snapshot: [1, 2, 3]) }
+    }
+
+    @Test func resultsGoToTheirRequestID() async throws {
+        let store = ReplicatedStore()
+        var f = EntryFeed()
+        let (e1, id1) = f.entry(put("a", "1"))
+        let (e2, id2) = f.entry(put("a", "2"))
+        let (e3, id3) = f.entry(put("b", "3"))
+        store.expect(id1)
+        store.expect(id2)
+        // Applied before anyone waits: kept for the waiter.
+        store.apply([e1])
+        let waiting = Task { try await store.result(for: id2) }
+        try await Task.sleep(for: .milliseconds(20))
+        store.apply([e2, e3])
+        let r2 = try await waiting.value
+        #expect(r2.id == id2 && r2.result == .failure(.alreadyExists(collection: "c", key: "a")))
+        let r1 = try await store.result(for: id1)
+        #expect(r1.index == 1)
+        // Nobody expected id3 (another node's proposal): nothing is kept.
+        #expect(store.takeResult(id3) == nil)
+        await #expect(throws: StoreError.cancelled(id3)) { _ = try await store.result(for: id3) }
+        let id4 = RequestID(node: 9, sequence: 1)
+        store.expect(id4)
+        let cancelled = Task { try await store.result(for: id4) }
+        try await Task.sleep(for: .milliseconds(20))
+        store.cancel(id4)
+        await #expect(throws: StoreError.cancelled(id4)) { _ = try await cancelled.value }
+    }
+}
