@@ -189,7 +189,9 @@ struct Replay {
             }
             // Below `first`: the snapshot covers entries whose segments are gone; what follows stands.
         case let .entry(e):
-            if entries.isEmpty && marker == nil {
+            if entries.isEmpty {
+                // Nothing to continue: segments before this one may be gone (a snapshot covered
+                // them) or a snapshot cleared the log; `assemble` checks the gap to the snapshot.
                 first = e.index
             } else if e.index < first || e.index > last + 1 {
                 throw StorageError.inconsistent(
