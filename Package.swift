@@ -90,5 +90,14 @@ let package = Package(
         .testTarget(
             name: "KernelIntegrationTests",
             dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "swarmnet", "swarmnetd"]),
+
+        // Load balancing: the IPVS back end over generic netlink and its tests
+        // (IPVSKernelTests need IPVS: scripts/test-ipvs runs them in scripts/ipvs-vm).
+        .target(name: "CIPVSShim", path: "CShims/CIPVSShim"),
+        .target(
+            name: "LoadBalancing",
+            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim"]),
+        .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
+        .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing"]),
     ]
 )

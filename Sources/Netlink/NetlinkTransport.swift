@@ -17,7 +17,8 @@ public protocol NetlinkTransport: AnyObject {
     func receive() throws -> [UInt8]
 }
 
-/// A NETLINK_ROUTE socket through libmnl, opened inside a namespace.
+/// A netlink socket through libmnl (NETLINK_ROUTE unless asked otherwise),
+/// opened inside a namespace.
 ///
 /// The socket is created on a thread that has entered the namespace and
 /// stays bound to that namespace afterwards, so it is then used from any
@@ -27,14 +28,15 @@ public final class MnlSocket: NetlinkTransport {
     public let portID: UInt32
     private var buffer: [UInt8]
 
-    /// Opens a socket in `namespace` (the caller's own when nil), joined to
-    /// the multicast `groups` (RTNLGRP_* values) for event subscriptions.
-    public init(namespace: NetworkNamespace?, groups: [UInt32] = []) throws {
+    /// Opens a socket of netlink `protocol` (NETLINK_GENERIC for IPVS) in
+    /// `namespace` (the caller's own when nil), joined to the multicast
+    /// `groups` (RTNLGRP_* values) for event subscriptions.
+    public init(namespace: NetworkNamespace?, groups: [UInt32] = [], protocol: Int32 = NETLINK_ROUTE) throws {
         let opened: OpaquePointer?
         if let namespace {
-            opened = try namespace.run { mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) }
+            opened = try namespace.run { mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue)) }
         } else {
-            opened = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue))
+            opened = mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue))
         }
         guard let opened else { throw NetlinkError.socket(operation: "open", errno: errno) }
         socket = opened

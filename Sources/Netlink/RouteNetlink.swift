@@ -39,13 +39,16 @@ public final class RouteNetlink: @unchecked Sendable {
 
     // MARK: - One request
 
+    // execute, query, dump and apply(_:describe:) serve any netlink protocol:
+    // the IPVS back end (LoadBalancing) runs them over a NETLINK_GENERIC socket.
+
     /// Sends a request that changes something and waits for the kernel's ack.
-    func execute(_ request: NetlinkRequest, operation: String, object: String) throws {
+    public func execute(_ request: NetlinkRequest, operation: String, object: String) throws {
         _ = try exchange(request, operation: operation, object: object)
     }
 
     /// Sends a request for one object and returns the reply message.
-    func query(_ request: NetlinkRequest, operation: String, object: String) throws -> NetlinkMessage {
+    public func query(_ request: NetlinkRequest, operation: String, object: String) throws -> NetlinkMessage {
         let replies = try exchange(request, operation: operation, object: object)
         guard let reply = replies.first else {
             throw NetlinkError.malformedMessage("\(operation) \(object): the kernel acknowledged without a reply")
@@ -56,7 +59,7 @@ public final class RouteNetlink: @unchecked Sendable {
     /// Dumps a table. A dump the kernel marks interrupted (the table changed
     /// while it was read, NLM_F_DUMP_INTR) is read to its end, discarded and
     /// asked for again: a caller never sees half a table.
-    func dump(_ request: NetlinkRequest, operation: String) throws -> [NetlinkMessage] {
+    public func dump(_ request: NetlinkRequest, operation: String) throws -> [NetlinkMessage] {
         for _ in 0..<Self.dumpAttempts {
             var interrupted = false
             let messages = try exchange(request, operation: operation, object: "", interrupted: &interrupted)
@@ -130,21 +133,27 @@ public final class RouteNetlink: @unchecked Sendable {
     ///
     /// Throws `NetlinkError.batchFailed` listing each failed request.
     public func apply(_ batch: NetlinkBatch) throws {
+        try apply(batch.requests) { (batch.operation(at: $0), batch.object(at: $0)) }
+    }
+
+    /// `apply(_:)` for requests of any netlink protocol; `describe` names the
+    /// operation and object of request `index`, called only for a failure.
+    public func apply(_ requests: [NetlinkRequest], describe: (Int) -> (operation: String, object: String)) throws {
         var failures: [BatchFailure] = []
         try lock.withLock {
             var start = 0
-            while start < batch.requests.count {
+            while start < requests.count {
                 var datagram: [UInt8] = []
                 var sequences: [UInt32: Int] = [:]
                 var end = start
-                while end < batch.requests.count,
-                      datagram.isEmpty || datagram.count + batch.requests[end].bytes.count <= Self.batchDatagramLimit {
-                    var request = batch.requests[end]
+                while end < requests.count,
+                      datagram.isEmpty || datagram.count + requests[end].bytes.count <= Self.batchDatagramLimit {
+                    var request = requests[end]
                     let sequence = nextSequence()
                     request.setSequence(sequence)
                     sequences[sequence] = end
-                    if end + 1 < batch.requests.count,
-                       datagram.count + request.bytes.count + batch.requests[end + 1].bytes.count <= Self.batchDatagramLimit {
+                    if end + 1 < requests.count,
+                       datagram.count + request.bytes.count + requests[end + 1].bytes.count <= Self.batchDatagramLimit {
                         request.clearAckFlag()
                     }
                     datagram += request.bytes
@@ -158,8 +167,9 @@ public final class RouteNetlink: @unchecked Sendable {
                         guard Int32(message.type) == NLMSG_ERROR, let index = sequences[message.sequence] else { continue }
                         let ack = try Acknowledgement(message)
                         if ack.errno != 0 {
+                            let (operation, object) = describe(index)
                             failures.append(BatchFailure(index: index, error: KernelError(
-                                operation: batch.operation(at: index), object: batch.object(at: index),
+                                operation: operation, object: object,
                                 errno: ack.errno, kernelMessage: ack.kernelMessage)))
                         }
                         if message.sequence == lastSequence { finished = true }
@@ -169,7 +179,7 @@ public final class RouteNetlink: @unchecked Sendable {
             }
         }
         if !failures.isEmpty {
-            throw NetlinkError.batchFailed(failures: failures, total: batch.requests.count)
+            throw NetlinkError.batchFailed(failures: failures, total: requests.count)
         }
     }
 

@@ -1,0 +1,212 @@
+import Addressing
+import Foundation
+import Glibc
+import LoadBalancing
+import Namespaces
+import Netlink
+import Testing
+
+/// Real connections through a VIP: a client namespace, a load-balancer
+/// namespace holding the VIP and IPVS (NAT), and two backend namespaces
+/// each running a tiny TCP server written here (the VM has no python).
+///
+///     client 10.30.0.2 ── 10.30.0.1 [lb: VIP 10.40.0.5 on lo] 10.31.1.1 ── 10.31.1.2 b1
+///                                                              10.31.2.1 ── 10.31.2.2 b2
+@Suite(.enabled(if: IPVSEnvironment.shouldRun), .serialized)
+struct IPVSTrafficTests {
+    static let vip = ip("10.40.0.5")
+    static let key = ServiceKey.address(vip, .tcp, port: 80)
+
+    @Test func connectionsToTheVIPReachBothBackendsAndNotARemovedOne() throws {
+        try IPVSTestHost.withNamespaces(4) { namespaces in
+            let (lb, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
+            try Topology.wire(lb: lb, client: client, backends: [b1, b2])
+            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"),
+                           try TCPServer(namespace: b2, port: 8080, reply: "b2")]
+            defer { servers.forEach { $0.stop() } }
+
+            let ipvs = try IPVS(namespace: lb)
+            try ipvs.setSysctls(.swarm)
+            let both = VirtualService(key: Self.key, scheduler: .roundRobin,
+                                      realServers: [rs("10.31.1.2"), rs("10.31.2.2")])
+            try ipvs.reconcile(to: [both])
+
+            var answers: [String: Int] = [:]
+            for _ in 0..<20 { answers[try TCPClient.fetch(from: client, Self.vip, 80), default: 0] += 1 }
+            // Round robin over two backends: exactly half each.
+            #expect(answers == ["b1": 10, "b2": 10])
+            #expect(servers.map(\.accepted) == [10, 10])
+            // IPVS holds a connection entry (TIME_WAIT) for each.
+            let before = try ConnectionTable.entries(in: lb)
+            #expect(!before.filter { $0.destination == "0A1F0102:1F90" }.isEmpty, "\(before)")
+
+            // b1 leaves: weight 0, then deleted; expire_nodest_conn=1 makes
+            // the kernel drop its connection entries.
+            let changes = try ipvs.reconcile(to: [VirtualService(key: Self.key, scheduler: .roundRobin,
+                                                                 realServers: [rs("10.31.2.2")])])
+            #expect(changes.operations.count == 2)
+            var remaining = try ConnectionTable.entries(in: lb).filter { $0.destination == "0A1F0102:1F90" }
+            let deadline = Date().addingTimeInterval(5)
+            while !remaining.isEmpty && Date() < deadline {
+                usleep(100_000)
+                remaining = try ConnectionTable.entries(in: lb).filter { $0.destination == "0A1F0102:1F90" }
+            }
+            #expect(remaining.isEmpty, "connection entries of the removed backend: \(remaining)")
+
+            for _ in 0..<6 { #expect(try TCPClient.fetch(from: client, Self.vip, 80) == "b2") }
+            #expect(servers.map(\.accepted) == [10, 16])
+        }
+    }
+
+    @Test func weightedRoundRobinFollowsTheWeights() throws {
+        try IPVSTestHost.withNamespaces(4) { namespaces in
+            let (lb, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
+            try Topology.wire(lb: lb, client: client, backends: [b1, b2])
+            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"),
+                           try TCPServer(namespace: b2, port: 8080, reply: "b2")]
+            defer { servers.forEach { $0.stop() } }
+            let ipvs = try IPVS(namespace: lb)
+            try ipvs.reconcile(to: [VirtualService(key: Self.key, scheduler: .weightedRoundRobin,
+                                                   realServers: [rs("10.31.1.2", weight: 1), rs("10.31.2.2", weight: 3)])])
+            var answers: [String: Int] = [:]
+            for _ in 0..<20 { answers[try TCPClient.fetch(from: client, Self.vip, 80), default: 0] += 1 }
+            #expect(answers == ["b1": 5, "b2": 15])
+            // The kernel's counters agree (connections in TIME_WAIT are inactive).
+            let counts = try ipvs.destinations(of: Self.key).map { $0.activeConnections + $0.inactiveConnections }
+            #expect(counts == [5, 15])
+        }
+    }
+}
+
+/// Veths, addresses and routes for the traffic tests, through swarmnet's
+/// own rtnetlink layer.
+enum Topology {
+    static func wire(lb: NetworkNamespace, client: NetworkNamespace, backends: [NetworkNamespace]) throws {
+        let lbLink = try RouteNetlink(namespace: lb)
+        for namespace in [lb, client] + backends {
+            try RouteNetlink(namespace: namespace).linkSet(name: "lo", up: true)
+        }
+        try lbLink.linkAdd(LinkSpec(name: "to-client", kind: .veth(peer: VethPeer(name: "eth0", namespace: client, up: true)), up: true))
+        try lbLink.addressAdd(try IPPrefix(parsing: "10.30.0.1/24"), device: "to-client")
+        let clientLink = try RouteNetlink(namespace: client)
+        try clientLink.addressAdd(try IPPrefix(parsing: "10.30.0.2/24"), device: "eth0")
+        try clientLink.routeAdd(RouteEntry(destination: nil, gateway: ip("10.30.0.1")))
+        for (index, backend) in backends.enumerated() {
+            let n = index + 1
+            try lbLink.linkAdd(LinkSpec(name: "to-b\(n)", kind: .veth(peer: VethPeer(name: "eth0", namespace: backend, up: true)), up: true))
+            try lbLink.addressAdd(try IPPrefix(parsing: "10.31.\(n).1/24"), device: "to-b\(n)")
+            let link = try RouteNetlink(namespace: backend)
+            try link.addressAdd(try IPPrefix(parsing: "10.31.\(n).2/24"), device: "eth0")
+            try link.routeAdd(RouteEntry(destination: nil, gateway: ip("10.31.\(n).1")))
+        }
+        // The VIP is local to the balancer (IPVS takes it at LOCAL_IN);
+        // replies from the backends are forwarded back to the client.
+        try lbLink.addressAdd(try IPPrefix(parsing: "10.40.0.5/32"), device: "lo")
+        try IPVSTestHost.write("/proc/sys/net/ipv4/ip_forward", "1\n", in: lb)
+    }
+}
+
+/// IPVS's connection table of a namespace (/proc/net/ip_vs_conn), with
+/// addresses and ports in hex as the kernel prints them.
+enum ConnectionTable {
+    struct Entry: CustomStringConvertible {
+        let proto: String
+        let destination: String
+        let state: String
+        var description: String { "\(proto) -> \(destination) \(state)" }
+    }
+
+    static func entries(in namespace: NetworkNamespace) throws -> [Entry] {
+        // Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
+        try IPVSTestHost.read("/proc/thread-self/net/ip_vs_conn", in: namespace)
+            .split(separator: "\n").dropFirst().compactMap { line in
+                let words = line.split(separator: " ").map(String.init)
+                guard words.count >= 8 else { return nil }
+                return Entry(proto: words[0], destination: "\(words[5]):\(words[6])", state: words[7])
+            }
+    }
+}
+
+/// A TCP server in a namespace: the listening socket is created on a thread
+/// inside it, then accepted from a thread of its own; each connection gets
+/// `reply` and is closed.
+final class TCPServer: @unchecked Sendable {
+    private let fd: Int32
+    private let count = Mutex(0)
+    private let stopped = Mutex(false)
+    private let thread: Thread
+
+    var accepted: Int { count.withLock { $0 } }
+
+    init(namespace: NetworkNamespace, port: UInt16, reply: String) throws {
+        let fd = try namespace.run { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw CommandFailed(arguments: ["socket"], status: errno, stderr: "") }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0, listen(fd, 64) == 0 else {
+                let saved = errno
+                close(fd)
+                throw CommandFailed(arguments: ["bind/listen", "\(port)"], status: saved, stderr: "")
+            }
+            return fd
+        }
+        self.fd = fd
+        let count = self.count
+        let stopped = self.stopped
+        let payload = Array((reply + "\n").utf8)
+        thread = Thread {
+            while !stopped.withLock({ $0 }) {
+                var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard Glibc.poll(&poll, 1, 100) > 0 else { continue }
+                let connection = accept(fd, nil, nil)
+                guard connection >= 0 else { continue }
+                count.withLock { $0 += 1 }
+                _ = payload.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+                close(connection)
+            }
+            close(fd)
+        }
+        thread.start()
+    }
+
+    func stop() { stopped.withLock { $0 = true } }
+}
+
+/// One connection from a namespace: the socket is made inside it, then
+/// used from here. Returns the server's one-line answer.
+enum TCPClient {
+    static func fetch(from namespace: NetworkNamespace, _ address: IPAddress, _ port: UInt16) throws -> String {
+        let fd = try namespace.run { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        guard fd >= 0 else { throw CommandFailed(arguments: ["socket"], status: errno, stderr: "") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = port.bigEndian
+        guard case .v4(let v4) = address else { throw CommandFailed(arguments: ["connect", "\(address)"], status: EAFNOSUPPORT, stderr: "") }
+        target.sin_addr.s_addr = v4.value.bigEndian
+        let connected = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            throw CommandFailed(arguments: ["connect", "\(address):\(port)"], status: errno, stderr: String(cString: strerror(errno)))
+        }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var received: [UInt8] = []
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
