@@ -58,6 +58,38 @@ struct IPVSTrafficTests {
         }
     }
 
+    /// UDP has no FIN: without help a removed backend's entries live for
+    /// the UDP timeout (300 s) and keep receiving a client's datagrams.
+    @Test func udpEntriesOfARemovedBackendAreFlushedToo() throws {
+        try IPVSTestHost.withNamespaces(4) { namespaces in
+            let (lb, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
+            try Topology.wire(lb: lb, client: client, backends: [b1, b2])
+            let servers = [try UDPServer(namespace: b1, port: 5353, reply: "b1"),
+                           try UDPServer(namespace: b2, port: 5353, reply: "b2")]
+            defer { servers.forEach { $0.stop() } }
+            let ipvs = try IPVS(namespace: lb)
+            try ipvs.setSysctls(.swarm)
+            let key = ServiceKey.address(Self.vip, .udp, port: 53)
+            try ipvs.reconcile(to: [VirtualService(key: key, realServers: [rs("10.31.1.2", 5353), rs("10.31.2.2", 5353)])])
+
+            var answers: [String: Int] = [:]
+            for _ in 0..<10 { answers[try UDPClient.ask(from: client, Self.vip, 53), default: 0] += 1 }
+            #expect(answers == ["b1": 5, "b2": 5])
+            let b1Entries = { try ConnectionTable.entries(in: lb).filter { $0.proto == "UDP" && $0.destination == "0A1F0102:14E9" } }
+            #expect(try b1Entries().count == 5)
+
+            try ipvs.reconcile(to: [VirtualService(key: key, realServers: [rs("10.31.2.2", 5353)])])
+            let deadline = Date().addingTimeInterval(5)
+            var remaining = try b1Entries()
+            while !remaining.isEmpty && Date() < deadline {
+                usleep(100_000)
+                remaining = try b1Entries()
+            }
+            #expect(remaining.isEmpty, "UDP entries of the removed backend: \(remaining)")
+            for _ in 0..<4 { #expect(try UDPClient.ask(from: client, Self.vip, 53) == "b2") }
+        }
+    }
+
     @Test func weightedRoundRobinFollowsTheWeights() throws {
         try IPVSTestHost.withNamespaces(4) { namespaces in
             let (lb, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
@@ -208,5 +240,77 @@ enum TCPClient {
             received += buffer[0..<n]
         }
         return String(decoding: received, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// A UDP server in a namespace: answers every datagram with `reply`.
+final class UDPServer: @unchecked Sendable {
+    private let stopped = Mutex(false)
+
+    init(namespace: NetworkNamespace, port: UInt16, reply: String) throws {
+        let fd = try namespace.run { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard fd >= 0, bound == 0 else { throw CommandFailed(arguments: ["udp bind", "\(port)"], status: errno, stderr: "") }
+            return fd
+        }
+        let stopped = self.stopped
+        let payload = Array(reply.utf8)
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 512)
+            while !stopped.withLock({ $0 }) {
+                var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard Glibc.poll(&poll, 1, 100) > 0 else { continue }
+                var peer = sockaddr_storage()
+                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                let n = withUnsafeMutablePointer(to: &peer) { peerPointer in
+                    peerPointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                        buffer.withUnsafeMutableBytes { recvfrom(fd, $0.baseAddress, $0.count, 0, address, &length) }
+                    }
+                }
+                guard n >= 0 else { continue }
+                _ = withUnsafePointer(to: &peer) { peerPointer in
+                    peerPointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                        payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, address, length) }
+                    }
+                }
+            }
+            close(fd)
+        }.start()
+    }
+
+    func stop() { stopped.withLock { $0 = true } }
+}
+
+/// One question from a new UDP socket (so a new source port, a new IPVS entry).
+enum UDPClient {
+    static func ask(from namespace: NetworkNamespace, _ address: IPAddress, _ port: UInt16) throws -> String {
+        let fd = try namespace.run { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        guard fd >= 0 else { throw CommandFailed(arguments: ["socket"], status: errno, stderr: "") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard case .v4(let v4) = address else { throw CommandFailed(arguments: ["ask", "\(address)"], status: EAFNOSUPPORT, stderr: "") }
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = port.bigEndian
+        target.sin_addr.s_addr = v4.value.bigEndian
+        let connected = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0, send(fd, "?", 1, 0) == 1 else {
+            throw CommandFailed(arguments: ["udp send", "\(address):\(port)"], status: errno, stderr: String(cString: strerror(errno)))
+        }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else {
+            throw CommandFailed(arguments: ["udp receive", "\(address):\(port)"], status: errno, stderr: String(cString: strerror(errno)))
+        }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 }
