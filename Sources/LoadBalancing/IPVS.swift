@@ -66,6 +66,7 @@ public final class IPVS: LoadBalancerBackend, @unchecked Sendable {
         }
     }
 
+    /// Whether IPVS answered, with its version, or why not.
     public enum Availability: Sendable, Equatable {
         case available(version: String, connectionTableSize: UInt32)
         case unavailable(reason: String)
