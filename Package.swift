@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // C: system libraries and the one small shim (see CShims/*/).
@@ -44,12 +45,21 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing",
+                "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing", "GossipRuntime", "Gossip",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "Lab", dependencies: ["Netlink", "Namespaces", "Addressing"]),
         .target(name: "Gossip"),
+        .target(
+            name: "GossipRuntime",
+            dependencies: [
+                "Gossip",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "Raft"),
         .target(name: "RaftSimulation", dependencies: ["Raft"]),
         .target(name: "RaftStorage", dependencies: ["Raft"]),
@@ -75,6 +85,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
+            name: "gossip-node",
+            dependencies: [
+                "GossipRuntime", "Gossip",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
             name: "swarmnet-bench",
             dependencies: ["Netlink", "Namespaces", "Addressing"]),
 
@@ -83,6 +101,7 @@ let package = Package(
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
+        .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["Raft", "RaftStorage", "ReplicatedStore"]),

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Addressing
 import DockerAPI
+import GossipRuntime
 import Namespaces
 import Netlink
 import Overlay
@@ -58,16 +59,41 @@ extension NodeDaemon: SwarmnetDebugBackend {
         return rows
     }
 
-    /// The nodes this node knows: itself, and the hosts of remote endpoints
-    /// (the gossip layer will add members without endpoints).
+    /// The nodes this node knows: the gossip layer's members with their
+    /// state and incarnation (or, running alone, itself and the hosts of
+    /// remote endpoints), with the networks each has endpoints on.
     public func debugPeers() async throws -> [PeerNode] {
+        let byHost = Dictionary(grouping: remoteEndpoints.values, by: { $0.nodeName ?? $0.node })
+        let own = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.networkID)).sorted()
+        if let gossip {
+            return gossip.node.members().sorted { $0.name < $1.name }.map { member in
+                let networks = member.name == configuration.nodeName ? own : Set((byHost[member.name] ?? []).map(\.networkID)).sorted()
+                return PeerNode(name: member.name, address: member.address.description,
+                                state: member.name == configuration.nodeName ? "\(member.status) (self)" : "\(member.status)",
+                                incarnation: member.incarnation, networks: networks)
+            }
+        }
         var nodes = [PeerNode(name: configuration.nodeName, address: configuration.dataPathAddress.description, state: "alive (self)",
-                              incarnation: nil, networks: Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.networkID)).sorted())]
-        let remote = Dictionary(grouping: remoteEndpoints.values, by: \.node)
-        for (node, endpoints) in remote.sorted(by: { $0.key < $1.key }) {
+                              incarnation: nil, networks: own)]
+        for (node, endpoints) in byHost.sorted(by: { $0.key < $1.key }) {
             nodes.append(PeerNode(name: node, address: endpoints.first!.vtep.description, state: "known by its endpoints",
                                   incarnation: nil, networks: Set(endpoints.map(\.networkID)).sorted()))
         }
         return nodes
+    }
+
+    /// A gossip table as this node holds it, tombstones and suspended
+    /// entries included. `network` may be a network's name or ID, or the
+    /// cluster-wide gossip network.
+    public func debugTable(network reference: String, table: String) async throws -> [TableEntryView] {
+        guard let gossip else { throw APIError(.serviceUnavailable, "this node runs without gossip") }
+        let network = reference == ClusterGossip.clusterNetwork ? reference : (try? state.network(reference).id) ?? reference
+        let dump: GossipDump
+        do { dump = try gossip.node.dump(network: network, table: table) } catch {
+            throw APIError(.serviceUnavailable, "gossip: \(error)")
+        }
+        return dump.entries.map {
+            TableEntryView(key: $0.key, owner: $0.owner, lamportTime: $0.time, visible: $0.visible, deleting: $0.deleting, value: $0.text)
+        }
     }
 }

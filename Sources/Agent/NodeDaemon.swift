@@ -30,6 +30,8 @@ public actor NodeDaemon: DockerBackend {
     private let wakeReconciler: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
     private let watcher: SandboxWatcher
+    /// The gossip layer, once started; nil runs the node alone.
+    private(set) var gossip: ClusterGossip?
     let started = Date()
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
@@ -81,6 +83,7 @@ public actor NodeDaemon: DockerBackend {
                 id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         }
         try commit(next)
+        publish(record)
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
         return NetworkCreateResponse(id: record.id)
@@ -112,6 +115,7 @@ public actor NodeDaemon: DockerBackend {
         let network = try overlayNetwork(record)
         try await worker.run { [driver] in try driver.removeSandbox(network) }
         try commit(next)
+        try? gossip?.withdraw(networkID: record.id)
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
 
@@ -133,7 +137,16 @@ public actor NodeDaemon: DockerBackend {
         let endpoint = try Self.mapping {
             try next.addEndpoint(
                 id: Identifier.make(), network: reference, node: nodeID, namespacePath: namespace.path, name: request.container,
-                requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress)
+                requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress,
+                nodeName: configuration.nodeName,
+                // Until allocation moves to the Raft-replicated manager state,
+                // each node allocates: it skips the addresses gossip says
+                // others hold, and a worker starts its search at a point of
+                // its own (a hash of its ID; the manager from the start), so
+                // two nodes attaching at once rarely pick the same address.
+                // Rarely is not never: see the README.
+                alsoTaken: Set(remoteEndpoints.values.filter { $0.networkID == (try? next.network(reference).id) }.map(\.address.address)),
+                searchStart: configuration.isManager ? 1 : nodeID.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 })
         }
         let record = try Self.mapping { try next.network(reference) }
         let network = try overlayNetwork(record)
@@ -164,6 +177,7 @@ public actor NodeDaemon: DockerBackend {
             named.endpoints[endpoint.id]?.workloadInterface = attached.workloadInterface
             try commit(named)
         }
+        if let recorded = state.endpoints[endpoint.id] { publish(recorded) }
         wake() // starts watching the sandbox's events
         logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(request.container)",
                                                     "address": "\(endpoint.address)", "interface": "\(attached?.workloadInterface ?? "-")"])
@@ -181,9 +195,72 @@ public actor NodeDaemon: DockerBackend {
         var next = state
         next.endpoints[endpoint.id] = nil
         try commit(next)
+        let last = !state.endpoints.values.contains { $0.networkID == endpoint.networkID && $0.node == nodeID }
+        try? gossip?.withdraw(endpoint: endpoint, lastOnNetwork: last)
         try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
         logger.info("detached endpoint", metadata: ["network": "\(network.id.prefix(12))", "container": "\(request.container)"])
         wake()
+    }
+
+    // MARK: - Gossip
+
+    /// Connects the node to the cluster's gossip: republishes what this node
+    /// owns (after a restart, others may hold older versions) and follows
+    /// every change until cancelled.
+    public func runGossip(_ gossip: ClusterGossip) async {
+        self.gossip = gossip
+        for endpoint in localEndpoints() { publish(endpoint) }
+        if configuration.isManager {
+            for network in state.networks.values { publish(network) }
+        }
+        refreshFromGossip()
+        for await _ in gossip.events() {
+            refreshFromGossip()
+        }
+    }
+
+    /// Takes the cluster's view from gossip: workers replicate the network
+    /// definitions; every node learns the endpoints of other hosts.
+    func refreshFromGossip() {
+        guard let gossip else { return }
+        if !configuration.isManager {
+            // Add what the manager published; drop only what it deleted
+            // (a tombstone), never what is merely unseen (not yet synced) or
+            // suspended (the manager is down), nor a network with endpoints here.
+            let view = gossip.networkView()
+            var next = state
+            for record in view.published { next.networks[record.id] = record }
+            for id in view.deleted where !next.endpoints.values.contains(where: { $0.networkID == id }) {
+                next.networks[id] = nil
+            }
+            if next != state { try? commit(next) }
+        }
+        // Follow every network's endpoint table (not only those with local
+        // endpoints, as NetworkDB does): allocation needs the addresses in use.
+        let joined = Set(gossip.node.networks())
+        for id in state.networks.keys where !joined.contains(id) { try? gossip.node.joinNetwork(id) }
+        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil
+            && !state.endpoints.values.contains(where: { $0.networkID == id }) {
+            try? gossip.node.leaveNetwork(id)
+        }
+        let remote = gossip.endpoints().filter { $0.node != nodeID }
+        let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        if updated != remoteEndpoints {
+            remoteEndpoints = updated
+            wake()
+        }
+    }
+
+    private func publish(_ endpoint: EndpointRecord) {
+        do { try gossip?.publish(endpoint: endpoint) } catch {
+            logger.error("publishing endpoint", metadata: ["endpoint": "\(endpoint.id.prefix(12))", "error": "\(error)"])
+        }
+    }
+
+    private func publish(_ network: NetworkRecord) {
+        do { try gossip?.publish(network: network) } catch {
+            logger.error("publishing network", metadata: ["network": "\(network.name)", "error": "\(error)"])
+        }
     }
 
     // MARK: - Peers from other nodes
@@ -253,7 +330,7 @@ public actor NodeDaemon: DockerBackend {
     func resource(_ record: NetworkRecord) -> NetworkResource {
         let local = state.endpoints.values.filter { $0.networkID == record.id && $0.node == nodeID }
         let remote = remoteEndpoints.values.filter { $0.networkID == record.id }
-        var peers = Set(remote.map { "\($0.node) \($0.vtep)" })
+        var peers = Set(remote.map { "\($0.nodeName ?? $0.node) \($0.vtep)" })
         if !local.isEmpty { peers.insert("\(configuration.nodeName) \(configuration.dataPathAddress)") }
         return NetworkResource(
             name: record.name, id: record.id, created: record.created.rfc3339, driver: record.driver,
@@ -376,6 +453,11 @@ public actor NodeDaemon: DockerBackend {
             var next = state
             for id in outcome.staleEndpoints { next.endpoints[id] = nil }
             try? commit(next)
+            for id in outcome.staleEndpoints {
+                guard let gone = local.first(where: { $0.id == id }) else { continue }
+                let last = !state.endpoints.values.contains { $0.networkID == gone.networkID && $0.node == nodeID }
+                try? gossip?.withdraw(endpoint: gone, lastOnNetwork: last)
+            }
         }
         if outcome.changed || !outcome.errors.isEmpty {
             logger.notice("reconciled", metadata: [

@@ -119,13 +119,14 @@ public struct ClusterState: Codable, Sendable, Equatable {
     /// first free) and records it.
     public mutating func addEndpoint(
         id: String, network reference: String, node: String, namespacePath: String, name: String,
-        requestedAddress: String?, vtep: IPAddress
+        requestedAddress: String?, vtep: IPAddress, nodeName: String? = nil, alsoTaken: Set<IPAddress> = [],
+        searchStart: UInt32 = 1
     ) throws -> EndpointRecord {
         let record = try network(reference)
         if endpoints.values.contains(where: { $0.networkID == record.id && $0.namespacePath == namespacePath }) {
             throw ClusterError.forbidden("endpoint \(name) is already attached to network \(record.name)")
         }
-        let taken = Set(endpoints.values.filter { $0.networkID == record.id }.map(\.address.address))
+        let taken = Set(endpoints.values.filter { $0.networkID == record.id }.map(\.address.address)).union(alsoTaken)
         let address: IPPrefix
         if let requestedAddress {
             guard let parsed = try? IPAddress(parsing: requestedAddress) else {
@@ -133,11 +134,12 @@ public struct ClusterState: Codable, Sendable, Equatable {
             }
             address = try AddressAllocator.check(parsed, in: record.subnet, gateway: record.gateway, taken: taken)
         } else {
-            address = try AddressAllocator.allocate(in: record.subnet, gateway: record.gateway, taken: taken)
+            address = try AddressAllocator.allocate(in: record.subnet, gateway: record.gateway, taken: taken, start: searchStart)
         }
         guard case .v4(let v4) = address.address else { throw ClusterError.invalidRequest("IPv6 endpoints are not supported") }
-        let endpoint = EndpointRecord(id: id, networkID: record.id, node: node, namespacePath: namespacePath, name: name,
+        var endpoint = EndpointRecord(id: id, networkID: record.id, node: node, namespacePath: namespacePath, name: name,
                                       address: address, mac: MACAddress(derivedFrom: v4), vtep: vtep)
+        endpoint.nodeName = nodeName
         endpoints[id] = endpoint
         return endpoint
     }

@@ -38,8 +38,10 @@ public struct NetworkRecord: Codable, Sendable, Hashable {
 public struct EndpointRecord: Codable, Sendable, Hashable {
     public var id: String
     public var networkID: String
-    /// The node (host) the endpoint lives on.
+    /// The node (host) the endpoint lives on: its ID.
     public var node: String
+    /// The node's name, for people.
+    public var nodeName: String?
     /// The workload's namespace: a path to its nsfs file.
     public var namespacePath: String
     /// The name the user gave (the Docker "container" reference).

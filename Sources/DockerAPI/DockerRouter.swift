@@ -88,6 +88,9 @@ public struct DockerRouter: Sendable {
                 return try Self.json(.ok, await debug.debugOverlay(network: segments[3].removingPercentEncoding ?? segments[3]))
             case ("peers", 3):
                 return try Self.json(.ok, await debug.debugPeers())
+            case ("table", 5):
+                return try Self.json(.ok, await debug.debugTable(
+                    network: segments[3].removingPercentEncoding ?? segments[3], table: segments[4].removingPercentEncoding ?? segments[4]))
             default:
                 break
             }

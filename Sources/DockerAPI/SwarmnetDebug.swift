@@ -3,6 +3,7 @@ import Foundation
 // swarmnet's own debugging endpoints, beside the Docker API paths:
 //   GET /swarmnet/debug/overlay/{network}   desired peers beside the kernel's entries
 //   GET /swarmnet/debug/peers               the nodes this node knows
+//   GET /swarmnet/debug/table/{network}/{table}   a gossip table as this node holds it
 
 /// One remote endpoint as this host should program it, and what the kernel has.
 public struct OverlayPeerStatus: Codable, Sendable, Equatable {
@@ -70,8 +71,29 @@ public struct PeerNode: Codable, Sendable {
     }
 }
 
+/// One gossip table entry as this node holds it.
+public struct TableEntryView: Codable, Sendable {
+    public var key: String
+    public var owner: String
+    public var lamportTime: UInt64
+    /// False while the owner is failed (suspended) or for a tombstone.
+    public var visible: Bool
+    public var deleting: Bool
+    public var value: String?
+
+    public init(key: String, owner: String, lamportTime: UInt64, visible: Bool, deleting: Bool, value: String?) {
+        self.key = key
+        self.owner = owner
+        self.lamportTime = lamportTime
+        self.visible = visible
+        self.deleting = deleting
+        self.value = value
+    }
+}
+
 /// What the daemon provides for swarmnet's debugging endpoints.
 public protocol SwarmnetDebugBackend: Sendable {
     func debugOverlay(network: String) async throws -> OverlayDebugReport
     func debugPeers() async throws -> [PeerNode]
+    func debugTable(network: String, table: String) async throws -> [TableEntryView]
 }

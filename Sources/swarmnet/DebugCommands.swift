@@ -137,3 +137,28 @@ struct DebugPeers: ParsableCommand {
         }
     }
 }
+
+struct DebugTable: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "table",
+        abstract: "Show a gossip table as this node holds it (tombstones and entries of failed nodes included).",
+        discussion: "NETWORK is a network's name or ID, or swarmnet.cluster for the cluster-wide table of networks. Tables: endpoints, networks.")
+
+    @OptionGroup var daemon: DaemonOptions
+    @Option(help: "Output format: table or json.") var format: OutputFormat = .table
+    @Argument(help: "Network name or ID, or swarmnet.cluster.") var network: String
+    @Argument(help: "Table name.") var table: String
+
+    func run() throws {
+        try reportingErrors {
+            let entries = try JSONDecoder().decode([TableEntryView].self, from: daemon.call(
+                "GET", "/swarmnet/debug/table/\(NetworkInspect.escape(network))/\(NetworkInspect.escape(table))"))
+            try Output.print(entries, format: format) { entries in
+                TextTable(headers: ["KEY", "OWNER", "TIME", "STATE"], rows: entries.map {
+                    [String($0.key.prefix(12)), $0.owner, "\($0.lamportTime)",
+                     $0.deleting ? "deleted (tombstone)" : ($0.visible ? "visible" : "suspended (owner failed)")]
+                })
+            }
+        }
+    }
+}

@@ -44,7 +44,7 @@ struct LabDown: ParsableCommand {
     @Option(help: "Prefix of every namespace of the lab.") var prefix: String
 
     func run() throws {
-        guard prefix.count >= 3 else { throw ValidationError("refusing a prefix shorter than 3 characters") }
+        guard prefix.count >= 2 else { throw ValidationError("refusing a prefix shorter than 2 characters") }
         Lab(prefix: prefix).down()
     }
 }

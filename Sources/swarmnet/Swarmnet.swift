@@ -16,7 +16,7 @@ struct Swarmnet: ParsableCommand {
 struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show what the kernel holds: namespaces, links, addresses, routes, neighbours, FDB.",
-        subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self, DebugOverlay.self, DebugPeers.self])
+        subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self, DebugOverlay.self, DebugPeers.self, DebugTable.self])
 }
 
 /// Writes to standard error (progress lines, kept apart from listings).

@@ -6,6 +6,8 @@ import Agent
 import ArgumentParser
 import DockerAPI
 import Foundation
+import Gossip
+import GossipRuntime
 import Logging
 import Netlink
 import ServiceLifecycle
@@ -51,12 +53,31 @@ struct Swarmnetd: AsyncParsableCommand {
     @Flag(help: "Run as a worker: this node does not allocate networks.")
     var worker = false
 
+    @Option(help: "Address the gossip layer binds (default: the data-path address).")
+    var gossipAddr: String?
+
+    @Option(help: "UDP and TCP port of the gossip layer.")
+    var gossipPort = 7946
+
+    @Option(help: "A member of the cluster to join through, HOST:PORT (repeatable).", transform: { try NodeAddress(parsing: $0) })
+    var join: [NodeAddress] = []
+
+    @Option(help: "AES-256 gossip key, base64 (repeatable; the first one encrypts, all decrypt).", transform: { try GossipKey(base64: $0) })
+    var gossipKey: [GossipKey] = []
+
+    @Option(help: "Gossip timings: lan (memberlist's defaults) or fast (ten times faster, for tests).")
+    var gossipProfile = "lan"
+
+    @Flag(help: "Run without the gossip layer (a node alone).")
+    var noGossip = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
+        guard ["lan", "fast"].contains(gossipProfile) else { throw ValidationError("--gossip-profile is lan or fast") }
     }
 
     func run() async throws {
@@ -91,9 +112,17 @@ struct Swarmnetd: AsyncParsableCommand {
                 await DockerRouter(backend: daemon, debug: daemon).handle(request)
             }),
             logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReconcilerService(daemon: daemon))]
+        if !noGossip {
+            let keyring = gossipKey.first.map { Keyring(primary: $0, others: Array(gossipKey.dropFirst())) }
+            let gossip = ClusterGossip(name: name, configuration: gossipProfile == "fast" ? .fast : .lan, keyring: keyring, logger: logger)
+            services.append(.init(service: GossipService(
+                daemon: daemon, gossip: gossip, bind: gossipAddr ?? address.description, port: gossipPort, seeds: join)))
+        }
+        services.append(.init(service: api))
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ReconcilerService(daemon: daemon)), .init(service: api)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
@@ -149,6 +178,34 @@ struct APIService: Service {
         try await cancelWhenGracefulShutdown {
             try await server.run(ready: { [logger, server] in logger.info("API listening", metadata: ["socket": "\(server.path)"]) })
         }
+    }
+}
+
+/// Runs the gossip layer: binds, joins the cluster (retrying until a seed
+/// answers), follows changes; leaves gracefully on shutdown.
+struct GossipService: Service {
+    let daemon: NodeDaemon
+    let gossip: ClusterGossip
+    let bind: String
+    let port: Int
+    let seeds: [NodeAddress]
+
+    func run() async throws {
+        try await gossip.start(bind: bind, port: port, seeds: [])
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await daemon.runGossip(gossip) }
+                group.addTask {
+                    // Seeds may start later than this node: keep trying.
+                    while !seeds.isEmpty && !Task.isCancelled {
+                        if (try? await gossip.node.join(seeds)) != nil { break }
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
+                await group.waitForAll()
+            }
+        }
+        await gossip.stop()
     }
 }
 

@@ -38,7 +38,8 @@ final class Testbed: @unchecked Sendable {
         process.arguments = ["--net=/run/netns/\(lab.prefix)\(host)", "\(binDirectory)/swarmnetd",
                              "--node-name", host, "--state-dir", directory + "/state", "--socket", socket(host),
                              "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
-                             "--reconcile-interval", "\(reconcileInterval)"] + (host == "h1" ? [] : ["--worker"])
+                             "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"]
+            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"])
         _ = FileManager.default.createFile(atPath: directory + "/swarmnetd.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/swarmnetd.log"))
         log.seekToEndOfFile()
