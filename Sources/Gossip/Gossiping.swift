@@ -35,20 +35,37 @@ extension GossipNode {
             }
         }
         for network in joinedNetworks {
-            guard var queue = networkBroadcasts[network], !queue.isEmpty else { continue }
-            let peers = networkPeers(network)
-            let limit = GossipMath.retransmitLimit(multiplier: configuration.retransmitMultiplier, nodes: peers.count + 1)
-            for target in random.sample(peers, count: configuration.gossipNodes) {
-                let messages = queue.take(budget: budget, overhead: GossipCodec.messageOverhead, maxCount: maxCount, transmitLimit: limit)
-                if messages.isEmpty { break }
-                emitPacket(to: target.address, messages)
-            }
-            if peers.isEmpty {
-                // Nobody to tell yet; push-pull will carry the entries when a peer joins.
-                queue.removeAll()
-            }
-            networkBroadcasts[network] = queue
+            gossipTables(of: network)
         }
+    }
+
+    /// Sends one round of a network's queued table broadcasts to random members of it.
+    mutating func gossipTables(of network: String) {
+        let budget = configuration.maxPacketSize - GossipCodec.packetHeaderSize
+        let maxCount = GossipCodec.maxMessagesPerPacket
+        guard var queue = networkBroadcasts[network], !queue.isEmpty else { return }
+        let peers = networkPeers(network)
+        let limit = GossipMath.retransmitLimit(multiplier: configuration.retransmitMultiplier, nodes: peers.count + 1)
+        for target in random.sample(peers, count: configuration.gossipNodes) {
+            let messages = queue.take(budget: budget, overhead: GossipCodec.messageOverhead, maxCount: maxCount, transmitLimit: limit)
+            if messages.isEmpty { break }
+            emitPacket(to: target.address, messages)
+        }
+        if peers.isEmpty {
+            // Nobody to tell yet; push-pull will carry the entries when a peer joins.
+            queue.removeAll()
+        }
+        networkBroadcasts[network] = queue
+    }
+
+    /// Sends a network's queued table broadcasts now rather than at the next
+    /// gossip round, so a local write leaves at once (on average half a
+    /// gossip interval sooner, a whole one at worst). It is one round's worth
+    /// of sending, counted against the same retransmit limit, so the total
+    /// number of copies does not grow.
+    public mutating func flushTableBroadcasts(network: String, now: GossipInstant) -> [GossipOutput] {
+        if joinedNetworks.contains(network) { gossipTables(of: network) }
+        return drainOutbox()
     }
 
     /// Active members, other than this node, whose latest record says they are in `network`.

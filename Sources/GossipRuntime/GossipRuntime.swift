@@ -243,7 +243,7 @@ public final class LiveGossipNode: Sendable {
             } catch GossipTableError.entryNotFound {
                 try core.createEntry(network: network, table: table, key: key, value: value, now: now)
             }
-            return ((), [])
+            return ((), core.flushTableBroadcasts(network: network, now: now))
         }
     }
 
@@ -251,7 +251,7 @@ public final class LiveGossipNode: Sendable {
     public func delete(network: String, table: String, key: String) throws {
         _ = try mutate { core, now in
             try core.deleteEntry(network: network, table: table, key: key, now: now)
-            return ((), [])
+            return ((), core.flushTableBroadcasts(network: network, now: now))
         }
     }
 
