@@ -246,8 +246,35 @@ public actor NodeDaemon: DockerBackend {
         let remote = gossip.endpoints().filter { $0.node != nodeID }
         let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         if updated != remoteEndpoints {
+            let changed = Set(updated.values.map(\.networkID)).union(remoteEndpoints.values.map(\.networkID))
+                .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
             remoteEndpoints = updated
-            wake()
+            syncPeersSoon(of: changed)
+        }
+    }
+
+    /// The fast path for a peer change: program just the changed networks'
+    /// peers (one FDB and neighbour diff each) without a whole reconciler
+    /// pass; the next pass checks everything anyway.
+    private func syncPeersSoon(of networkIDs: Set<String>) {
+        var work: [(OverlayNetwork, [Peer])] = []
+        for id in networkIDs {
+            guard let record = state.networks[id], let network = try? overlayNetwork(record),
+                  state.endpoints.values.contains(where: { $0.networkID == id && $0.node == nodeID }) else { continue }
+            work.append((network, peers(of: id)))
+        }
+        guard !work.isEmpty else { return }
+        Task { [worker, driver, logger, work] in
+            do {
+                try await worker.run {
+                    for (network, peers) in work where (try? driver.sandbox(for: network).exists) == true {
+                        try driver.syncPeers(peers, on: network)
+                    }
+                }
+            } catch {
+                logger.warning("peer update failed; the reconciler will retry", metadata: ["error": "\(error)"])
+                self.wake()
+            }
         }
     }
 
