@@ -101,7 +101,11 @@ extension Views {
                 vxlan: link.vxlan.map { vxlan in
                     LinkView.VXLANView(
                         id: vxlan.vni, port: vxlan.port, local: vxlan.local?.description,
-                        link: vxlan.underlayIndex.map { names[$0] ?? "#\($0)" },
+                        // An underlay in another namespace (a sandbox's vxlan) is
+                        // known here only by its index there.
+                        link: vxlan.underlayIndex.map { index in
+                            link.linkNetnsID.map { "#\(index)@netns\($0)" } ?? names[index] ?? "#\(index)"
+                        },
                         learning: vxlan.learning, udpcsum: vxlan.udpChecksum, ttl: vxlan.ttl)
                 })
         }
