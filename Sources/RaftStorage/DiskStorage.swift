@@ -156,6 +156,9 @@ struct Replay {
     var first: Index = 0
     /// The last snapshot marker seen; entries after it start right after its index.
     var marker: (index: Index, term: Term)?
+    /// The highest snapshot index a marker recorded: as `PersistentState.append` requires, no entry
+    /// written after that marker can be at or below it.
+    var floor: Index = 0
     var hardState = HardState.empty
 
     var last: Index { first + Index(entries.count) - 1 }
@@ -173,6 +176,7 @@ struct Replay {
             hardState = hs
         case let .snapshotMarker(mIndex, mTerm):
             marker = (mIndex, mTerm)
+            floor = max(floor, mIndex)
             if entries.isEmpty {
                 first = mIndex + 1
             } else if let t = term(at: mIndex) {
@@ -189,16 +193,27 @@ struct Replay {
             }
             // Below `first`: the snapshot covers entries whose segments are gone; what follows stands.
         case let .entry(e):
-            if entries.isEmpty {
+            if e.index <= floor {
+                // Never written by the core: entries after a snapshot start above it.
+                throw StorageError.inconsistent(
+                    "\(file) at offset \(offset): entry \(e.index) rewrites the log at or below snapshot \(floor) recorded before it")
+            }
+            if entries.isEmpty || e.index < first {
                 // Nothing to continue: segments before this one may be gone (a snapshot covered
-                // them) or a snapshot cleared the log; `assemble` checks the gap to the snapshot.
+                // them) or a snapshot cleared the log. Below `first`, the entry rewrites the log
+                // from an index whose earlier records were in deleted segments (a conflict that
+                // replaced the uncommitted suffix, e.g. `803` written after a segment that starts
+                // with `804`): it replaces everything we hold, as `PersistentState.append` does.
+                // Either way `assemble` checks that the snapshot reaches the new start.
+                entries = [e]
                 first = e.index
-            } else if e.index < first || e.index > last + 1 {
+            } else if e.index > last + 1 {
                 throw StorageError.inconsistent(
                     "\(file) at offset \(offset): entry \(e.index) does not continue the log \(first)...\(last)")
+            } else {
+                if e.index <= last { entries.removeLast(Int(last - e.index + 1)) }
+                entries.append(e)
             }
-            if !entries.isEmpty, e.index <= last { entries.removeLast(Int(last - e.index + 1)) }
-            entries.append(e)
         }
     }
 

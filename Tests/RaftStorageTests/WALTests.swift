@@ -258,3 +258,87 @@ struct ReplayTests {
         #expect(throws: StorageError.self) { _ = try r.assemble(snapshot: old) }
     }
 }
+
+/// A conflict that rewrites the log from an index whose segment a later compaction deleted: found
+/// by the kill -9 test ("entry 803 does not continue the log 804...804"). Raft produces this
+/// sequence: a follower appends 803 (segment A is then full) and 804 (segment B), a new leader
+/// replaces the uncommitted 803... (written to B), the log commits, and two snapshots at or above
+/// 803 let the compaction delete A. The surviving log then starts with 804 followed by 803.
+struct RewriteBelowTheSurvivingLogTests {
+    @Test func conflictWhoseEarlierEntriesAreInADeletedSegment() throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let opts = DiskStorage.Options(segmentSizeLimit: 512)
+        let (storage, state) = try DiskStorage.open(directory: dir.path, options: opts)
+        var m = Mirror(storage: storage, model: state)
+        // Single entries, commit trailing by three, until the active segment is full.
+        var n: Index = 0
+        repeat {
+            n += 1
+            try m.save(hardState: HardState(term: 2, vote: 1, commit: n > 3 ? n - 3 : 0), entries: [entry(n, term: 2)])
+        } while try fileSize(storage.segmentFiles.last!) < opts.segmentSizeLimit
+        let segA = storage.segmentFiles.last!
+        try m.save(entries: [entry(n + 1, term: 2)])
+        let segB = storage.segmentFiles.last!
+        #expect(segB != segA, "entry \(n + 1) starts a new segment")
+        // A new leader replaces n... (uncommitted: commit is n - 3).
+        try m.save(hardState: HardState(term: 3, vote: 2, commit: n - 1), entries: entries(n...(n + 2), term: 3, size: 7))
+        try m.save(hardState: HardState(term: 3, vote: 2, commit: n + 2), entries: [])
+        try m.compact(at: n + 1)
+        try m.compact(at: n + 2)
+        #expect(storage.segmentFiles == [segB], "the second snapshot covers every segment before B")
+        try m.save(hardState: HardState(term: 3, vote: 2, commit: n + 2), entries: [entry(n + 3, term: 3)])
+
+        let (_, recovered) = try DiskStorage.open(directory: dir.path, options: opts)
+        #expect(recovered == m.model)
+        #expect(recovered.snapshot.metadata.index == n + 2)
+        #expect(recovered.entries == [entry(n + 3, term: 3)])
+        _ = RaftNode(config: Config(id: 1, randomSeed: 1), persisted: recovered)
+
+        // Falling back to the older snapshot (n + 1) needs nothing from A either.
+        let newest = try storage.snapshotFiles().last!
+        try flipByte(newest, at: 12)
+        let (_, fallback) = try DiskStorage.open(directory: dir.path, options: opts)
+        #expect(fallback.snapshot.metadata.index == n + 1)
+        #expect(fallback.entries.map(\.index) == [n + 2, n + 3])
+        #expect(fallback.entries.map(\.term) == [3, 3])
+    }
+
+    /// The same sequence as replayed records, with the exact indices of the failure.
+    @Test func replayOf804Then803() throws {
+        var r = Replay()
+        try r.apply(.hardState(HardState(term: 5, vote: 0, commit: 800)), file: "f", offset: 0)
+        try r.apply(.entry(entry(804, term: 5)), file: "f", offset: 1)
+        try r.apply(.entry(entry(803, term: 6)), file: "f", offset: 2)
+        try r.apply(.entry(entry(804, term: 6)), file: "f", offset: 3)
+        try r.apply(.hardState(HardState(term: 6, vote: 0, commit: 804)), file: "f", offset: 4)
+        try r.apply(.snapshotMarker(index: 803, term: 6), file: "f", offset: 5)
+        try r.apply(.entry(entry(805, term: 6)), file: "f", offset: 6)
+        let s803 = Snapshot(metadata: SnapshotMetadata(index: 803, term: 6, confState: ConfState(voters: [1])), data: [1])
+        let state = try r.assemble(snapshot: s803)
+        #expect(state.entries == [entry(804, term: 6), entry(805, term: 6)])
+        #expect(state.hardState.commit == 804)
+        // A snapshot at 802 also fits: the log now starts at 803.
+        let s802 = Snapshot(metadata: SnapshotMetadata(index: 802, term: 5, confState: ConfState(voters: [1])), data: [1])
+        #expect(try r.assemble(snapshot: s802).entries.map(\.index) == [803, 804, 805])
+        // One at 801 would need entry 802, which only a deleted segment held: refused.
+        let s801 = Snapshot(metadata: SnapshotMetadata(index: 801, term: 5, confState: ConfState(voters: [1])), data: [1])
+        #expect(throws: StorageError.self) { _ = try r.assemble(snapshot: s801) }
+    }
+
+    /// What Raft never writes is still refused: an entry at or below a snapshot recorded before it.
+    @Test(arguments: [Index(790), 800])
+    func entryAtOrBelowAnEarlierSnapshotMarkerIsAnError(index: Index) throws {
+        var r = Replay()
+        try r.apply(.entry(entry(795, term: 5)), file: "f", offset: 0)
+        try r.apply(.entry(entry(796, term: 5)), file: "f", offset: 1)
+        try r.apply(.snapshotMarker(index: 800, term: 5), file: "f", offset: 2)
+        try r.apply(.entry(entry(801, term: 5)), file: "f", offset: 3)
+        #expect {
+            try r.apply(.entry(entry(index, term: 6)), file: "seg", offset: 4)
+        } throws: { error in
+            guard case let StorageError.inconsistent(why) = error else { return false }
+            return why.contains("seg at offset 4") && why.contains("snapshot 800")
+        }
+    }
+}
