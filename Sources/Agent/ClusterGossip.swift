@@ -21,6 +21,8 @@ public final class ClusterGossip: Sendable {
     public static let clusterNetwork = "swarmnet.cluster"
     public static let networksTable = "networks"
     public static let endpointsTable = "endpoints"
+    /// Manager node → its cluster API address ("HOST:PORT").
+    public static let managersTable = "managers"
 
     public let node: LiveGossipNode
     let logger: Logger
@@ -74,7 +76,16 @@ public final class ClusterGossip: Sendable {
         if lastOnNetwork { try? node.leaveNetwork(record.networkID) }
     }
 
+    public func publish(manager address: String) throws {
+        try node.put(network: Self.clusterNetwork, table: Self.managersTable, key: node.name, value: Array(address.utf8))
+    }
+
     // MARK: - Reading (everyone's entries)
+
+    /// Cluster API addresses of the managers gossip knows.
+    public func managerAddresses() -> [String] {
+        node.entries(network: Self.clusterNetwork, table: Self.managersTable).map { String(decoding: $0.value, as: UTF8.self) }
+    }
 
     public func networks() -> [NetworkRecord] {
         node.entries(network: Self.clusterNetwork, table: Self.networksTable).compactMap { try? Self.decode(NetworkRecord.self, $0.value) }

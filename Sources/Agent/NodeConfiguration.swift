@@ -20,10 +20,13 @@ public struct NodeConfiguration: Sendable {
     public var reconcileInterval: Duration
     /// Until the Raft layer is wired in, one node allocates networks.
     public var isManager: Bool
+    /// Where a manager serves the cluster API ("HOST:PORT"), published
+    /// through gossip so that workers can ask it for addresses.
+    public var clusterAPIAddress: String?
 
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
-                reconcileInterval: Duration = .seconds(5), isManager: Bool = true) {
+                reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil) {
         self.nodeName = nodeName
         self.stateDirectory = stateDirectory
         self.socketPath = socketPath
@@ -34,5 +37,6 @@ public struct NodeConfiguration: Sendable {
         self.underlayMTU = underlayMTU
         self.reconcileInterval = reconcileInterval
         self.isManager = isManager
+        self.clusterAPIAddress = clusterAPIAddress
     }
 }

@@ -6,6 +6,8 @@ import Cluster
 import DockerAPI
 import Foundation
 import Logging
+import NIOHTTP1
+import NIOPosix
 import Namespaces
 import Netlink
 import Overlay
@@ -134,21 +136,23 @@ public actor NodeDaemon: DockerBackend {
         // The record comes first, so that a reconciler pass running meanwhile
         // sees the endpoint and neither removes nor duplicates its veth.
         var next = state
-        let endpoint = try Self.mapping {
-            try next.addEndpoint(
-                id: Identifier.make(), network: reference, node: nodeID, namespacePath: namespace.path, name: request.container,
-                requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress,
-                nodeName: configuration.nodeName,
-                // Until allocation moves to the Raft-replicated manager state,
-                // each node allocates: it skips the addresses gossip says
-                // others hold, and a worker starts its search at a point of
-                // its own (a hash of its ID; the manager from the start), so
-                // two nodes attaching at once rarely pick the same address.
-                // Rarely is not never: see the README.
-                alsoTaken: Set(remoteEndpoints.values.filter { $0.networkID == (try? next.network(reference).id) }.map(\.address.address)),
-                searchStart: configuration.isManager ? 1 : nodeID.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 })
-        }
         let record = try Self.mapping { try next.network(reference) }
+        if state.endpoints.values.contains(where: { $0.networkID == record.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
+            throw APIError(.forbidden, "endpoint \(request.container) is already attached to network \(record.name)")
+        }
+        // The manager allocates every address (it holds all allocations);
+        // a worker asks it over the cluster API.
+        let allocation = AllocationRequest(
+            endpointID: Identifier.make(), network: record.id, node: nodeID, nodeName: configuration.nodeName,
+            namespacePath: namespace.path, name: request.container,
+            requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress)
+        let endpoint: EndpointRecord
+        if configuration.isManager {
+            endpoint = try Self.mapping { try next.addEndpointRecord(allocation) }
+        } else {
+            endpoint = try await askManager(allocation)
+            next.endpoints[endpoint.id] = endpoint
+        }
         let network = try overlayNetwork(record)
         try commit(next)
         let peers = peers(of: record.id)
@@ -168,6 +172,7 @@ public actor NodeDaemon: DockerBackend {
             var undo = state
             undo.endpoints[endpoint.id] = nil
             try? commit(undo)
+            if !configuration.isManager { await releaseAtManager(endpoint.id) }
             wake()
             throw APIError(.internalServerError, "attaching \(request.container) to network \(record.name): \(error)")
         }
@@ -197,6 +202,7 @@ public actor NodeDaemon: DockerBackend {
         try commit(next)
         let last = !state.endpoints.values.contains { $0.networkID == endpoint.networkID && $0.node == nodeID }
         try? gossip?.withdraw(endpoint: endpoint, lastOnNetwork: last)
+        if !configuration.isManager { await releaseAtManager(endpoint.id) }
         try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
         logger.info("detached endpoint", metadata: ["network": "\(network.id.prefix(12))", "container": "\(request.container)"])
         wake()
@@ -212,6 +218,11 @@ public actor NodeDaemon: DockerBackend {
         for endpoint in localEndpoints() { publish(endpoint) }
         if configuration.isManager {
             for network in state.networks.values { publish(network) }
+            if let address = configuration.clusterAPIAddress {
+                do { try gossip.publish(manager: address) } catch {
+                    logger.error("publishing the cluster API address", metadata: ["error": "\(error)"])
+                }
+            }
         }
         refreshFromGossip()
         for await _ in gossip.events() {
@@ -288,6 +299,68 @@ public actor NodeDaemon: DockerBackend {
         do { try gossip?.publish(network: network) } catch {
             logger.error("publishing network", metadata: ["network": "\(network.name)", "error": "\(error)"])
         }
+    }
+
+    // MARK: - Address allocation
+
+    /// The manager's side: allocates an endpoint for a worker and keeps the
+    /// allocation (so the address stays taken, and the network cannot be
+    /// removed while the endpoint exists).
+    public func allocate(for request: AllocationRequest) throws -> EndpointRecord {
+        guard configuration.isManager else { throw APIError(.serviceUnavailable, "this node is not a manager") }
+        var next = state
+        if let existing = next.endpoints[request.endpointID] { return existing }
+        let record = try Self.mapping { try next.addEndpointRecord(request) }
+        try commit(next)
+        logger.info("allocated endpoint for a worker", metadata: ["node": "\(request.nodeName)", "address": "\(record.address)"])
+        return record
+    }
+
+    /// The manager's side: forgets a worker's endpoint allocation.
+    public func release(endpointID: String) throws {
+        guard let record = state.endpoints[endpointID] else { return }
+        guard record.node != nodeID else {
+            throw APIError(.forbidden, "endpoint \(endpointID) is attached on the manager itself")
+        }
+        var next = state
+        next.endpoints[endpointID] = nil
+        try commit(next)
+    }
+
+    /// The worker's side: asks the manager (found through gossip) to allocate.
+    private func askManager(_ request: AllocationRequest) async throws -> EndpointRecord {
+        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else {
+            throw APIError(.serviceUnavailable, "no manager is reachable to allocate an address (is the node joined to the cluster?)")
+        }
+        let body = try JSONEncoder.iso8601.encode(request)
+        let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
+        guard response.status == 201 else {
+            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: response.body))?.message ?? "status \(response.status)"
+            throw APIError(HTTPResponseStatus(statusCode: response.status), "manager \(manager): \(message)")
+        }
+        return try JSONDecoder.iso8601.decode(EndpointRecord.self, from: response.body)
+    }
+
+    /// The worker's side: tells the manager an endpoint is gone. Best effort:
+    /// a manager that cannot be reached keeps the allocation.
+    private func releaseAtManager(_ endpointID: String) async {
+        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else { return }
+        do {
+            _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
+        } catch {
+            logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
+        }
+    }
+
+    static func client(for address: String) -> UnixHTTPClient? {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { return nil }
+        return UnixHTTPClient(host: String(parts[0]), port: port)
+    }
+
+    /// Runs a blocking call (a socket exchange) off Swift's cooperative pool.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
     }
 
     // MARK: - Peers from other nodes
@@ -484,6 +557,7 @@ public actor NodeDaemon: DockerBackend {
                 guard let gone = local.first(where: { $0.id == id }) else { continue }
                 let last = !state.endpoints.values.contains { $0.networkID == gone.networkID && $0.node == nodeID }
                 try? gossip?.withdraw(endpoint: gone, lastOnNetwork: last)
+                if !configuration.isManager { await releaseAtManager(id) }
             }
         }
         if outcome.changed || !outcome.errors.isEmpty {

@@ -105,17 +105,14 @@ public struct VNIAllocator: Sendable {
 /// Hands out endpoint addresses inside a network's subnet: never the
 /// network address, the broadcast address or the gateway.
 public enum AddressAllocator {
-    /// The first free address from `start` on (wrapping around); `start` 0
-    /// or 1 is the first host address.
-    public static func allocate(in subnet: IPPrefix, gateway: IPAddress, taken: Set<IPAddress>, start: UInt32 = 1) throws -> IPPrefix {
+    /// The first free host address of the subnet.
+    public static func allocate(in subnet: IPPrefix, gateway: IPAddress, taken: Set<IPAddress>) throws -> IPPrefix {
         guard case .v4(let network) = subnet.network.address else {
             throw ClusterError.invalidRequest("invalid subnet \(subnet)")
         }
         let hosts = (UInt32.max >> UInt32(subnet.length))
         guard hosts >= 2 else { throw ClusterError.exhausted("subnet \(subnet) has no host addresses") }
-        let first = max(1, start % hosts)
-        for step in 0..<(hosts - 1) {
-            let offset = (first - 1 + step) % (hosts - 1) + 1
+        for offset in 1..<hosts {
             let address = IPAddress.v4(IPv4Address(network.value + offset))
             if address != gateway && !taken.contains(address) {
                 return try IPPrefix(address: address, length: subnet.length)

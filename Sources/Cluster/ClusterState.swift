@@ -119,14 +119,13 @@ public struct ClusterState: Codable, Sendable, Equatable {
     /// first free) and records it.
     public mutating func addEndpoint(
         id: String, network reference: String, node: String, namespacePath: String, name: String,
-        requestedAddress: String?, vtep: IPAddress, nodeName: String? = nil, alsoTaken: Set<IPAddress> = [],
-        searchStart: UInt32 = 1
+        requestedAddress: String?, vtep: IPAddress, nodeName: String? = nil
     ) throws -> EndpointRecord {
         let record = try network(reference)
-        if endpoints.values.contains(where: { $0.networkID == record.id && $0.namespacePath == namespacePath }) {
+        if endpoints.values.contains(where: { $0.networkID == record.id && $0.node == node && $0.namespacePath == namespacePath }) {
             throw ClusterError.forbidden("endpoint \(name) is already attached to network \(record.name)")
         }
-        let taken = Set(endpoints.values.filter { $0.networkID == record.id }.map(\.address.address)).union(alsoTaken)
+        let taken = Set(endpoints.values.filter { $0.networkID == record.id }.map(\.address.address))
         let address: IPPrefix
         if let requestedAddress {
             guard let parsed = try? IPAddress(parsing: requestedAddress) else {
@@ -134,7 +133,7 @@ public struct ClusterState: Codable, Sendable, Equatable {
             }
             address = try AddressAllocator.check(parsed, in: record.subnet, gateway: record.gateway, taken: taken)
         } else {
-            address = try AddressAllocator.allocate(in: record.subnet, gateway: record.gateway, taken: taken, start: searchStart)
+            address = try AddressAllocator.allocate(in: record.subnet, gateway: record.gateway, taken: taken)
         }
         guard case .v4(let v4) = address.address else { throw ClusterError.invalidRequest("IPv6 endpoints are not supported") }
         var endpoint = EndpointRecord(id: id, networkID: record.id, node: node, namespacePath: namespacePath, name: name,

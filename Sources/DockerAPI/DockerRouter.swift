@@ -153,12 +153,12 @@ public struct DockerRouter: Sendable {
         return result
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
         guard body.readableBytes > 0 else { throw APIError(.badRequest, "request body is empty; expected JSON") }
         return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
     }
 
-    static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) throws -> HTTPResponse {
+    public static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) throws -> HTTPResponse {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var headers = HTTPHeaders()
@@ -170,7 +170,7 @@ public struct DockerRouter: Sendable {
         return HTTPResponse(status: status, headers: headers, body: body)
     }
 
-    static func error(_ error: APIError) -> HTTPResponse {
+    public static func error(_ error: APIError) -> HTTPResponse {
         var response = (try? json(error.status, ErrorResponse(message: error.message))) ?? HTTPResponse(status: error.status)
         response.headers.replaceOrAdd(name: "API-Version", value: apiVersion)
         return response

@@ -35,28 +35,56 @@ public struct HTTPResponse: Sendable {
 /// on SwiftNIO's async channels. Each connection is served by a child task;
 /// requests on one connection are answered in order.
 public struct UnixHTTPServer: Sendable {
-    public let path: String
+    /// Where the server listens: the API's unix socket, or a TCP address
+    /// (the manager's cluster API).
+    public enum Listen: Sendable, CustomStringConvertible {
+        case unix(String)
+        case tcp(host: String, port: Int)
+
+        public var description: String {
+            switch self {
+            case .unix(let path): path
+            case .tcp(let host, let port): "\(host):\(port)"
+            }
+        }
+    }
+
+    public let listen: Listen
     public let logger: Logger
     public let handler: @Sendable (HTTPRequest) async -> HTTPResponse
 
+    public var path: String { listen.description }
+
     public init(path: String, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
-        self.path = path
+        self.init(listen: .unix(path), logger: logger, handler: handler)
+    }
+
+    public init(listen: Listen, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+        self.listen = listen
         self.logger = logger
         self.handler = handler
     }
 
-    /// Binds the socket (root-only: mode 0600), calls `ready`, and serves
-    /// until the task is cancelled.
+    /// Binds (a unix socket is root-only: mode 0600), calls `ready`, and
+    /// serves until the task is cancelled.
     public func run(ready: @Sendable () -> Void = {}) async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                }
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
             }
-        chmod(path, 0o600)
+        }
+        let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        switch listen {
+        case .unix(let path):
+            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+            chmod(path, 0o600)
+        case .tcp(let host, let port):
+            server = try await bootstrap.bind(host: host, port: port, childChannelInitializer: initializer)
+        }
         ready()
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in

@@ -8,9 +8,21 @@ import Foundation
 /// response read to EOF.
 public struct UnixHTTPClient: Sendable {
     public let socketPath: String
+    /// Set for a TCP peer (the manager's cluster API) instead of a unix socket.
+    public let tcp: (host: String, port: UInt16)?
+    /// Send and receive timeout, for TCP peers that may be gone.
+    public let timeoutSeconds: Int
 
     public init(socketPath: String) {
         self.socketPath = socketPath
+        tcp = nil
+        timeoutSeconds = 0
+    }
+
+    public init(host: String, port: UInt16, timeoutSeconds: Int = 3) {
+        socketPath = "\(host):\(port)"
+        tcp = (host, port)
+        self.timeoutSeconds = timeoutSeconds
     }
 
     public struct Response: Sendable {
@@ -35,13 +47,44 @@ public struct UnixHTTPClient: Sendable {
     }
 
     public func request(_ method: String, _ path: String, body: Data? = nil) throws -> Response {
+        let fd = try connected()
+        defer { close(fd) }
+        return try exchange(fd, method, path, body: body)
+    }
+
+    private func connected() throws -> Int32 {
+        guard let tcp else { return try connectedUnix() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = tcp.port.bigEndian
+        guard inet_pton(AF_INET, tcp.host, &address.sin_addr) == 1 else {
+            close(fd)
+            throw ClientError.io("not an IPv4 address: \(tcp.host)")
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            let saved = errno
+            close(fd)
+            throw ClientError.connect(path: socketPath, errno: saved)
+        }
+        return fd
+    }
+
+    private func connectedUnix() throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(socketPath.utf8)
         guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
             throw ClientError.io("socket path too long: \(socketPath)")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -51,8 +94,15 @@ public struct UnixHTTPClient: Sendable {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { throw ClientError.connect(path: socketPath, errno: errno) }
+        guard connected == 0 else {
+            let saved = errno
+            close(fd)
+            throw ClientError.connect(path: socketPath, errno: saved)
+        }
+        return fd
+    }
 
+    private func exchange(_ fd: Int32, _ method: String, _ path: String, body: Data?) throws -> Response {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: swarmnet\r\nUser-Agent: swarmnet-cli\r\nConnection: close\r\n"
         if let body {
             head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"

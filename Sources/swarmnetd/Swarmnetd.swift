@@ -71,6 +71,9 @@ struct Swarmnetd: AsyncParsableCommand {
     @Flag(help: "Run without the gossip layer (a node alone).")
     var noGossip = false
 
+    @Option(help: "TCP port of a manager's cluster API (workers ask it for endpoint addresses), on the data-path address.")
+    var clusterPort = 2377
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -96,7 +99,8 @@ struct Swarmnetd: AsyncParsableCommand {
         let configuration = NodeConfiguration(
             nodeName: name, stateDirectory: stateDir, socketPath: socket, dataPathAddress: address,
             underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
-            reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker)
+            reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
+            clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)")
         try FileManager.default.createDirectory(
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
@@ -120,6 +124,12 @@ struct Swarmnetd: AsyncParsableCommand {
                 daemon: daemon, gossip: gossip, bind: gossipAddr ?? address.description, port: gossipPort, seeds: join)))
         }
         services.append(.init(service: api))
+        if !worker {
+            services.append(.init(service: APIService(
+                server: UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger,
+                                       handler: { request in await ClusterAPI(daemon: daemon).handle(request) }),
+                logger: logger)))
+        }
         let group = ServiceGroup(
             configuration: .init(
                 services: services,
