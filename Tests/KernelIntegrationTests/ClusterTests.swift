@@ -72,6 +72,40 @@ import Namespaces
         }
     }
 
+    @Test func theManagerAllocatesEveryAddressEvenUnderConcurrentAttaches() throws {
+        try withTestbed(hosts: 3) { testbed in
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.73.0.0/24", "web"])
+            #expect(eventually(5) { ["h2", "h3"].allSatisfy { (try? testbed.docker($0, ["network", "ls", "--format", "{{.Name}}"]))?.contains("web") == true } })
+            // Two workloads per host, all six attached at once.
+            let workloads = try (1...3).flatMap { host in try (1...2).map { (host, try testbed.workload("c\(host)x\($0)")) } }
+            let group = DispatchGroup()
+            let failures = Failures()
+            for (host, workload) in workloads {
+                group.enter()
+                DispatchQueue.global().async {
+                    defer { group.leave() }
+                    do { try testbed.docker("h\(host)", ["network", "connect", "web", workload.name!]) } catch { failures.add("\(error)") }
+                }
+            }
+            group.wait()
+            #expect(failures.all.isEmpty, "\(failures.all)")
+            let addresses = try workloads.map { host, workload in try address(testbed, "h\(host)", "web", workload) }
+            #expect(Set(addresses).count == 6, "unique addresses: \(addresses)")
+            #expect(Set(addresses) == Set((2...7).map { "10.73.0.\($0)" }), "allocated in order by the manager: \(addresses)")
+
+            // A worker that cannot reach the manager refuses to attach (and makes nothing).
+            testbed.stop("h1")
+            let orphan = try testbed.workload("orphan")
+            do {
+                try testbed.docker("h2", ["network", "connect", "web", orphan.name!])
+                Issue.record("attaching without a manager must fail")
+            } catch let failure as CommandFailure {
+                #expect(failure.stderr.contains("manager"), "\(failure.stderr)")
+            }
+            #expect(try TestHost.ipLinks(orphan).keys.sorted() == ["lo"])
+        }
+    }
+
     @Test func tamperedPeersAndAKilledDaemonHeal() throws {
         try withTestbed(hosts: 2, reconcileInterval: 30) { testbed in
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.72.0.0/24", "web"])
@@ -111,4 +145,11 @@ import Namespaces
             #expect(try NetworkNamespace.list().filter { $0.hasPrefix(testbed.lab.prefix) && $0.contains("-ov-") }.count == 2)
         }
     }
+}
+
+private final class Failures: @unchecked Sendable {
+    private var items: [String] = []
+    private let lock = NSLock()
+    func add(_ text: String) { lock.withLock { items.append(text) } }
+    var all: [String] { lock.withLock { items } }
 }
