@@ -26,15 +26,14 @@ public actor NodeDaemon: DockerBackend {
     let driver: OverlayDriver
     let stateFile: StateFile
     let nodeID: String
-    private(set) var state: ClusterState
-    /// Endpoints on other nodes, as gossip reports them (none until gossip is wired).
-    private(set) var remoteEndpoints: [String: EndpointRecord] = [:]
+    var state: ClusterState
+    /// Endpoints on other nodes, as gossip reports them.
+    var remoteEndpoints: [String: EndpointRecord] = [:]
     private let wakeReconciler: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
     private let watcher: SandboxWatcher
     /// The gossip layer, once started; nil runs the node alone.
-    private(set) var gossip: ClusterGossip?
-    let started = Date()
+    var gossip: ClusterGossip?
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -208,168 +207,7 @@ public actor NodeDaemon: DockerBackend {
         wake()
     }
 
-    // MARK: - Gossip
-
-    /// Connects the node to the cluster's gossip: republishes what this node
-    /// owns (after a restart, others may hold older versions) and follows
-    /// every change until cancelled.
-    public func runGossip(_ gossip: ClusterGossip) async {
-        self.gossip = gossip
-        for endpoint in localEndpoints() { publish(endpoint) }
-        if configuration.isManager {
-            for network in state.networks.values { publish(network) }
-            if let address = configuration.clusterAPIAddress {
-                do { try gossip.publish(manager: address) } catch {
-                    logger.error("publishing the cluster API address", metadata: ["error": "\(error)"])
-                }
-            }
-        }
-        refreshFromGossip()
-        for await _ in gossip.events() {
-            refreshFromGossip()
-        }
-    }
-
-    /// Takes the cluster's view from gossip: workers replicate the network
-    /// definitions; every node learns the endpoints of other hosts.
-    func refreshFromGossip() {
-        guard let gossip else { return }
-        if !configuration.isManager {
-            // Add what the manager published; drop only what it deleted
-            // (a tombstone), never what is merely unseen (not yet synced) or
-            // suspended (the manager is down), nor a network with endpoints here.
-            let view = gossip.networkView()
-            var next = state
-            for record in view.published { next.networks[record.id] = record }
-            for id in view.deleted where !next.endpoints.values.contains(where: { $0.networkID == id }) {
-                next.networks[id] = nil
-            }
-            if next != state { try? commit(next) }
-        }
-        // Follow every network's endpoint table (not only those with local
-        // endpoints, as NetworkDB does): allocation needs the addresses in use.
-        let joined = Set(gossip.node.networks())
-        for id in state.networks.keys where !joined.contains(id) { try? gossip.node.joinNetwork(id) }
-        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil
-            && !state.endpoints.values.contains(where: { $0.networkID == id }) {
-            try? gossip.node.leaveNetwork(id)
-        }
-        let remote = gossip.endpoints().filter { $0.node != nodeID }
-        let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        if updated != remoteEndpoints {
-            let changed = Set(updated.values.map(\.networkID)).union(remoteEndpoints.values.map(\.networkID))
-                .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
-            remoteEndpoints = updated
-            syncPeersSoon(of: changed)
-        }
-    }
-
-    /// The fast path for a peer change: program just the changed networks'
-    /// peers (one FDB and neighbour diff each) without a whole reconciler
-    /// pass; the next pass checks everything anyway.
-    private func syncPeersSoon(of networkIDs: Set<String>) {
-        var work: [(OverlayNetwork, [Peer])] = []
-        for id in networkIDs {
-            guard let record = state.networks[id], let network = try? overlayNetwork(record),
-                  state.endpoints.values.contains(where: { $0.networkID == id && $0.node == nodeID }) else { continue }
-            work.append((network, peers(of: id)))
-        }
-        guard !work.isEmpty else { return }
-        Task { [worker, driver, logger, work] in
-            do {
-                try await worker.run {
-                    for (network, peers) in work where (try? driver.sandbox(for: network).exists) == true {
-                        try driver.syncPeers(peers, on: network)
-                    }
-                }
-            } catch {
-                logger.warning("peer update failed; the reconciler will retry", metadata: ["error": "\(error)"])
-                self.wake()
-            }
-        }
-    }
-
-    private func publish(_ endpoint: EndpointRecord) {
-        do { try gossip?.publish(endpoint: endpoint) } catch {
-            logger.error("publishing endpoint", metadata: ["endpoint": "\(endpoint.id.prefix(12))", "error": "\(error)"])
-        }
-    }
-
-    private func publish(_ network: NetworkRecord) {
-        do { try gossip?.publish(network: network) } catch {
-            logger.error("publishing network", metadata: ["network": "\(network.name)", "error": "\(error)"])
-        }
-    }
-
-    // MARK: - Address allocation
-
-    /// The manager's side: allocates an endpoint for a worker and keeps the
-    /// allocation (so the address stays taken, and the network cannot be
-    /// removed while the endpoint exists).
-    public func allocate(for request: AllocationRequest) throws -> EndpointRecord {
-        guard configuration.isManager else { throw APIError(.serviceUnavailable, "this node is not a manager") }
-        var next = state
-        if let existing = next.endpoints[request.endpointID] { return existing }
-        let record = try Self.mapping { try next.addEndpointRecord(request) }
-        try commit(next)
-        logger.info("allocated endpoint for a worker", metadata: ["node": "\(request.nodeName)", "address": "\(record.address)"])
-        return record
-    }
-
-    /// The manager's side: forgets a worker's endpoint allocation.
-    public func release(endpointID: String) throws {
-        guard let record = state.endpoints[endpointID] else { return }
-        guard record.node != nodeID else {
-            throw APIError(.forbidden, "endpoint \(endpointID) is attached on the manager itself")
-        }
-        var next = state
-        next.endpoints[endpointID] = nil
-        try commit(next)
-    }
-
-    /// The worker's side: asks the manager (found through gossip) to allocate.
-    private func askManager(_ request: AllocationRequest) async throws -> EndpointRecord {
-        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else {
-            throw APIError(.serviceUnavailable, "no manager is reachable to allocate an address (is the node joined to the cluster?)")
-        }
-        let body = try JSONEncoder.iso8601.encode(request)
-        let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
-        guard response.status == 201 else {
-            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: response.body))?.message ?? "status \(response.status)"
-            throw APIError(HTTPResponseStatus(statusCode: response.status), "manager \(manager): \(message)")
-        }
-        return try JSONDecoder.iso8601.decode(EndpointRecord.self, from: response.body)
-    }
-
-    /// The worker's side: tells the manager an endpoint is gone. Best effort:
-    /// a manager that cannot be reached keeps the allocation.
-    private func releaseAtManager(_ endpointID: String) async {
-        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else { return }
-        do {
-            _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
-        } catch {
-            logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
-        }
-    }
-
-    static func client(for address: String) -> UnixHTTPClient? {
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { return nil }
-        return UnixHTTPClient(host: String(parts[0]), port: port)
-    }
-
-    /// Runs a blocking call (a socket exchange) off Swift's cooperative pool.
-    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(work)
-    }
-
     // MARK: - Peers from other nodes
-
-    /// Replaces the set of remote endpoints (the gossip layer's view).
-    public func setRemoteEndpoints(_ endpoints: [EndpointRecord]) {
-        remoteEndpoints = Dictionary(endpoints.filter { $0.node != nodeID }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        wake()
-    }
 
     /// Local endpoints, for publishing through gossip.
     public func localEndpoints() -> [EndpointRecord] {
@@ -384,7 +222,7 @@ public actor NodeDaemon: DockerBackend {
 
     // MARK: - State
 
-    private func commit(_ next: ClusterState) throws {
+    func commit(_ next: ClusterState) throws {
         try stateFile.save(next)
         state = next
     }

@@ -1,0 +1,70 @@
+import Cluster
+import DockerAPI
+import Foundation
+import NIOHTTP1
+import NIOPosix
+
+/// Endpoint address allocation: the manager allocates for every node;
+/// workers ask it over the cluster API (see ClusterAPI).
+extension NodeDaemon {
+    /// The manager's side: allocates an endpoint for a worker and keeps the
+    /// allocation (so the address stays taken, and the network cannot be
+    /// removed while the endpoint exists).
+    public func allocate(for request: AllocationRequest) throws -> EndpointRecord {
+        guard configuration.isManager else { throw APIError(.serviceUnavailable, "this node is not a manager") }
+        var next = state
+        if let existing = next.endpoints[request.endpointID] { return existing }
+        let record = try Self.mapping { try next.addEndpointRecord(request) }
+        try commit(next)
+        logger.info("allocated endpoint for a worker", metadata: ["node": "\(request.nodeName)", "address": "\(record.address)"])
+        return record
+    }
+
+    /// The manager's side: forgets a worker's endpoint allocation.
+    public func release(endpointID: String) throws {
+        guard let record = state.endpoints[endpointID] else { return }
+        guard record.node != nodeID else {
+            throw APIError(.forbidden, "endpoint \(endpointID) is attached on the manager itself")
+        }
+        var next = state
+        next.endpoints[endpointID] = nil
+        try commit(next)
+    }
+
+    /// The worker's side: asks the manager (found through gossip) to allocate.
+    func askManager(_ request: AllocationRequest) async throws -> EndpointRecord {
+        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else {
+            throw APIError(.serviceUnavailable, "no manager is reachable to allocate an address (is the node joined to the cluster?)")
+        }
+        let body = try JSONEncoder.iso8601.encode(request)
+        let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
+        guard response.status == 201 else {
+            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: response.body))?.message ?? "status \(response.status)"
+            throw APIError(HTTPResponseStatus(statusCode: response.status), "manager \(manager): \(message)")
+        }
+        return try JSONDecoder.iso8601.decode(EndpointRecord.self, from: response.body)
+    }
+
+    /// The worker's side: tells the manager an endpoint is gone. Best effort:
+    /// a manager that cannot be reached keeps the allocation.
+    func releaseAtManager(_ endpointID: String) async {
+        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else { return }
+        do {
+            _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
+        } catch {
+            logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
+        }
+    }
+
+    static func client(for address: String) -> UnixHTTPClient? {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { return nil }
+        return UnixHTTPClient(host: String(parts[0]), port: port)
+    }
+
+    /// Runs a blocking call (a socket exchange) off Swift's cooperative pool.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+
+}

@@ -1,0 +1,99 @@
+import Cluster
+import Foundation
+import Overlay
+
+/// The daemon's side of the gossip layer: what it publishes and how it
+/// takes the cluster's view (network definitions, remote endpoints).
+extension NodeDaemon {
+    /// Connects the node to the cluster's gossip: republishes what this node
+    /// owns (after a restart, others may hold older versions) and follows
+    /// every change until cancelled.
+    public func runGossip(_ gossip: ClusterGossip) async {
+        self.gossip = gossip
+        for endpoint in localEndpoints() { publish(endpoint) }
+        if configuration.isManager {
+            for network in state.networks.values { publish(network) }
+            if let address = configuration.clusterAPIAddress {
+                do { try gossip.publish(manager: address) } catch {
+                    logger.error("publishing the cluster API address", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        refreshFromGossip()
+        for await _ in gossip.events() {
+            refreshFromGossip()
+        }
+    }
+
+    /// Takes the cluster's view from gossip: workers replicate the network
+    /// definitions; every node learns the endpoints of other hosts.
+    func refreshFromGossip() {
+        guard let gossip else { return }
+        if !configuration.isManager {
+            // Add what the manager published; drop only what it deleted
+            // (a tombstone), never what is merely unseen (not yet synced) or
+            // suspended (the manager is down), nor a network with endpoints here.
+            let view = gossip.networkView()
+            var next = state
+            for record in view.published { next.networks[record.id] = record }
+            for id in view.deleted where !next.endpoints.values.contains(where: { $0.networkID == id }) {
+                next.networks[id] = nil
+            }
+            if next != state { try? commit(next) }
+        }
+        // Follow every network's endpoint table (not only those with local
+        // endpoints, as NetworkDB does): allocation needs the addresses in use.
+        let joined = Set(gossip.node.networks())
+        for id in state.networks.keys where !joined.contains(id) { try? gossip.node.joinNetwork(id) }
+        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil
+            && !state.endpoints.values.contains(where: { $0.networkID == id }) {
+            try? gossip.node.leaveNetwork(id)
+        }
+        let remote = gossip.endpoints().filter { $0.node != nodeID }
+        let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        if updated != remoteEndpoints {
+            let changed = Set(updated.values.map(\.networkID)).union(remoteEndpoints.values.map(\.networkID))
+                .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
+            remoteEndpoints = updated
+            syncPeersSoon(of: changed)
+        }
+    }
+
+    /// The fast path for a peer change: program just the changed networks'
+    /// peers (one FDB and neighbour diff each) without a whole reconciler
+    /// pass; the next pass checks everything anyway.
+    func syncPeersSoon(of networkIDs: Set<String>) {
+        var work: [(OverlayNetwork, [Peer])] = []
+        for id in networkIDs {
+            guard let record = state.networks[id], let network = try? overlayNetwork(record),
+                  state.endpoints.values.contains(where: { $0.networkID == id && $0.node == nodeID }) else { continue }
+            work.append((network, peers(of: id)))
+        }
+        guard !work.isEmpty else { return }
+        Task { [worker, driver, logger, work] in
+            do {
+                try await worker.run {
+                    for (network, peers) in work where (try? driver.sandbox(for: network).exists) == true {
+                        try driver.syncPeers(peers, on: network)
+                    }
+                }
+            } catch {
+                logger.warning("peer update failed; the reconciler will retry", metadata: ["error": "\(error)"])
+                self.wake()
+            }
+        }
+    }
+
+    func publish(_ endpoint: EndpointRecord) {
+        do { try gossip?.publish(endpoint: endpoint) } catch {
+            logger.error("publishing endpoint", metadata: ["endpoint": "\(endpoint.id.prefix(12))", "error": "\(error)"])
+        }
+    }
+
+    func publish(_ network: NetworkRecord) {
+        do { try gossip?.publish(network: network) } catch {
+            logger.error("publishing network", metadata: ["network": "\(network.name)", "error": "\(error)"])
+        }
+    }
+
+}
