@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import Addressing
 import Inspect
 import Lab
@@ -114,8 +117,10 @@ struct DemoDown: ParsableCommand {
     }
 }
 
+/// Standard error, for progress lines kept apart from listings.
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
-        _ = string.utf8CString.withUnsafeBufferPointer { fputsToStderr($0.baseAddress!) }
+        var text = string
+        text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -1,7 +1,4 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @main
 struct Swarmnet: ParsableCommand {
@@ -17,9 +14,4 @@ struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show what the kernel holds: namespaces, links, addresses, routes, neighbours, FDB.",
         subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self, DebugOverlay.self, DebugPeers.self, DebugTable.self])
-}
-
-/// Writes to standard error (progress lines, kept apart from listings).
-func fputsToStderr(_ text: UnsafePointer<CChar>) -> Int {
-    write(2, text, strlen(text))
 }
