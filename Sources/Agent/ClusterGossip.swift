@@ -87,10 +87,6 @@ public final class ClusterGossip: Sendable {
         node.entries(network: Self.clusterNetwork, table: Self.managersTable).map { String(decoding: $0.value, as: UTF8.self) }
     }
 
-    public func networks() -> [NetworkRecord] {
-        node.entries(network: Self.clusterNetwork, table: Self.networksTable).compactMap { try? Self.decode(NetworkRecord.self, $0.value) }
-    }
-
     /// The network definitions gossip holds: those published (visible, or
     /// suspended while their writer is down) and the IDs of those deleted
     /// (tombstones).

@@ -49,19 +49,3 @@ final class SandboxWatcher: @unchecked Sendable {
 
     func stopAll() { retain(only: []) }
 }
-
-/// A mutual-exclusion lock (Foundation's NSLock, kept out of the types above).
-final class Lock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -78,15 +78,7 @@ public struct OverlayDriver: Sendable {
     /// background, and a vxlan device still registered there would make
     /// the next one with its VNI fail with EEXIST (moby's "vxlan: file exists").
     public func removeSandbox(_ network: OverlayNetwork) throws {
-        let sandbox = try sandbox(for: network)
-        guard sandbox.exists else {
-            if (try? NetworkNamespace.list().contains(sandbox.name!)) == true { try sandbox.delete() }
-            return
-        }
-        do {
-            try RouteNetlink(namespace: sandbox).linkDelete(name: Self.vxlanName)
-        } catch NetlinkError.linkNotFound {}
-        try sandbox.delete()
+        try removeSandbox(vni: network.vni)
     }
 
     private func ensureBridge(_ network: OverlayNetwork, in inside: RouteNetlink) throws -> Bool {
@@ -253,8 +245,9 @@ extension OverlayDriver {
         }
     }
 
-    /// Removes the sandbox of a VNI this host no longer needs (no network
-    /// record left to describe it).
+    /// Removes the sandbox of a VNI, also one no network record describes
+    /// any more (left by a crash). A sandbox already gone is not an error; a
+    /// leftover file without a namespace is removed too.
     public func removeSandbox(vni: UInt32) throws {
         let sandbox = try NetworkNamespace.named("\(namePrefix)ov-\(vni)")
         if sandbox.exists {
@@ -262,7 +255,9 @@ extension OverlayDriver {
                 try RouteNetlink(namespace: sandbox).linkDelete(name: Self.vxlanName)
             } catch NetlinkError.linkNotFound {}
         }
-        try sandbox.delete()
+        do {
+            try sandbox.delete()
+        } catch NamespaceError.notFound(_) {}
     }
 
     /// True when the endpoint's host-side veth is in the sandbox.

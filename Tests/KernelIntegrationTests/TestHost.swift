@@ -68,6 +68,44 @@ enum TestHost {
         return Dictionary(links.map { ($0["ifname"] as! String, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// Sends `bytes` over one TCP connection from `client` to an echo server
+    /// the call starts in `server` at `address:port`, and returns "ok" when
+    /// the same bytes came back (or what went wrong).
+    static func tcpEcho(from client: NetworkNamespace, to server: NetworkNamespace, address: String, port: Int, bytes: Int) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", server.name!, "python3", "-c", """
+        import socket
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("\(address)", \(port))); s.listen(1)
+        c, _ = s.accept(); data = b""
+        while len(data) < \(bytes):
+            chunk = c.recv(65536)
+            if not chunk: break
+            data += chunk
+        c.sendall(data); c.close()
+        """]
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+        }
+        return try run(["ip", "netns", "exec", client.name!, "python3", "-c", """
+        import socket, time
+        for _ in range(50):
+            try:
+                s = socket.create_connection(("\(address)", \(port)), timeout=3); break
+            except OSError:
+                time.sleep(0.1)
+        payload = (bytes(range(256)) * (\(bytes) // 256 + 1))[:\(bytes)]
+        s.sendall(payload); back = b""
+        while len(back) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk: break
+            back += chunk
+        print("ok" if back == payload else "mismatch %d" % len(back))
+        """]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// The swarmnet command line built beside the tests.
     static var swarmnetExecutable: String {
         let testBundle = Bundle.main.bundleURL.path
