@@ -131,6 +131,47 @@ import Namespaces
         }
     }
 
+    /// kill -9 while attaches are in flight: after a restart, state and
+    /// kernel agree (each recorded endpoint has its veth and address, no
+    /// veth or address belongs to nothing), whatever moment the kill hit.
+    @Test func killNineMidAttachLeavesStateAndKernelAgreeing() throws {
+        try withTestbed(hosts: 1, reconcileInterval: 1) { testbed in
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.93.0.0/24", "web"])
+            let workloads = try (1...6).map { try testbed.workload("k\($0)") }
+            let group = DispatchGroup()
+            for workload in workloads {
+                group.enter()
+                DispatchQueue.global().async {
+                    _ = try? testbed.docker("h1", ["network", "connect", "web", workload.name!])
+                    group.leave()
+                }
+            }
+            usleep(UInt32.random(in: 20_000...120_000))
+            testbed.kill9("h1")
+            group.wait()
+            try testbed.start("h1", reconcileInterval: 1)
+
+            func consistent() throws -> Bool {
+                let attached = Set(try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{range .Containers}}{{.Name}}\n{{end}}"])
+                    .split(separator: "\n").map(String.init))
+                let sandboxes = try NetworkNamespace.list().filter { $0.hasPrefix(testbed.lab.prefix + "h1-ov-") }
+                let veths = try sandboxes.flatMap { try TestHost.ipLinks(try NetworkNamespace.named($0)).keys.filter { $0.hasPrefix("ve-") } }
+                guard veths.count == attached.count else { return false }
+                for workload in workloads {
+                    let hasInterface = try TestHost.ipLinks(workload)["eth0"] != nil
+                    if hasInterface != attached.contains(workload.name!) { return false }
+                }
+                return true
+            }
+            #expect(try eventually(10) { try consistent() }, "state and kernel agree after kill -9 mid-attach")
+            // And the daemon still works: every workload can be attached now.
+            for workload in workloads where try TestHost.ipLinks(workload)["eth0"] == nil {
+                try testbed.docker("h1", ["network", "connect", "web", workload.name!])
+            }
+            #expect(try consistent())
+        }
+    }
+
     private func endpointID(_ testbed: Testbed, _ network: String, _ name: String) throws -> String {
         let output = try testbed.docker("h1", ["network", "inspect", network, "--format", "{{range $id, $c := .Containers}}{{$id}} {{$c.Name}}\n{{end}}"])
         return try #require(output.split(separator: "\n").first { $0.hasSuffix(" \(name)") }.map { String($0.split(separator: " ")[0]) })
