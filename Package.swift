@@ -118,5 +118,11 @@ let package = Package(
             dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim"]),
         .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
         .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing"]),
+
+        // [nftables targets]
+
+        // [dns targets]
+
+        // [raft-live targets]
     ]
 )
