@@ -17,6 +17,10 @@ public struct AllocationRequest: Codable, Sendable {
     public var name: String
     public var requestedAddress: String?
     public var vtep: IPAddress
+    /// The service the endpoint is a backend of.
+    public var serviceID: String?
+    /// The node's own endpoint on the ingress network.
+    public var isIngressGateway: Bool?
 }
 
 /// The manager's cluster API on TCP (port 2377, Swarm's cluster management
@@ -60,7 +64,8 @@ extension ClusterState {
     mutating func addEndpointRecord(_ request: AllocationRequest) throws -> EndpointRecord {
         try addEndpoint(
             id: request.endpointID, network: request.network, node: request.node, namespacePath: request.namespacePath,
-            name: request.name, requestedAddress: request.requestedAddress, vtep: request.vtep, nodeName: request.nodeName)
+            name: request.name, requestedAddress: request.requestedAddress, vtep: request.vtep, nodeName: request.nodeName,
+            serviceID: request.serviceID, isIngressGateway: request.isIngressGateway == true)
     }
 }
 

@@ -21,6 +21,9 @@ public final class ClusterGossip: Sendable {
     public static let clusterNetwork = "swarmnet.cluster"
     public static let networksTable = "networks"
     public static let endpointsTable = "endpoints"
+    /// Service definitions (with their VIPs and published ports), written by
+    /// the manager that allocated them.
+    public static let servicesTable = "services"
     /// Manager node → its cluster API address ("HOST:PORT").
     public static let managersTable = "managers"
 
@@ -60,6 +63,14 @@ public final class ClusterGossip: Sendable {
         try node.delete(network: Self.clusterNetwork, table: Self.networksTable, key: networkID)
     }
 
+    public func publish(service record: ServiceRecord) throws {
+        try node.put(network: Self.clusterNetwork, table: Self.servicesTable, key: record.id, value: Self.encode(record))
+    }
+
+    public func withdraw(serviceID: String) throws {
+        try node.delete(network: Self.clusterNetwork, table: Self.servicesTable, key: serviceID)
+    }
+
     public func publish(endpoint record: EndpointRecord) throws {
         if !node.networks().contains(record.networkID) { try node.joinNetwork(record.networkID) }
         try node.put(network: record.networkID, table: Self.endpointsTable, key: record.id, value: Self.encode(record))
@@ -91,13 +102,22 @@ public final class ClusterGossip: Sendable {
     /// suspended while their writer is down) and the IDs of those deleted
     /// (tombstones).
     public func networkView() -> (published: [NetworkRecord], deleted: [String]) {
-        guard let dump = try? node.dump(network: Self.clusterNetwork, table: Self.networksTable) else { return ([], []) }
-        var published: [NetworkRecord] = []
+        clusterView(NetworkRecord.self, table: Self.networksTable)
+    }
+
+    /// The service definitions gossip holds, as `networkView`.
+    public func serviceView() -> (published: [ServiceRecord], deleted: [String]) {
+        clusterView(ServiceRecord.self, table: Self.servicesTable)
+    }
+
+    func clusterView<Record: Decodable>(_ type: Record.Type, table: String) -> (published: [Record], deleted: [String]) {
+        guard let dump = try? node.dump(network: Self.clusterNetwork, table: table) else { return ([], []) }
+        var published: [Record] = []
         var deleted: [String] = []
         for entry in dump.entries {
             if entry.deleting {
                 deleted.append(entry.key)
-            } else if let bytes = Data(base64Encoded: entry.base64), let record = try? Self.decode(NetworkRecord.self, Array(bytes)) {
+            } else if let bytes = Data(base64Encoded: entry.base64), let record = try? Self.decode(Record.self, Array(bytes)) {
                 published.append(record)
             }
         }

@@ -13,6 +13,7 @@ extension NodeDaemon {
         for endpoint in localEndpoints() { publish(endpoint) }
         if configuration.isManager {
             for network in state.networks.values { publish(network) }
+            for service in state.services.values { publish(service) }
             if let address = configuration.clusterAPIAddress {
                 do { try gossip.publish(manager: address) } catch {
                     logger.error("publishing the cluster API address", metadata: ["error": "\(error)"])
@@ -39,7 +40,14 @@ extension NodeDaemon {
             for id in view.deleted where !next.endpoints.values.contains(where: { $0.networkID == id }) {
                 next.networks[id] = nil
             }
-            if next != state { try? commit(next) }
+            let services = gossip.serviceView()
+            for record in services.published { next.services[record.id] = record }
+            for id in services.deleted { next.services[id] = nil }
+            if next != state {
+                let servicesChanged = next.services != state.services
+                try? commit(next)
+                if servicesChanged { wake() }
+            }
         }
         // Follow every network's endpoint table (not only those with local
         // endpoints, as NetworkDB does): allocation needs the addresses in use.
@@ -54,8 +62,12 @@ extension NodeDaemon {
         if updated != remoteEndpoints {
             let changed = Set(updated.values.map(\.networkID)).union(remoteEndpoints.values.map(\.networkID))
                 .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
+            let backendsChanged = Set(updated.values.compactMap(\.serviceID)) != Set(remoteEndpoints.values.compactMap(\.serviceID))
+                || updated.values.contains { $0.serviceID != nil && remoteEndpoints[$0.id] != $0 }
+                || remoteEndpoints.values.contains { $0.serviceID != nil && updated[$0.id] == nil }
             remoteEndpoints = updated
             syncPeersSoon(of: changed)
+            if backendsChanged { wake() }
         }
     }
 
@@ -87,6 +99,12 @@ extension NodeDaemon {
     func publish(_ endpoint: EndpointRecord) {
         do { try gossip?.publish(endpoint: endpoint) } catch {
             logger.error("publishing endpoint", metadata: ["endpoint": "\(endpoint.id.prefix(12))", "error": "\(error)"])
+        }
+    }
+
+    func publish(_ service: ServiceRecord) {
+        do { try gossip?.publish(service: service) } catch {
+            logger.error("publishing service", metadata: ["service": "\(service.name)", "error": "\(error)"])
         }
     }
 

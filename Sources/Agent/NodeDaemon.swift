@@ -132,19 +132,60 @@ public actor NodeDaemon: DockerBackend {
         guard namespace.exists else {
             throw APIError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
         }
+        let record = try Self.mapping { try state.network(reference) }
+        if record.isIngress {
+            throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
+        }
+        var service: ServiceRecord?
+        if let name = request.service {
+            let found = try Self.mapping { try state.service(name) }
+            guard found.networks.contains(record.id) else {
+                let names = found.networks.compactMap { state.networks[$0]?.name }
+                throw APIError(.badRequest, "service \(found.name) is not attached to network \(record.name) (its networks: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
+            }
+            service = found
+        }
+        // A published service's backend also joins the ingress network, with
+        // its default route through this host's ingress endpoint, so replies
+        // to outside clients leave through the host that took the connection.
+        var meshGateway: EndpointRecord?
+        if service?.isPublished == true { meshGateway = try await ensureIngressGateway() }
+        let endpoint = try await attachEndpoint(
+            network: record, namespace: namespace, name: request.container,
+            requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, serviceID: service?.id)
+        if let service, service.isPublished, let ingress = state.ingressNetwork,
+           !state.endpoints.values.contains(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
+            do {
+                try await attachEndpoint(network: ingress, namespace: namespace, name: request.container, requestedAddress: nil,
+                                         serviceID: service.id, defaultGateway: meshGateway?.address.address)
+            } catch {
+                await detachEndpoint(endpoint)
+                throw error
+            }
+        }
+        wake() // starts watching the sandbox's events, programs the balancers
+    }
+
+    /// Allocates (here on a manager, at the manager on a worker), records,
+    /// and attaches one endpoint; a kernel failure undoes the record and the
+    /// allocation.
+    @discardableResult
+    func attachEndpoint(
+        network record: NetworkRecord, namespace: NetworkNamespace, name: String, requestedAddress: String?, serviceID: String?,
+        interfaceName: String? = nil, defaultRoute: Bool = true, defaultGateway: IPAddress? = nil, isIngressGateway: Bool = false
+    ) async throws -> EndpointRecord {
         // The record comes first, so that a reconciler pass running meanwhile
         // sees the endpoint and neither removes nor duplicates its veth.
-        var next = state
-        let record = try Self.mapping { try next.network(reference) }
         if state.endpoints.values.contains(where: { $0.networkID == record.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
-            throw APIError(.forbidden, "endpoint \(request.container) is already attached to network \(record.name)")
+            throw APIError(.forbidden, "endpoint \(name) is already attached to network \(record.name)")
         }
         // The manager allocates every address (it holds all allocations);
         // a worker asks it over the cluster API.
         let allocation = AllocationRequest(
             endpointID: Identifier.make(), network: record.id, node: nodeID, nodeName: configuration.nodeName,
-            namespacePath: namespace.path, name: request.container,
-            requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, vtep: configuration.dataPathAddress)
+            namespacePath: namespace.path, name: name, requestedAddress: requestedAddress, vtep: configuration.dataPathAddress,
+            serviceID: serviceID, isIngressGateway: isIngressGateway ? true : nil)
+        var next = state
         let endpoint: EndpointRecord
         if configuration.isManager {
             endpoint = try Self.mapping { try next.addEndpointRecord(allocation) }
@@ -162,7 +203,9 @@ public actor NodeDaemon: DockerBackend {
                 var attached: AttachedEndpoint?
                 if try !driver.hasEndpoint(endpoint.id, on: network) {
                     attached = try driver.attach(
-                        EndpointSpec(id: endpoint.id, workload: namespace, address: endpoint.address, mac: endpoint.mac), to: network)
+                        EndpointSpec(id: endpoint.id, workload: namespace, address: endpoint.address, mac: endpoint.mac,
+                                     interfaceName: interfaceName, defaultRoute: defaultRoute, defaultGateway: defaultGateway),
+                        to: network)
                 }
                 try driver.syncPeers(peers, on: network)
                 return attached
@@ -173,7 +216,7 @@ public actor NodeDaemon: DockerBackend {
             try? commit(undo)
             if !configuration.isManager { await releaseAtManager(endpoint.id) }
             wake()
-            throw APIError(.internalServerError, "attaching \(request.container) to network \(record.name): \(error)")
+            throw APIError(.internalServerError, "attaching \(name) to network \(record.name): \(error)")
         }
         if let attached, state.endpoints[endpoint.id] != nil {
             var named = state
@@ -182,9 +225,10 @@ public actor NodeDaemon: DockerBackend {
             try commit(named)
         }
         if let recorded = state.endpoints[endpoint.id] { publish(recorded) }
-        wake() // starts watching the sandbox's events
-        logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(request.container)",
-                                                    "address": "\(endpoint.address)", "interface": "\(attached?.workloadInterface ?? "-")"])
+        logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(name)",
+                                                    "address": "\(endpoint.address)", "interface": "\(attached?.workloadInterface ?? "-")",
+                                                    "service": "\(serviceID.flatMap { state.services[$0]?.name } ?? "-")"])
+        return state.endpoints[endpoint.id] ?? endpoint
     }
 
     public func disconnect(network reference: String, _ request: NetworkDisconnectRequest) async throws {
@@ -194,17 +238,58 @@ public actor NodeDaemon: DockerBackend {
                 return try state.endpoint(network: reference, container: namespacePath)
             }
         }
-        let network = try overlayNetwork(try Self.mapping { try state.network(endpoint.networkID) })
-        // The record goes first: a reconciler pass must not put the veth back.
+        await detachEndpoint(endpoint)
+        // A backend's ingress endpoint goes with its last service network.
+        if let serviceID = endpoint.serviceID, let ingress = state.ingressNetwork, endpoint.networkID != ingress.id,
+           !state.endpoints.values.contains(where: {
+               $0.node == nodeID && $0.namespacePath == endpoint.namespacePath && $0.serviceID == serviceID && $0.networkID != ingress.id
+           }),
+           let meshEndpoint = state.endpoints.values.first(where: {
+               $0.node == nodeID && $0.namespacePath == endpoint.namespacePath && $0.networkID == ingress.id && $0.isIngressGateway != true
+           }) {
+            await detachEndpoint(meshEndpoint)
+        }
+        wake()
+    }
+
+    /// Forgets an endpoint (the record first: a reconciler pass must not put
+    /// the veth back), withdraws it from gossip and the manager, and removes
+    /// its veth; a veth that will not go is left to the reconciler.
+    func detachEndpoint(_ endpoint: EndpointRecord) async {
+        guard let record = state.networks[endpoint.networkID], let network = try? overlayNetwork(record) else { return }
         var next = state
         next.endpoints[endpoint.id] = nil
-        try commit(next)
+        try? commit(next)
         let last = !state.endpoints.values.contains { $0.networkID == endpoint.networkID && $0.node == nodeID }
         try? gossip?.withdraw(endpoint: endpoint, lastOnNetwork: last)
         if !configuration.isManager { await releaseAtManager(endpoint.id) }
-        try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
-        logger.info("detached endpoint", metadata: ["network": "\(network.id.prefix(12))", "container": "\(request.container)"])
-        wake()
+        do {
+            try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
+        } catch {
+            logger.warning("removing an endpoint's veth failed; the reconciler will retry", metadata: ["error": "\(error)"])
+        }
+        logger.info("detached endpoint", metadata: ["network": "\(record.name)", "container": "\(endpoint.name)"])
+    }
+
+    /// The path by which the daemon's own namespace is attached (the
+    /// routing mesh's ingress endpoint lives there).
+    static let ownNamespacePath = "/proc/self/ns/net"
+    /// The ingress endpoint's interface in the daemon's namespace.
+    static let ingressInterfaceName = "sn-ingress"
+
+    /// This host's ingress endpoint (Docker's ingress-sbox): made when the
+    /// ingress network exists and a service publishes a port.
+    @discardableResult
+    func ensureIngressGateway() async throws -> EndpointRecord? {
+        guard let ingress = state.ingressNetwork, state.services.values.contains(where: \.isPublished) else { return nil }
+        if let existing = state.endpoints.values.first(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.isIngressGateway == true }) {
+            return existing
+        }
+        let endpoint = try await attachEndpoint(
+            network: ingress, namespace: .path(Self.ownNamespacePath), name: "ingress-endpoint", requestedAddress: nil, serviceID: nil,
+            interfaceName: Self.ingressInterfaceName, defaultRoute: false, isIngressGateway: true)
+        Self.enableForwarding(logger: logger)
+        return endpoint
     }
 
     // MARK: - Peers from other nodes
@@ -261,6 +346,7 @@ public actor NodeDaemon: DockerBackend {
             case .exhausted: throw APIError(.serviceUnavailable, error.description)
             case .notFound: throw APIError(.notFound, error.description)
             case .forbidden: throw APIError(.forbidden, error.description)
+            case .conflict: throw APIError(.conflict, error.description)
             }
         }
     }
@@ -369,7 +455,8 @@ public actor NodeDaemon: DockerBackend {
                             }
                             if try !driver.hasEndpoint(endpoint.id, on: network) {
                                 try driver.attach(EndpointSpec(id: endpoint.id, workload: workload, address: endpoint.address,
-                                                               mac: endpoint.mac, interfaceName: endpoint.workloadInterface), to: network)
+                                                               mac: endpoint.mac, interfaceName: endpoint.workloadInterface,
+                                                               defaultRoute: endpoint.isIngressGateway != true), to: network)
                                 report.endpointsRepaired += 1
                             }
                         }

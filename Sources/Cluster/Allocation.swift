@@ -16,12 +16,14 @@ public enum ClusterError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 403: the request is understood but not allowed now (a network with
     /// endpoints cannot be removed; a worker cannot allocate).
     case forbidden(String)
+    /// 409: the name or published port is taken by another object.
+    case conflict(String)
 
     public var description: String {
         switch self {
         case .nameInUse(let name): "network with name \(name) already exists"
         case .invalidRequest(let text), .overlap(let text), .exhausted(let text): text
-        case .notFound(let text), .forbidden(let text): text
+        case .notFound(let text), .forbidden(let text), .conflict(let text): text
         }
     }
 }

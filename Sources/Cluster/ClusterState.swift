@@ -8,8 +8,20 @@ import Foundation
 public struct ClusterState: Codable, Sendable, Equatable {
     public var networks: [String: NetworkRecord] = [:]
     public var endpoints: [String: EndpointRecord] = [:]
+    public var services: [String: ServiceRecord] = [:]
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey { case networks, endpoints, services }
+
+    /// Reads state files of every version: those written before services
+    /// existed have no `services`.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        networks = try container.decode([String: NetworkRecord].self, forKey: .networks)
+        endpoints = try container.decode([String: EndpointRecord].self, forKey: .endpoints)
+        services = try container.decodeIfPresent([String: ServiceRecord].self, forKey: .services) ?? [:]
+    }
 
     /// What `docker network create` asks for.
     public struct NetworkRequest: Sendable {
@@ -22,9 +34,13 @@ public struct ClusterState: Codable, Sendable, Equatable {
         public var isInternal: Bool
         public var labels: [String: String]
         public var options: [String: String]
+        /// The routing mesh's network; there is at most one.
+        public var ingress: Bool
 
         public init(name: String, driver: String = "overlay", subnet: String? = nil, gateway: String? = nil, vni: UInt32? = nil,
-                    attachable: Bool = false, isInternal: Bool = false, labels: [String: String] = [:], options: [String: String] = [:]) {
+                    attachable: Bool = false, isInternal: Bool = false, labels: [String: String] = [:], options: [String: String] = [:],
+                    ingress: Bool = false) {
+            self.ingress = ingress
             self.name = name
             self.driver = driver
             self.subnet = subnet
@@ -51,6 +67,9 @@ public struct ClusterState: Codable, Sendable, Equatable {
         }
         if networks.values.contains(where: { $0.name == request.name }) {
             throw ClusterError.nameInUse(request.name)
+        }
+        if request.ingress, let existing = networks.values.first(where: \.isIngress) {
+            throw ClusterError.forbidden("only one ingress network is allowed: \(existing.name) is the ingress network")
         }
         let others = networks.values.map { (name: $0.name, subnet: $0.subnet) }
         let subnet: IPPrefix
@@ -84,9 +103,10 @@ public struct ClusterState: Codable, Sendable, Equatable {
         }
         var options = request.options
         options[Self.vniOption] = "\(vni)"
-        let record = NetworkRecord(
+        var record = NetworkRecord(
             id: id, name: request.name, driver: request.driver, created: now, subnet: subnet, gateway: gateway, vni: vni,
             attachable: request.attachable, isInternal: request.isInternal, labels: request.labels, options: options)
+        if request.ingress { record.ingress = true }
         networks[id] = record
         return record
     }
@@ -108,6 +128,9 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public mutating func removeNetwork(_ reference: String) throws -> NetworkRecord {
         let record = try network(reference)
         let attached = endpoints.values.filter { $0.networkID == record.id }
+        if let user = services.values.first(where: { $0.networks.contains(record.id) }) {
+            throw ClusterError.forbidden("error while removing network: network \(record.name) id \(record.id) is in use by service \(user.name)")
+        }
         guard attached.isEmpty else {
             throw ClusterError.forbidden("error while removing network: network \(record.name) id \(record.id) has active endpoints (\(attached.map(\.name).sorted().joined(separator: ", ")))")
         }
@@ -119,13 +142,17 @@ public struct ClusterState: Codable, Sendable, Equatable {
     /// first free) and records it.
     public mutating func addEndpoint(
         id: String, network reference: String, node: String, namespacePath: String, name: String,
-        requestedAddress: String?, vtep: IPAddress, nodeName: String? = nil
+        requestedAddress: String?, vtep: IPAddress, nodeName: String? = nil, serviceID: String? = nil,
+        isIngressGateway: Bool = false
     ) throws -> EndpointRecord {
+        if let serviceID, services[serviceID] == nil {
+            throw ClusterError.notFound("service \(serviceID) not found")
+        }
         let record = try network(reference)
         if endpoints.values.contains(where: { $0.networkID == record.id && $0.node == node && $0.namespacePath == namespacePath }) {
             throw ClusterError.forbidden("endpoint \(name) is already attached to network \(record.name)")
         }
-        let taken = Set(endpoints.values.filter { $0.networkID == record.id }.map(\.address.address))
+        let taken = addressesInUse(on: record.id)
         let address: IPPrefix
         if let requestedAddress {
             guard let parsed = try? IPAddress(parsing: requestedAddress) else {
@@ -139,8 +166,16 @@ public struct ClusterState: Codable, Sendable, Equatable {
         var endpoint = EndpointRecord(id: id, networkID: record.id, node: node, namespacePath: namespacePath, name: name,
                                       address: address, mac: MACAddress(derivedFrom: v4), vtep: vtep)
         endpoint.nodeName = nodeName
+        endpoint.serviceID = serviceID
+        endpoint.isIngressGateway = isIngressGateway ? true : nil
         endpoints[id] = endpoint
         return endpoint
+    }
+
+    /// Addresses taken on a network: its endpoints' and its services' VIPs.
+    public func addressesInUse(on networkID: String) -> Set<IPAddress> {
+        Set(endpoints.values.filter { $0.networkID == networkID }.map(\.address.address))
+            .union(services.values.flatMap(\.virtualIPs).filter { $0.networkID == networkID }.map(\.address.address))
     }
 
     /// The endpoint of `name` (or namespace path) on a network.

@@ -16,6 +16,11 @@ public struct NetworkRecord: Codable, Sendable, Hashable {
     public var isInternal: Bool
     public var labels: [String: String]
     public var options: [String: String]
+    /// The routing mesh's network (Docker's `ingress`); nil in records
+    /// written before it existed, which are not.
+    public var ingress: Bool?
+
+    public var isIngress: Bool { ingress == true }
 
     public init(id: String, name: String, driver: String = "overlay", created: Date, subnet: IPPrefix,
                 gateway: IPAddress, vni: UInt32, attachable: Bool = false, isInternal: Bool = false,
@@ -52,6 +57,11 @@ public struct EndpointRecord: Codable, Sendable, Hashable {
     public var vtep: IPAddress
     public var hostInterface: String?
     public var workloadInterface: String?
+    /// The service this endpoint is a backend of, if any.
+    public var serviceID: String?
+    /// The host's own endpoint on the ingress network (Docker's
+    /// ingress-sbox): the routing mesh's source address towards backends.
+    public var isIngressGateway: Bool?
 
     public init(id: String, networkID: String, node: String, namespacePath: String, name: String,
                 address: IPPrefix, mac: MACAddress, vtep: IPAddress, hostInterface: String? = nil, workloadInterface: String? = nil) {

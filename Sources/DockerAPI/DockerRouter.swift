@@ -26,6 +26,10 @@ public protocol DockerBackend: Sendable {
     func removeNetwork(_ reference: String) async throws
     func connect(network: String, _ request: NetworkConnectRequest) async throws
     func disconnect(network: String, _ request: NetworkDisconnectRequest) async throws
+    func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse
+    func listServices(filters: [String: [String]]) async throws -> [ServiceResource]
+    func inspectService(_ reference: String) async throws -> ServiceResource
+    func removeService(_ reference: String) async throws
 }
 
 /// Routes Docker Engine API paths to a backend. Paths are accepted with and
@@ -79,6 +83,11 @@ public struct DockerRouter: Sendable {
         case (.POST, "networks/create"):
             let request = try Self.decode(NetworkCreateRequest.self, body)
             return try Self.json(.created, await backend.createNetwork(request))
+        case (.POST, "services/create"):
+            let spec = try Self.decode(ServiceSpec.self, body)
+            return try Self.json(.created, await backend.createService(spec))
+        case (.GET, "services"):
+            return try Self.json(.ok, await backend.listServices(filters: try Self.filters(query["filters"])))
         default:
             break
         }
@@ -109,6 +118,19 @@ public struct DockerRouter: Sendable {
                 return HTTPResponse(status: .ok)
             case (.POST, "disconnect"):
                 try await backend.disconnect(network: reference, try Self.decode(NetworkDisconnectRequest.self, body))
+                return HTTPResponse(status: .ok)
+            default:
+                break
+            }
+        }
+        // /services/{id}
+        if segments.first == "services", segments.count == 2 {
+            let reference = segments[1].removingPercentEncoding ?? segments[1]
+            switch method {
+            case .GET:
+                return try Self.json(.ok, await backend.inspectService(reference))
+            case .DELETE:
+                try await backend.removeService(reference)
                 return HTTPResponse(status: .ok)
             default:
                 break

@@ -168,15 +168,27 @@ public struct NetworkConnectRequest: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey { case container = "Container", endpointConfig = "EndpointConfig" }
 
-    public init(container: String, ipv4Address: String? = nil) {
+    public init(container: String, ipv4Address: String? = nil, service: String? = nil) {
         self.container = container
-        self.endpointConfig = ipv4Address.map { EndpointSettings(ipamConfig: EndpointIPAMConfig(ipv4Address: $0)) }
+        if ipv4Address != nil || service != nil {
+            endpointConfig = EndpointSettings(
+                ipamConfig: ipv4Address.map { EndpointIPAMConfig(ipv4Address: $0) },
+                driverOpts: service.map { [EndpointSettings.serviceOption: $0] })
+        }
     }
+
+    /// The service the endpoint becomes a backend of (driver option
+    /// `com.swarmnet.service`, so that `docker network connect --driver-opt
+    /// com.swarmnet.service=web` works too).
+    public var service: String? { endpointConfig?.driverOpts?[EndpointSettings.serviceOption] }
 }
 
 public struct EndpointSettings: Codable, Sendable {
     public var ipamConfig: EndpointIPAMConfig?
-    enum CodingKeys: String, CodingKey { case ipamConfig = "IPAMConfig" }
+    public var driverOpts: [String: String]?
+    enum CodingKeys: String, CodingKey { case ipamConfig = "IPAMConfig", driverOpts = "DriverOpts" }
+
+    public static let serviceOption = "com.swarmnet.service"
 }
 
 public struct EndpointIPAMConfig: Codable, Sendable {

@@ -169,7 +169,9 @@ public struct OverlayDriver: Sendable {
             mtu: network.mtu, master: Self.bridgeName, up: true))
         do {
             try workload.addressAdd(endpoint.address, device: workloadName)
-            if endpoint.defaultRoute, try !workload.routes(family: endpoint.address.address.family).contains(where: { $0.destination == nil }) {
+            if let via = endpoint.defaultGateway {
+                try workload.routeReplace(RouteEntry(destination: nil, gateway: via))
+            } else if endpoint.defaultRoute, try !workload.routes(family: endpoint.address.address.family).contains(where: { $0.destination == nil }) {
                 try workload.routeAdd(RouteEntry(destination: nil, gateway: network.gateway))
             }
         } catch {

@@ -75,9 +75,14 @@ public struct EndpointSpec: Sendable {
     public var interfaceName: String?
     /// Add a default route through the network's gateway when the workload has none.
     public var defaultRoute: Bool
+    /// A next hop on this network that becomes the workload's default route,
+    /// replacing any it has: how a routing-mesh backend sends its replies
+    /// to outside clients through its own host (as Docker's gateway bridge).
+    public var defaultGateway: IPAddress?
 
     public init(id: String, workload: NetworkNamespace, address: IPPrefix, mac: MACAddress? = nil,
-                interfaceName: String? = nil, defaultRoute: Bool = true) {
+                interfaceName: String? = nil, defaultRoute: Bool = true, defaultGateway: IPAddress? = nil) {
+        self.defaultGateway = defaultGateway
         self.id = id
         self.workload = workload
         self.address = address

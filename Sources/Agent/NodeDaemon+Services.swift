@@ -1,0 +1,148 @@
+import Cluster
+import DockerAPI
+import Foundation
+import Logging
+
+/// Services through the Docker-shaped API: the manager validates and
+/// allocates (VIPs, published ports, the ingress network), records, and
+/// publishes the definition over gossip; every node balances over the
+/// service's backends, wherever they run (see NodeDaemon+Balancing).
+extension NodeDaemon {
+    public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
+        guard configuration.isManager else {
+            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+        }
+        let request = Self.serviceRequest(spec)
+        var next = state
+        var ingressCreated: NetworkRecord?
+        if !request.ports.isEmpty && next.ingressNetwork == nil {
+            let hostRoutes = try await worker.run { try Self.hostRoutes() }
+            ingressCreated = try Self.mapping { try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
+        }
+        let record = try Self.mapping { try next.createService(request, id: Identifier.make(), now: Date()) }
+        try commit(next)
+        if let ingressCreated {
+            publish(ingressCreated)
+            logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
+        }
+        publish(record)
+        wake()
+        logger.info("created service", metadata: [
+            "service": "\(record.name)", "id": "\(record.id.prefix(12))", "mode": "\(record.endpointMode.rawValue)",
+            "vips": "\(record.virtualIPs.map(\.address.description))",
+            "ports": "\(record.ports.map { "\($0.publishedPort ?? 0):\($0.targetPort)/\($0.protocol.rawValue) \($0.publishMode.rawValue)" })"])
+        return ServiceCreateResponse(id: record.id)
+    }
+
+    public func listServices(filters: [String: [String]]) async throws -> [ServiceResource] {
+        for key in filters.keys where !["name", "id", "label", "mode"].contains(key) {
+            throw APIError(.badRequest, "invalid filter '\(key)'")
+        }
+        return state.services.values
+            .filter { service in
+                (filters["name"].map { names in names.contains { service.name.contains($0) } } ?? true)
+                    && (filters["id"].map { ids in ids.contains { service.id.hasPrefix($0) } } ?? true)
+                    && (filters["mode"].map { $0.contains("replicated") } ?? true)
+                    && (filters["label"].map { labels in labels.allSatisfy { Self.matches(label: $0, service.labels) } } ?? true)
+            }
+            .sorted { $0.created < $1.created }
+            .map(serviceResource)
+    }
+
+    public func inspectService(_ reference: String) async throws -> ServiceResource {
+        serviceResource(try Self.mapping { try state.service(reference) })
+    }
+
+    public func removeService(_ reference: String) async throws {
+        guard configuration.isManager else {
+            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.")
+        }
+        var next = state
+        let record = try Self.mapping { try next.removeService(reference) }
+        try commit(next)
+        do { try gossip?.withdraw(serviceID: record.id) } catch {
+            logger.error("withdrawing service", metadata: ["service": "\(record.name)", "error": "\(error)"])
+        }
+        for endpoint in localEndpoints() where state.endpoints[endpoint.id] != nil { publish(endpoint) }
+        wake()
+        logger.info("removed service", metadata: ["service": "\(record.name)", "id": "\(record.id.prefix(12))"])
+    }
+
+    // MARK: - Backends
+
+    /// Every endpoint this node knows: its own, those it allocated for
+    /// workers (on a manager), and those gossip reports from other hosts.
+    func allEndpoints() -> [EndpointRecord] {
+        var all = remoteEndpoints
+        for (id, endpoint) in state.endpoints { all[id] = endpoint }
+        return Array(all.values)
+    }
+
+    /// The backends of a service, on every host: the endpoints attached
+    /// with its ID, on its networks and on the ingress network.
+    func backends(of service: ServiceRecord, among endpoints: [EndpointRecord]) -> [EndpointRecord] {
+        endpoints.filter { $0.serviceID == service.id && $0.isIngressGateway != true }
+            .sorted {
+                $0.networkID != $1.networkID ? $0.networkID < $1.networkID
+                    : $0.address.address.bytes.lexicographicallyPrecedes($1.address.address.bytes)
+            }
+    }
+
+    func serviceResource(_ record: ServiceRecord) -> ServiceResource {
+        let endpoints = allEndpoints()
+        let spec = ServiceSpec(
+            name: record.name, labels: record.labels,
+            taskTemplate: TaskSpec(
+                containerSpec: ContainerSpec(image: record.image),
+                networks: record.networks.map { id in
+                    NetworkAttachmentConfig(target: id, driverOpts: nil)
+                }),
+            mode: ServiceMode(replicated: ServiceMode.Replicated(replicas: record.replicas ?? 1)),
+            endpointSpec: EndpointSpec(mode: record.endpointMode.rawValue, ports: record.ports.map(Self.portConfig)))
+        var vips = record.virtualIPs.map { (networkID: $0.networkID, addr: $0.address.description) }
+        if record.usesIngress, let ingress = state.ingressNetwork {
+            // Docker lists the ingress network among a published service's VIPs.
+            vips.append((networkID: ingress.id, addr: ingress.subnet.description))
+        }
+        return ServiceResource(
+            id: record.id, version: record.version, createdAt: record.created.rfc3339, updatedAt: record.updated.rfc3339,
+            spec: spec, ports: record.ports.map(Self.portConfig), virtualIPs: vips,
+            backends: backends(of: record, among: endpoints).map {
+                ServiceBackend(endpointID: $0.id, name: $0.name, node: $0.nodeName ?? $0.node, networkID: $0.networkID,
+                               address: $0.address.address.description)
+            })
+    }
+
+    static func portConfig(_ port: ServicePort) -> PortConfig {
+        PortConfig(name: port.name, protocol: port.protocol.rawValue, targetPort: Int(port.targetPort),
+                   publishedPort: port.publishedPort.map(Int.init), publishMode: port.publishMode.rawValue)
+    }
+
+    /// Docker's spec in the fields the cluster uses.
+    static func serviceRequest(_ spec: ServiceSpec) -> ServiceRequest {
+        let attachments = spec.taskTemplate?.networks ?? spec.networks ?? []
+        return ServiceRequest(
+            name: spec.name, labels: spec.labels ?? [:], image: spec.taskTemplate?.containerSpec?.image ?? "",
+            replicas: spec.mode?.replicated?.replicas,
+            networks: attachments.map {
+                ServiceRequest.NetworkAttachment(target: $0.target, requestedVIP: $0.driverOpts?[NetworkAttachmentConfig.vipOption])
+            },
+            endpointMode: spec.endpointSpec?.mode,
+            ports: (spec.endpointSpec?.ports ?? []).map {
+                ServiceRequest.Port(name: $0.name, protocol: $0.protocol, targetPort: $0.targetPort, publishedPort: $0.publishedPort,
+                                    publishMode: $0.publishMode)
+            })
+    }
+}
+
+extension NodeDaemon {
+    /// The routing mesh forwards connections from the underlay to backends
+    /// through the ingress endpoint: the daemon's namespace must route.
+    static func enableForwarding(logger: Logger) {
+        do {
+            try "1\n".write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+        } catch {
+            logger.error("could not enable IPv4 forwarding; the routing mesh will not forward", metadata: ["error": "\(error)"])
+        }
+    }
+}

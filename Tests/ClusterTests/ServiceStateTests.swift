@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import Addressing
+@testable import Cluster
+
+@Suite struct ServiceStateTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+    let vtep = try! IPAddress(parsing: "192.0.2.11")
+
+    func stateWithNetwork() throws -> ClusterState {
+        var state = ClusterState()
+        _ = try state.createNetwork(.init(name: "front", subnet: "10.40.0.0/24"), id: "n1", now: now, hostRoutes: [])
+        return state
+    }
+
+    @Test func vipComesFromTheNetworkAndEndpointsAvoidIt() throws {
+        var state = try stateWithNetwork()
+        let service = try state.createService(.init(name: "web", networks: [.init(target: "front")]), id: "s1", now: now)
+        #expect(service.virtualIPs == [ServiceVIP(networkID: "n1", address: try IPPrefix(parsing: "10.40.0.2/24"))])
+        #expect(service.endpointMode == .vip)
+        let endpoint = try state.addEndpoint(id: "e1", network: "front", node: "h1", namespacePath: "/run/netns/w1", name: "w1",
+                                             requestedAddress: nil, vtep: vtep, serviceID: "s1")
+        #expect(endpoint.address.description == "10.40.0.3/24")
+        #expect(endpoint.serviceID == "s1")
+        // The VIP cannot be taken by an endpoint either.
+        #expect(throws: ClusterError.invalidRequest("address 10.40.0.2 is already in use")) {
+            try state.addEndpoint(id: "e2", network: "front", node: "h1", namespacePath: "/run/netns/w2", name: "w2",
+                                  requestedAddress: "10.40.0.2", vtep: vtep)
+        }
+        #expect(throws: ClusterError.notFound("service nope not found")) {
+            try state.addEndpoint(id: "e2", network: "front", node: "h1", namespacePath: "/run/netns/w2", name: "w2",
+                                  requestedAddress: nil, vtep: vtep, serviceID: "nope")
+        }
+    }
+
+    @Test func requestedVIPsAreChecked() throws {
+        var state = try stateWithNetwork()
+        let service = try state.createService(.init(name: "web", networks: [.init(target: "front", requestedVIP: "10.40.0.100")]), id: "s1", now: now)
+        #expect(service.vip(on: "n1")?.description == "10.40.0.100")
+        #expect(throws: ClusterError.invalidRequest("VIP for network front: address 10.99.0.1 is outside subnet 10.40.0.0/24")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "front", requestedVIP: "10.99.0.1")]), id: "s2", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("VIP for network front: address 10.40.0.100 is already in use")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "front", requestedVIP: "10.40.0.100")]), id: "s2", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("invalid VIP banana for network front: not an IPv4 address")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "front", requestedVIP: "banana")]), id: "s2", now: now)
+        }
+        #expect(state.services.count == 1)
+    }
+
+    @Test func badRequestsChangeNothing() throws {
+        var state = try stateWithNetwork()
+        let before = state
+        #expect(throws: ClusterError.notFound("network nowhere not found")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "nowhere")]), id: "s1", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("invalid service name \"-web\": use at most 63 letters, digits, '-' or '_', starting and ending with a letter or digit")) {
+            try state.createService(.init(name: "-web", networks: [.init(target: "front")]), id: "s1", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("invalid protocol sctp for port 80: use tcp or udp")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "front")], ports: [.init(protocol: "sctp", targetPort: 80)]), id: "s1", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("invalid target port 70000: use 1-65535")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "front")], ports: [.init(targetPort: 70000)]), id: "s1", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("invalid endpoint mode round: use vip or dnsrr")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "front")], endpointMode: "round"), id: "s1", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("service web publishes a port, but there is no ingress network")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "front")], ports: [.init(targetPort: 80, publishedPort: 8080)]), id: "s1", now: now)
+        }
+        #expect(state == before)
+    }
+
+    @Test func publishedPortsAreUniqueAndAllocated() throws {
+        var state = try stateWithNetwork()
+        let ingress = try state.ensureIngressNetwork(id: "ing", now: now, hostRoutes: [])
+        #expect(ingress.isIngress && ingress.name == "ingress")
+        #expect(try state.ensureIngressNetwork(id: "other", now: now, hostRoutes: []).id == "ing")
+        let web = try state.createService(.init(name: "web", networks: [.init(target: "front")],
+                                                ports: [.init(targetPort: 80, publishedPort: 8080), .init(protocol: "udp", targetPort: 53)]), id: "s1", now: now)
+        #expect(web.ports.map(\.publishedPort) == [8080, 30000])
+        #expect(web.usesIngress && web.isPublished)
+        // Another protocol on the same number is a different port.
+        let dns = try state.createService(.init(name: "dns", networks: [.init(target: "front")], ports: [.init(protocol: "udp", targetPort: 53, publishedPort: 8080)]), id: "s2", now: now)
+        #expect(dns.ports.first?.publishedPort == 8080)
+        #expect(throws: ClusterError.conflict("port 8080/tcp is already in use by service web")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "front")], ports: [.init(targetPort: 81, publishedPort: 8080)]), id: "s3", now: now)
+        }
+        #expect(throws: ClusterError.conflict("service name web is already in use by service s1")) {
+            try state.createService(.init(name: "web", networks: [.init(target: "front")]), id: "s3", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("service api cannot be attached to the ingress network ingress directly: publish a port instead")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "ingress")]), id: "s3", now: now)
+        }
+        #expect(throws: ClusterError.invalidRequest("port 81/tcp is published in ingress mode, which dnsrr mode cannot use: publish it in host mode")) {
+            try state.createService(.init(name: "api", networks: [.init(target: "front")], endpointMode: "dnsrr", ports: [.init(targetPort: 81)]), id: "s3", now: now)
+        }
+        let hostMode = try state.createService(.init(name: "api", networks: [.init(target: "front")], endpointMode: "dnsrr",
+                                                     ports: [.init(targetPort: 81, publishedPort: 9000, publishMode: "host")]), id: "s3", now: now)
+        #expect(hostMode.virtualIPs.isEmpty && !hostMode.usesIngress && hostMode.isPublished)
+    }
+
+    @Test func removingAServiceFreesItsNameAndUnlinksBackends() throws {
+        var state = try stateWithNetwork()
+        _ = try state.createService(.init(name: "web", networks: [.init(target: "front")]), id: "s1", now: now)
+        _ = try state.addEndpoint(id: "e1", network: "front", node: "h1", namespacePath: "/run/netns/w1", name: "w1",
+                                  requestedAddress: nil, vtep: vtep, serviceID: "s1")
+        #expect(throws: ClusterError.forbidden("error while removing network: network front id n1 is in use by service web")) {
+            try state.removeNetwork("front")
+        }
+        #expect(try state.removeService("web").id == "s1")
+        #expect(state.endpoints["e1"]?.serviceID == nil)
+        #expect(throws: ClusterError.notFound("service web not found")) { try state.service("web") }
+        _ = try state.createService(.init(name: "web", networks: [.init(target: "front")]), id: "s2", now: now)
+    }
+
+    @Test func stateFilesFromBeforeServicesStillLoad() throws {
+        let old = #"{"endpoints":{},"networks":{}}"#
+        let state = try JSONDecoder().decode(ClusterState.self, from: Data(old.utf8))
+        #expect(state.services.isEmpty)
+    }
+}
