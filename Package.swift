@@ -115,11 +115,16 @@ let package = Package(
         .target(name: "CIPVSShim", path: "CShims/CIPVSShim"),
         .target(
             name: "LoadBalancing",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables"]),
         .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
         .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing"]),
 
         // [nftables targets]
+        .systemLibrary(
+            name: "CLibNftables", path: "CShims/CLibNftables", pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]),
+        .testTarget(name: "NFTablesKernelTests", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
+        .executableTarget(name: "lb-bench", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
 
         // [dns targets]
 
