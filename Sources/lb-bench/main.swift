@@ -46,9 +46,9 @@ func shell(_ arguments: [String]) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-var namespaceCounter = 0
+nonisolated(unsafe) var namespaceCounter = 0
 func withNamespace<T>(_ body: (NetworkNamespace) throws -> T) throws -> T {
-    namespaceCounter += 1
+    namespaceCounter += 1  // one thread: the benchmark runs sequentially
     let namespace = try NetworkNamespace.create(named: "snt" + String(getpid(), radix: 36) + "x" + String(namespaceCounter, radix: 36))
     defer { try? namespace.delete() }
     return try body(namespace)
