@@ -403,7 +403,10 @@ public struct Simulator {
                 for id in ids { _ = try? nodes[id]!.compact() }
             }
         }
-        let summary = ids.map { "\($0): \(nodes[$0]!.raft.role) term=\(nodes[$0]!.raft.term) applied=\(nodes[$0]!.state.appliedIndex)" }
+        let summary = ids.map { id -> String in
+            let st = nodes[id]!.raft.status
+            return "\(id): \(st.role) term=\(st.term) vote=\(st.vote) leader=\(st.leader) last=\(st.lastIndex) commit=\(st.commit) applied=\(nodes[id]!.state.appliedIndex) voters=\(st.conf.voters.sorted()) learners=\(st.conf.learners.sorted())"
+        }
         throw fail("liveness: no convergence after healing (max acknowledged \(maxAcked)); \(summary.joined(separator: ", "))")
     }
 

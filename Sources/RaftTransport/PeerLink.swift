@@ -26,6 +26,8 @@ final class PeerLink: @unchecked Sendable {
     private var inFlight = 0
     private var queuedBytes = 0
     private var lastFailureLogged: NIODeadline = .distantPast
+    /// No dial before this: sends while a peer is down must not bypass the backoff.
+    private var retryAt: NIODeadline = .distantPast
 
     init(transport: RaftTransport, peer: NodeID, address: PeerAddress, eventLoop: any EventLoop) {
         self.transport = transport
@@ -104,7 +106,7 @@ final class PeerLink: @unchecked Sendable {
     }
 
     private func connect() {
-        guard !connecting, !closed, channel == nil else { return }
+        guard !connecting, !closed, channel == nil, NIODeadline.now() >= retryAt else { return }
         connecting = true
         let options = transport.options
         let security = options.configureSecurity
@@ -165,6 +167,7 @@ final class PeerLink: @unchecked Sendable {
         }
         let delay = backoff
         backoff = min(backoff * 2, transport.options.maxBackoff)
+        retryAt = now + delay
         // Dial even with nothing queued, so the link is ready when Raft next sends.
         eventLoop.scheduleTask(in: delay) { self.connect() }
     }

@@ -66,7 +66,7 @@ struct LinearizabilityTests {
         var rng = SystemRandomNumberGenerator()
         var ops: [KVHistory.Operation] = []
         var state: [String: String] = [:]
-        var t: UInt64 = 0
+        var t: UInt64 = 1_000
         for i in 0..<3000 {
             // The operation takes effect at `t`; its interval stretches randomly around it.
             t += 10
