@@ -127,6 +127,30 @@ let package = Package(
         .executableTarget(name: "lb-bench", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
 
         // [dns targets]
+        // The embedded DNS server (Sources/DNS); DNSKernelTests need root, dig and dnsmasq.
+        .target(
+            name: "DNS",
+            dependencies: [
+                "Addressing", "Namespaces",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "DNSTests",
+            dependencies: [
+                "DNS", "Addressing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "DNSKernelTests",
+            dependencies: [
+                "DNS", "Namespaces", "Addressing",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // [raft-live targets]
         .target(
