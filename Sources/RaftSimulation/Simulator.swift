@@ -421,7 +421,12 @@ public struct Simulator {
         try check(id, out)
         for m in out.messages {
             if chance(options.dropRate) { continue }
-            network.append(InFlight(message: m, deliverAt: now + rng.next() % (options.maxDelay + 1)))
+            // Healed means timely: Raft promises progress only when a round trip is well below the
+            // election timeout (§5.6). With the fault phase's delays (up to 12 steps each way
+            // against a 10-tick CheckQuorum) a new leader of 4 voters can lose its lease before two
+            // followers answer, term after term (seed 17036).
+            let healedDelay = min(options.maxDelay, UInt64(options.electionTick / 3))
+            network.append(InFlight(message: m, deliverAt: now + rng.next() % (healedDelay + 1)))
         }
     }
 }
