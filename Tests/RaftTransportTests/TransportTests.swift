@@ -152,6 +152,9 @@ struct TransportTests {
         let peers: [NodeID: PeerAddress] = [1: .init(host: "127.0.0.1", port: portA), 2: .init(host: "127.0.0.1", port: portB)]
         var options = RaftTransport.Options()
         options.maxQueuedMessages = 8
+        // The hook where mutual TLS will go runs first on every connection, both directions.
+        let hooked = Mutex<[Bool]>([])
+        options.configureSecurity = { _, isServer in hooked.withLock { $0.append(isServer) } }
         let t1 = transport(1, peers, log: log, inbox: a, options: options)
         let t2 = transport(2, peers, log: log, inbox: b, options: options)
         try await t1.listen(host: "127.0.0.1", port: portA)
@@ -166,6 +169,7 @@ struct TransportTests {
         t2.send([Message(type: .appendResponse, from: 2, to: 1, term: 100, index: 5)])
         try await eventually("member 2's answer") { a.messages.withLock { $0.contains { $0.type == .appendResponse } } }
         #expect(t1.counterValues.connects >= 1)
+        #expect(hooked.withLock { $0.contains(true) && $0.contains(false) })
         await t1.shutdown()
         await t2.shutdown()
     }
