@@ -57,7 +57,14 @@ final class PeerLink: @unchecked Sendable {
         var wrote = false
         for f in frames {
             let size = f.frame.readableBytes
-            if closed || f.frame.readableBytes > options.maxFrameSize || waiting.count + inFlight >= options.maxQueuedMessages
+            if size > options.maxFrameSize {
+                // The peer would refuse it; say so here, where the cause (a snapshot too big for
+                // maxFrameSize) can be fixed.
+                transport.logger.error("raft transport: \(f.type) of \(size) bytes to member \(peer) exceeds the frame limit of \(options.maxFrameSize) bytes; dropped")
+                drop(f.type)
+                continue
+            }
+            if closed || waiting.count + inFlight >= options.maxQueuedMessages
                 || queuedBytes + size > options.maxQueuedBytes {
                 drop(f.type)
                 continue
