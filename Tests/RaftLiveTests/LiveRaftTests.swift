@@ -53,7 +53,10 @@ struct LiveRaftTests {
         let dataRoot = "/tmp/srt\(getpid())"
         var nodes: [RaftNodeProcess] = []
         var passed = false
+        // Client threads stop on this, also when the test throws half way.
+        let stop = Atomic<Bool>(false)
         defer {
+            stop.store(true, ordering: .relaxed)
             for n in nodes { n.kill9() }
             testbed.destroy()
             // The members' logs and data stay for a post-mortem when the test failed (or with
@@ -81,7 +84,6 @@ struct LiveRaftTests {
 
         // Clients: each a thread in the client host's namespace, one request per connection.
         let recorder = Recorder()
-        let stop = Atomic<Bool>(false)
         let clientNS = testbed.namespace(testbed.clientHost)
         let addresses = (1...count).map { testbed.address($0) }
         var threads: [Thread] = []
