@@ -24,7 +24,7 @@ struct RaftServerTests {
 
         init(size: Int) {
             root = NSTemporaryDirectory() + "raft-server-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            let base = Int.random(in: 41_000..<49_000)
+            let base = Int.random(in: 26_000..<31_000)  // below the ephemeral range (32768-)
             peers = Dictionary(uniqueKeysWithValues: (1...NodeID(size)).map { ($0, PeerAddress(host: "127.0.0.1", port: base + Int($0))) })
         }
 

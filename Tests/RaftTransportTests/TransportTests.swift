@@ -148,7 +148,7 @@ struct TransportTests {
     /// (reported, never blocking) until it appears, then the link reconnects by itself.
     @Test func loopbackDeliveryDropAndReconnect() async throws {
         let log = CapturedLog(), a = Inbox(), b = Inbox()
-        let portA = Int.random(in: 30_000..<40_000), portB = portA + 1
+        let portA = Int.random(in: 21_000..<26_000), portB = portA + 1  // below the ephemeral range
         let peers: [NodeID: PeerAddress] = [1: .init(host: "127.0.0.1", port: portA), 2: .init(host: "127.0.0.1", port: portB)]
         var options = RaftTransport.Options()
         options.maxQueuedMessages = 8
