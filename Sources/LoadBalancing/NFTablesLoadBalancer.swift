@@ -53,6 +53,9 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
     private var model: NFTImage?
+    /// The ruleset generation swarmnet's last commit left (see `NFTablesGeneration`).
+    private var generation: UInt32?
+    private let generations: NFTablesGeneration
     private var lastCommands: [String] = []
 
     /// Opens libnftables in `namespace` (the caller's own when nil). Nothing
@@ -63,6 +66,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         self.namespace = namespace
         self.configuration = configuration
         context = try NFTablesContext(namespace: namespace)
+        generations = try NFTablesGeneration(namespace: namespace)
         renderer = NFTablesRenderer(configuration: configuration)
         transaction = NFTTransaction(family: "ip", table: configuration.tableName)
     }
@@ -97,23 +101,26 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let effective = desired.map(renderer.effective)
         return try lock.withLock {
             model = nil
+            let before = try generations.current()
             let kernel = try readKernel()
             let operations = try ReconcilePlan.operations(from: NFTablesKernelState.services(in: kernel), to: effective)
             let want = renderer.image(for: effective)
-            try commit(transaction.commands(from: kernel, to: want))
+            try commit(transaction.commands(from: kernel, to: want), after: before)
             model = want
             return ReconcileChanges(operations: operations)
         }
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
-    /// else. Trusts what swarmnet last programmed (read from the kernel
-    /// once, on the first call after start or after a failure) instead of
-    /// listing the table, which is what keeps a change cheap; the
-    /// transaction itself is the check: it flushes and deletes chains that
-    /// must exist, so a table changed behind swarmnet's back makes it fail,
-    /// and the service is then reconciled again from a fresh read of the
-    /// kernel. The full `reconcile(to:)` on a timer repairs the rest.
+    /// else. Trusts what swarmnet last programmed instead of listing the
+    /// table (which is what keeps a change cheap) as long as the ruleset
+    /// generation is the one swarmnet's own last commit left; when anyone
+    /// committed anything in the namespace since (`nft flush table`, another
+    /// table's owner), or on the first call, the table is read first and its
+    /// structure and this service repaired. The transaction is a second
+    /// check: it creates chains that must be new and flushes or deletes
+    /// chains that must exist, so if it still fails it is retried once from
+    /// a fresh read. Other services' drift is left to `reconcile(to:)`.
     @discardableResult
     public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
         try renderer.validate(key: key)
@@ -136,8 +143,9 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     }
 
     private func reconcileOne(_ key: ServiceKey, _ desired: VirtualService?, trustModel: Bool) throws -> ReconcileChanges {
+        let before = try generations.current()
         let base: NFTImage
-        if trustModel, let model { base = model } else { base = try readKernel() }
+        if trustModel, let model, before == generation { base = model } else { base = try readKernel() }
         let id = NFTNames.serviceID(key)
         var current = base
         current.services = base.services[id].map { [id: $0] } ?? [:]
@@ -151,7 +159,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         current.chains = base.chains
         var wantAll = want
         for (name, chain) in base.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
-        try commit(transaction.commands(from: current, to: wantAll))
+        try commit(transaction.commands(from: current, to: wantAll), after: before)
         var next = base
         next.exists = true
         next.maps = want.maps
@@ -181,6 +189,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     public func deleteTable() throws {
         try lock.withLock {
             model = nil
+            generation = nil
             do { try context.run("delete table ip \(configuration.tableName)") } catch let error as NFTablesError
                 where error.isNotFound {}
         }
@@ -205,10 +214,19 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         return try NFTablesKernelState.image(fromJSON: text, table: configuration.tableName)
     }
 
-    private func commit(_ commands: [String]) throws {
+    /// Sends one transaction. `before` is the generation read before the
+    /// kernel was (or the model was trusted); a commit makes it one more.
+    /// A commit by someone else in between makes the expectation wrong,
+    /// which only costs one extra read of the table later.
+    private func commit(_ commands: [String], after before: UInt32) throws {
         lastCommands = commands
-        guard !commands.isEmpty else { return }
+        generation = nil
+        guard !commands.isEmpty else {
+            generation = before
+            return
+        }
         try context.run(commands.joined(separator: "\n") + "\n")
+        generation = before &+ 1
     }
 }
 

@@ -303,7 +303,11 @@ struct NFTablesRenderer {
                 NFTExpr.match(["fib": ["flags": ["saddr"], "result": "type"]], "!=", "local"), NFTExpr.setMarkOr(mark),
             ]))
         }
-        let hairpin = !preserve && configuration.masquerade != .never
+        // Hairpin: a backend reaching itself through the VIP needs its
+        // source rewritten, or its reply would bypass the NAT. Only VIP
+        // services under `.publishedPorts` need a rule for it; the other
+        // policies either mark that connection already or never mark.
+        let hairpin = !preserve && !published && configuration.masquerade == .publishedPorts
         let hashing = service.scheduler == .sourceHashing || service.scheduler == .maglevHashing
         let weighted = hashing || service.scheduler == .weightedRoundRobin
 

@@ -9,7 +9,7 @@ import Testing
 @Suite struct NFTablesRulesetTests {
     let vip = ServiceKey.address(try! IPAddress(parsing: "10.0.0.5"), .tcp, port: 80)
     let other = ServiceKey.address(try! IPAddress(parsing: "10.0.0.6"), .udp, port: 53)
-    let renderer = NFTablesRenderer(configuration: NFTablesConfiguration(tableName: "sn"))
+    let renderer = NFTablesRenderer(configuration: NFTablesConfiguration(tableName: "sn", masquerade: .never))
     let transaction = NFTTransaction(family: "ip", table: "sn")
 
     func server(_ address: String, weight: UInt32 = 1) -> RealServer {
@@ -28,7 +28,7 @@ import Testing
     @Test func aNewTableHoldsMapsHooksAndOneChainPerServiceAndEndpoint() throws {
         let text = try NFTablesLoadBalancer.ruleset(
             for: [VirtualService(key: vip, realServers: [server("10.0.1.2"), server("10.0.1.3")])],
-            configuration: NFTablesConfiguration(tableName: "sn"))
+            configuration: NFTablesConfiguration(tableName: "sn", masquerade: .never))
         #expect(text == """
             add table ip sn
             add map ip sn service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }
@@ -135,7 +135,12 @@ import Testing
         let meshImage = mesh.service(mesh.effective(service))
         #expect(meshImage.elements == [NFTElement(map: "service-ports", key: "tcp . 30080", target: "svc-tcp-0.0.0.0-30080")])
         #expect(meshImage.chains["svc-tcp-0.0.0.0-30080"]!.rules[1].text == "meta mark set meta mark | 0x4000")
-        #expect(meshImage.chains["ep-tcp-0.0.0.0-30080-10.0.1.2-8080"]!.rules[0].text
+        #expect(meshImage.chains["ep-tcp-0.0.0.0-30080-10.0.1.2-8080"]!.rules.count == 1)
+        // VIP services are not masqueraded by default, except a backend
+        // reaching itself through the VIP (hairpin).
+        let vipImage = mesh.service(VirtualService(key: vip, realServers: [server("10.0.1.2")]))
+        #expect(vipImage.chains["svc-tcp-10.0.0.5-80"]!.rules.count == 2)
+        #expect(vipImage.chains["ep-tcp-10.0.0.5-80-10.0.1.2-8080"]!.rules[0].text
             == "ip saddr 10.0.1.2 meta mark set meta mark | 0x4000")
         #expect(mesh.structure().chains["prerouting"]?.base == "nat prerouting -100 accept")
 

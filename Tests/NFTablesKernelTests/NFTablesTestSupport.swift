@@ -146,7 +146,9 @@ final class NFTTestbed {
 
     /// Stops the servers (the namespaces are deleted by their owner).
     func stop() {
-        for server in servers where server.isRunning { server.terminate() }
+        // SIGKILL: the test runner's children inherit a signal mask that
+        // blocks SIGTERM, so terminate() would leave them running.
+        for server in servers where server.isRunning { kill(server.processIdentifier, SIGKILL) }
         for server in servers { server.waitUntilExit() }
     }
 
