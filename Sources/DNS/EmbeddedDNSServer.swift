@@ -17,7 +17,7 @@ import NIOPosix
 /// was created in, whichever thread uses it.
 public final class EmbeddedDNSServer: Sendable {
     public enum Error: Swift.Error, CustomStringConvertible {
-        /// 127.0.0.11 cannot be bound: `lo` is down in the namespace (bring
+        /// 127.0.0.11 is unreachable: `lo` is down in the namespace (bring
         /// it up first: `ip -n NS link set lo up`).
         case loopbackDown(namespace: String, address: String)
         case bind(namespace: String, address: String, underlying: any Swift.Error)
@@ -25,7 +25,7 @@ public final class EmbeddedDNSServer: Sendable {
         public var description: String {
             switch self {
             case .loopbackDown(let namespace, let address):
-                "cannot listen on \(address) in network namespace \(namespace): lo is down there (EADDRNOTAVAIL); bring it up first"
+                "cannot serve \(address) in network namespace \(namespace): lo is down there; bring it up first"
             case .bind(let namespace, let address, let underlying):
                 "cannot listen on \(address) in network namespace \(namespace): \(underlying)"
             }
@@ -72,6 +72,7 @@ public final class EmbeddedDNSServer: Sendable {
 
         let (udpSocket, tcpSocket) = try await UpstreamForwarder.socketThreads.runIfActive {
             try namespace.run {
+                try checkReachable(address, namespace: namespace)
                 let udp = try listeningSocket(address, stream: false, namespace: namespace)
                 do {
                     return (udp, try listeningSocket(address, stream: true, namespace: namespace))
@@ -137,6 +138,16 @@ public final class EmbeddedDNSServer: Sendable {
 
     /// Open TCP client connections.
     public var tcpConnections: Int { connections.count }
+
+    /// Binding 127.0.0.11 succeeds with `lo` down, and a route lookup does
+    /// too once lo has been up, but nothing arrives: send a datagram to
+    /// ourselves on that address and see it come back.
+    private static func checkReachable(_ address: SocketAddress, namespace: NetworkNamespace) throws {
+        let probe = try SocketAddress(ipAddress: address.ipAddress ?? "127.0.0.11", port: 0)
+        if !RawSocket.loopsBack(probe) {
+            throw Error.loopbackDown(namespace: "\(namespace)", address: "\(address)")
+        }
+    }
 
     private static func listeningSocket(_ address: SocketAddress, stream: Bool, namespace: NetworkNamespace) throws -> CInt {
         do {

@@ -62,6 +62,28 @@ enum RawSocket {
         }
     }
 
+    /// True when a datagram sent to `address` (port 0: any free port)
+    /// from a socket bound there arrives within a tenth of a second.
+    static func loopsBack(_ address: SocketAddress) -> Bool {
+        guard let fd = try? bound(to: address, stream: false) else { return false }
+        defer { close(fd) }
+        var local = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return false }
+        let marker: [UInt8] = Array("swarmnet-probe".utf8)
+        let sent = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, marker, marker.count, 0, $0, length) }
+        }
+        guard sent == marker.count else { return false }
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 100) == 1 else { return false }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        return recv(fd, &buffer, buffer.count, 0) == marker.count && Array(buffer.prefix(marker.count)) == marker
+    }
+
     private static func make(family: CInt, stream: Bool, address: SocketAddress) throws -> CInt {
         let type = (stream ? CInt(SOCK_STREAM.rawValue) : CInt(SOCK_DGRAM.rawValue)) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue)
         let fd = socket(family, type, 0)

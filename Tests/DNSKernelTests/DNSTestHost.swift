@@ -46,21 +46,21 @@ enum DNSTestHost {
         for _ in 0..<count {
             let namespace = try NetworkNamespace.create(named: uniqueName())
             made.append(namespace)
-            try run(["ip", "-n", namespace.name!, "link", "set", "lo", "up"])
+            try await run(["ip", "-n", namespace.name!, "link", "set", "lo", "up"])
         }
         return try await body(made)
     }
 
     /// A veth pair between two namespaces with an address on each end
-    /// (a /30 of TEST-NET-2 that exists only inside these namespaces).
-    static func link(_ a: NetworkNamespace, _ addressA: String, _ b: NetworkNamespace, _ addressB: String) throws {
+    /// (a /29 of TEST-NET-2 that exists only inside these namespaces).
+    static func link(_ a: NetworkNamespace, _ addressA: String, _ b: NetworkNamespace, _ addressB: String) async throws {
         let nameA = "v" + a.name!.suffix(12)
         let nameB = "v" + b.name!.suffix(12)
-        try run(["ip", "-n", a.name!, "link", "add", nameA, "type", "veth", "peer", "name", nameB, "netns", b.name!])
-        try run(["ip", "-n", a.name!, "addr", "add", "\(addressA)/30", "dev", nameA])
-        try run(["ip", "-n", b.name!, "addr", "add", "\(addressB)/30", "dev", nameB])
-        try run(["ip", "-n", a.name!, "link", "set", nameA, "up"])
-        try run(["ip", "-n", b.name!, "link", "set", nameB, "up"])
+        try await run(["ip", "-n", a.name!, "link", "add", nameA, "type", "veth", "peer", "name", nameB, "netns", b.name!])
+        try await run(["ip", "-n", a.name!, "addr", "add", "\(addressA)/29", "dev", nameA])
+        try await run(["ip", "-n", b.name!, "addr", "add", "\(addressB)/29", "dev", nameB])
+        try await run(["ip", "-n", a.name!, "link", "set", nameA, "up"])
+        try await run(["ip", "-n", b.name!, "link", "set", nameB, "up"])
     }
 
     /// Starts the server, runs `body`, stops the server even when `body` throws.
@@ -85,53 +85,55 @@ enum DNSTestHost {
     }
 
     /// dnsmasq in `namespace` on `address`: example.test → 192.0.2.99 and
-    /// the `hosts` lines; stopped by `stop()`.
-    final class Dnsmasq {
-        let process = Process()
+    /// the `hosts` lines. It runs as a daemon (its own fork, a pid file),
+    /// not as a Foundation Process: Foundation reaps children one blocking
+    /// waitpid at a time, and a child that lives for the whole test would
+    /// stall every command run after it.
+    final class Dnsmasq: @unchecked Sendable {
         let hostsFile: String
+        let pidFile: String
 
-        init(in namespace: NetworkNamespace, address: String, hosts: [String], extra: [String] = []) throws {
+        init(in namespace: NetworkNamespace, address: String, hosts: [String], extra: [String] = []) async throws {
             hostsFile = NSTemporaryDirectory() + "/\(namespace.name!)-hosts"
+            pidFile = hostsFile + ".pid"
             try (hosts.joined(separator: "\n") + "\n").write(toFile: hostsFile, atomically: true, encoding: .utf8)
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            process.arguments = ["netns", "exec", namespace.name!, "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground",
-                                 "--no-resolv", "--no-hosts", "--listen-address=\(address)", "--bind-interfaces",
-                                 "--address=/example.test/192.0.2.99", "--addn-hosts=\(hostsFile)", "--pid-file=\(hostsFile).pid",
-                                 "--user=root", "--log-facility=-"] + extra
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            // Standard streams to /dev/null: the daemon must not hold our pipes.
+            try await run(["ip", "netns", "exec", namespace.name!, "sh", "-c", "exec \"$@\" </dev/null >/dev/null 2>&1", "sh",
+                           "dnsmasq", "--conf-file=/dev/null",
+                           "--no-resolv", "--no-hosts", "--listen-address=\(address)", "--bind-interfaces",
+                           "--address=/example.test/192.0.2.99", "--addn-hosts=\(hostsFile)", "--pid-file=\(pidFile)",
+                           "--user=root"] + extra)
         }
 
+        /// SIGKILL to the daemon named in the pid file: it inherits the
+        /// test thread's signal mask, in which SIGTERM is blocked.
         func stop() {
-            if process.isRunning {
-                process.terminate()
-                process.waitUntilExit()
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                kill(pid, SIGKILL)
             }
             try? FileManager.default.removeItem(atPath: hostsFile)
-            try? FileManager.default.removeItem(atPath: hostsFile + ".pid")
+            try? FileManager.default.removeItem(atPath: pidFile)
         }
-
-        deinit { stop() }
     }
 
     /// Waits until `dig @server name` from `namespace` answers.
     static func waitForResolver(from namespace: NetworkNamespace, server: String, name: String) async throws {
         for _ in 0..<50 {
-            if let output = try? dig(namespace, ["@\(server)", name, "+short", "+tries=1", "+time=1"]), !output.isEmpty { return }
+            if let output = try? await dig(namespace, ["@\(server)", name, "+short", "+tries=1", "+time=1"]), !output.isEmpty { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         Issue.record("resolver \(server) in \(namespace) never answered \(name)")
     }
 
     /// `ip netns exec NS dig ARGS`, its standard output.
-    static func dig(_ namespace: NetworkNamespace, _ arguments: [String]) throws -> String {
-        try run(["ip", "netns", "exec", namespace.name!, "dig"] + arguments)
+    static func dig(_ namespace: NetworkNamespace, _ arguments: [String]) async throws -> String {
+        try await run(["ip", "netns", "exec", namespace.name!, "dig"] + arguments)
     }
 
     /// `dig +short`'s lines, sorted.
-    static func short(_ namespace: NetworkNamespace, _ arguments: [String]) throws -> [String] {
-        try dig(namespace, arguments + ["+short", "+tries=1", "+time=3"]).split(separator: "\n").map(String.init).sorted()
+    static func short(_ namespace: NetworkNamespace, _ arguments: [String]) async throws -> [String] {
+        try await dig(namespace, arguments + ["+short", "+tries=1", "+time=3"]).split(separator: "\n").map(String.init).sorted()
     }
 
     /// The `status:` of a full dig answer, and its answer count.
@@ -144,8 +146,19 @@ enum DNSTestHost {
     }
 
     /// Runs a command; a non-zero exit throws with its standard error.
+    /// The wait happens on a thread of its own: blocking the few threads of
+    /// Swift's cooperative pool in Process.waitUntilExit starves the
+    /// dispatch queues Foundation reaps children on, and the test hangs.
     @discardableResult
-    static func run(_ arguments: [String], input: String? = nil) throws -> String {
+    static func run(_ arguments: [String], input: String? = nil) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try runBlocking(arguments, input: input) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String], input: String?) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -172,8 +185,8 @@ enum DNSTestHost {
     }
 
     /// A Python program run inside `namespace` (the script on standard input).
-    static func python(_ namespace: NetworkNamespace, _ script: String) throws -> String {
-        try run(["ip", "netns", "exec", namespace.name!, "python3", "-"], input: script)
+    static func python(_ namespace: NetworkNamespace, _ script: String) async throws -> String {
+        try await run(["ip", "netns", "exec", namespace.name!, "python3", "-"], input: script)
     }
 }
 

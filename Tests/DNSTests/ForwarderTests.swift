@@ -112,7 +112,7 @@ struct ForwarderTests {
                 }
                 let decoded = try DNSMessage(decoding: try #require(reply))
                 #expect(decoded.responseCode == .noError && decoded.answers.count == 1)
-                #expect(elapsed < .milliseconds(500), "a refused port must not wait for the timeout: \(elapsed)")
+                #expect(elapsed < .seconds(1), "a refused port must not wait for the 2 s timeout: \(elapsed)")
                 print("dead, SERVFAIL, good upstream: answered in \(elapsed)")
 
                 // Only failing upstreams: their SERVFAIL is passed on.
@@ -132,7 +132,7 @@ struct ForwarderTests {
                 reply = await forwarder([silent], timeout: .milliseconds(200)).forward(query, question: question, limit: 512)
             }
             #expect(reply == nil)
-            #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(1), "\(elapsed)")
+            #expect(elapsed >= .milliseconds(200) && elapsed < .milliseconds(1500), "\(elapsed)")
         }
         let (query, question) = Self.query("example.test")
         #expect(await forwarder([]).forward(query, question: question, limit: 512) == nil)
@@ -164,26 +164,35 @@ enum FakeUpstream {
     static func with(udp: @escaping @Sendable ([UInt8]) -> [[UInt8]], tcp: (@Sendable ([UInt8]) -> [UInt8])? = nil,
                      _ body: (SocketAddress) async throws -> Void) async throws {
         let group = ForwarderTests.group
-        let udpChannel = try await DatagramBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPResponder(respond: udp)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { udpChannel.close(promise: nil) }
-        let address = udpChannel.localAddress!
-        var tcpChannel: (any Channel)?
-        if let tcp {
-            tcpChannel = try await ServerBootstrap(group: group)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(DNSStreamFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(TCPResponder(respond: tcp))
-                    }
+        // UDP and TCP on one port: take a free UDP port, then try TCP on it;
+        // another process may hold that TCP port, so try a few.
+        for attempt in 1...20 {
+            let udpChannel = try await DatagramBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPResponder(respond: udp)) }
                 }
-                .bind(to: address).get()
+                .bind(host: "127.0.0.1", port: 0).get()
+            defer { udpChannel.close(promise: nil) }
+            let address = udpChannel.localAddress!
+            var tcpChannel: (any Channel)?
+            if let tcp {
+                do {
+                    tcpChannel = try await ServerBootstrap(group: group)
+                        .childChannelInitializer { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(DNSStreamFrameDecoder()))
+                                try channel.pipeline.syncOperations.addHandler(TCPResponder(respond: tcp))
+                            }
+                        }
+                        .bind(to: address).get()
+                } catch where attempt < 20 {
+                    continue
+                }
+            }
+            defer { tcpChannel?.close(promise: nil) }
+            try await body(address)
+            return
         }
-        defer { tcpChannel?.close(promise: nil) }
-        try await body(address)
     }
 
     /// A port nothing listens on (bound, read, released).
