@@ -91,6 +91,7 @@ public struct DNSHeader: Hashable, Sendable {
     }
 }
 
+/// OPCODE (RFC 1035 §4.1.1, RFC 6895 §2.2).
 public struct DNSOpcode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -196,6 +197,7 @@ public struct DNSRecordClass: RawRepresentable, Hashable, Sendable, CustomString
     }
 }
 
+/// One entry of the question section.
 public struct DNSQuestion: Hashable, Sendable {
     public var name: DNSName
     public var type: DNSRecordType
@@ -208,6 +210,7 @@ public struct DNSQuestion: Hashable, Sendable {
     }
 }
 
+/// A resource record of the answer, authority or additional section.
 public struct DNSResourceRecord: Hashable, Sendable {
     public var name: DNSName
     public var recordClass: DNSRecordClass
@@ -255,6 +258,7 @@ public enum DNSRecordData: Hashable, Sendable {
     }
 }
 
+/// SOA RDATA (RFC 1035 §3.3.13).
 public struct DNSSOA: Hashable, Sendable {
     public var primary: DNSName
     public var mailbox: DNSName
@@ -275,6 +279,7 @@ public struct DNSSOA: Hashable, Sendable {
     }
 }
 
+/// SRV RDATA (RFC 2782).
 public struct DNSSRV: Hashable, Sendable {
     public var priority: UInt16
     public var weight: UInt16

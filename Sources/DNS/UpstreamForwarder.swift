@@ -149,7 +149,12 @@ final class UpstreamForwarder: Sendable {
     /// process's), connected, non-blocking, ready for NIO to adopt.
     static func openSocket(to upstream: SocketAddress, stream: Bool, namespace: NetworkNamespace?,
                            deadline: NIODeadline) async throws -> CInt {
-        try await socketThreads.runIfActive {
+        // The common case, a UDP socket in our own namespace, never blocks:
+        // no thread hop.
+        if !stream && namespace == nil {
+            return try RawSocket.connected(to: upstream, stream: false, deadline: deadline)
+        }
+        return try await socketThreads.runIfActive {
             let open = { try RawSocket.connected(to: upstream, stream: stream, deadline: deadline) }
             return try namespace.map { try $0.run(open) } ?? open()
         }
