@@ -39,11 +39,7 @@ enum NFTablesKernelState {
             } else if let object = item["rule"] as? [String: Any], let chain = object["chain"] as? String {
                 let expr = (object["expr"] as? [Any]) ?? []
                 let comment = object["comment"] as? String
-                var rule = NFTRule(text: "", expr: expr, comment: nil)
-                rule.signature = NFTRule.signature(expr: expr, comment: comment)
-                rule.comment = comment
-                rule.dnat = dnatTarget(expr)
-                rulesByChain[chain, default: []].append(rule)
+                rulesByChain[chain, default: []].append(NFTRule(kernelExpr: expr, comment: comment, dnat: dnatTarget(expr)))
             }
         }
         for (name, var chain) in chainsByName {

@@ -49,6 +49,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private let context: NFTablesContext
     private let renderer: NFTablesRenderer
     private let transaction: NFTTransaction
+    /// The table, maps and hook chains this configuration wants (fixed).
+    private let structure: NFTImage
     private let lock = NSLock()
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
@@ -68,6 +70,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         context = try NFTablesContext(namespace: namespace)
         generations = try NFTablesGeneration(namespace: namespace)
         renderer = NFTablesRenderer(configuration: configuration)
+        structure = renderer.structure()
         transaction = NFTTransaction(family: "ip", table: configuration.tableName)
     }
 
@@ -149,7 +152,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let id = NFTNames.serviceID(key)
         var current = base
         current.services = base.services[id].map { [id: $0] } ?? [:]
-        var want = renderer.structure()
+        var want = structure
         if let desired { want.services[id] = renderer.service(desired) }
         let operations = try ReconcilePlan.operations(
             from: NFTablesKernelState.services(in: current), to: desired.map { [$0] } ?? [])

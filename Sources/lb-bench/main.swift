@@ -99,8 +99,15 @@ case "change":
     let peerChanges = arguments.count >= 4 ? Int(arguments[3]) ?? changes : changes
     let desired = desiredServices(services, backends: 10)
     try withNamespace { namespace in
+      try withNamespace { peer in
         let lb = try NFTablesLoadBalancer(namespace: namespace)
         let setup = try clock.measure { try lb.reconcile(to: desired) }
+        // The peer works in a namespace of its own holding the same table,
+        // so its commits never make swarmnet's model look stale.
+        let ruleset = "/tmp/lb-bench-\(getpid())-ruleset.nft"
+        try NFTablesLoadBalancer.ruleset(for: desired).write(toFile: ruleset, atomically: true, encoding: .utf8)
+        defer { unlink(ruleset) }
+        if peerChanges > 0 { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", ruleset]) }
         var add: [Double] = []
         var remove: [Double] = []
         var peerAdd: [Double] = []
@@ -118,12 +125,11 @@ case "change":
             let removeText = lb.lastTransaction
             if addText.isEmpty || removeText.isEmpty { fail("a change sent nothing") }
             if k < peerChanges {
-                // The peer applies the same two transactions with nft -f; the
-                // table ends as it began, so swarmnet's model stays true.
+                // The peer applies the same two transactions with nft -f.
                 try (addText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-                peerAdd.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", namespace.name!, "nft", "-f", file]) }))
+                peerAdd.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
                 try (removeText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-                peerRemove.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", namespace.name!, "nft", "-f", file]) }))
+                peerRemove.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
             }
         }
         let ours = (add + remove).sorted()
@@ -144,6 +150,7 @@ case "change":
             let check = try lb.reconcile(to: desired)
             print("NFT-BENCH full reconcile afterwards: \(check.isEmpty && lb.lastTransaction.isEmpty ? "nothing to do" : "DIFFERS")")
         }
+      }
     }
 
 default:
