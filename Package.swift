@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnet",
             dependencies: [
-                "Inspect", "Netlink", "Namespaces", "Overlay", "Lab", "Addressing", "DockerAPI",
+                "Inspect", "Netlink", "Namespaces", "Overlay", "Lab", "Addressing", "DockerAPI", "RaftTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -125,5 +125,40 @@ let package = Package(
         // [dns targets]
 
         // [raft-live targets]
+        .target(
+            name: "RaftTransport",
+            dependencies: [
+                "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "RaftRuntime",
+            dependencies: [
+                "Raft", "RaftStorage", "ReplicatedStore", "RaftTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "raft-node",
+            dependencies: [
+                "RaftRuntime", "RaftTransport", "Raft", "DockerAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(name: "raft-sim", dependencies: ["Raft", "RaftSimulation"]),
+        .testTarget(
+            name: "RaftTransportTests",
+            dependencies: [
+                "RaftTransport", "RaftRuntime", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "RaftLiveTests", dependencies: ["raft-node"]),
     ]
 )

@@ -12,6 +12,8 @@ public struct SimulationOptions: Sendable {
     /// Chance that writing a Ready crashes the node half way (a torn write).
     public var tearRate: Double = 0.01
     public var electionTick = 10
+    /// Add, remove, promote and demote one member at a time (a spare node starts outside the group).
+    public var membershipChanges = true
 
     public init(nodes: Int = 3) { self.nodes = nodes }
 }
@@ -43,6 +45,10 @@ public struct SimulationStats: Sendable {
     public var tornWrites = 0
     public var snapshotsSent = 0
     public var readsServed = 0
+    /// Membership changes committed after the bootstrap configuration.
+    public var confChangesApplied = 0
+
+    public init() {}
 }
 
 /// A seeded, deterministic simulation of a Raft group over a faulty network with crashing nodes.
@@ -62,7 +68,9 @@ public struct Simulator {
     var rng: SplitMix64
     var now: UInt64 = 0
     var step = 0
+    /// Every node, the spare (outside the initial group) last.
     let ids: [NodeID]
+    let initialVoters: [NodeID]
     var nodes: [NodeID: SimNode] = [:]
     var crashed: Set<NodeID> = []
     var network: [InFlight] = []
@@ -93,7 +101,8 @@ public struct Simulator {
         self.seed = seed
         self.options = options
         rng = SplitMix64(seed: seed)
-        ids = (1...options.nodes).map { NodeID($0) }
+        initialVoters = (1...options.nodes).map { NodeID($0) }
+        ids = options.membershipChanges ? initialVoters + [NodeID(options.nodes + 1)] : initialVoters
         // Vary batching and pipelining per seed: one entry per append makes partial replication,
         // and so the interleavings of the commit rule (Raft paper, figure 8), far more likely.
         let maxBytes = [1, 1, 8, 64][Int(rng.next() % 4)]
@@ -101,7 +110,8 @@ public struct Simulator {
         for id in ids {
             let cfg = Config(id: id, electionTick: options.electionTick, heartbeatTick: 1,
                              maxSizePerMessage: maxBytes, maxInflightMessages: inflight, randomSeed: seed &+ id)
-            nodes[id] = SimNode(config: cfg, disk: .bootstrap(voters: ids))
+            // The spare starts empty, as a new member does: it learns the log from the leader.
+            nodes[id] = SimNode(config: cfg, disk: initialVoters.contains(id) ? .bootstrap(voters: initialVoters) : PersistentState())
         }
     }
 
@@ -178,15 +188,40 @@ public struct Simulator {
                 note("restart \(id)")
                 try settle(id)
             }
-        case 97..<99:
+        case 97..<98:
             if let id = pick(live) {
                 if (try? nodes[id]!.compact()) != nil { note("compact \(id)") }
             }
+        case 98:
+            if options.membershipChanges { try changeMembership() }
         default:
             if let id = pick(live), nodes[id]!.raft.role == .leader, let to = pick(ids.filter { $0 != id }) {
                 try act(id, "transfer \(id)->\(to)") { $0.transferLeadership(to: to) }
             }
         }
+    }
+
+    /// Proposes one single-member change on a leader, keeping between nodes-1 and nodes+1 voters so
+    /// any committed entry still sits on at least a quorum of the initial size (the durability check).
+    private mutating func changeMembership() throws(SimulationFailure) {
+        guard let l = pick(live.filter { nodes[$0]!.raft.role == .leader }) else { return }
+        let conf = nodes[l]!.raft.status.conf
+        var choices: [ConfChange] = []
+        let canGrow = conf.voters.count < options.nodes + 1
+        let canShrink = conf.voters.count > options.nodes - 1
+        for id in ids {
+            if conf.voters.contains(id) {
+                if canShrink { choices += [.remove(id), .addLearner(id)] }
+            } else if conf.learners.contains(id) {
+                choices.append(.remove(id))
+                if canGrow { choices.append(.addVoter(id)) }
+            } else {
+                choices.append(.addLearner(id))
+                if canGrow { choices.append(.addVoter(id)) }
+            }
+        }
+        guard let cc = pick(choices) else { return }
+        try act(l, "propose \(cc)") { try? $0.proposeConfChange(cc) }
     }
 
     private mutating func changeNetwork() {
@@ -274,6 +309,7 @@ public struct Simulator {
                 throw fail("state machine safety: node \(id) applied \(Message.describe(e)) at \(e.index), others applied \(Message.describe(prev))")
             }
             if acked[e.index] == nil {
+                if e.kind == .confChange && e.index > Index(options.nodes) { stats.confChangesApplied += 1 }
                 acked[e.index] = e
                 maxAcked = max(maxAcked, e.index)
                 stats.committed = max(stats.committed, e.index)
@@ -353,10 +389,18 @@ public struct Simulator {
                 try actNoTear(m.to) { try? $0.step(m) }
             }
             try checkLeaders()
-            let applied = ids.map { nodes[$0]!.state.appliedIndex }
             let leaders = ids.filter { nodes[$0]!.raft.role == .leader }
+            // Only the members of the leader's configuration must converge; a removed node stops
+            // hearing from the group where it was removed.
+            let members = leaders.count == 1 ? nodes[leaders[0]]!.raft.status.conf : ConfState()
+            let applied = ids.filter { members.contains($0) }.map { nodes[$0]!.state.appliedIndex }
             if round > 0, leaders.count == 1, applied.allSatisfy({ $0 >= maxAcked && $0 == applied[0] }) {
                 return
+            }
+            // A member added after the leader's last snapshot cannot load that snapshot (it does not
+            // list it); a fresh one does, as the runtime's periodic compaction would make.
+            if round % 100 == 99 {
+                for id in ids { _ = try? nodes[id]!.compact() }
             }
         }
         let summary = ids.map { "\($0): \(nodes[$0]!.raft.role) term=\(nodes[$0]!.raft.term) applied=\(nodes[$0]!.state.appliedIndex)" }

@@ -24,6 +24,7 @@ struct SimulationTests {
         var torn = 0
         var snapshots = 0
         var reads = 0
+        var confChanges = 0
         for seed in range {
             var sim = Simulator(seed: seed, options: SimulationOptions(nodes: nodes))
             do {
@@ -33,6 +34,7 @@ struct SimulationTests {
                 torn += st.tornWrites
                 snapshots += st.snapshotsSent
                 reads += st.readsServed
+                confChanges += st.confChangesApplied
             } catch {
                 Issue.record("\(error)")
                 return
@@ -41,11 +43,12 @@ struct SimulationTests {
                 print("raft-sim nodes=\(nodes): \(seed - range.lowerBound + 1)/\(range.count) seeds ok (through seed \(seed))")
             }
         }
-        print("raft-sim nodes=\(nodes) seeds=\(range.lowerBound)...\(range.upperBound): ok; entries committed \(committed), crashes \(crashes), torn writes \(torn), snapshots sent \(snapshots), reads served \(reads)")
+        print("raft-sim nodes=\(nodes) seeds=\(range.lowerBound)...\(range.upperBound): ok; entries committed \(committed), crashes \(crashes), torn writes \(torn), snapshots sent \(snapshots), reads served \(reads), membership changes applied \(confChanges)")
         // Guard against a vacuous run: the faults must not have stopped all progress.
         if range.count >= 50 {
             #expect(committed > range.count * 5)
             #expect(crashes > 0 && torn > 0 && snapshots > 0 && reads > 0)
+            #expect(confChanges > range.count / 10, "membership changes (add, remove, learners) must be exercised")
         }
     }
 

@@ -1,0 +1,87 @@
+import ArgumentParser
+import DockerAPI
+import Foundation
+import Logging
+import Raft
+import RaftRuntime
+import RaftTransport
+
+/// One Raft member with the replicated store, serving an etcd-shaped HTTP API for clients and
+/// benchmarks. A fresh data directory bootstraps a group whose voters are `--peers`.
+@main
+struct RaftNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "raft-node",
+        abstract: "Run one member of a swarmnet Raft group with an etcd-style HTTP API (/v3/kv/put, /v3/kv/range, /debug/raft).")
+
+    @Option(help: "This member's id (a positive integer listed in --peers).")
+    var id: UInt64
+
+    @Option(help: "Every member's Raft address, this one included: id=host:port,...",
+            transform: { try PeerAddress.parsePeers($0) })
+    var peers: [UInt64: PeerAddress]
+
+    @Option(help: "Directory for the write-ahead log and snapshots.")
+    var dataDir: String
+
+    @Option(help: "Port of the HTTP client API.")
+    var clientPort: Int
+
+    @Option(help: "Address the client API binds (default: all).")
+    var clientHost = "0.0.0.0"
+
+    @Option(help: "Address the Raft listener binds (default: the host given for this member in --peers).")
+    var listenHost: String?
+
+    @Option(help: "Milliseconds per Raft tick.")
+    var tickMs = 50
+
+    @Option(help: "Election timeout in ticks (randomized in [n, 2n)).")
+    var electionTicks = 10
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard id != 0, peers[id] != nil else { throw ValidationError("--id \(id) is not one of --peers \(peers.keys.sorted())") }
+        guard (1...65535).contains(clientPort) else { throw ValidationError("--client-port must be 1...65535") }
+        guard tickMs > 0, electionTicks > 1 else { throw ValidationError("--tick-ms must be > 0 and --election-ticks > 1") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "raft-node.\(id)")
+        var options = RaftServer.Options()
+        options.tick = .milliseconds(tickMs)
+        options.electionTick = electionTicks
+        let server = try RaftServer(id: id, peers: peers, dataDirectory: dataDir, options: options, logger: logger)
+        let me = peers[id]!
+        try await server.start(listenHost: listenHost ?? me.host, listenPort: me.port)
+        logger.info("raft-node \(id): raft on \(listenHost ?? me.host):\(me.port), clients on \(clientHost):\(clientPort), data in \(dataDir)")
+
+        let terminate = DispatchSource.makeSignalSource(signal: SIGTERM)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        for source in [terminate, interrupt] {
+            source.setEventHandler {
+                Task {
+                    await server.stop()
+                    Foundation.exit(0)
+                }
+            }
+            source.resume()
+        }
+        let api = KVAPI(server: server)
+        let http = UnixHTTPServer(listen: .tcp(host: clientHost, port: clientPort), logger: logger) { await api.handle($0) }
+        try await http.run {
+            // One line on stdout when the member serves, for scripts and tests to wait on.
+            FileHandle.standardOutput.write(Data("{\"event\":\"ready\",\"id\":\(id),\"client_port\":\(clientPort)}\n".utf8))
+        }
+    }
+}
