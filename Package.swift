@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing", "GossipRuntime", "Gossip", "LoadBalancing",
+                "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing", "GossipRuntime", "Gossip", "LoadBalancing", "DNS",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

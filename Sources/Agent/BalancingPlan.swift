@@ -68,7 +68,7 @@ public struct BalancingPlan: Sendable, Equatable {
                         networkName: networks[networkID]?.name ?? networkID, endpointMode: service.endpointMode,
                         virtualIPs: vip.map { [$0] } ?? [], backends: addresses))
                     guard let vip else { continue }
-                    virtualServices += Self.virtualServices(vip: vip, backends: addresses)
+                    virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
                 }
             }
             plan.workloads[path] = virtualServices.sorted { $0.key < $1.key }
@@ -92,13 +92,23 @@ public struct BalancingPlan: Sendable, Equatable {
         return plan
     }
 
-    /// A VIP balances every port, as Docker's do (an IPVS firewall-mark
-    /// service over the whole VIP): one virtual service per protocol, on
-    /// `everyPort`, whose backends keep the connection's destination port.
-    static func virtualServices(vip: IPAddress, backends: [IPAddress]) -> [VirtualService] {
-        [TransportProtocol.tcp, .udp].map { proto in
-            VirtualService(key: .address(vip, proto, port: everyPort), scheduler: .roundRobin,
-                           realServers: backends.map { RealServer(address: $0, port: everyPort) })
+    /// A VIP balances the service's target ports (one virtual service per
+    /// protocol and port); a service that names no ports is balanced on
+    /// every port, as Docker's VIPs are (an IPVS firewall-mark service over
+    /// the whole VIP): one virtual service per protocol on `everyPort`,
+    /// whose backends keep the connection's destination port.
+    static func virtualServices(vip: IPAddress, ports: [ServicePort], backends: [IPAddress]) -> [VirtualService] {
+        var keys: [(TransportProtocol, UInt16)] = []
+        if ports.isEmpty {
+            keys = [(.tcp, everyPort), (.udp, everyPort)]
+        } else {
+            for port in ports where !keys.contains(where: { $0 == (port.protocol.transport, port.targetPort) }) {
+                keys.append((port.protocol.transport, port.targetPort))
+            }
+        }
+        return keys.map { proto, port in
+            VirtualService(key: .address(vip, proto, port: port), scheduler: .roundRobin,
+                           realServers: backends.map { RealServer(address: $0, port: port) })
         }
     }
 

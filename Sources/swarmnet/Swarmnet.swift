@@ -13,5 +13,5 @@ struct Swarmnet: ParsableCommand {
 struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show what the kernel holds: namespaces, links, addresses, routes, neighbours, FDB.",
-        subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self, DebugOverlay.self, DebugPeers.self, DebugTable.self, DebugRaft.self])
+        subcommands: [DebugNetns.self, DebugLinks.self, DebugAddrs.self, DebugRoutes.self, DebugNeigh.self, DebugFDB.self, DebugOverlay.self, DebugPeers.self, DebugTable.self, DebugRaft.self, DebugLB.self, DebugDNS.self])
 }

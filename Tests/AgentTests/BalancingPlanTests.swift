@@ -52,9 +52,9 @@ import LoadBalancing
         #expect(Set(plan.workloads.keys) == ["/run/netns/web1", "/run/netns/client"])
         let vip = try #require(state.services["web"]?.vip(on: "front"))
         let client = try #require(plan.workloads["/run/netns/client"])
-        #expect(client.map(\.key) == [.address(vip, .tcp, port: 0), .address(vip, .udp, port: 0)])
+        #expect(client.map(\.key) == [.address(vip, .tcp, port: 80)])
         #expect(client[0].realServers.map(\.address.description) == ["10.50.0.3", "10.50.0.4"])
-        #expect(client[0].realServers.allSatisfy { $0.port == BalancingPlan.everyPort })
+        #expect(client[0].realServers.allSatisfy { $0.port == 80 })
         // dnsrr has no VIP, so nothing to balance, but the name resolves.
         let names = try #require(plan.names["/run/netns/client"])
         #expect(names["web"]?.first?.virtualIPs == [vip])
@@ -77,6 +77,15 @@ import LoadBalancing
         let h2 = plan(state, node: "h2")
         let db = try #require(h2.published.first { $0.service == "db" })
         #expect(db.mode == .host && db.port == 5432 && db.realServers.count == 1)
+    }
+
+    @Test func aServiceWithoutPortsIsBalancedOnEveryPort() throws {
+        let vip = try IPAddress(parsing: "10.60.0.9")
+        let services = BalancingPlan.virtualServices(vip: vip, ports: [], backends: [try IPAddress(parsing: "10.60.0.3")])
+        #expect(services.map(\.key) == [.address(vip, .tcp, port: 0), .address(vip, .udp, port: 0)])
+        #expect(services.allSatisfy { $0.realServers.map(\.port) == [BalancingPlan.everyPort] })
+        let twice = BalancingPlan.virtualServices(vip: vip, ports: [.init(targetPort: 80), .init(targetPort: 80, publishedPort: 8081)], backends: [])
+        #expect(twice.map(\.key) == [.address(vip, .tcp, port: 80)])
     }
 
     @Test func aRemovedBackendLeavesThePlan() throws {
