@@ -116,13 +116,42 @@ let package = Package(
         .target(name: "CIPVSShim", path: "CShims/CIPVSShim"),
         .target(
             name: "LoadBalancing",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables"]),
         .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
         .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing"]),
 
         // [nftables targets]
+        .systemLibrary(
+            name: "CLibNftables", path: "CShims/CLibNftables", pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]),
+        .testTarget(name: "NFTablesKernelTests", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
+        .executableTarget(name: "lb-bench", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
 
         // [dns targets]
+        // The embedded DNS server (Sources/DNS); DNSKernelTests need root, dig and dnsmasq.
+        .target(
+            name: "DNS",
+            dependencies: [
+                "Addressing", "Namespaces",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "DNSTests",
+            dependencies: [
+                "DNS", "Addressing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "DNSKernelTests",
+            dependencies: [
+                "DNS", "Namespaces", "Addressing",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // [raft-live targets]
         .target(

@@ -197,6 +197,39 @@ public final class IPVS: LoadBalancerBackend, @unchecked Sendable {
         return ReconcileChanges(operations: operations)
     }
 
+    /// Reconciles one service: reads only it from the kernel (one
+    /// IPVS_CMD_GET_SERVICE and one dump of its destinations), plans its
+    /// difference with `ReconcilePlan` and applies it in one batch.
+    @discardableResult
+    public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
+        if let desired, desired.key != key {
+            throw LoadBalancerError.invalidArgument("service \(desired.key) given for key \(key)")
+        }
+        var current: [VirtualService] = []
+        if var service = try service(key) {
+            service.realServers = try destinations(of: key).map(\.server)
+            current = [service.sorted]
+        }
+        let operations = try ReconcilePlan.operations(from: current, to: desired.map { [$0] } ?? [])
+        try apply(operations)
+        return ReconcileChanges(operations: operations)
+    }
+
+    /// One service without its real servers (IPVS_CMD_GET_SERVICE); nil
+    /// when the kernel has no such service (ESRCH).
+    public func service(_ key: ServiceKey) throws -> VirtualService? {
+        var request = IPVSMessage.request(family: familyID, command: Int32(IPVS_CMD_GET_SERVICE))
+        request.addNested(Int(IPVS_CMD_ATTR_SERVICE)) { IPVSMessage.addServiceIdentity(key, to: &$0) }
+        do {
+            let reply = try session.query(request, operation: "get service", object: "\(key) in \(session.namespaceDescription)")
+            return try IPVSMessage.parseService(reply)
+        } catch NetlinkError.kernel(let error) where error.errno == ESRCH || error.errno == ENOENT {
+            return nil
+        } catch let error as NetlinkError {
+            throw Self.wrap(error)
+        }
+    }
+
     /// Applies operations in order, batched; see `reconcile(to:)`.
     public func apply(_ operations: [LoadBalancerOperation]) throws {
         guard !operations.isEmpty else { return }

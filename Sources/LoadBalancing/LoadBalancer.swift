@@ -239,7 +239,7 @@ public struct ReconcileChanges: Sendable, Hashable {
     public var isEmpty: Bool { operations.isEmpty }
 }
 
-/// What every load-balancer back end (IPVS now, nftables later) does.
+/// What every load-balancer back end (IPVS, nftables) does.
 ///
 /// A back end owns its balancer in its namespace: reconcile removes any
 /// service it finds there that is not desired.
@@ -253,4 +253,12 @@ public protocol LoadBalancerBackend: AnyObject {
     /// still be there from an earlier call.
     @discardableResult
     func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges
+
+    /// Makes the kernel hold `desired` for the one service `key` (nil:
+    /// remove that service), reading and changing nothing of any other
+    /// service: the per-change path for an endpoint joining or leaving.
+    /// A leaving real server is quiesced before it is deleted, as in
+    /// `reconcile(to:)`.
+    @discardableResult
+    func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges
 }

@@ -26,6 +26,12 @@ public final class RaftServer: @unchecked Sendable {
         public var compactEvery: Index = 10_000
         public var maxSizePerMessage = 1 << 20
         public var maxInflightMessages = 256
+        /// A leader sends its appends before its own fsync of the same entries, as etcd-io/raft
+        /// allows (Raft thesis §10.2.1): the leader counts its own copy toward a quorum only once
+        /// it is on disk (`RaftNode.advance`), so nothing commits on an unsynced copy, and the two
+        /// fsyncs of a commit overlap instead of adding up. Votes, responses and any message of a
+        /// Ready that changes term or vote still wait for the fsync. False: every message waits.
+        public var leaderAppendsBeforeFsync = true
         public var storage = DiskStorage.Options()
         public var transport = RaftTransport.Options()
 
@@ -134,6 +140,8 @@ public final class RaftServer: @unchecked Sendable {
         // Request ids must not repeat across restarts: an entry proposed before a crash may still
         // be applied after it, and must not complete a new request.
         sequence = Atomic(UInt64(Date().timeIntervalSince1970 * 1_000_000) << 8)
+        // Read contexts too: a late answer to a read of an earlier life must not match a new one.
+        readSequence = UInt64(Date().timeIntervalSince1970 * 1_000_000) << 8
         transport = RaftTransport(
             id: id, peers: peers, options: options.transport,
             handlers: .init(
@@ -335,13 +343,20 @@ public final class RaftServer: @unchecked Sendable {
             if let hs = rd.hardState { lastHardState = hs }
             let onlyCommit = rd.entries.isEmpty && rd.snapshot == nil
                 && lastHardState.term == savedHardState.term && lastHardState.vote == savedHardState.vote
+            var messages = rd.messages
+            if options.leaderAppendsBeforeFsync, rd.role == .leader, !messages.isEmpty,
+               lastHardState.term == savedHardState.term, lastHardState.vote == savedHardState.vote {
+                let early = messages.filter { $0.type == .append || $0.type == .heartbeat }
+                messages.removeAll { $0.type == .append || $0.type == .heartbeat }
+                transport.send(early)
+            }
             if rd.mustSync && !onlyCommit {
                 // A commit index alone need not be synced (it is learnt again from the leader), as in
                 // etcd; everything else is durable before any message it caused is sent.
                 try storage.save(hardState: lastHardState, entries: rd.entries, snapshot: rd.snapshot)
                 savedHardState = lastHardState
             }
-            transport.send(rd.messages)
+            transport.send(messages)
             if let s = rd.snapshot {
                 do {
                     try store.restore(snapshot: s.data)

@@ -26,6 +26,8 @@ final class PeerLink: @unchecked Sendable {
     private var inFlight = 0
     private var queuedBytes = 0
     private var lastFailureLogged: NIODeadline = .distantPast
+    /// No dial before this: sends while a peer is down must not bypass the backoff.
+    private var retryAt: NIODeadline = .distantPast
 
     init(transport: RaftTransport, peer: NodeID, address: PeerAddress, eventLoop: any EventLoop) {
         self.transport = transport
@@ -55,7 +57,14 @@ final class PeerLink: @unchecked Sendable {
         var wrote = false
         for f in frames {
             let size = f.frame.readableBytes
-            if closed || f.frame.readableBytes > options.maxFrameSize || waiting.count + inFlight >= options.maxQueuedMessages
+            if size > options.maxFrameSize {
+                // The peer would refuse it; say so here, where the cause (a snapshot too big for
+                // maxFrameSize) can be fixed.
+                transport.logger.error("raft transport: \(f.type) of \(size) bytes to member \(peer) exceeds the frame limit of \(options.maxFrameSize) bytes; dropped")
+                drop(f.type)
+                continue
+            }
+            if closed || waiting.count + inFlight >= options.maxQueuedMessages
                 || queuedBytes + size > options.maxQueuedBytes {
                 drop(f.type)
                 continue
@@ -104,7 +113,7 @@ final class PeerLink: @unchecked Sendable {
     }
 
     private func connect() {
-        guard !connecting, !closed, channel == nil else { return }
+        guard !connecting, !closed, channel == nil, NIODeadline.now() >= retryAt else { return }
         connecting = true
         let options = transport.options
         let security = options.configureSecurity
@@ -165,6 +174,7 @@ final class PeerLink: @unchecked Sendable {
         }
         let delay = backoff
         backoff = min(backoff * 2, transport.options.maxBackoff)
+        retryAt = now + delay
         // Dial even with nothing queued, so the link is ready when Raft next sends.
         eventLoop.scheduleTask(in: delay) { self.connect() }
     }

@@ -39,6 +39,9 @@ struct RaftNodeCommand: AsyncParsableCommand {
     @Option(help: "Election timeout in ticks (randomized in [n, 2n)).")
     var electionTicks = 10
 
+    @Flag(help: "Send every message only after the fsync of its Ready, the leader's appends included (slower; see RaftServer.Options.leaderAppendsBeforeFsync).")
+    var strictPersistOrder = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -59,6 +62,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
         var options = RaftServer.Options()
         options.tick = .milliseconds(tickMs)
         options.electionTick = electionTicks
+        options.leaderAppendsBeforeFsync = !strictPersistOrder
         let server = try RaftServer(id: id, peers: peers, dataDirectory: dataDir, options: options, logger: logger)
         let me = peers[id]!
         try await server.start(listenHost: listenHost ?? me.host, listenPort: me.port)

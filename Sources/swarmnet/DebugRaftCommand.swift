@@ -29,7 +29,12 @@ struct DebugRaft: ParsableCommand {
         }
         let report: RaftStatusReport = try reportingErrors {
             let client = UnixHTTPClient(host: address.host, port: UInt16(address.port), timeoutSeconds: timeout)
-            let response = try client.request("GET", "/debug/raft")
+            let response: UnixHTTPClient.Response
+            do {
+                response = try client.request("GET", "/debug/raft")
+            } catch UnixHTTPClient.ClientError.connect(_, let errno) {
+                throw ValidationFailure(message: "cannot connect to the raft-node at \(endpoint): \(String(cString: strerror(errno)))")
+            }
             guard response.status == 200 else {
                 throw ValidationFailure(message: "\(endpoint) answered HTTP \(response.status): \(String(decoding: response.body, as: UTF8.self))")
             }

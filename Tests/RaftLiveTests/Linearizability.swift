@@ -78,14 +78,15 @@ enum LinearizabilityChecker {
     static func checkRegister(_ ops: [KVHistory.Operation], initial: String?, maxStates: Int) -> Bool? {
         let n = ops.count
         if n == 0 { return true }
-        // Events in time order; on a tie a return goes first, so only operations that truly
-        // overlap are treated as concurrent (the stricter reading, which is the safe one).
+        // Events in time order; on a tie a call goes first (as Porcupine does), so touching
+        // intervals count as concurrent and an operation whose return has the same timestamp as
+        // its call still has its call first.
         var events: [Event] = []
         for (i, op) in ops.enumerated() {
             events.append(Event(op: i, isCall: true, time: op.invoked))
             events.append(Event(op: i, isCall: false, time: op.outcome == .unknown ? .max : op.returned))
         }
-        events.sort { a, b in a.time != b.time ? a.time < b.time : (!a.isCall && b.isCall) }
+        events.sort { a, b in a.time != b.time ? a.time < b.time : (a.isCall && !b.isCall) }
         // A doubly linked list over the events, with a head sentinel at index `m`.
         let m = events.count
         var next = Array(1...m) + [0]

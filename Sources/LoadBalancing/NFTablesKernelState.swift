@@ -1,0 +1,125 @@
+import Addressing
+import Foundation
+
+/// Reading a table back: nft's JSON listing (`list table ip NAME`, the
+/// same as `nft -j list table ip NAME`) into an `NFTImage`, and an image
+/// into the services it balances.
+enum NFTablesKernelState {
+    /// Parses `{"nftables": [...]}`. Chains and elements are grouped by the
+    /// service their names say they belong to; everything else is kept as
+    /// it is, so that a difference is visible to the transaction builder.
+    static func image(fromJSON text: String, table: String) throws -> NFTImage {
+        guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = root["nftables"] as? [[String: Any]]
+        else { throw LoadBalancerError.malformedReply("nft JSON listing without an 'nftables' array") }
+        var image = NFTImage(exists: false)
+        var chainsByName: [String: NFTChain] = [:]
+        var rulesByChain: [String: [NFTRule]] = [:]
+        var elements: [NFTElement] = []
+        for item in items {
+            if let object = item["table"] as? [String: Any], object["name"] as? String == table {
+                image.exists = true
+            } else if let object = item["map"] as? [String: Any], let name = object["name"] as? String {
+                let keyType = (object["type"] as? [String]) ?? ((object["type"] as? String).map { [$0] } ?? [])
+                image.maps[name] = keyType.joined(separator: " . ") + " : " + ((object["map"] as? String) ?? "?")
+                for element in (object["elem"] as? [Any]) ?? [] {
+                    guard let pair = element as? [Any], pair.count == 2 else { continue }
+                    let key = keyText(pair[0])
+                    let target = ((pair[1] as? [String: Any])?["goto"] as? [String: Any])?["target"] as? String
+                        ?? ((pair[1] as? [String: Any])?["jump"] as? [String: Any]).map { "jump:" + (($0["target"] as? String) ?? "") }
+                        ?? "?"
+                    elements.append(NFTElement(map: name, key: key, target: target))
+                }
+            } else if let object = item["chain"] as? [String: Any], let name = object["name"] as? String {
+                var base: String?
+                if let type = object["type"] as? String, let hook = object["hook"] as? String {
+                    base = "\(type) \(hook) \(intValue(object["prio"]) ?? 0) \((object["policy"] as? String) ?? "accept")"
+                }
+                chainsByName[name] = NFTChain(base: base, rules: [])
+            } else if let object = item["rule"] as? [String: Any], let chain = object["chain"] as? String {
+                let expr = (object["expr"] as? [Any]) ?? []
+                let comment = object["comment"] as? String
+                var rule = NFTRule(text: "", expr: expr, comment: nil)
+                rule.signature = NFTRule.signature(expr: expr, comment: comment)
+                rule.comment = comment
+                rule.dnat = dnatTarget(expr)
+                rulesByChain[chain, default: []].append(rule)
+            }
+        }
+        for (name, var chain) in chainsByName {
+            chain.rules = rulesByChain[name] ?? []
+            if let id = NFTNames.serviceID(ofChain: name) {
+                image.services[id, default: NFTServiceImage()].chains[name] = chain
+            } else {
+                image.chains[name] = chain
+            }
+        }
+        for element in elements {
+            if element.target.hasPrefix("svc-"), let id = NFTNames.serviceID(ofChain: element.target),
+               image.services[id]?.chains[element.target] != nil {
+                image.services[id]!.elements.insert(element)
+            } else {
+                image.strayElements.insert(element)
+            }
+        }
+        return image
+    }
+
+    /// The services an image balances, as the model says them: one per
+    /// element of service-ips or service-ports whose service chain is
+    /// there, with every endpoint chain of that service (weight from its
+    /// comment, 0 when nothing jumps to it is not inferred: the comment
+    /// says what was programmed).
+    static func services(in image: NFTImage) -> [VirtualService] {
+        var result: [VirtualService] = []
+        for (id, service) in image.services {
+            guard let key = NFTNames.key(ofServiceID: id), !service.elements.isEmpty,
+                  let chain = service.chains[NFTNames.serviceChain(id)] else { continue }
+            var virtual = VirtualService(key: key)
+            let words = chain.rules.first?.comment?.split(separator: " ") ?? []
+            if words.count >= 2, words[0] == "swarmnet" {
+                virtual.scheduler = Scheduler(rawValue: String(words[1]))
+                if words.count >= 3, let flags = UInt32(words[2]) { virtual.schedulerFlags = SchedulerFlags(rawValue: flags) }
+            }
+            for (name, endpoint) in service.chains where name.hasPrefix("ep-") {
+                guard let rule = endpoint.rules.first(where: { $0.dnat != nil }), let target = rule.dnat,
+                      let colon = target.lastIndex(of: ":"), let port = UInt16(target[target.index(after: colon)...]),
+                      let address = try? IPAddress(parsing: target[..<colon]) else { continue }
+                var weight: UInt32 = 1
+                if let comment = rule.comment, comment.hasPrefix("weight "), let w = UInt32(comment.dropFirst(7)) { weight = w }
+                virtual.realServers.append(RealServer(address: address, port: port, weight: weight))
+            }
+            result.append(virtual.sorted)
+        }
+        return result.sorted { $0.key < $1.key }
+    }
+
+    /// "10.0.0.5 . tcp . 80" from {"concat": ["10.0.0.5", "tcp", 80]}.
+    private static func keyText(_ value: Any) -> String {
+        if let object = value as? [String: Any], let parts = object["concat"] as? [Any] {
+            return parts.map(scalarText).joined(separator: " . ")
+        }
+        return scalarText(value)
+    }
+
+    private static func scalarText(_ value: Any) -> String {
+        if let string = value as? String { return string }
+        if let number = intValue(value) { return String(number) }
+        return "\(value)"
+    }
+
+    private static func intValue(_ value: Any?) -> Int? {
+        if let number = value as? Int { return number }
+        if let number = value as? NSNumber { return number.intValue }
+        return nil
+    }
+
+    private static func dnatTarget(_ expr: [Any]) -> String? {
+        for item in expr {
+            guard let dnat = (item as? [String: Any])?["dnat"] as? [String: Any], let addr = dnat["addr"] as? String,
+                  let port = intValue(dnat["port"]) else { continue }
+            return "\(addr):\(port)"
+        }
+        return nil
+    }
+}

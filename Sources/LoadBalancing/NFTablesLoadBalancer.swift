@@ -1,0 +1,261 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Addressing
+import CLibNftables
+import Foundation
+import Namespaces
+
+/// The nftables back end: one table (`ip NAME`) in one network namespace,
+/// driven through libnftables, laid out after kube-proxy's nftables mode
+/// (see `NFTablesRenderer` for the table and `NFTablesConfiguration` for
+/// hooks, masquerading and source preservation).
+///
+/// swarmnet owns this table and nothing else: it never flushes the ruleset
+/// and never reads or writes another table.
+///
+/// Every change is one libnftables run of one buffer, so one kernel
+/// transaction: it applies whole or not at all, and holds only what
+/// differs (a new backend: its endpoint chain plus its service chain
+/// flushed and rewritten; a new service: its chains plus one map element).
+///
+/// Removing a backend: in the same transaction its service chain stops
+/// jumping to it (so no new connection can reach it from that commit on)
+/// and its endpoint chain is deleted. Connections already established go
+/// on: their NAT binding lives in conntrack, not in the table, until they
+/// close or their conntrack entry times out (TCP established: 5 days by
+/// default, nf_conntrack_tcp_timeout_established). libnftables cannot
+/// delete conntrack entries; a caller that wants them cut at once deletes
+/// them through ctnetlink (`conntrack -D -r BACKEND`). This is the stale
+/// backend of moby#33790 seen from the other side: there IPVS kept
+/// choosing a dead backend for new connections, which cannot happen here
+/// after the commit.
+///
+/// libnftables' netlink socket is opened by nft_ctx_new (1.0.6), so the
+/// context is created on a thread inside the namespace and later commands,
+/// from any thread, act there (the kernel tests check this).
+///
+/// Cost of a change: libnftables fetches its cache (every chain of every
+/// table of the namespace) before any command that adds a rule or an
+/// element or deletes anything, and refetches whenever the ruleset
+/// generation changed, which every commit does. The kernel's chain dump
+/// restarts from the first chain for each netlink message, so the fetch
+/// grows faster than linearly with the chain count (110,000 chains: about
+/// 3 s). See BENCHMARKS.md.
+public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendable {
+    /// The namespace the table lives in; nil for the caller's own.
+    public let namespace: NetworkNamespace?
+    public let configuration: NFTablesConfiguration
+    private let context: NFTablesContext
+    private let renderer: NFTablesRenderer
+    private let transaction: NFTTransaction
+    private let lock = NSLock()
+    /// What swarmnet last programmed (and the kernel then held); nil when
+    /// unknown, so the next per-service reconcile reads the kernel first.
+    private var model: NFTImage?
+    private var lastCommands: [String] = []
+
+    /// Opens libnftables in `namespace` (the caller's own when nil). Nothing
+    /// is programmed until the first reconcile.
+    public init(namespace: NetworkNamespace? = nil, configuration: NFTablesConfiguration = NFTablesConfiguration()) throws {
+        try configuration.validate()
+        try namespace?.checkExists()
+        self.namespace = namespace
+        self.configuration = configuration
+        context = try NFTablesContext(namespace: namespace)
+        renderer = NFTablesRenderer(configuration: configuration)
+        transaction = NFTTransaction(family: "ip", table: configuration.tableName)
+    }
+
+    /// Whether libnftables can list the ruleset in `namespace`; the reason when not.
+    public static func availability(in namespace: NetworkNamespace? = nil) -> (available: Bool, reason: String?) {
+        do {
+            try NFTablesContext(namespace: namespace).run("list tables")
+            return (true, nil)
+        } catch {
+            return (false, "\(error)")
+        }
+    }
+
+    // MARK: - LoadBalancerBackend
+
+    /// What the table holds now, mapped back to services: a service per map
+    /// element, its scheduler from its chain, its backends and weights from
+    /// its endpoint chains. An absent table holds none.
+    public func services() throws -> [VirtualService] {
+        try lock.withLock { NFTablesKernelState.services(in: try readKernel()) }
+    }
+
+    /// Reads the whole table from the kernel, compares it with `desired`
+    /// and repairs every difference in one transaction: a deleted or
+    /// flushed table, an edited or extra chain, a missing or extra map
+    /// element, a wrong hook. The reported operations are the model-level
+    /// difference (what `services()` held before against `desired`).
+    @discardableResult
+    public func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges {
+        try renderer.validate(desired)
+        let effective = desired.map(renderer.effective)
+        return try lock.withLock {
+            model = nil
+            let kernel = try readKernel()
+            let operations = try ReconcilePlan.operations(from: NFTablesKernelState.services(in: kernel), to: effective)
+            let want = renderer.image(for: effective)
+            try commit(transaction.commands(from: kernel, to: want))
+            model = want
+            return ReconcileChanges(operations: operations)
+        }
+    }
+
+    /// Makes one service hold `desired` (nil: remove it), touching nothing
+    /// else. Trusts what swarmnet last programmed (read from the kernel
+    /// once, on the first call after start or after a failure) instead of
+    /// listing the table, which is what keeps a change cheap; the
+    /// transaction itself is the check: it flushes and deletes chains that
+    /// must exist, so a table changed behind swarmnet's back makes it fail,
+    /// and the service is then reconciled again from a fresh read of the
+    /// kernel. The full `reconcile(to:)` on a timer repairs the rest.
+    @discardableResult
+    public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
+        try renderer.validate(key: key)
+        if let desired {
+            guard desired.key == key else {
+                throw LoadBalancerError.invalidArgument("service \(desired.key) given for key \(key)")
+            }
+            try renderer.validate([desired])
+        }
+        let effective = desired.map(renderer.effective)
+        return try lock.withLock {
+            do {
+                return try reconcileOne(key, effective, trustModel: true)
+            } catch is NFTablesError {
+                // The kernel was not what the model said: read it and retry once.
+                model = nil
+                return try reconcileOne(key, effective, trustModel: false)
+            }
+        }
+    }
+
+    private func reconcileOne(_ key: ServiceKey, _ desired: VirtualService?, trustModel: Bool) throws -> ReconcileChanges {
+        let base: NFTImage
+        if trustModel, let model { base = model } else { base = try readKernel() }
+        let id = NFTNames.serviceID(key)
+        var current = base
+        current.services = base.services[id].map { [id: $0] } ?? [:]
+        var want = renderer.structure()
+        if let desired { want.services[id] = renderer.service(desired) }
+        let operations = try ReconcilePlan.operations(
+            from: NFTablesKernelState.services(in: current), to: desired.map { [$0] } ?? [])
+        // Structure is checked against what is known; strays elsewhere are
+        // left to the full reconcile.
+        current.strayElements = []
+        current.chains = base.chains
+        var wantAll = want
+        for (name, chain) in base.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
+        try commit(transaction.commands(from: current, to: wantAll))
+        var next = base
+        next.exists = true
+        next.maps = want.maps
+        for (name, chain) in want.chains { next.chains[name] = chain }
+        next.services[id] = want.services[id]
+        model = next
+        return ReconcileChanges(operations: operations)
+    }
+
+    // MARK: - Table
+
+    /// The nft commands that program `desired` into an empty namespace:
+    /// what the first reconcile sends, as `nft -f` reads it.
+    public static func ruleset(for desired: [VirtualService], configuration: NFTablesConfiguration = NFTablesConfiguration()) throws
+        -> String
+    {
+        try configuration.validate()
+        let renderer = NFTablesRenderer(configuration: configuration)
+        try renderer.validate(desired)
+        let image = renderer.image(for: desired.map(renderer.effective))
+        return NFTTransaction(family: "ip", table: configuration.tableName)
+            .commands(from: NFTImage(exists: false), to: image).joined(separator: "\n") + "\n"
+    }
+
+    /// Deletes swarmnet's table (at shutdown, or when switching back ends);
+    /// an absent table is not an error.
+    public func deleteTable() throws {
+        try lock.withLock {
+            model = nil
+            do { try context.run("delete table ip \(configuration.tableName)") } catch let error as NFTablesError
+                where error.isNotFound {}
+        }
+    }
+
+    /// nft's JSON listing of the table (`nft -j list table ip NAME`), for
+    /// `swarmnet debug lb`; nil when the table does not exist.
+    public func tableJSON() throws -> String? {
+        try lock.withLock {
+            do { return try context.run("list table ip \(configuration.tableName)", json: true) } catch let error as NFTablesError
+                where error.isNotFound { return nil }
+        }
+    }
+
+    /// The commands of the last transaction sent (empty when nothing differed).
+    public var lastTransaction: [String] { lock.withLock { lastCommands } }
+
+    private func readKernel() throws -> NFTImage {
+        let text: String
+        do { text = try context.run("list table ip \(configuration.tableName)", json: true) } catch let error as NFTablesError
+            where error.isNotFound { return NFTImage(exists: false) }
+        return try NFTablesKernelState.image(fromJSON: text, table: configuration.tableName)
+    }
+
+    private func commit(_ commands: [String]) throws {
+        lastCommands = commands
+        guard !commands.isEmpty else { return }
+        try context.run(commands.joined(separator: "\n") + "\n")
+    }
+}
+
+/// A libnftables command failed; `message` is libnftables' error text.
+public struct NFTablesError: Error, Sendable, CustomStringConvertible {
+    public let command: String
+    public let message: String
+
+    /// ENOENT: the table, chain or element named does not exist.
+    public var isNotFound: Bool { message.contains("No such file or directory") }
+
+    public var description: String {
+        let lines = command.split(separator: "\n")
+        let shown = lines.count > 3 ? lines.prefix(3).joined(separator: "; ") + "; ... (\(lines.count) commands)" : lines.joined(separator: "; ")
+        return "nftables: \(message.trimmingCharacters(in: .whitespacesAndNewlines)) (transaction: \(shown))"
+    }
+}
+
+/// One libnftables context, its netlink socket opened inside a namespace.
+/// Not thread-safe: the owner serializes calls.
+final class NFTablesContext: @unchecked Sendable {
+    private let handle: OpaquePointer
+    /// NFT_CTX_OUTPUT_JSON.
+    private static let jsonOutput: UInt32 = 1 << 4
+
+    init(namespace: NetworkNamespace?) throws {
+        // nft_ctx_new opens the mnl socket: open it on a thread inside the namespace.
+        let make = { () -> UInt in UInt(bitPattern: nft_ctx_new(0)) }
+        let address = try namespace.map { try $0.run(make) } ?? make()
+        guard let handle = OpaquePointer(bitPattern: address) else {
+            throw LoadBalancerError.unavailable("nft_ctx_new failed in \(namespace?.description ?? "this namespace")")
+        }
+        self.handle = handle
+        nft_ctx_buffer_output(handle)
+        nft_ctx_buffer_error(handle)
+    }
+
+    deinit { nft_ctx_free(handle) }
+
+    /// Runs a buffer of commands as one transaction; returns nft's output.
+    @discardableResult
+    func run(_ commands: String, json: Bool = false) throws -> String {
+        nft_ctx_output_set_flags(handle, json ? Self.jsonOutput : 0)
+        let status = nft_run_cmd_from_buffer(handle, commands)
+        let output = nft_ctx_get_output_buffer(handle).map { String(cString: $0) } ?? ""
+        let error = nft_ctx_get_error_buffer(handle).map { String(cString: $0) } ?? ""
+        guard status == 0 else { throw NFTablesError(command: commands, message: error.isEmpty ? "status \(status)" : error) }
+        return output
+    }
+}

@@ -1,0 +1,151 @@
+// lb-bench: benchmarks of the nftables load-balancer back end, run by
+// scripts/bench-nftables (root; makes and removes its own namespaces).
+//
+//   lb-bench bulk SERVICES BACKENDS [--verify]
+//       programs SERVICES x BACKENDS through NFTablesLoadBalancer in a fresh
+//       namespace, and the same rule set as text with `nft -f` in another;
+//       prints both times and the ratio (--verify: both tables list alike).
+//   lb-bench change SERVICES CHANGES [PEER-CHANGES]
+//       with SERVICES x 10 programmed, adds and removes one backend of one
+//       service CHANGES times through reconcile(service:to:); p50/p99 per
+//       change, beside `nft -f` of the same transaction text.
+import Addressing
+import Foundation
+import LoadBalancing
+import Namespaces
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("lb-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+func desiredServices(_ count: Int, backends: Int) -> [VirtualService] {
+    (0..<count).map { i in
+        VirtualService(key: .address(.v4(IPv4Address(0x0a64_0000 + UInt32(i))), .tcp, port: 80),
+                       realServers: (0..<backends).map { j in
+                           RealServer(address: .v4(IPv4Address(0x0ac8_0000 + UInt32(i * backends + j))), port: 8080)
+                       })
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+@discardableResult
+func shell(_ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { fail("\(arguments.joined(separator: " ")) exited \(process.terminationStatus)") }
+    return String(decoding: data, as: UTF8.self)
+}
+
+nonisolated(unsafe) var namespaceCounter = 0
+func withNamespace<T>(_ body: (NetworkNamespace) throws -> T) throws -> T {
+    namespaceCounter += 1  // one thread: the benchmark runs sequentially
+    let namespace = try NetworkNamespace.create(named: "snt" + String(getpid(), radix: 36) + "x" + String(namespaceCounter, radix: 36))
+    defer { try? namespace.delete() }
+    return try body(namespace)
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
+    return sorted[max(0, min(sorted.count - 1, rank))]
+}
+
+let clock = ContinuousClock()
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let mode = arguments.first else { fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] | change SERVICES CHANGES [PEER-CHANGES]") }
+
+switch mode {
+case "bulk":
+    guard arguments.count >= 3, let services = Int(arguments[1]), let backends = Int(arguments[2]) else { fail("bulk SERVICES BACKENDS") }
+    let verify = arguments.contains("--verify")
+    let desired = desiredServices(services, backends: backends)
+    let file = "/tmp/lb-bench-\(getpid()).nft"
+    let text = try NFTablesLoadBalancer.ruleset(for: desired)
+    try text.write(toFile: file, atomically: true, encoding: .utf8)
+    defer { unlink(file) }
+    try withNamespace { ours in
+        try withNamespace { theirs in
+            let lb = try NFTablesLoadBalancer(namespace: ours)
+            let oursTime = try clock.measure { try lb.reconcile(to: desired) }
+            let theirsTime = try clock.measure { try shell(["ip", "netns", "exec", theirs.name!, "nft", "-f", file]) }
+            print(String(format: "NFT-BENCH bulk services=%d backends=%d commands=%d", services, backends,
+                         text.split(separator: "\n").count))
+            print(String(format: "NFT-BENCH swarmnet reconcile (one libnftables transaction): %.3f s", seconds(oursTime)))
+            print(String(format: "NFT-BENCH nft -f of the same rule set:                      %.3f s", seconds(theirsTime)))
+            print(String(format: "NFT-BENCH ratio swarmnet/nft:                               %.2f", seconds(oursTime) / seconds(theirsTime)))
+            if verify {
+                let a = try shell(["ip", "netns", "exec", ours.name!, "nft", "list", "table", "ip", "swarmnet"])
+                let b = try shell(["ip", "netns", "exec", theirs.name!, "nft", "list", "table", "ip", "swarmnet"])
+                print("NFT-BENCH tables identical (nft list table): \(a == b ? "yes" : "NO")")
+                if a != b { exit(1) }
+            }
+        }
+    }
+
+case "change":
+    guard arguments.count >= 3, let services = Int(arguments[1]), let changes = Int(arguments[2]) else {
+        fail("change SERVICES CHANGES [PEER-CHANGES]")
+    }
+    let peerChanges = arguments.count >= 4 ? Int(arguments[3]) ?? changes : changes
+    let desired = desiredServices(services, backends: 10)
+    try withNamespace { namespace in
+        let lb = try NFTablesLoadBalancer(namespace: namespace)
+        let setup = try clock.measure { try lb.reconcile(to: desired) }
+        var add: [Double] = []
+        var remove: [Double] = []
+        var peerAdd: [Double] = []
+        var peerRemove: [Double] = []
+        let file = "/tmp/lb-bench-\(getpid()).nft"
+        defer { unlink(file) }
+        for k in 0..<changes {
+            let service = desired[(k * 7919) % services]
+            var grown = service
+            grown.realServers.append(RealServer(address: .v4(IPv4Address(0x0afa_0000 + UInt32(k))), port: 8080))
+            var addText: [String] = []
+            add.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: grown) }))
+            addText = lb.lastTransaction
+            remove.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: service) }))
+            let removeText = lb.lastTransaction
+            if addText.isEmpty || removeText.isEmpty { fail("a change sent nothing") }
+            if k < peerChanges {
+                // The peer applies the same two transactions with nft -f; the
+                // table ends as it began, so swarmnet's model stays true.
+                try (addText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+                peerAdd.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", namespace.name!, "nft", "-f", file]) }))
+                try (removeText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+                peerRemove.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", namespace.name!, "nft", "-f", file]) }))
+            }
+        }
+        let ours = (add + remove).sorted()
+        let theirs = (peerAdd + peerRemove).sorted()
+        let ms = { (x: Double) in x * 1000 }
+        print(String(format: "NFT-BENCH change services=%d backends=10 changes=%d (setup %.2f s)", services, ours.count, seconds(setup)))
+        print(String(format: "NFT-BENCH swarmnet reconcile(service:) add p50 %.2f ms p99 %.2f ms; remove p50 %.2f ms p99 %.2f ms",
+                     ms(percentile(add.sorted(), 0.5)), ms(percentile(add.sorted(), 0.99)),
+                     ms(percentile(remove.sorted(), 0.5)), ms(percentile(remove.sorted(), 0.99))))
+        print(String(format: "NFT-BENCH swarmnet per change (add+remove pooled): p50 %.2f ms p99 %.2f ms",
+                     ms(percentile(ours, 0.5)), ms(percentile(ours, 0.99))))
+        print(String(format: "NFT-BENCH nft -f of the same transactions (%d changes): p50 %.2f ms p99 %.2f ms",
+                     theirs.count, ms(percentile(theirs, 0.5)), ms(percentile(theirs, 0.99))))
+        print(String(format: "NFT-BENCH ratio swarmnet/nft: p50 %.2f p99 %.2f",
+                     percentile(ours, 0.5) / percentile(theirs, 0.5), percentile(ours, 0.99) / percentile(theirs, 0.99)))
+        // Nothing drifted: the full reconcile finds nothing to do.
+        if services <= 1000 {
+            let check = try lb.reconcile(to: desired)
+            print("NFT-BENCH full reconcile afterwards: \(check.isEmpty && lb.lastTransaction.isEmpty ? "nothing to do" : "DIFFERS")")
+        }
+    }
+
+default:
+    fail("unknown mode \(mode)")
+}

@@ -1,0 +1,246 @@
+import Addressing
+import Foundation
+import LoadBalancing
+import Namespaces
+import Testing
+
+/// The nftables back end on the real kernel, in fresh namespaces, checked
+/// with `nft -j` as the second reader and with real TCP and UDP traffic.
+@Suite(.serialized) struct NFTablesKernelTests {
+    let table = "swarmnet"
+    let vip = ServiceKey.address(try! IPAddress(parsing: NFTTestbed.vip), .tcp, port: 80)
+    let udpVIP = ServiceKey.address(try! IPAddress(parsing: NFTTestbed.vip), .udp, port: 53)
+
+    func server(_ address: String, weight: UInt32 = 1) -> RealServer {
+        RealServer(address: try! IPAddress(parsing: address), port: 8080, weight: weight)
+    }
+
+    /// With the testbed up: lb, outside, and `backends` backend namespaces.
+    func withTestbed(backends: Int, _ body: (NFTTestbed) throws -> Void) throws {
+        try NFTTestHost.withNamespaces(2 + backends) { namespaces in
+            let testbed = try NFTTestbed(namespaces: namespaces)
+            defer { testbed.stop() }
+            try testbed.waitForServers()
+            try body(testbed)
+        }
+    }
+
+    @Test func programsTheTableInItsNamespaceAndReadsItBack() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let namespace = namespaces[0]
+            // Created here, used from this (the test's) thread: the commands
+            // must land in the namespace, not in the test process's own.
+            let lb = try NFTablesLoadBalancer(namespace: namespace)
+            let desired = [
+                VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+                VirtualService(key: udpVIP, scheduler: .weightedRoundRobin,
+                               realServers: [server("10.77.0.11", weight: 2), server("10.77.0.13", weight: 0)]),
+            ]
+            let changes = try lb.reconcile(to: desired)
+            #expect(changes.operations.count == 6)
+            let listing = try #require(try NFTTestHost.nftTable(namespace, table))
+            #expect(listing.elements("service-ips") == [
+                "10.96.0.1 . tcp . 80 -> svc-tcp-10.96.0.1-80", "10.96.0.1 . udp . 53 -> svc-udp-10.96.0.1-53",
+            ])
+            #expect(listing.chains == [
+                "ep-tcp-10.96.0.1-80-10.77.0.11-8080", "ep-tcp-10.96.0.1-80-10.77.0.12-8080",
+                "ep-udp-10.96.0.1-53-10.77.0.11-8080", "ep-udp-10.96.0.1-53-10.77.0.13-8080",
+                "output", "postrouting", "services", "svc-tcp-10.96.0.1-80", "svc-udp-10.96.0.1-53",
+            ])
+            // The weight-0 backend has its chain but nothing jumps to it.
+            #expect(listing.rules("svc-udp-10.96.0.1-53").count == 2)
+            #expect(try lb.services() == desired.map(\.sorted))
+            // Nothing differs: the second reconcile sends nothing at all.
+            #expect(try lb.reconcile(to: desired).isEmpty)
+            #expect(lb.lastTransaction.isEmpty)
+            // The test process's own namespace has no such table.
+            #expect((try? NFTTestHost.run(["nft", "list", "table", "ip", table])) == nil)
+            try lb.deleteTable()
+            #expect(try NFTTestHost.nftTable(namespace, table) == nil)
+            try lb.deleteTable()
+        }
+    }
+
+    @Test func perServiceChangesTouchOnlyThatService() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let lb = try NFTablesLoadBalancer(namespace: namespaces[0])
+            let other = VirtualService(key: udpVIP, realServers: [server("10.77.0.11")])
+            var web = VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.12")])
+            try lb.reconcile(to: [other, web])
+            web.realServers.append(server("10.77.0.13"))
+            let added = try lb.reconcile(service: vip, to: web)
+            #expect(added.operations == [.addRealServer(server("10.77.0.13"), service: vip)])
+            #expect(lb.lastTransaction.allSatisfy { $0.contains("tcp-10.96.0.1-80") })
+            #expect(lb.lastTransaction.first == "create chain ip swarmnet ep-tcp-10.96.0.1-80-10.77.0.13-8080")
+            web.realServers.remove(at: 0)
+            let removed = try lb.reconcile(service: vip, to: web)
+            var quiet = server("10.77.0.11")
+            quiet.weight = 0
+            #expect(removed.operations == [.quiesceRealServer(quiet, service: vip),
+                                           .deleteRealServer(quiet.key, service: vip)])
+            #expect(lb.lastTransaction.last == "delete chain ip swarmnet ep-tcp-10.96.0.1-80-10.77.0.11-8080")
+            #expect(try lb.services() == [web.sorted, other].sorted { $0.key < $1.key })
+            // A new service: its chains and one element; removing it takes them away.
+            let dns = VirtualService(key: .address(try IPAddress(parsing: "10.96.0.2"), .udp, port: 53),
+                                     realServers: [server("10.77.0.12")])
+            try lb.reconcile(service: dns.key, to: dns)
+            #expect(lb.lastTransaction.filter { $0.hasPrefix("add element") }.count == 1)
+            try lb.reconcile(service: dns.key, to: nil)
+            #expect(try lb.services() == [web.sorted, other].sorted { $0.key < $1.key })
+            // The full reconcile agrees that nothing is left to do.
+            #expect(try lb.reconcile(to: [other, web]).isEmpty)
+            #expect(lb.lastTransaction.isEmpty)
+        }
+    }
+
+    @Test func connectionsSpreadOverEveryBackendTCPAndUDP() throws {
+        try withTestbed(backends: 3) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            let servers = (0..<3).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) }
+            try lb.reconcile(to: [VirtualService(key: vip, realServers: servers),
+                                  VirtualService(key: .address(try IPAddress(parsing: NFTTestbed.vip), .udp, port: 80),
+                                                 realServers: servers)])
+            for proto in [TransportProtocol.tcp, .udp] {
+                let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: proto, count: 300)
+                #expect(result.answers["fail"] == nil, "\(proto): \(result.answers)")
+                for index in 0..<3 {
+                    let share = Double(result.answers["b\(index)"] ?? 0) / 300
+                    // Uniform: 1/3 each; 20% to 47% holds with overwhelming probability.
+                    #expect(share >= 0.20 && share <= 0.47, "\(proto) b\(index): \(result.answers)")
+                }
+            }
+        }
+    }
+
+    @Test func weightsSetTheShareAndRemovingABackendStopsNewConnectionsAtOnce() throws {
+        try withTestbed(backends: 3) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            var service = VirtualService(key: vip, scheduler: .weightedRoundRobin, realServers: [
+                RealServer(address: testbed.address(ofBackend: 0), port: 8080, weight: 1),
+                RealServer(address: testbed.address(ofBackend: 1), port: 8080, weight: 3),
+                RealServer(address: testbed.address(ofBackend: 2), port: 8080, weight: 0),
+            ])
+            try lb.reconcile(to: [service])
+            let weighted = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 400)
+            let share = Double(weighted.answers["b1"] ?? 0) / 400
+            #expect(share >= 0.65 && share <= 0.85, "weights 1:3:0 -> \(weighted.answers)")
+            #expect(weighted.answers["b2"] == nil, "a weight-0 backend got new connections: \(weighted.answers)")
+
+            service.realServers.remove(at: 1)
+            try lb.reconcile(service: vip, to: service)
+            let after = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 100)
+            #expect(after.answers["b1"] == nil, "removed backend still chosen: \(after.answers)")
+            #expect(after.answers["b0"] == 100, "\(after.answers)")
+        }
+    }
+
+    @Test func aFlushedOrDeletedTableOrAnEditedChainHeals() throws {
+        try withTestbed(backends: 2) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            let desired = [VirtualService(key: vip, realServers: (0..<2).map {
+                RealServer(address: testbed.address(ofBackend: $0), port: 8080)
+            })]
+            try lb.reconcile(to: desired)
+            let name = testbed.lb.name!
+            func healed(_ damage: [String]) throws {
+                try NFTTestHost.run(["ip", "netns", "exec", name, "nft"] + damage)
+                try lb.reconcile(to: desired)
+                #expect(try lb.services() == desired.map(\.sorted), "after nft \(damage.joined(separator: " "))")
+                #expect(try lb.reconcile(to: desired).isEmpty)
+                #expect(lb.lastTransaction.isEmpty, "still differs after repair: \(lb.lastTransaction)")
+                let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 40)
+                #expect(result.answers["fail"] == nil && result.answers.count == 2, "\(result.answers)")
+            }
+            try healed(["flush", "table", "ip", table])
+            try healed(["delete", "table", "ip", table])
+            try healed(["add", "rule", "ip", table, "svc-tcp-10.96.0.1-80", "drop"])
+            try healed(["insert", "rule", "ip", table, "svc-tcp-10.96.0.1-80", "goto", "ep-tcp-10.96.0.1-80-10.77.0.11-8080"])
+            try healed(["add", "chain", "ip", table, "svc-tcp-10.96.0.9-80"])
+            try healed(["add", "element", "ip", table, "service-ips", "{ 10.96.0.9 . tcp . 80 : goto svc-tcp-10.96.0.1-80 }"])
+            try healed(["delete", "chain", "ip", table, "postrouting"])
+
+            // The per-service path trusts its model; when the kernel changed
+            // behind it, its transaction fails whole and it reads the kernel.
+            try NFTTestHost.run(["ip", "netns", "exec", name, "nft", "flush", "table", "ip", table])
+            var one = desired[0]
+            one.realServers.removeLast()
+            try lb.reconcile(service: vip, to: one)
+            let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 20)
+            #expect(result.answers == ["b0": 20])
+        }
+    }
+
+    @Test func aNamespaceWithoutTheTableCannotReachTheVIP() throws {
+        try withTestbed(backends: 1) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            try lb.reconcile(to: [VirtualService(key: vip, realServers: [RealServer(address: testbed.address(ofBackend: 0), port: 8080)])])
+            #expect(try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 5).answers == ["b0": 5])
+            // The outside namespace routes through lb, but output-only hooks
+            // balance only lb's own connections: the VIP is not reachable.
+            let outside = try testbed.connect(from: testbed.outside, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 3)
+            #expect(outside.answers == ["fail": 3])
+        }
+    }
+
+    @Test func theRoutingMeshMasqueradesOrPreservesTheSource() throws {
+        try withTestbed(backends: 2) { testbed in
+            let published = ServiceKey.address(.v4(IPv4Address(0)), .tcp, port: 30080)
+            let service = VirtualService(key: published, realServers: (0..<2).map {
+                RealServer(address: testbed.address(ofBackend: $0), port: 8080)
+            })
+            let mesh = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(hooks: .routingMesh))
+            try mesh.reconcile(to: [service])
+            // Any local address of lb answers; backends see lb's bridge address.
+            for address in ["10.78.0.1", "10.77.0.1"] {
+                let result = try testbed.connect(from: testbed.outside, to: address, port: 30080, proto: .tcp, count: 60)
+                #expect(result.answers["fail"] == nil && result.answers.count == 2, "\(address): \(result.answers)")
+                #expect(result.peers == ["10.77.0.1"], "masqueraded: \(result.peers)")
+            }
+            try mesh.deleteTable()
+
+            let local = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(
+                hooks: .routingMesh, publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")])))
+            try local.reconcile(to: [service])
+            let result = try testbed.connect(from: testbed.outside, to: "10.78.0.1", port: 30080, proto: .tcp, count: 30)
+            #expect(result.answers == ["b0": 30])
+            #expect(result.peers == ["10.78.0.2"], "source preserved: \(result.peers)")
+        }
+    }
+
+    @Test func badInputIsRefusedAndLeavesNothingProgrammed() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let namespace = namespaces[0]
+            let lb = try NFTablesLoadBalancer(namespace: namespace)
+            let good = VirtualService(key: vip, realServers: [server("10.77.0.11")])
+            let bad: [VirtualService] = [
+                VirtualService(key: .firewallMark(7, family: .ipv4)),
+                VirtualService(key: .address(try IPAddress(parsing: "10.96.0.1"), .tcp, port: 0)),
+                VirtualService(key: vip, realServers: [RealServer(address: try IPAddress(parsing: "fd00::2"), port: 8080)]),
+                VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.11")]),
+            ]
+            for service in bad {
+                #expect(throws: LoadBalancerError.self) { try lb.reconcile(to: [good, service]) }
+                #expect(throws: LoadBalancerError.self) { try lb.reconcile(service: service.key, to: service) }
+            }
+            #expect(try NFTTestHost.ruleset(namespace) == "")
+            // Configuration and namespace errors, before libnftables is opened.
+            #expect(throws: LoadBalancerError.self) {
+                try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: ""))
+            }
+            #expect(throws: LoadBalancerError.self) {
+                try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: String(repeating: "t", count: 70)))
+            }
+            #expect(throws: (any Error).self) {
+                try NFTablesLoadBalancer(namespace: try NetworkNamespace.named(NFTTestHost.uniqueName()))
+            }
+            // With the table programmed, a desired state with one bad service
+            // changes nothing at all (not even the good services' part).
+            try lb.reconcile(to: [good])
+            let before = try NFTTestHost.ruleset(namespace)
+            var moved = good
+            moved.realServers = [server("10.77.0.12")]
+            #expect(throws: LoadBalancerError.self) { try lb.reconcile(to: [moved, bad[1]]) }
+            #expect(try NFTTestHost.ruleset(namespace) == before)
+        }
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CommandFailed: Error, CustomStringConvertible {
+    var command: [String]
+    var status: Int32
+    var stderr: String
+    var description: String { "\(command.joined(separator: " ")) exited \(status): \(stderr)" }
+}
+
+/// Runs a command to completion; throws with its stderr when it fails.
+@discardableResult
+func run(_ arguments: [String], stdin: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+    try process.run()
+    if let stdin {
+        input.fileHandleForWriting.write(Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+    }
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CommandFailed(command: arguments, status: process.terminationStatus, stderr: String(decoding: errors, as: UTF8.self))
+    }
+    return String(decoding: output, as: UTF8.self)
+}
+
+struct NotRoot: Error, CustomStringConvertible {
+    var description: String { "the live Raft test creates network namespaces and needs root; run as root" }
+}
+
+/// Nanoseconds on the monotonic clock, shared by every client thread.
+func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// Test hosts `srt<pid>x1…xN` (one raft-node each) and a client host `srt<pid>x9`, each with a
+/// veth into a bridge in a namespace of its own (`srt<pid>x0`), addresses 198.51.100.N/24.
+/// Partitions are nftables drop rules in a table the test owns (`srtpart`) inside the hosts'
+/// namespaces; `destroy()` removes the tables and namespaces, and the test machine's own namespace
+/// is never touched.
+final class RaftTestbed: @unchecked Sendable {
+    let prefix: String
+    let count: Int
+    let clientHost = 9
+    static let table = "srtpart"
+    private(set) var created: [String] = []
+
+    init(nodes count: Int) throws {
+        prefix = "srt\(getpid())x"
+        self.count = count
+        do {
+            try setUp()
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    var hub: String { "\(prefix)0" }
+    func namespace(_ n: Int) -> String { "\(prefix)\(n)" }
+    func address(_ n: Int) -> String { "198.51.100.\(n)" }
+
+    private func add(_ namespace: String) throws {
+        try run(["ip", "netns", "add", namespace])
+        created.append(namespace)
+        try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+    }
+
+    private func setUp() throws {
+        try add(hub)
+        try run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
+        try run(["ip", "-n", hub, "link", "set", "br0", "up"])
+        for n in Array(1...count) + [clientHost] {
+            let ns = namespace(n)
+            try add(ns)
+            try run(["ip", "-n", hub, "link", "add", "v\(n)", "type", "veth", "peer", "name", "eth0", "netns", ns])
+            try run(["ip", "-n", hub, "link", "set", "v\(n)", "master", "br0", "up"])
+            try run(["ip", "-n", ns, "addr", "add", "\(address(n))/24", "dev", "eth0"])
+            try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        }
+    }
+
+    /// Drops, inside host `n`, packets from (`inbound`) and to (`outbound`) the given hosts.
+    func block(host n: Int, inbound: [Int], outbound: [Int]) throws {
+        var rules = ""
+        if !inbound.isEmpty {
+            rules += "chain input { type filter hook input priority 0; policy accept; ip saddr { \(inbound.map(address).joined(separator: ", ")) } drop; }\n"
+        }
+        if !outbound.isEmpty {
+            rules += "chain output { type filter hook output priority 0; policy accept; ip daddr { \(outbound.map(address).joined(separator: ", ")) } drop; }\n"
+        }
+        try run(["nsenter", "--net=/run/netns/\(namespace(n))", "nft", "-f", "-"],
+                stdin: "table inet \(Self.table)\ndelete table inet \(Self.table)\ntable inet \(Self.table) {\n\(rules)}\n")
+    }
+
+    /// Cuts hosts `a` and `b` apart, both ways.
+    func partition(_ a: [Int], _ b: [Int]) throws {
+        for n in a { try block(host: n, inbound: b, outbound: b) }
+        for n in b { try block(host: n, inbound: a, outbound: a) }
+    }
+
+    /// Removes every partition rule.
+    func heal() {
+        for n in 1...count {
+            _ = try? run(["nsenter", "--net=/run/netns/\(namespace(n))", "nft", "delete", "table", "inet", Self.table])
+        }
+    }
+
+    func destroy() {
+        heal()
+        for ns in created.reversed() { _ = try? run(["ip", "netns", "del", ns]) }
+        created = []
+    }
+}
+
+/// The `raft-node` built beside this test bundle.
+func raftNodeBinary() throws -> URL {
+    let candidates = [
+        Bundle.main.bundleURL.appendingPathComponent("raft-node"),
+        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("raft-node"),
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("raft-node"),
+    ]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw CommandFailed(command: ["raft-node"], status: -1, stderr: "not found in \(candidates.map(\.path))")
+    }
+    return found
+}
+
+/// One raft-node process in a host's namespace, started with nsenter (which execs it, so the pid
+/// is the node's and SIGKILL reaches it directly).
+final class RaftNodeProcess: @unchecked Sendable {
+    let id: Int
+    let arguments: [String]
+    let namespace: String
+    let logPath: String
+    private(set) var process: Process?
+
+    init(id: Int, namespace: String, arguments: [String], logPath: String) {
+        self.id = id
+        self.namespace = namespace
+        self.arguments = arguments
+        self.logPath = logPath
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        p.arguments = ["--net=/run/netns/\(namespace)", try raftNodeBinary().path] + arguments
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+    }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+
+    func kill9() {
+        guard let p = process, p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+}
+
+/// A blocking HTTP/1.1 exchange (one request per connection) from the calling thread, whose
+/// network namespace decides where the socket lives. Nil when no response came (the request may
+/// or may not have been received).
+struct HTTPResult {
+    var status: Int
+    var body: String
+    /// The connection was refused or never made: the request certainly was not received.
+    var notSent = false
+}
+
+func httpRequest(host: String, port: Int, method: String, path: String, body: String = "", timeout: Double) -> HTTPResult? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    inet_pton(AF_INET, host, &addr.sin_addr)
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { return HTTPResult(status: 0, body: "", notSent: true) }
+    let request = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+    let bytes = Array(request.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard n > 0 else { return nil }
+        sent += n
+    }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard text.hasPrefix("HTTP/1."), let space = text.firstIndex(of: " "),
+          let status = Int(text[text.index(after: space)...].prefix(3)),
+          let split = text.range(of: "\r\n\r\n") else { return nil }
+    return HTTPResult(status: status, body: String(text[split.upperBound...]))
+}
+
+/// setns(2) with CLONE_NEWNET; Glibc's Swift overlay does not export setns, so it is looked up.
+private func enterNetworkNamespace(_ fd: Int32) -> Int32 {
+    typealias SetNS = @convention(c) (Int32, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "setns") else { return -1 }
+    let cloneNewNet: Int32 = 0x4000_0000
+    return unsafeBitCast(symbol, to: SetNS.self)(fd, cloneNewNet)
+}
+
+/// Runs `body` on a new thread that has entered network namespace `name` (setns moves only the
+/// calling thread, so the test's own threads and tasks never change namespace).
+func onThread(inNamespace name: String, _ body: @escaping @Sendable () -> Void) -> Thread {
+    let t = Thread {
+        let fd = open("/run/netns/\(name)", O_RDONLY)
+        guard fd >= 0, enterNetworkNamespace(fd) == 0 else {
+            fatalError("cannot enter network namespace \(name): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        body()
+    }
+    t.start()
+    return t
+}
+
+/// Runs `body` in namespace `name` and waits for its result.
+func inNamespace<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) -> T {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    _ = onThread(inNamespace: name) {
+        let r = body()
+        result.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
+}
