@@ -1,6 +1,7 @@
 import Addressing
 import Cluster
 import DNS
+import DockerAPI
 import Foundation
 import Logging
 import NIOCore

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import Namespaces
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Services on the test bed: a VIP balances over backends on every host,
 /// the routing mesh answers a published port on every host, host-mode ports
@@ -9,26 +12,56 @@ import Namespaces
 /// second reader of what swarmnetd programmed.
 @Suite(.serialized) struct ServiceTests {
     /// A TCP server in `namespace` that answers every connection with its
-    /// name and the client's address, until the test ends. It runs in the
-    /// background of a shell and is killed by pid: Foundation's Process can
-    /// wait forever for a child that has already exited.
-    final class NameServer {
-        let pid: Int32
+    /// name and the client's address, until it is released. It is a thread
+    /// of the test itself (its socket made inside the namespace), not a child
+    /// process: Foundation's Process can wait forever on children here.
+    final class NameServer: @unchecked Sendable {
+        let socket: Int32
+
         init(_ namespace: NetworkNamespace, name: String, port: Int) throws {
-            let script = """
-            import socket
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", \(port))); s.listen(128)
-            while True:
-                try:
-                    c, peer = s.accept()
-                    c.sendall(b"\(name) " + peer[0].encode() + b"\\n"); c.close()
-                except OSError:
-                    pass
-            """
-            let output = try TestHost.run(["sh", "-c", "ip netns exec \(namespace.name!) python3 -c '\(script)' >/dev/null 2>&1 & echo $!"])
-            pid = try #require(Int32(output.trimmingCharacters(in: .whitespacesAndNewlines)))
+            socket = try namespace.run { () throws -> Int32 in
+                let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                guard fd >= 0 else { throw CommandFailure(arguments: ["socket"], status: errno, stderr: "") }
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                let bound = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard bound == 0, listen(fd, 128) == 0 else {
+                    close(fd)
+                    throw CommandFailure(arguments: ["bind", "\(port)"], status: errno, stderr: "")
+                }
+                return fd
+            }
+            let listener = socket
+            let thread = Thread {
+                while true {
+                    var peer = sockaddr_in()
+                    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    let client = withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+                    }
+                    if client < 0 {
+                        if errno == EINTR || errno == ECONNABORTED { continue }
+                        return // the listener was shut down
+                    }
+                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    inet_ntop(AF_INET, &peer.sin_addr, &text, socklen_t(INET_ADDRSTRLEN))
+                    let line = Array("\(name) \(String(cString: text))\n".utf8)
+                    _ = line.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    close(client)
+                }
+            }
+            thread.start()
         }
-        deinit { kill(pid, SIGKILL) }
+
+        deinit {
+            shutdown(socket, Int32(SHUT_RDWR))
+            close(socket)
+        }
     }
 
     /// Opens `count` connections from `namespace` (nil: the test's own) to
@@ -75,6 +108,29 @@ import Namespaces
             }
             return nil
         }.sorted()
+    }
+
+    /// `dig +short NAME @127.0.0.11` inside a namespace, sorted.
+    static func dig(_ namespace: String, _ name: String) -> [String] {
+        let output = (try? TestHost.run(["ip", "netns", "exec", namespace, "dig", "+short", "+time=1", "+tries=2", name, "@127.0.0.11"])) ?? ""
+        return output.split(separator: "\n").map(String.init).sorted()
+    }
+
+    /// A backend's address on its service network, from `service inspect`.
+    func address(_ testbed: Testbed, _ workload: String, service: String = "web") throws -> String {
+        let text = try testbed.swarmnet("h1", ["service", "inspect", service])
+        let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+        for service in services {
+            for backend in service["Backends"] as? [[String: Any]] ?? [] where backend["Name"] as? String == workload {
+                let network = backend["NetworkID"] as? String ?? ""
+                let vips = ((service["Endpoint"] as? [String: Any])?["VirtualIPs"] as? [[String: Any]]) ?? []
+                // The service network, not the ingress network.
+                if vips.isEmpty || vips.contains(where: { $0["NetworkID"] as? String == network }) {
+                    return backend["Address"] as? String ?? ""
+                }
+            }
+        }
+        throw CommandFailure(arguments: ["address of", workload], status: 1, stderr: text)
     }
 
     func vip(_ testbed: Testbed, _ service: String) throws -> String {
@@ -131,6 +187,21 @@ import Namespaces
             let local = try Self.connect(from: testbed.hosts[0].namespace.name!, to: testbed.hosts[0].address.description, port: 8080, count: 30)
             #expect(local.names["web1", default: 0] + local.names["web2", default: 0] + local.names["web3", default: 0] == 30, "\(local.names)")
 
+            // The embedded DNS (dig, an independent resolver client, asking
+            // 127.0.0.11 in the client): the name → the VIP, tasks. → every
+            // backend; the namespace's resolv.conf points there.
+            #expect(eventually(5) { Self.dig(clientNS, "web") == [vip] }, "\(Self.dig(clientNS, "web"))")
+            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? address(testbed, "\(testbed.lab.prefix)\($0)")) ?? "?" })
+            #expect(Set(Self.dig(clientNS, "tasks.web")) == backendAddresses)
+            #expect(Self.dig(clientNS, "WEB.") == [vip], "names are case-insensitive")
+            let resolved = try TestHost.run(["ip", "netns", "exec", clientNS, "getent", "hosts", "web"])
+            #expect(resolved.hasPrefix(vip + " "), "\(resolved)")
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--endpoint-mode", "dnsrr", "db"])
+            let db = try testbed.workload("db1")
+            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["network", "connect", "--service", "db", "front", db.name!])) != nil })
+            let dbAddress = try address(testbed, db.name!, service: "db")
+            #expect(eventually(5) { Self.dig(clientNS, "db") == [dbAddress] }, "dnsrr: \(Self.dig(clientNS, "db"))")
+
             // Isolation: a workload on another network cannot reach the VIP.
             let outsider = try testbed.workload("outsider")
             try testbed.swarmnet("h2", ["network", "connect", "other", outsider.name!])
@@ -139,10 +210,13 @@ import Namespaces
 
             // Removing a backend stops traffic to it at once: no connection
             // reaches it right after the disconnect returns and gossip carries it.
+            let web3Address = try address(testbed, "\(testbed.lab.prefix)web3")
             try testbed.swarmnet("h3", ["network", "disconnect", "front", "\(testbed.lab.prefix)web3"])
             #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").count == 2 })
             let after = try Self.connect(from: clientNS, to: vip, port: 80, count: 40)
             #expect(after.names["web3"] == nil && after.names["web1", default: 0] + after.names["web2", default: 0] == 40, "\(after.names)")
+            #expect(eventually(5) { Self.dig(clientNS, "tasks.web").count == 2 && !Self.dig(clientNS, "tasks.web").contains(web3Address) },
+                    "the removed backend left DNS: \(Self.dig(clientNS, "tasks.web"))")
 
             // A flushed table heals within one reconcile period (1 s here).
             try TestHost.run(["ip", "netns", "exec", clientNS, "nft", "flush", "table", "ip", "swarmnet"])
