@@ -80,7 +80,7 @@ extension NodeDaemon {
                 do {
                     let namespace = NetworkNamespace.path(item.namespacePath)
                     guard namespace.exists else { continue }
-                    let balancer = try registry.balancer(item.id) {
+                    let balancer = try registry.balancer(item.id, configuration: item.configuration) {
                         try NFTablesLoadBalancer(namespace: namespace, configuration: item.configuration)
                     }
                     let changes = try balancer.reconcile(to: item.services)
@@ -136,8 +136,12 @@ final class BalancerRegistry: @unchecked Sendable {
     private var open: [String: NFTablesLoadBalancer] = [:]
     private var changes = 0
 
-    func balancer(_ id: String, make: () throws -> NFTablesLoadBalancer) throws -> NFTablesLoadBalancer {
-        if let existing = lock.withLock({ open[id] }) { return existing }
+    /// The open balancer of `id`, or a new one when there is none or its
+    /// configuration changed (host-mode ports name their local backends in it).
+    func balancer(_ id: String, configuration: NFTablesConfiguration, make: () throws -> NFTablesLoadBalancer) throws
+        -> NFTablesLoadBalancer
+    {
+        if let existing = lock.withLock({ open[id] }), existing.configuration == configuration { return existing }
         let made = try make()
         lock.withLock { open[id] = made }
         return made
