@@ -23,10 +23,18 @@ public struct NodeConfiguration: Sendable {
     /// Where a manager serves the cluster API ("HOST:PORT"), published
     /// through gossip so that workers can ask it for addresses.
     public var clusterAPIAddress: String?
+    /// Whether workload namespaces get the embedded DNS server at 127.0.0.11.
+    public var embeddedDNS: Bool
+    /// Resolvers for names that are not services ("ADDRESS[:PORT]"); nil
+    /// takes the host's /etc/resolv.conf.
+    public var dnsUpstreams: [String]?
 
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
-                reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil) {
+                reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil,
+                embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil) {
+        self.embeddedDNS = embeddedDNS
+        self.dnsUpstreams = dnsUpstreams
         self.nodeName = nodeName
         self.stateDirectory = stateDirectory
         self.socketPath = socketPath

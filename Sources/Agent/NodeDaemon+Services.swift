@@ -99,11 +99,7 @@ extension NodeDaemon {
                 }),
             mode: ServiceMode(replicated: ServiceMode.Replicated(replicas: record.replicas ?? 1)),
             endpointSpec: EndpointSpec(mode: record.endpointMode.rawValue, ports: record.ports.map(Self.portConfig)))
-        var vips = record.virtualIPs.map { (networkID: $0.networkID, addr: $0.address.description) }
-        if record.usesIngress, let ingress = state.ingressNetwork {
-            // Docker lists the ingress network among a published service's VIPs.
-            vips.append((networkID: ingress.id, addr: ingress.subnet.description))
-        }
+        let vips = record.virtualIPs.map { (networkID: $0.networkID, addr: $0.address.description) }
         return ServiceResource(
             id: record.id, version: record.version, createdAt: record.created.rfc3339, updatedAt: record.updated.rfc3339,
             spec: spec, ports: record.ports.map(Self.portConfig), virtualIPs: vips,

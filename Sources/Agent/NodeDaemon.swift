@@ -34,6 +34,10 @@ public actor NodeDaemon: DockerBackend {
     private let watcher: SandboxWatcher
     /// The gossip layer, once started; nil runs the node alone.
     var gossip: ClusterGossip?
+    /// The load balancers opened in workload namespaces and the mesh's own.
+    let balancers = BalancerRegistry()
+    /// The embedded DNS servers of local workloads.
+    let dnsServers = DNSServerRegistry()
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -435,7 +439,7 @@ public actor NodeDaemon: DockerBackend {
         // Unwatch first: a watched namespace would outlive its removal.
         watcher.retain(only: wantedSandboxes)
         defer { watcher.watch(wantedSandboxes) }
-        let outcome: ReconcileReport
+        var outcome: ReconcileReport
         do {
             outcome = try await worker.run { [driver, plan] in
                 var report = ReconcileReport()
@@ -485,6 +489,7 @@ public actor NodeDaemon: DockerBackend {
                 if !configuration.isManager { await releaseAtManager(id) }
             }
         }
+        outcome.errors += await reconcileBalancing()
         if outcome.changed || !outcome.errors.isEmpty {
             logger.notice("reconciled", metadata: [
                 "sandboxesRepaired": "\(outcome.sandboxesRepaired)", "sandboxesRemoved": "\(outcome.sandboxesRemoved)", "endpointsRepaired": "\(outcome.endpointsRepaired)", "endpointsRemoved": "\(outcome.endpointsRemoved)",
@@ -495,6 +500,7 @@ public actor NodeDaemon: DockerBackend {
     }
 
     public func shutdown() async {
+        await stopAllDNS()
         watcher.stopAll()
         try? await worker.shutdown()
     }

@@ -97,6 +97,10 @@ public struct DockerRouter: Sendable {
                 return try Self.json(.ok, await debug.debugOverlay(network: segments[3].removingPercentEncoding ?? segments[3]))
             case ("peers", 3):
                 return try Self.json(.ok, await debug.debugPeers())
+            case ("lb", 3):
+                return try Self.json(.ok, await debug.debugLoadBalancers(service: query["service"]))
+            case ("dns", 4):
+                return try Self.json(.ok, await debug.debugDNS(name: segments[3].removingPercentEncoding ?? segments[3], container: query["container"]))
             case ("table", 5):
                 return try Self.json(.ok, await debug.debugTable(
                     network: segments[3].removingPercentEncoding ?? segments[3], table: segments[4].removingPercentEncoding ?? segments[4]))

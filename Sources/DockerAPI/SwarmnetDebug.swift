@@ -4,6 +4,8 @@ import Foundation
 //   GET /swarmnet/debug/overlay/{network}   desired peers beside the kernel's entries
 //   GET /swarmnet/debug/peers               the nodes this node knows
 //   GET /swarmnet/debug/table/{network}/{table}   a gossip table as this node holds it
+//   GET /swarmnet/debug/lb[?service=NAME]   desired balancer entries beside the kernel's
+//   GET /swarmnet/debug/dns/{name}[?container=NS]   what the embedded DNS answers
 
 /// One remote endpoint as this host should program it, and what the kernel has.
 public struct OverlayPeerStatus: Codable, Sendable, Equatable {
@@ -91,9 +93,85 @@ public struct TableEntryView: Codable, Sendable {
     }
 }
 
+/// One balanced service in one table: desired backends beside the kernel's.
+public struct BalancerEntryStatus: Codable, Sendable, Equatable {
+    /// "TCP 10.0.1.2:0" (port 0: every port) or "TCP 0.0.0.0:8080" (a published port).
+    public var service: String
+    /// Backends "ADDRESS:PORT weight W" as desired and as the kernel holds them.
+    public var desired: [String]?
+    public var kernel: [String]?
+    /// "ok", "missing", "wrong" or "extra".
+    public var status: String
+
+    public init(service: String, desired: [String]?, kernel: [String]?, status: String) {
+        self.service = service
+        self.desired = desired
+        self.kernel = kernel
+        self.status = status
+    }
+}
+
+/// One balancer table on this host (a workload's VIPs, or the mesh's ports).
+public struct BalancerTableReport: Codable, Sendable {
+    public var node: String
+    /// "nftables ip swarmnet", ...
+    public var backend: String
+    public var table: String
+    /// The namespace the table lives in (a path; the daemon's own for the mesh).
+    public var namespace: String
+    public var error: String?
+    public var entries: [BalancerEntryStatus]
+
+    public init(node: String, backend: String, table: String, namespace: String, error: String?, entries: [BalancerEntryStatus]) {
+        self.node = node
+        self.backend = backend
+        self.table = table
+        self.namespace = namespace
+        self.error = error
+        self.entries = entries
+    }
+}
+
+/// `swarmnet debug dns NAME`: what the embedded servers of this host's
+/// workloads answer for a name.
+public struct DNSDebugReport: Codable, Sendable {
+    public struct Answer: Codable, Sendable {
+        /// The workload namespace (path) whose server answers.
+        public var workload: String
+        public var network: String
+        public var mode: String
+        public var addresses: [String]
+        /// Whether the workload's server is running.
+        public var serving: Bool
+
+        public init(workload: String, network: String, mode: String, addresses: [String], serving: Bool) {
+            self.workload = workload
+            self.network = network
+            self.mode = mode
+            self.addresses = addresses
+            self.serving = serving
+        }
+    }
+
+    public var node: String
+    public var name: String
+    public var answers: [Answer]
+    /// Where other names are forwarded.
+    public var upstreams: [String]
+
+    public init(node: String, name: String, answers: [Answer], upstreams: [String]) {
+        self.node = node
+        self.name = name
+        self.answers = answers
+        self.upstreams = upstreams
+    }
+}
+
 /// What the daemon provides for swarmnet's debugging endpoints.
 public protocol SwarmnetDebugBackend: Sendable {
     func debugOverlay(network: String) async throws -> OverlayDebugReport
     func debugPeers() async throws -> [PeerNode]
     func debugTable(network: String, table: String) async throws -> [TableEntryView]
+    func debugLoadBalancers(service: String?) async throws -> [BalancerTableReport]
+    func debugDNS(name: String, container: String?) async throws -> DNSDebugReport
 }

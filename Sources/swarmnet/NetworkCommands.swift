@@ -132,13 +132,14 @@ struct NetworkConnect: ParsableCommand {
 
     @OptionGroup var daemon: DaemonOptions
     @Option(help: "IPv4 address for the endpoint (default: the next free one).") var ip: String?
+    @Option(help: "Make the endpoint a backend of this service (its VIP, published ports and DNS name).") var service: String?
     @Argument(help: "Network name or ID.") var network: String
     @Argument(help: "The workload's network namespace.") var namespace: String
 
     func run() throws {
         try reportingErrors {
             _ = try daemon.call("POST", "/networks/\(NetworkInspect.escape(network))/connect",
-                                body: NetworkConnectRequest(container: namespace, ipv4Address: ip))
+                                body: NetworkConnectRequest(container: namespace, ipv4Address: ip, service: service))
         }
     }
 }

@@ -74,6 +74,12 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "TCP port of a manager's cluster API (workers ask it for endpoint addresses), on the data-path address.")
     var clusterPort = 2377
 
+    @Option(help: "Resolver the embedded DNS forwards other names to, ADDRESS[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).")
+    var dnsUpstream: [String] = []
+
+    @Flag(help: "Run no embedded DNS server in workload namespaces.")
+    var noEmbeddedDNS = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -100,7 +106,8 @@ struct Swarmnetd: AsyncParsableCommand {
             nodeName: name, stateDirectory: stateDir, socketPath: socket, dataPathAddress: address,
             underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
             reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
-            clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)")
+            clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)",
+            embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream)
         try FileManager.default.createDirectory(
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])

@@ -1,0 +1,291 @@
+import Foundation
+import Testing
+import Namespaces
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Services on the test bed: a VIP balances over backends on every host,
+/// the routing mesh answers a published port on every host, host-mode ports
+/// keep the client's address, removed backends leave at once, a flushed
+/// table heals, and other networks cannot reach the VIP. nft -j is the
+/// second reader of what swarmnetd programmed.
+@Suite(.serialized) struct ServiceTests {
+    /// A TCP server in `namespace` that answers every connection with its
+    /// name and the client's address, until it is released. It is a thread
+    /// of the test itself (its socket made inside the namespace), not a child
+    /// process: Foundation's Process can wait forever on children here.
+    final class NameServer: @unchecked Sendable {
+        let socket: Int32
+
+        init(_ namespace: NetworkNamespace, name: String, port: Int) throws {
+            socket = try namespace.run { () throws -> Int32 in
+                let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                guard fd >= 0 else { throw CommandFailure(arguments: ["socket"], status: errno, stderr: "") }
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                let bound = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard bound == 0, listen(fd, 128) == 0 else {
+                    close(fd)
+                    throw CommandFailure(arguments: ["bind", "\(port)"], status: errno, stderr: "")
+                }
+                return fd
+            }
+            let listener = socket
+            let thread = Thread {
+                while true {
+                    var peer = sockaddr_in()
+                    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    let client = withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+                    }
+                    if client < 0 {
+                        if errno == EINTR || errno == ECONNABORTED { continue }
+                        return // the listener was shut down
+                    }
+                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    inet_ntop(AF_INET, &peer.sin_addr, &text, socklen_t(INET_ADDRSTRLEN))
+                    let line = Array("\(name) \(String(cString: text))\n".utf8)
+                    _ = line.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    close(client)
+                }
+            }
+            thread.start()
+        }
+
+        deinit {
+            shutdown(socket, Int32(SHUT_RDWR))
+            close(socket)
+        }
+    }
+
+    /// Opens `count` connections from `namespace` (nil: the test's own) to
+    /// `address:port` and counts the answers by server name; "refused" and
+    /// "timeout" count failures. Each answer's client address is kept.
+    static func connect(from namespace: String?, to address: String, port: Int, count: Int) throws -> (names: [String: Int], clients: Set<String>) {
+        let script = """
+        import socket, collections
+        seen = collections.Counter(); clients = set()
+        for _ in range(\(count)):
+            try:
+                s = socket.create_connection(("\(address)", \(port)), timeout=2)
+                line = s.makefile().readline().split()
+                seen[line[0]] += 1; clients.add(line[1]); s.close()
+            except ConnectionRefusedError:
+                seen["refused"] += 1
+            except OSError:
+                seen["timeout"] += 1
+        print(" ".join("%s=%d" % kv for kv in seen.items()))
+        print(" ".join(clients))
+        """
+        let prefix = namespace.map { ["ip", "netns", "exec", $0] } ?? []
+        let output = try TestHost.run(prefix + ["python3", "-c", script]).split(separator: "\n", omittingEmptySubsequences: false)
+        var names: [String: Int] = [:]
+        for pair in output.first?.split(separator: " ") ?? [] {
+            let parts = pair.split(separator: "=")
+            names[String(parts[0])] = Int(parts[1])
+        }
+        let clients = Set((output.count > 1 ? output[1] : "").split(separator: " ").map(String.init))
+        return (names, clients)
+    }
+
+    /// `nft -j list table ip NAME` inside a namespace: the dnat targets it holds.
+    static func dnatTargets(_ namespace: String, table: String) -> [String] {
+        guard let text = try? TestHost.run(["ip", "netns", "exec", namespace, "nft", "-j", "list", "table", "ip", table]),
+              let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = object["nftables"] as? [[String: Any]] else { return [] }
+        return items.compactMap { item -> String? in
+            guard let rule = item["rule"] as? [String: Any], let expressions = rule["expr"] as? [[String: Any]] else { return nil }
+            for expression in expressions {
+                if let dnat = expression["dnat"] as? [String: Any], let address = dnat["addr"] as? String {
+                    return dnat["port"].map { "\(address):\($0)" } ?? address
+                }
+            }
+            return nil
+        }.sorted()
+    }
+
+    /// `dig +short NAME @127.0.0.11` inside a namespace, sorted.
+    static func dig(_ namespace: String, _ name: String) -> [String] {
+        let output = (try? TestHost.run(["ip", "netns", "exec", namespace, "dig", "+short", "+time=1", "+tries=2", name, "@127.0.0.11"])) ?? ""
+        return output.split(separator: "\n").map(String.init).sorted()
+    }
+
+    /// A backend's address on its service network, from `service inspect`.
+    func address(_ testbed: Testbed, _ workload: String, service: String = "web") throws -> String {
+        let text = try testbed.swarmnet("h1", ["service", "inspect", service])
+        let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+        for service in services {
+            for backend in service["Backends"] as? [[String: Any]] ?? [] where backend["Name"] as? String == workload {
+                let network = backend["NetworkID"] as? String ?? ""
+                let vips = ((service["Endpoint"] as? [String: Any])?["VirtualIPs"] as? [[String: Any]]) ?? []
+                // The service network, not the ingress network.
+                if vips.isEmpty || vips.contains(where: { $0["NetworkID"] as? String == network }) {
+                    return backend["Address"] as? String ?? ""
+                }
+            }
+        }
+        throw CommandFailure(arguments: ["address of", workload], status: 1, stderr: text)
+    }
+
+    func vip(_ testbed: Testbed, _ service: String) throws -> String {
+        let text = try testbed.swarmnet("h1", ["service", "inspect", service])
+        let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+        let endpoint = try #require(services.first?["Endpoint"] as? [String: Any])
+        let vips = try #require(endpoint["VirtualIPs"] as? [[String: Any]])
+        return String(try #require(vips.first?["Addr"] as? String).split(separator: "/")[0])
+    }
+
+    @Test func aVIPAndThePublishedPortBalanceOverBackendsOnEveryHost() throws {
+        try withTestbed(hosts: 3) { testbed in
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.80.0.0/24", "front"])
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.81.0.0/24", "other"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8080:80", "web"])
+            let vip = try vip(testbed, "web")
+            #expect(vip.hasPrefix("10.80.0."))
+            // Workers learn the service through gossip.
+            for host in ["h2", "h3"] {
+                #expect(eventually(10) { (try? testbed.swarmnet(host, ["service", "ls"]))?.contains("web") == true })
+            }
+            var servers: [NameServer] = []
+            for (index, host) in ["h1", "h2", "h3"].enumerated() {
+                let backend = try testbed.workload("web\(index + 1)")
+                try testbed.swarmnet(host, ["network", "connect", "--service", "web", "front", backend.name!])
+                servers.append(try NameServer(backend, name: "web\(index + 1)", port: 80))
+            }
+            let client = try testbed.workload("client")
+            try testbed.swarmnet("h2", ["network", "connect", "front", client.name!])
+            let clientNS = client.name!
+
+            // The client's table holds the VIP's three backends (second reader: nft -j).
+            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").count == 3 },
+                    "nft in the client: \(Self.dnatTargets(clientNS, table: "swarmnet"))")
+            // Connections to the VIP reach every backend: 120 over 3, each 20%-47%.
+            let spread = try Self.connect(from: clientNS, to: vip, port: 80, count: 120)
+            for name in ["web1", "web2", "web3"] {
+                let share = Double(spread.names[name] ?? 0) / 120
+                #expect(share >= 0.20 && share <= 0.47, "\(name): \(spread.names)")
+            }
+            // The client's own address reaches the backend (no masquerade on VIPs).
+            #expect(spread.clients.count == 1 && spread.clients.first?.hasPrefix("10.80.0.") == true, "\(spread.clients)")
+
+            // The routing mesh: port 8080 on every host's underlay address
+            // balances over all three backends, from another host and locally.
+            for (index, host) in testbed.hosts.enumerated() {
+                let from = testbed.hosts[(index + 1) % testbed.hosts.count]
+                var mesh: (names: [String: Int], clients: Set<String>) = ([:], [])
+                #expect(eventually(10) {
+                    mesh = (try? Self.connect(from: from.namespace.name!, to: host.address.description, port: 8080, count: 30)) ?? ([:], [])
+                    return ["web1", "web2", "web3"].allSatisfy { mesh.names[$0, default: 0] > 0 }
+                }, "mesh on \(host.name) from \(from.name): \(mesh.names)")
+            }
+            let local = try Self.connect(from: testbed.hosts[0].namespace.name!, to: testbed.hosts[0].address.description, port: 8080, count: 30)
+            #expect(local.names["web1", default: 0] + local.names["web2", default: 0] + local.names["web3", default: 0] == 30, "\(local.names)")
+
+            // The embedded DNS (dig, an independent resolver client, asking
+            // 127.0.0.11 in the client): the name → the VIP, tasks. → every
+            // backend; the namespace's resolv.conf points there.
+            #expect(eventually(5) { Self.dig(clientNS, "web") == [vip] }, "\(Self.dig(clientNS, "web"))")
+            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? address(testbed, "\(testbed.lab.prefix)\($0)")) ?? "?" })
+            #expect(Set(Self.dig(clientNS, "tasks.web")) == backendAddresses)
+            #expect(Self.dig(clientNS, "WEB.") == [vip], "names are case-insensitive")
+            let resolved = try TestHost.run(["ip", "netns", "exec", clientNS, "getent", "hosts", "web"])
+            #expect(resolved.hasPrefix(vip + " "), "\(resolved)")
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--endpoint-mode", "dnsrr", "db"])
+            let db = try testbed.workload("db1")
+            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["network", "connect", "--service", "db", "front", db.name!])) != nil })
+            let dbAddress = try address(testbed, db.name!, service: "db")
+            #expect(eventually(5) { Self.dig(clientNS, "db") == [dbAddress] }, "dnsrr: \(Self.dig(clientNS, "db"))")
+
+            // Isolation: a workload on another network cannot reach the VIP.
+            let outsider = try testbed.workload("outsider")
+            try testbed.swarmnet("h2", ["network", "connect", "other", outsider.name!])
+            let isolated = try Self.connect(from: outsider.name!, to: vip, port: 80, count: 3)
+            #expect(isolated.names["web1"] == nil && isolated.names["web2"] == nil && isolated.names["web3"] == nil, "\(isolated.names)")
+
+            // Removing a backend stops traffic to it at once: no connection
+            // reaches it right after the disconnect returns and gossip carries it.
+            let web3Address = try address(testbed, "\(testbed.lab.prefix)web3")
+            try testbed.swarmnet("h3", ["network", "disconnect", "front", "\(testbed.lab.prefix)web3"])
+            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").count == 2 })
+            let after = try Self.connect(from: clientNS, to: vip, port: 80, count: 40)
+            #expect(after.names["web3"] == nil && after.names["web1", default: 0] + after.names["web2", default: 0] == 40, "\(after.names)")
+            #expect(eventually(5) { Self.dig(clientNS, "tasks.web").count == 2 && !Self.dig(clientNS, "tasks.web").contains(web3Address) },
+                    "the removed backend left DNS: \(Self.dig(clientNS, "tasks.web"))")
+
+            // A flushed table heals within one reconcile period (1 s here).
+            try TestHost.run(["ip", "netns", "exec", clientNS, "nft", "flush", "table", "ip", "swarmnet"])
+            #expect(Self.dnatTargets(clientNS, table: "swarmnet").isEmpty)
+            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").count == 2 })
+            let healed = try Self.connect(from: clientNS, to: vip, port: 80, count: 10)
+            #expect(healed.names["web1", default: 0] + healed.names["web2", default: 0] == 10, "\(healed.names)")
+
+            // debug lb agrees with the kernel on every host.
+            for host in ["h1", "h2", "h3"] {
+                #expect(eventually(5) { (try? testbed.swarmnet(host, ["debug", "lb"])) != nil },
+                        "debug lb on \(host): \((try? testbed.swarmnet(host, ["debug", "lb", "--format", "json"])) ?? "")")
+            }
+            withExtendedLifetime(servers) {}
+        }
+    }
+
+    @Test func hostModeAnswersOnlyWhereABackendRunsAndKeepsTheClientAddress() throws {
+        try withTestbed(hosts: 3) { testbed in
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.82.0.0/24", "back"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "back", "--publish", "published=9090,target=90,mode=host", "api"])
+            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["service", "ls"]))?.contains("api") == true })
+            let backend = try testbed.workload("api1")
+            try testbed.swarmnet("h2", ["network", "connect", "--service", "api", "back", backend.name!])
+            let server = try NameServer(backend, name: "api1", port: 90)
+            let h2 = testbed.hosts[1], h3 = testbed.hosts[2]
+            var answer: (names: [String: Int], clients: Set<String>) = ([:], [])
+            #expect(eventually(10) {
+                answer = (try? Self.connect(from: h3.namespace.name!, to: h2.address.description, port: 9090, count: 5)) ?? ([:], [])
+                return answer.names["api1"] == 5
+            }, "\(answer.names)")
+            // The backend saw h3's own underlay address: the source is kept.
+            #expect(answer.clients == [h3.address.description], "\(answer.clients)")
+            // h1 runs no backend: its port 9090 does not answer.
+            let elsewhere = try Self.connect(from: h3.namespace.name!, to: testbed.hosts[0].address.description, port: 9090, count: 2)
+            #expect(elsewhere.names["api1"] == nil, "\(elsewhere.names)")
+            withExtendedLifetime(server) {}
+        }
+    }
+
+    @Test func badServiceRequestsFailClearlyAndLeaveNothing() throws {
+        try withTestbed(hosts: 1) { testbed in
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.83.0.0/24", "front"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8080:80", "web"])
+            let cases: [([String], String)] = [
+                (["--network", "front", "--publish", "8080:81", "api"], "port 8080/tcp is already in use by service web"),
+                (["--network", "nowhere", "api"], "network nowhere not found"),
+                (["--network", "front", "--publish", "8081:81/sctp", "api"], "invalid protocol sctp for port 81: use tcp or udp"),
+                (["--network", "front", "--vip", "front=10.99.0.5", "api"], "VIP for network front: address 10.99.0.5 is outside subnet 10.83.0.0/24"),
+                (["--network", "front", "web"], "service name web is already in use"),
+            ]
+            for (arguments, message) in cases {
+                do {
+                    try testbed.swarmnet("h1", ["service", "create"] + arguments)
+                    Issue.record("service create \(arguments) succeeded")
+                } catch let failure as CommandFailure {
+                    #expect(failure.stderr.contains(message), "\(arguments): \(failure.stderr)")
+                }
+            }
+            let listed = try testbed.swarmnet("h1", ["service", "ls", "--format", "json"])
+            let services = try #require(JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]])
+            #expect(services.count == 1)
+            // Connecting a backend to a network its service is not on.
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.84.0.0/24", "side"])
+            let workload = try testbed.workload("w")
+            #expect(throws: CommandFailure.self) {
+                try testbed.swarmnet("h1", ["network", "connect", "--service", "web", "side", workload.name!])
+            }
+            #expect(try TestHost.json(["ip", "-n", workload.name!, "-j", "addr", "show"]).allSatisfy { ($0["ifname"] as? String) == "lo" })
+        }
+    }
+}
