@@ -52,7 +52,9 @@ public struct BalancingPlan: Sendable, Equatable {
                             localNode: String) -> BalancingPlan {
         var plan = BalancingPlan()
         let ingressID = networks.values.first(where: \.isIngress)?.id
-        let backends = Dictionary(grouping: endpoints.filter { $0.serviceID != nil && $0.isIngressGateway != true }, by: { $0.serviceID! })
+        // An unhealthy backend leaves the balancers and DNS until it recovers.
+        let backends = Dictionary(grouping: endpoints.filter { $0.serviceID != nil && $0.isIngressGateway != true && $0.unhealthy != true },
+                                  by: { $0.serviceID! })
         let local = endpoints.filter { $0.node == localNode && $0.isIngressGateway != true && $0.networkID != ingressID }
         let workloadNetworks = Dictionary(grouping: local, by: \.namespacePath).mapValues { Set($0.map(\.networkID)) }
 

@@ -34,6 +34,7 @@ extension NodeDaemon {
                 return ["ingress endpoint: \(error)"]
             }
         }
+        await probeLocalBackends()
         let plan = balancingPlan()
         let dnsErrors = await reconcileDNS(plan: plan)
         let meshGateway = state.ingressNetwork.flatMap { ingress in

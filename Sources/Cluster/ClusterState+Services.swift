@@ -25,6 +25,9 @@ extension ClusterState {
         case "dnsrr": mode = .dnsrr
         case let other: throw ClusterError.invalidRequest("invalid endpoint mode \(other): use vip or dnsrr")
         }
+        if let text = request.labels[ServiceRecord.healthPortLabel], UInt16(text).map({ $0 == 0 }) ?? true {
+            throw ClusterError.invalidRequest("invalid \(ServiceRecord.healthPortLabel) \(text): use a TCP port 1-65535")
+        }
         let ports = try checkedPorts(request.ports, mode: mode, service: request.name)
         var networkIDs: [String] = []
         var requestedVIPs: [String: IPAddress] = [:]

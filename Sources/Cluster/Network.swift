@@ -62,6 +62,9 @@ public struct EndpointRecord: Codable, Sendable, Hashable {
     /// The host's own endpoint on the ingress network (Docker's
     /// ingress-sbox): the routing mesh's source address towards backends.
     public var isIngressGateway: Bool?
+    /// Set while the service's health check fails for this backend: it
+    /// leaves every balancer and DNS answer until the check passes again.
+    public var unhealthy: Bool?
 
     public init(id: String, networkID: String, node: String, namespacePath: String, name: String,
                 address: IPPrefix, mac: MACAddress, vtep: IPAddress, hostInterface: String? = nil, workloadInterface: String? = nil) {

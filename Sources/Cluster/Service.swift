@@ -99,6 +99,14 @@ public struct ServiceRecord: Codable, Sendable, Hashable {
         virtualIPs.first { $0.networkID == networkID }?.address.address
     }
 
+    /// The label that asks for a TCP health check of every backend on this
+    /// port (swarmnet starts no containers, so Docker's HEALTHCHECK has no
+    /// process to run in).
+    public static let healthPortLabel = "com.swarmnet.health.tcp-port"
+
+    /// The port each backend is probed on, if the service asks for it.
+    public var healthPort: UInt16? { labels[Self.healthPortLabel].flatMap { UInt16($0) }.flatMap { $0 == 0 ? nil : $0 } }
+
     /// Whether any port goes through the routing mesh.
     public var usesIngress: Bool { ports.contains { $0.publishedPort != nil && $0.publishMode == .ingress } }
     /// Whether any port is published (either mode): such a service's

@@ -64,6 +64,8 @@ struct ServiceCreate: ParsableCommand {
     @Option(help: "Endpoint mode: vip or dnsrr.") var endpointMode: String = "vip"
     @Option(help: "Label KEY=VALUE (repeatable).", transform: keyValue) var label: [(String, String)] = []
     @Option(help: "Image name, kept for `inspect` only (swarmnet starts no containers).") var image: String = "none"
+    @Option(help: "Probe every backend with a TCP connection to this port on each reconciler pass; a failing backend leaves the balancers and DNS until it answers again (label com.swarmnet.health.tcp-port).")
+    var healthTCPPort: UInt16?
     @Argument(help: "Service name.") var name: String
 
     func run() throws {
@@ -73,7 +75,7 @@ struct ServiceCreate: ParsableCommand {
                 throw ValidationError("--vip \(key)=...: network \(key) is not one of the service's --network")
             }
             let spec = ServiceSpec(
-                name: name, labels: Dictionary(label, uniquingKeysWith: { _, b in b }),
+                name: name, labels: Dictionary(label + (healthTCPPort.map { [("com.swarmnet.health.tcp-port", "\($0)")] } ?? []), uniquingKeysWith: { _, b in b }),
                 taskTemplate: TaskSpec(
                     containerSpec: ContainerSpec(image: image),
                     networks: network.map {

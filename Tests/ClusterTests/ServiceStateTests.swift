@@ -116,6 +116,15 @@ import Addressing
         _ = try state.createService(.init(name: "web", networks: [.init(target: "front")]), id: "s2", now: now)
     }
 
+    @Test func healthCheckPortsAreChecked() throws {
+        var state = try stateWithNetwork()
+        #expect(throws: ClusterError.invalidRequest("invalid com.swarmnet.health.tcp-port http: use a TCP port 1-65535")) {
+            try state.createService(.init(name: "web", labels: [ServiceRecord.healthPortLabel: "http"], networks: [.init(target: "front")]), id: "s1", now: now)
+        }
+        let web = try state.createService(.init(name: "web", labels: [ServiceRecord.healthPortLabel: "8080"], networks: [.init(target: "front")]), id: "s1", now: now)
+        #expect(web.healthPort == 8080)
+    }
+
     @Test func stateFilesFromBeforeServicesStillLoad() throws {
         let old = #"{"endpoints":{},"networks":{}}"#
         let state = try JSONDecoder().decode(ClusterState.self, from: Data(old.utf8))

@@ -257,6 +257,35 @@ import Glibc
         }
     }
 
+    @Test func anUnhealthyBackendLeavesTheBalancerAndDNSUntilItRecovers() throws {
+        try withTestbed(hosts: 2) { testbed in
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.85.0.0/24", "front"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8085:80", "--health-tcp-port", "80", "hc"])
+            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["service", "ls"]))?.contains("hc") == true })
+            let one = try testbed.workload("hc1"), two = try testbed.workload("hc2"), client = try testbed.workload("hcc")
+            try testbed.swarmnet("h1", ["network", "connect", "--service", "hc", "front", one.name!])
+            try testbed.swarmnet("h2", ["network", "connect", "--service", "hc", "front", two.name!])
+            try testbed.swarmnet("h1", ["network", "connect", "front", client.name!])
+            var first: NameServer? = try NameServer(one, name: "hc1", port: 80)
+            let second = try NameServer(two, name: "hc2", port: 80)
+            let vip = try vip(testbed, "hc")
+            #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 2 })
+            // hc1 stops answering: the next pass on h1 marks it unhealthy and
+            // every host drops it (the client's table, DNS, h2's mesh).
+            first = nil
+            #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 1 })
+            let after = try Self.connect(from: client.name!, to: vip, port: 80, count: 20)
+            #expect(after.names["hc2"] == 20, "\(after.names)")
+            #expect(eventually(5) { Self.dig(client.name!, "tasks.hc").count == 1 })
+            let h2Mesh = testbed.hosts[1].namespace.name!
+            #expect(eventually(5) { Self.dnatTargets(h2Mesh, table: "swarmnet-mesh").count == 1 })
+            // It answers again: it comes back.
+            first = try NameServer(one, name: "hc1", port: 80)
+            #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 2 && Self.dig(client.name!, "tasks.hc").count == 2 })
+            withExtendedLifetime((first, second)) {}
+        }
+    }
+
     @Test func badServiceRequestsFailClearlyAndLeaveNothing() throws {
         try withTestbed(hosts: 1) { testbed in
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.83.0.0/24", "front"])
