@@ -112,9 +112,9 @@ enum NFTablesKernelState {
 
     private static func dnatTarget(_ expr: [Any]) -> String? {
         for item in expr {
-            guard let dnat = (item as? [String: Any])?["dnat"] as? [String: Any], let addr = dnat["addr"] as? String,
-                  let port = intValue(dnat["port"]) else { continue }
-            return "\(addr):\(port)"
+            guard let dnat = (item as? [String: Any])?["dnat"] as? [String: Any], let addr = dnat["addr"] as? String else { continue }
+            // No port: the connection keeps its own (a VIP on every port).
+            return "\(addr):\(intValue(dnat["port"]) ?? 0)"
         }
         return nil
     }

@@ -151,9 +151,13 @@ struct NFTImage: Hashable {
 enum NFTNames {
     static let serviceIPs = "service-ips"
     static let servicePorts = "service-ports"
+    /// VIPs balanced on every port (port 0 in the model): keyed by address
+    /// and protocol, the destination port kept.
+    static let serviceVIPs = "service-vips"
     static let dispatch = "services"
     static let serviceIPsType = "ipv4_addr . inet_proto . inet_service : verdict"
     static let servicePortsType = "inet_proto . inet_service : verdict"
+    static let serviceVIPsType = "ipv4_addr . inet_proto : verdict"
 
     /// "tcp-10.0.0.5-80": names a service's chains.
     static func serviceID(_ key: ServiceKey) -> String {
@@ -272,8 +276,11 @@ struct NFTablesRenderer {
                 throw LoadBalancerError.invalidArgument(
                     "service \(service.key): real server \(server.endpoint) is IPv6 in an IPv4 service")
             }
-            guard server.port != 0 else {
-                throw LoadBalancerError.invalidArgument("service \(service.key): real server \(server.endpoint) has port 0")
+            // Port 0 means every port: for both or for neither.
+            guard (server.port == 0) == (Self.port(of: service.key) == 0) else {
+                throw LoadBalancerError.invalidArgument(server.port == 0
+                    ? "service \(service.key): real server \(server.endpoint) has port 0"
+                    : "service \(service.key) balances every port: real server \(server.endpoint) must have port 0 (the connection's port is kept)")
             }
             guard server.forwarding == .masquerade else {
                 throw LoadBalancerError.invalidArgument(
@@ -295,7 +302,14 @@ struct NFTablesRenderer {
             throw LoadBalancerError.invalidArgument(
                 "service \(key): IPv6 services are not supported by the nftables back end (its table is family ip)")
         }
-        guard port != 0 else { throw LoadBalancerError.invalidArgument("service \(key): port 0") }
+        guard port != 0 || !Self.isPublishedPort(key) else {
+            throw LoadBalancerError.invalidArgument("service \(key): port 0 (every port) is only for a VIP, not a published port")
+        }
+    }
+
+    static func port(of key: ServiceKey) -> UInt16? {
+        if case .address(_, _, let port) = key { return port }
+        return nil
     }
 
     /// The services as they will be programmed: with local-only published
@@ -320,7 +334,8 @@ struct NFTablesRenderer {
     /// The table, maps and non-service chains.
     func structure() -> NFTImage {
         var image = NFTImage(exists: true)
-        image.maps = [NFTNames.serviceIPs: NFTNames.serviceIPsType, NFTNames.servicePorts: NFTNames.servicePortsType]
+        image.maps = [NFTNames.serviceIPs: NFTNames.serviceIPsType, NFTNames.servicePorts: NFTNames.servicePortsType,
+                      NFTNames.serviceVIPs: NFTNames.serviceVIPsType]
         let jump = NFTRule(text: "jump \(NFTNames.dispatch)", expr: [NFTExpr.jump(NFTNames.dispatch)])
         image.chains["output"] = NFTChain(base: "nat output -100 accept", rules: [jump])
         if configuration.hooks == .routingMesh {
@@ -336,9 +351,13 @@ struct NFTablesRenderer {
         ])
         let vipKey: [String: Any] = ["concat": [NFTExpr.payload("ip", "daddr"), NFTExpr.meta("l4proto"), NFTExpr.payload("th", "dport")]]
         let portKey: [String: Any] = ["concat": [NFTExpr.meta("l4proto"), NFTExpr.payload("th", "dport")]]
+        let everyPortKey: [String: Any] = ["concat": [NFTExpr.payload("ip", "daddr"), NFTExpr.meta("l4proto")]]
         image.chains[NFTNames.dispatch] = NFTChain(base: nil, rules: [
             NFTRule(text: "ip daddr . meta l4proto . th dport vmap @\(NFTNames.serviceIPs)",
                     expr: [["vmap": ["key": vipKey, "data": "@\(NFTNames.serviceIPs)"]]]),
+            // After the per-port map, so a service on one port of a VIP wins.
+            NFTRule(text: "ip daddr . meta l4proto vmap @\(NFTNames.serviceVIPs)",
+                    expr: [["vmap": ["key": everyPortKey, "data": "@\(NFTNames.serviceVIPs)"]]]),
             NFTRule(text: "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @\(NFTNames.servicePorts)",
                     expr: [
                         NFTExpr.match(["fib": ["flags": ["daddr"], "result": "type"]], "==", "local"),
@@ -389,11 +408,19 @@ struct NFTablesRenderer {
                     NFTExpr.match(NFTExpr.payload("ip", "saddr"), "==", "\(server.address)"), NFTExpr.setMarkOr(mark),
                 ]))
             }
-            endpointRules.append(NFTRule(
-                text: "meta l4proto \(proto.rawValue) dnat to \(server.address):\(server.port)",
-                expr: [NFTExpr.match(NFTExpr.meta("l4proto"), "==", proto.rawValue),
-                       ["dnat": ["addr": "\(server.address)", "port": Int(server.port)]]],
-                comment: "weight \(server.weight)", dnat: "\(server.address):\(server.port)"))
+            if port == 0 {
+                // Every port: the connection keeps its destination port.
+                endpointRules.append(NFTRule(
+                    text: "meta l4proto \(proto.rawValue) dnat to \(server.address)",
+                    expr: [NFTExpr.match(NFTExpr.meta("l4proto"), "==", proto.rawValue), ["dnat": ["addr": "\(server.address)"]]],
+                    comment: "weight \(server.weight)", dnat: "\(server.address):0"))
+            } else {
+                endpointRules.append(NFTRule(
+                    text: "meta l4proto \(proto.rawValue) dnat to \(server.address):\(server.port)",
+                    expr: [NFTExpr.match(NFTExpr.meta("l4proto"), "==", proto.rawValue),
+                           ["dnat": ["addr": "\(server.address)", "port": Int(server.port)]]],
+                    comment: "weight \(server.weight)", dnat: "\(server.address):\(server.port)"))
+            }
             image.chains[chain] = NFTChain(base: nil, rules: endpointRules)
             if server.weight > 0 { active.append((chain, weighted ? UInt64(server.weight) : 1)) }
         }
@@ -421,6 +448,8 @@ struct NFTablesRenderer {
 
         let element = published
             ? NFTElement(map: NFTNames.servicePorts, key: "\(proto.rawValue) . \(port)", target: serviceChain)
+            : port == 0
+            ? NFTElement(map: NFTNames.serviceVIPs, key: "\(vip) . \(proto.rawValue)", target: serviceChain)
             : NFTElement(map: NFTNames.serviceIPs, key: "\(vip) . \(proto.rawValue) . \(port)", target: serviceChain)
         image.elements = [element]
         return image

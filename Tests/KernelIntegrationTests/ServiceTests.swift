@@ -202,6 +202,18 @@ import Glibc
             let dbAddress = try address(testbed, db.name!, service: "db")
             #expect(eventually(5) { Self.dig(clientNS, "db") == [dbAddress] }, "dnsrr: \(Self.dig(clientNS, "db"))")
 
+            // A service that names no port balances every port of its VIP,
+            // keeping the connection's port (nft: the service-vips map).
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "any"])
+            let any1 = try testbed.workload("any1")
+            #expect(eventually(10) { (try? testbed.swarmnet("h3", ["network", "connect", "--service", "any", "front", any1.name!])) != nil })
+            servers.append(try NameServer(any1, name: "any1", port: 81))
+            servers.append(try NameServer(any1, name: "any1", port: 8443))
+            let anyVIP = try self.vip(testbed, "any")
+            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").contains(try! address(testbed, any1.name!, service: "any")) })
+            #expect(try Self.connect(from: clientNS, to: anyVIP, port: 81, count: 3).names == ["any1": 3])
+            #expect(try Self.connect(from: clientNS, to: anyVIP, port: 8443, count: 3).names == ["any1": 3])
+
             // Isolation: a workload on another network cannot reach the VIP.
             let outsider = try testbed.workload("outsider")
             try testbed.swarmnet("h2", ["network", "connect", "other", outsider.name!])
@@ -212,7 +224,7 @@ import Glibc
             // reaches it right after the disconnect returns and gossip carries it.
             let web3Address = try address(testbed, "\(testbed.lab.prefix)web3")
             try testbed.swarmnet("h3", ["network", "disconnect", "front", "\(testbed.lab.prefix)web3"])
-            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").count == 2 })
+            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").filter { $0.hasSuffix(":80") }.count == 2 })
             let after = try Self.connect(from: clientNS, to: vip, port: 80, count: 40)
             #expect(after.names["web3"] == nil && after.names["web1", default: 0] + after.names["web2", default: 0] == 40, "\(after.names)")
             #expect(eventually(5) { Self.dig(clientNS, "tasks.web").count == 2 && !Self.dig(clientNS, "tasks.web").contains(web3Address) },
@@ -221,7 +233,8 @@ import Glibc
             // A flushed table heals within one reconcile period (1 s here).
             try TestHost.run(["ip", "netns", "exec", clientNS, "nft", "flush", "table", "ip", "swarmnet"])
             #expect(Self.dnatTargets(clientNS, table: "swarmnet").isEmpty)
-            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").count == 2 })
+            // (healed below, the every-port service with it)
+            #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").filter { $0.hasSuffix(":80") }.count == 2 })
             let healed = try Self.connect(from: clientNS, to: vip, port: 80, count: 10)
             #expect(healed.names["web1", default: 0] + healed.names["web2", default: 0] == 10, "\(healed.names)")
 

@@ -33,6 +33,7 @@ import Testing
             add table ip sn
             add map ip sn service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }
             add map ip sn service-ports { type inet_proto . inet_service : verdict ; }
+            add map ip sn service-vips { type ipv4_addr . inet_proto : verdict ; }
             create chain ip sn output { type nat hook output priority -100 ; policy accept ; }
             create chain ip sn postrouting { type nat hook postrouting priority 100 ; policy accept ; }
             create chain ip sn services
@@ -45,6 +46,7 @@ import Testing
             add rule ip sn svc-tcp-10.0.0.5-80 numgen random mod 2 < 1 goto ep-tcp-10.0.0.5-80-10.0.1.2-8080
             add rule ip sn svc-tcp-10.0.0.5-80 goto ep-tcp-10.0.0.5-80-10.0.1.3-8080
             add rule ip sn services ip daddr . meta l4proto . th dport vmap @service-ips
+            add rule ip sn services ip daddr . meta l4proto vmap @service-vips
             add rule ip sn services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-ports
             add rule ip sn output jump services
             add rule ip sn postrouting meta mark & 0x4000 == 0x4000 meta mark set meta mark ^ 0x4000 masquerade
@@ -160,12 +162,24 @@ import Testing
         #expect(never.service(service).chains["svc-tcp-0.0.0.0-30080"]!.rules.count == 3)
     }
 
+    @Test func aVIPOnEveryPortKeepsTheDestinationPort() throws {
+        let key = ServiceKey.address(try IPAddress(parsing: "10.0.0.5"), .udp, port: 0)
+        let image = renderer.service(VirtualService(key: key, realServers: [RealServer(address: try IPAddress(parsing: "10.0.1.2"), port: 0)]))
+        #expect(image.elements == [NFTElement(map: "service-vips", key: "10.0.0.5 . udp", target: "svc-udp-10.0.0.5-0")])
+        #expect(image.chains["ep-udp-10.0.0.5-0-10.0.1.2-0"]?.rules.last?.text == "meta l4proto udp dnat to 10.0.1.2 comment \"weight 1\"")
+        #expect(renderer.structure().chains["services"]?.rules.map(\.text).contains("ip daddr . meta l4proto vmap @service-vips") == true)
+    }
+
     @Test func badInputIsRefusedBeforeAnythingIsBuilt() throws {
         func rejects(_ service: VirtualService) -> Bool {
             (try? renderer.validate([service])) == nil
         }
         #expect(rejects(VirtualService(key: .firewallMark(7, family: .ipv4))))
-        #expect(rejects(VirtualService(key: .address(try IPAddress(parsing: "10.0.0.5"), .tcp, port: 0))))
+        // Port 0 is every port: for a VIP with port-0 backends only, never for a published port.
+        #expect(rejects(VirtualService(key: .address(try IPAddress(parsing: "0.0.0.0"), .tcp, port: 0))))
+        let everyPort = ServiceKey.address(try IPAddress(parsing: "10.0.0.5"), .tcp, port: 0)
+        #expect(rejects(VirtualService(key: everyPort, realServers: [RealServer(address: try IPAddress(parsing: "10.0.1.2"), port: 80)])))
+        #expect(!rejects(VirtualService(key: everyPort, realServers: [RealServer(address: try IPAddress(parsing: "10.0.1.2"), port: 0)])))
         #expect(rejects(VirtualService(key: .address(try IPAddress(parsing: "fd00::5"), .tcp, port: 80))))
         #expect(rejects(VirtualService(key: vip, realServers: [RealServer(address: try IPAddress(parsing: "fd00::2"), port: 80)])))
         #expect(rejects(VirtualService(key: vip, realServers: [RealServer(address: try IPAddress(parsing: "10.0.1.2"), port: 0)])))

@@ -214,7 +214,7 @@ import Testing
             let good = VirtualService(key: vip, realServers: [server("10.77.0.11")])
             let bad: [VirtualService] = [
                 VirtualService(key: .firewallMark(7, family: .ipv4)),
-                VirtualService(key: .address(try IPAddress(parsing: "10.96.0.1"), .tcp, port: 0)),
+                VirtualService(key: .address(try IPAddress(parsing: "0.0.0.0"), .tcp, port: 0)),
                 VirtualService(key: vip, realServers: [RealServer(address: try IPAddress(parsing: "fd00::2"), port: 8080)]),
                 VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.11")]),
             ]
