@@ -462,11 +462,12 @@ struct NFTablesRenderer {
 /// leaving service any more); missing chains created empty (every jump
 /// target exists before a rule names it); changed chains flushed and
 /// rewritten, endpoint chains before service chains; new map elements;
-/// chains no longer wanted flushed, then deleted. Missing chains are
-/// made with `create` (EEXIST if present) and old ones flushed or deleted
-/// by name (ENOENT if absent), so a transaction built from a stale model
-/// fails whole instead of duplicating rules; (service chains before
+/// chains no longer wanted flushed, then deleted (service chains before
 /// endpoint chains, so nothing refers to a chain being deleted).
+///
+/// Missing chains are made with `create` (EEXIST if present) and old ones
+/// flushed or deleted by name (ENOENT if absent), so a transaction built
+/// from a stale model fails whole instead of duplicating rules.
 struct NFTTransaction {
     let family: String
     let table: String
