@@ -6,6 +6,7 @@ import Foundation
 //   GET /swarmnet/debug/table/{network}/{table}   a gossip table as this node holds it
 //   GET /swarmnet/debug/lb[?service=NAME]   desired balancer entries beside the kernel's
 //   GET /swarmnet/debug/dns/{name}[?container=NS]   what the embedded DNS answers
+//   GET /swarmnet/gossip/keys, POST /swarmnet/gossip/keys   the gossip keyring (rotation)
 
 /// One remote endpoint as this host should program it, and what the kernel has.
 public struct OverlayPeerStatus: Codable, Sendable, Equatable {
@@ -167,6 +168,35 @@ public struct DNSDebugReport: Codable, Sendable {
     }
 }
 
+/// One key of the gossip keyring, by fingerprint (a key is never shown).
+public struct GossipKeyView: Codable, Sendable, Equatable {
+    public var fingerprint: String
+    /// The key this node encrypts with; the others only decrypt.
+    public var primary: Bool
+
+    public init(fingerprint: String, primary: Bool) {
+        self.fingerprint = fingerprint
+        self.primary = primary
+    }
+}
+
+/// `POST /swarmnet/gossip/keys`: one step of a key rotation (base64 AES-256
+/// keys). Rotate without a gap by running each step on every node before the
+/// next: install the new key, use it, remove the old one.
+public struct GossipKeyRequest: Codable, Sendable {
+    public var install: String?
+    public var use: String?
+    public var remove: String?
+
+    enum CodingKeys: String, CodingKey { case install = "Install", use = "Use", remove = "Remove" }
+
+    public init(install: String? = nil, use: String? = nil, remove: String? = nil) {
+        self.install = install
+        self.use = use
+        self.remove = remove
+    }
+}
+
 /// What the daemon provides for swarmnet's debugging endpoints.
 public protocol SwarmnetDebugBackend: Sendable {
     func debugOverlay(network: String) async throws -> OverlayDebugReport
@@ -174,4 +204,6 @@ public protocol SwarmnetDebugBackend: Sendable {
     func debugTable(network: String, table: String) async throws -> [TableEntryView]
     func debugLoadBalancers(service: String?) async throws -> [BalancerTableReport]
     func debugDNS(name: String, container: String?) async throws -> DNSDebugReport
+    func gossipKeys() async throws -> [GossipKeyView]
+    func changeGossipKeys(_ request: GossipKeyRequest) async throws -> [GossipKeyView]
 }

@@ -8,7 +8,7 @@ import NIOPosix
 import Testing
 
 /// Helpers for the root tests of the embedded DNS server: namespaces of our
-/// own with unique names (snt<pid>x<n>, as the kernel integration tests
+/// own with unique names (snd<pid>x<n>, like the kernel integration tests
 /// name theirs), removed whatever the outcome, and the commands that check
 /// the server from outside (dig, getent, python).
 enum DNSTestHost {
@@ -29,7 +29,7 @@ enum DNSTestHost {
     private static let counter = Counter()
 
     static func uniqueName() -> String {
-        "snt" + String(getpid(), radix: 36) + "x" + String(counter.next(), radix: 36)
+        "snd" + String(getpid(), radix: 36) + "x" + String(counter.next(), radix: 36)
     }
 
     /// Creates `count` namespaces with `lo` up, runs `body`, deletes them

@@ -13,7 +13,11 @@ final class Testbed: @unchecked Sendable {
     private(set) var daemons: [String: Process] = [:]
     let binDirectory: String
 
-    init(hosts count: Int, reconcileInterval: Double = 1) throws {
+    /// Extra swarmnetd flags for every host (a gossip key, say).
+    let daemonArguments: [String]
+
+    init(hosts count: Int, reconcileInterval: Double = 1, daemonArguments: [String] = []) throws {
+        self.daemonArguments = daemonArguments
         try TestHost.requireRoot()
         lab = Lab(prefix: TestHost.uniqueName() + "-")
         root = "/run/swarmnet-test/\(lab.prefix.dropLast())"
@@ -39,7 +43,7 @@ final class Testbed: @unchecked Sendable {
                              "--node-name", host, "--state-dir", directory + "/state", "--socket", socket(host),
                              "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
                              "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"]
-            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"])
+            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"]) + daemonArguments
         _ = FileManager.default.createFile(atPath: directory + "/swarmnetd.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/swarmnetd.log"))
         log.seekToEndOfFile()
@@ -98,8 +102,8 @@ final class Testbed: @unchecked Sendable {
 }
 
 /// Runs `body` with a test bed, tearing it down afterwards.
-func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, _ body: (Testbed) throws -> T) throws -> T {
-    let testbed = try Testbed(hosts: hosts, reconcileInterval: reconcileInterval)
+func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, daemonArguments: [String] = [], _ body: (Testbed) throws -> T) throws -> T {
+    let testbed = try Testbed(hosts: hosts, reconcileInterval: reconcileInterval, daemonArguments: daemonArguments)
     defer { testbed.tearDown() }
     return try body(testbed)
 }

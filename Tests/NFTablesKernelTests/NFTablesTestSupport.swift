@@ -6,13 +6,13 @@ import Testing
 
 /// Namespaces, commands and readers for the nftables kernel tests (a
 /// minimal copy of KernelIntegrationTests' TestHost: a test target cannot
-/// depend on another). Names are snt<pid>x<n>; everything made is removed
+/// depend on another). Names are snf<pid>x<n> (the kernel integration tests use snt<pid>x<n> with a counter of their own, in the same process); everything made is removed
 /// in `defer`, whatever the outcome.
 enum NFTTestHost {
     private static let counter = Counter()
 
     static func uniqueName() -> String {
-        "snt" + String(getpid(), radix: 36) + "x" + String(counter.next(), radix: 36)
+        "snf" + String(getpid(), radix: 36) + "x" + String(counter.next(), radix: 36)
     }
 
     static func withNamespaces<T>(_ count: Int, _ body: ([NetworkNamespace]) throws -> T) throws -> T {
