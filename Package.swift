@@ -102,7 +102,8 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
-        .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node"]),
+        .target(name: "LiveTestKit", path: "Tests/LiveTestKit"),
+        .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "LiveTestKit"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["Raft", "RaftStorage", "ReplicatedStore"]),
@@ -188,6 +189,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "RaftLiveTests", dependencies: ["raft-node"]),
+        .testTarget(name: "RaftLiveTests", dependencies: ["raft-node", "LiveTestKit"]),
     ]
 )

@@ -1,92 +1,24 @@
 import Foundation
+import LiveTestKit
 import Synchronization
 import Testing
 
-struct CommandFailed: Error, CustomStringConvertible {
-    var command: [String]
-    var status: Int32
-    var stderr: String
-    var description: String { "\(command.joined(separator: " ")) exited \(status): \(stderr)" }
-}
-
-/// Runs a command to completion; throws with its stderr when it fails.
-@discardableResult
-func run(_ arguments: [String], stdin: String? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let input = Pipe()
-    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-    try process.run()
-    if let stdin {
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-    }
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(command: arguments, status: process.terminationStatus, stderr: String(decoding: errors, as: UTF8.self))
-    }
-    return String(decoding: output, as: UTF8.self)
-}
-
-struct NotRoot: Error, CustomStringConvertible {
-    var description: String { "the live gossip tests create network namespaces and need root; run as root" }
-}
-
 /// The live tests fail, never skip, without root.
-func requireRoot() throws {
-    guard geteuid() == 0 else { throw NotRoot() }
-}
+func requireRoot() throws { try LiveTestKit.requireRoot("the live gossip test") }
 
 /// Test hosts: network namespaces `sgt<pid>x1…xN` with one veth each into a bridge that lives in
-/// a namespace of its own (`sgt<pid>x0`), addresses 192.0.2.N/24. Nothing touches the test
-/// machine's own namespace; `destroy()` removes everything (the veths and nftables tables go
-/// with their namespaces).
+/// a namespace of its own (`sgt<pid>x0`), addresses 192.0.2.N/24 (see `NamespaceBridge`).
 final class NamespaceTestbed {
-    let prefix: String
-    let count: Int
-    private(set) var created: [String] = []
+    let bridge: NamespaceBridge
+    var count: Int { bridge.hosts.count }
 
     init(nodes count: Int, tag: String = "") throws {
-        self.prefix = "sgt\(getpid())\(tag)x"
-        self.count = count
-        do {
-            try setUp()
-        } catch {
-            destroy()
-            throw error
-        }
+        bridge = try NamespaceBridge(prefix: "sgt\(getpid())\(tag)x", hosts: Array(1...count), subnet: "192.0.2")
     }
 
-    var hub: String { "\(prefix)0" }
-    func namespace(_ n: Int) -> String { "\(prefix)\(n)" }
-    func address(_ n: Int) -> String { "192.0.2.\(n)" }
-
-    private func add(_ namespace: String) throws {
-        try run(["ip", "netns", "add", namespace])
-        created.append(namespace)
-        try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
-    }
-
-    private func setUp() throws {
-        try add(hub)
-        try run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
-        try run(["ip", "-n", hub, "link", "set", "br0", "up"])
-        for n in 1...count {
-            let ns = namespace(n)
-            try add(ns)
-            try run(["ip", "-n", hub, "link", "add", "v\(n)", "type", "veth", "peer", "name", "eth0", "netns", ns])
-            try run(["ip", "-n", hub, "link", "set", "v\(n)", "master", "br0", "up"])
-            try run(["ip", "-n", ns, "addr", "add", "\(address(n))/24", "dev", "eth0"])
-            try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        }
-    }
+    var prefix: String { bridge.prefix }
+    func namespace(_ n: Int) -> String { bridge.namespace(n) }
+    func address(_ n: Int) -> String { bridge.address(n) }
 
     /// Drops `percent`% of the packets entering and leaving namespace `n`, at random.
     func injectLoss(node n: Int, percent: Int) throws -> String {
@@ -116,26 +48,11 @@ final class NamespaceTestbed {
         return total
     }
 
-    func destroy() {
-        for ns in created.reversed() {
-            _ = try? run(["ip", "netns", "del", ns])
-        }
-        created = []
-    }
+    func destroy() { bridge.destroy() }
 }
 
 /// The `gossip-node` built beside this test bundle.
-func gossipNodeBinary() throws -> URL {
-    let candidates = [
-        Bundle.main.bundleURL.appendingPathComponent("gossip-node"),
-        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("gossip-node"),
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gossip-node"),
-    ]
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw CommandFailed(command: ["gossip-node"], status: -1, stderr: "not found in \(candidates.map(\.path))")
-    }
-    return found
-}
+func gossipNodeBinary() throws -> URL { try builtExecutable("gossip-node") }
 
 /// One `gossip-node` process: commands go to its stdin, its JSON lines are collected.
 final class NodeProcess: @unchecked Sendable {

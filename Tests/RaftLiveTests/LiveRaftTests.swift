@@ -1,4 +1,5 @@
 import Foundation
+import LiveTestKit
 import Synchronization
 import Testing
 
@@ -47,7 +48,7 @@ struct LiveRaftTests {
 
     @Test("linearizable under partitions and kill -9, no acknowledged write lost", .timeLimit(.minutes(3)))
     func chaos() async throws {
-        guard geteuid() == 0 else { throw NotRoot() }
+        try requireRoot()
         let count = 5
         let testbed = try RaftTestbed(nodes: count)
         let dataRoot = "/tmp/srt\(getpid())"

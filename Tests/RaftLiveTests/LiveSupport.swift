@@ -1,4 +1,5 @@
 import Foundation
+import LiveTestKit
 import Synchronization
 import Testing
 
@@ -6,40 +7,8 @@ import Testing
 import Glibc
 #endif
 
-struct CommandFailed: Error, CustomStringConvertible {
-    var command: [String]
-    var status: Int32
-    var stderr: String
-    var description: String { "\(command.joined(separator: " ")) exited \(status): \(stderr)" }
-}
-
-/// Runs a command to completion; throws with its stderr when it fails.
-@discardableResult
-func run(_ arguments: [String], stdin: String? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-    try process.run()
-    if let stdin {
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-    }
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(command: arguments, status: process.terminationStatus, stderr: String(decoding: errors, as: UTF8.self))
-    }
-    return String(decoding: output, as: UTF8.self)
-}
-
-struct NotRoot: Error, CustomStringConvertible {
-    var description: String { "the live Raft test creates network namespaces and needs root; run as root" }
-}
+/// The live test fails, never skips, without root.
+func requireRoot() throws { try LiveTestKit.requireRoot("the live Raft test") }
 
 /// Nanoseconds on the monotonic clock, shared by every client thread.
 func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -50,46 +19,20 @@ func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 /// namespaces; `destroy()` removes the tables and namespaces, and the test machine's own namespace
 /// is never touched.
 final class RaftTestbed: @unchecked Sendable {
-    let prefix: String
+    let bridge: NamespaceBridge
     let count: Int
     let clientHost = 9
     static let table = "srtpart"
-    private(set) var created: [String] = []
 
     init(nodes count: Int) throws {
-        prefix = "srt\(getpid())x"
         self.count = count
-        do {
-            try setUp()
-        } catch {
-            destroy()
-            throw error
-        }
+        bridge = try NamespaceBridge(prefix: "srt\(getpid())x", hosts: Array(1...count) + [clientHost], subnet: "198.51.100")
     }
 
-    var hub: String { "\(prefix)0" }
-    func namespace(_ n: Int) -> String { "\(prefix)\(n)" }
-    func address(_ n: Int) -> String { "198.51.100.\(n)" }
-
-    private func add(_ namespace: String) throws {
-        try run(["ip", "netns", "add", namespace])
-        created.append(namespace)
-        try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
-    }
-
-    private func setUp() throws {
-        try add(hub)
-        try run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
-        try run(["ip", "-n", hub, "link", "set", "br0", "up"])
-        for n in Array(1...count) + [clientHost] {
-            let ns = namespace(n)
-            try add(ns)
-            try run(["ip", "-n", hub, "link", "add", "v\(n)", "type", "veth", "peer", "name", "eth0", "netns", ns])
-            try run(["ip", "-n", hub, "link", "set", "v\(n)", "master", "br0", "up"])
-            try run(["ip", "-n", ns, "addr", "add", "\(address(n))/24", "dev", "eth0"])
-            try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        }
-    }
+    var prefix: String { bridge.prefix }
+    var hub: String { bridge.hub }
+    func namespace(_ n: Int) -> String { bridge.namespace(n) }
+    func address(_ n: Int) -> String { bridge.address(n) }
 
     /// Drops, inside host `n`, packets from (`inbound`) and to (`outbound`) the given hosts.
     func block(host n: Int, inbound: [Int], outbound: [Int]) throws {
@@ -119,23 +62,12 @@ final class RaftTestbed: @unchecked Sendable {
 
     func destroy() {
         heal()
-        for ns in created.reversed() { _ = try? run(["ip", "netns", "del", ns]) }
-        created = []
+        bridge.destroy()
     }
 }
 
 /// The `raft-node` built beside this test bundle.
-func raftNodeBinary() throws -> URL {
-    let candidates = [
-        Bundle.main.bundleURL.appendingPathComponent("raft-node"),
-        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("raft-node"),
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("raft-node"),
-    ]
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw CommandFailed(command: ["raft-node"], status: -1, stderr: "not found in \(candidates.map(\.path))")
-    }
-    return found
-}
+func raftNodeBinary() throws -> URL { try builtExecutable("raft-node") }
 
 /// One raft-node process in a host's namespace, started with nsenter (which execs it, so the pid
 /// is the node's and SIGKILL reaches it directly).

@@ -1,0 +1,124 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// What the live tests (gossip-node and raft-node processes on test hosts)
+// share: running a command, refusing to run without root, a bridge of test
+// hosts made of network namespaces, and finding an executable built beside
+// the test bundle. A library target, since test targets cannot depend on
+// one another.
+
+public struct CommandFailed: Error, CustomStringConvertible {
+    public var command: [String]
+    public var status: Int32
+    public var stderr: String
+    public var description: String { "\(command.joined(separator: " ")) exited \(status): \(stderr)" }
+
+    public init(command: [String], status: Int32, stderr: String) {
+        self.command = command
+        self.status = status
+        self.stderr = stderr
+    }
+}
+
+/// Runs a command to completion; throws with its stderr when it fails.
+@discardableResult
+public func run(_ arguments: [String], stdin: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+    try process.run()
+    if let stdin {
+        input.fileHandleForWriting.write(Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+    }
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CommandFailed(command: arguments, status: process.terminationStatus, stderr: String(decoding: errors, as: UTF8.self))
+    }
+    return String(decoding: output, as: UTF8.self)
+}
+
+public struct NotRoot: Error, CustomStringConvertible {
+    public let test: String
+    public var description: String { "\(test) creates network namespaces and needs root; run as root" }
+}
+
+/// Live tests fail, never skip, without root.
+public func requireRoot(_ test: String) throws {
+    guard geteuid() == 0 else { throw NotRoot(test: test) }
+}
+
+/// Test hosts `PREFIX1…` (the numbers given), each a network namespace with
+/// one veth (`eth0`, address `SUBNET.N/24`) into a bridge that lives in a
+/// namespace of its own (`PREFIX0`). Nothing touches the test machine's own
+/// namespace; `destroy()` removes everything (veths and nftables tables go
+/// with their namespaces).
+public final class NamespaceBridge: @unchecked Sendable {
+    public let prefix: String
+    public let hosts: [Int]
+    /// The first three octets of the hosts' addresses ("192.0.2").
+    public let subnet: String
+    private(set) var created: [String] = []
+
+    public init(prefix: String, hosts: [Int], subnet: String) throws {
+        self.prefix = prefix
+        self.hosts = hosts
+        self.subnet = subnet
+        do {
+            try setUp()
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    public var hub: String { "\(prefix)0" }
+    public func namespace(_ n: Int) -> String { "\(prefix)\(n)" }
+    public func address(_ n: Int) -> String { "\(subnet).\(n)" }
+
+    private func add(_ namespace: String) throws {
+        try run(["ip", "netns", "add", namespace])
+        created.append(namespace)
+        try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+    }
+
+    private func setUp() throws {
+        try add(hub)
+        try run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
+        try run(["ip", "-n", hub, "link", "set", "br0", "up"])
+        for n in hosts {
+            let ns = namespace(n)
+            try add(ns)
+            try run(["ip", "-n", hub, "link", "add", "v\(n)", "type", "veth", "peer", "name", "eth0", "netns", ns])
+            try run(["ip", "-n", hub, "link", "set", "v\(n)", "master", "br0", "up"])
+            try run(["ip", "-n", ns, "addr", "add", "\(address(n))/24", "dev", "eth0"])
+            try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        }
+    }
+
+    public func destroy() {
+        for ns in created.reversed() { _ = try? run(["ip", "netns", "del", ns]) }
+        created = []
+    }
+}
+
+/// An executable built beside this test bundle (`gossip-node`, `raft-node`).
+public func builtExecutable(_ name: String) throws -> URL {
+    let candidates = [
+        Bundle.main.bundleURL.appendingPathComponent(name),
+        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name),
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name),
+    ]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw CommandFailed(command: [name], status: -1, stderr: "not found in \(candidates.map(\.path))")
+    }
+    return found
+}
