@@ -102,8 +102,8 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
-        .target(name: "LiveTestKit", path: "Tests/LiveTestKit"),
-        .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "LiveTestKit"]),
+        .target(name: "TestKit", path: "Tests/TestKit"),
+        .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "TestKit"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["Raft", "RaftStorage", "ReplicatedStore"]),
@@ -119,13 +119,13 @@ let package = Package(
             name: "LoadBalancing",
             dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables"]),
         .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
-        .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing"]),
+        .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing", "TestKit"]),
 
         // [nftables targets]
         .systemLibrary(
             name: "CLibNftables", path: "CShims/CLibNftables", pkgConfig: "libnftables",
             providers: [.apt(["libnftables-dev"])]),
-        .testTarget(name: "NFTablesKernelTests", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
+        .testTarget(name: "NFTablesKernelTests", dependencies: ["LoadBalancing", "Namespaces", "Addressing", "TestKit"]),
         .executableTarget(name: "lb-bench", dependencies: ["LoadBalancing", "Namespaces", "Addressing"]),
 
         // [dns targets]
@@ -189,6 +189,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "RaftLiveTests", dependencies: ["raft-node", "LiveTestKit"]),
+        .testTarget(name: "RaftLiveTests", dependencies: ["raft-node", "TestKit"]),
     ]
 )

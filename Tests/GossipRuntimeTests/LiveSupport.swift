@@ -1,10 +1,10 @@
 import Foundation
-import LiveTestKit
+import TestKit
 import Synchronization
 import Testing
 
 /// The live tests fail, never skip, without root.
-func requireRoot() throws { try LiveTestKit.requireRoot("the live gossip test") }
+func requireRoot() throws { try TestKit.requireRoot("the live gossip test") }
 
 /// Test hosts: network namespaces `sgt<pid>x1…xN` with one veth each into a bridge that lives in
 /// a namespace of its own (`sgt<pid>x0`), addresses 192.0.2.N/24 (see `NamespaceBridge`).

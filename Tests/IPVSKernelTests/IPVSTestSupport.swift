@@ -1,5 +1,6 @@
 import Addressing
 import Foundation
+import TestKit
 import LoadBalancing
 import Namespaces
 import Netlink
@@ -72,22 +73,7 @@ enum IPVSTestHost {
     /// Runs a command; a non-zero exit throws with its standard error.
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CommandFailed(arguments: arguments, status: process.terminationStatus,
-                                stderr: String(decoding: errorData, as: UTF8.self))
-        }
-        return String(decoding: outputData, as: UTF8.self)
+        try TestKit.run(arguments)
     }
 
     /// Runs a command inside a namespace (nsenter --net).

@@ -1,5 +1,6 @@
 import Addressing
 import Foundation
+import TestKit
 import LoadBalancing
 import Namespaces
 import Testing
@@ -29,22 +30,7 @@ enum NFTTestHost {
 
     @discardableResult
     static func run(_ arguments: [String], input: String? = nil) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CommandFailed(arguments: arguments, status: process.terminationStatus,
-                                stderr: String(decoding: errorData, as: UTF8.self))
-        }
-        return String(decoding: outputData, as: UTF8.self)
+        try TestKit.run(arguments, stdin: input)
     }
 
     @discardableResult
@@ -86,13 +72,6 @@ struct NFTListing {
             return "\(key) -> \(target)"
         }.sorted()
     }
-}
-
-struct CommandFailed: Error, CustomStringConvertible {
-    let arguments: [String]
-    let status: Int32
-    let stderr: String
-    var description: String { "\(arguments.joined(separator: " ")) exited \(status): \(stderr)" }
 }
 
 private final class Counter: @unchecked Sendable {

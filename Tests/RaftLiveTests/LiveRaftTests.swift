@@ -1,5 +1,5 @@
 import Foundation
-import LiveTestKit
+import TestKit
 import Synchronization
 import Testing
 

@@ -1,5 +1,5 @@
 import Foundation
-import LiveTestKit
+import TestKit
 import Synchronization
 import Testing
 
@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The live test fails, never skips, without root.
-func requireRoot() throws { try LiveTestKit.requireRoot("the live Raft test") }
+func requireRoot() throws { try TestKit.requireRoot("the live Raft test") }
 
 /// Nanoseconds on the monotonic clock, shared by every client thread.
 func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

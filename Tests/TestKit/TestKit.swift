@@ -3,11 +3,10 @@ import Foundation
 import Glibc
 #endif
 
-// What the live tests (gossip-node and raft-node processes on test hosts)
-// share: running a command, refusing to run without root, a bridge of test
-// hosts made of network namespaces, and finding an executable built beside
-// the test bundle. A library target, since test targets cannot depend on
-// one another.
+// What the root test targets share: running a command, refusing to run
+// without root, a bridge of test hosts made of network namespaces (the live
+// gossip and Raft tests), and finding an executable built beside the test
+// bundle. A library target, since test targets cannot depend on one another.
 
 public struct CommandFailed: Error, CustomStringConvertible {
     public var command: [String]
