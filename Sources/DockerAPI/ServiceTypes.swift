@@ -158,10 +158,20 @@ public struct ServiceResource: Codable, Sendable {
     public var endpoint: Endpoint
     /// swarmnet's addition: the backends (attached endpoints) on every host.
     public var backends: [ServiceBackend]?
+    /// Docker's task counts (API 1.41+), here the backends: with it the
+    /// docker CLI's `service ls` needs no task listing.
+    public var serviceStatus: Status?
+
+    public struct Status: Codable, Sendable {
+        public var runningTasks: UInt64
+        public var desiredTasks: UInt64
+        public var completedTasks: UInt64
+        enum CodingKeys: String, CodingKey { case runningTasks = "RunningTasks", desiredTasks = "DesiredTasks", completedTasks = "CompletedTasks" }
+    }
 
     enum CodingKeys: String, CodingKey {
         case id = "ID", version = "Version", createdAt = "CreatedAt", updatedAt = "UpdatedAt", spec = "Spec", endpoint = "Endpoint"
-        case backends = "Backends"
+        case backends = "Backends", serviceStatus = "ServiceStatus"
     }
 
     public init(id: String, version: UInt64, createdAt: String, updatedAt: String, spec: ServiceSpec, ports: [PortConfig],
@@ -174,6 +184,9 @@ public struct ServiceResource: Codable, Sendable {
         self.endpoint = Endpoint(spec: spec.endpointSpec ?? EndpointSpec(mode: "vip", ports: nil), ports: ports,
                                  virtualIPs: virtualIPs.map { VirtualIP(networkID: $0.networkID, addr: $0.addr) })
         self.backends = backends
+        // A backend attached to several networks (its service's and ingress) counts once.
+        let count = UInt64(Set((backends ?? []).map { "\($0.node) \($0.name)" }).count)
+        self.serviceStatus = Status(runningTasks: count, desiredTasks: count, completedTasks: 0)
     }
 }
 
