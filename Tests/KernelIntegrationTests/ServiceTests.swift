@@ -299,6 +299,23 @@ import Glibc
         }
     }
 
+    @Test func theStockDockerCLIManagesServices() throws {
+        try withTestbed(hosts: 1) { testbed in
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.87.0.0/24", "front"])
+            let id = try testbed.docker("h1", ["service", "create", "--detach", "--no-resolve-image", "--name", "web",
+                                               "--network", "front", "-p", "8080:80", "nginx"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(id.count == 64)
+            let backend = try testbed.workload("dweb")
+            try testbed.docker("h1", ["network", "connect", "--driver-opt", "com.swarmnet.service=web", "front", backend.name!])
+            let listed = try testbed.docker("h1", ["service", "ls", "--format", "{{.Name}} {{.Replicas}} {{.Ports}}"])
+            #expect(listed.trimmingCharacters(in: .whitespacesAndNewlines) == "web 1/1 *:8080->80/tcp", "\(listed)")
+            let vips = try testbed.docker("h1", ["service", "inspect", "web", "--format", "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}"])
+            #expect(vips.hasPrefix("10.87.0."), "\(vips)")
+            try testbed.docker("h1", ["service", "rm", "web"])
+            #expect(try testbed.docker("h1", ["service", "ls", "-q"]).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        }
+    }
+
     @Test func badServiceRequestsFailClearlyAndLeaveNothing() throws {
         try withTestbed(hosts: 1) { testbed in
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.83.0.0/24", "front"])
