@@ -142,9 +142,14 @@ struct Swarmnetd: AsyncParsableCommand {
                 services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
+        // The group ends by throwing when a signal cancels it: clean up
+        // (DNS servers and the resolv.conf files they wrote, watchers, the
+        // kernel worker) whatever way it ends.
+        var failure: Error?
+        do { try await group.run() } catch is CancellationError {} catch { failure = error }
         await daemon.shutdown()
         unlink(socket)
+        if let failure { throw failure }
         logger.info("stopped")
     }
 
