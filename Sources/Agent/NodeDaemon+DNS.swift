@@ -20,6 +20,7 @@ extension NodeDaemon {
     /// servers of workloads that left; returns what failed.
     func reconcileDNS(plan: BalancingPlan) async -> [String] {
         guard configuration.embeddedDNS else { return [] }
+        Self.removeOrphanResolvConfs()
         var errors: [String] = []
         let wanted = plan.names
         for path in dnsServers.paths() where wanted[path] == nil {
@@ -79,6 +80,19 @@ extension NodeDaemon {
 
     /// `ip netns` name of a namespace path under /run/netns, whose
     /// resolv.conf `ip netns exec` takes from /etc/netns/NAME.
+    /// A daemon killed with SIGKILL cannot remove the resolv.conf files it
+    /// wrote; those whose namespace has gone since are removed here (only
+    /// files swarmnet wrote, whoever's: a file without its namespace serves
+    /// no one).
+    static func removeOrphanResolvConfs() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: ResolvConf.netnsDirectory) else { return }
+        for name in names where !FileManager.default.fileExists(atPath: NetworkNamespace.directory + "/" + name) {
+            guard let path = try? ResolvConf.path(forNamespaceNamed: name),
+                  let text = try? String(contentsOfFile: path, encoding: .utf8), text.hasPrefix(ResolvConf.marker) else { continue }
+            try? ResolvConf.remove(forNamespaceNamed: name)
+        }
+    }
+
     static func namedNamespace(_ path: String) -> String? {
         let directory = NetworkNamespace.directory + "/"
         guard path.hasPrefix(directory) else { return nil }

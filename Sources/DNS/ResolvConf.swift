@@ -12,6 +12,8 @@ public enum ResolvConf {
     /// `ip netns exec NAME` bind-mounts `/etc/netns/NAME/resolv.conf` over
     /// `/etc/resolv.conf` (ip-netns(8)).
     public static let netnsDirectory = "/etc/netns"
+    /// The first words of every file swarmnet writes, by which it knows its own.
+    public static let marker = "# Written by swarmnet"
 
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case system(operation: String, path: String, errno: Int32)
@@ -90,7 +92,7 @@ public enum ResolvConf {
     /// as Docker writes beside its embedded server, so a name with a dot is
     /// tried as given before any search domain.
     public static func render(search: [String] = [], options: [String] = ["ndots:0"]) -> String {
-        var text = "# Written by swarmnet: this namespace's embedded DNS server.\n"
+        var text = "\(marker): this namespace's embedded DNS server.\n"
         text += "nameserver \(embeddedServerAddress)\n"
         if !search.isEmpty { text += "search \(search.joined(separator: " "))\n" }
         if !options.isEmpty { text += "options \(options.joined(separator: " "))\n" }
