@@ -26,6 +26,14 @@ extension NodeDaemon {
                            localNode: nodeID)
     }
 
+    /// The plan's published ports of one mode as the back end takes them: a
+    /// service on 0.0.0.0 (any local address) and the published port.
+    static func publishedServices(_ plan: BalancingPlan, mode: PublishMode) -> [VirtualService] {
+        plan.published.filter { $0.mode == mode }.map {
+            VirtualService(key: .address(.v4(IPv4Address(0)), $0.protocol, port: $0.port), realServers: $0.realServers)
+        }
+    }
+
     /// One pass over every balancer; returns what failed (the next pass retries).
     func reconcileBalancing() async -> [String] {
         if state.services.isEmpty && balancers.isEmpty && !configuration.embeddedDNS { return [] }
@@ -47,24 +55,18 @@ extension NodeDaemon {
                                      services: services))
         }
         if meshGateway != nil {
-            let unspecified = IPAddress.v4(IPv4Address(0))
-            let ingressPorts = plan.published.filter { $0.mode == .ingress }.map {
-                VirtualService(key: .address(unspecified, $0.protocol, port: $0.port), realServers: $0.realServers)
-            }
-            let hostPorts = plan.published.filter { $0.mode == .host }
             work.append(BalancerWork(
                 namespacePath: Self.ownNamespacePath, table: Self.meshTable,
                 configuration: NFTablesConfiguration(tableName: Self.meshTable, hooks: .routingMesh, masquerade: .publishedPorts),
-                services: ingressPorts))
-            let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address))
+                services: Self.publishedServices(plan, mode: .ingress)))
+            let hostPorts = Self.publishedServices(plan, mode: .host)
+            let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address)).sorted(by: BalancingPlan.order)
             work.append(BalancerWork(
                 namespacePath: Self.ownNamespacePath, table: Self.hostPortTable,
                 configuration: NFTablesConfiguration(
                     tableName: Self.hostPortTable, hooks: .routingMesh, masquerade: .never,
-                    publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) }.sorted { $0.description < $1.description })),
-                services: hostPorts.map {
-                    VirtualService(key: .address(unspecified, $0.protocol, port: $0.port), realServers: $0.realServers)
-                }))
+                    publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) })),
+                services: hostPorts))
         }
         let registry = balancers
         let outcome = try? await worker.run { [work] () -> [String] in
@@ -100,12 +102,9 @@ extension NodeDaemon {
     func balancerReport() async -> [(table: String, namespace: String, desired: [VirtualService], kernel: [VirtualService]?, error: String?)] {
         let plan = balancingPlan()
         var wanted: [(String, String, [VirtualService])] = plan.workloads.map { (Self.workloadTable, $0.key, $0.value) }
-        let unspecified = IPAddress.v4(IPv4Address(0))
         for mode in [PublishMode.ingress, .host] {
-            let ports = plan.published.filter { $0.mode == mode }.map {
-                VirtualService(key: .address(unspecified, $0.protocol, port: $0.port), realServers: $0.realServers)
-            }
-            wanted.append((mode == .ingress ? Self.meshTable : Self.hostPortTable, Self.ownNamespacePath, ports))
+            wanted.append((mode == .ingress ? Self.meshTable : Self.hostPortTable, Self.ownNamespacePath,
+                           Self.publishedServices(plan, mode: mode)))
         }
         return (try? await worker.run { [wanted] in
             wanted.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map { table, path, desired in
