@@ -86,8 +86,7 @@ extension NodeDaemon {
                     let balancer = try registry.balancer(item.id, configuration: item.configuration) {
                         try NFTablesLoadBalancer(namespace: namespace, configuration: item.configuration)
                     }
-                    let changes = try balancer.reconcile(to: item.services)
-                    if !changes.isEmpty { registry.noteChanges(changes.operations.count) }
+                    try balancer.reconcile(to: item.services)
                 } catch {
                     errors.append("\(item.id): \(error)")
                     _ = registry.remove(item.id) // reopened next pass
@@ -134,7 +133,6 @@ struct BalancerWork: Sendable {
 final class BalancerRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var open: [String: NFTablesLoadBalancer] = [:]
-    private var changes = 0
 
     /// The open balancer of `id`, or a new one when there is none or its
     /// configuration changed (host-mode ports name their local backends in it).
@@ -150,8 +148,6 @@ final class BalancerRegistry: @unchecked Sendable {
     func remove(_ id: String) -> NFTablesLoadBalancer? { lock.withLock { open.removeValue(forKey: id) } }
     func ids() -> [String] { lock.withLock { Array(open.keys) } }
     var isEmpty: Bool { lock.withLock { open.isEmpty } }
-    func noteChanges(_ count: Int) { lock.withLock { changes += count } }
-    var changeCount: Int { lock.withLock { changes } }
 }
 
 extension NodeDaemon {

@@ -20,7 +20,6 @@ extension NodeDaemon {
     /// servers of workloads that left; returns what failed.
     func reconcileDNS(plan: BalancingPlan) async -> [String] {
         guard configuration.embeddedDNS else { return [] }
-        Self.removeOrphanResolvConfs()
         var errors: [String] = []
         let wanted = plan.names
         for path in dnsServers.paths() where wanted[path] == nil {
@@ -81,9 +80,9 @@ extension NodeDaemon {
     /// `ip netns` name of a namespace path under /run/netns, whose
     /// resolv.conf `ip netns exec` takes from /etc/netns/NAME.
     /// A daemon killed with SIGKILL cannot remove the resolv.conf files it
-    /// wrote; those whose namespace has gone since are removed here (only
-    /// files swarmnet wrote, whoever's: a file without its namespace serves
-    /// no one).
+    /// wrote; at start-up, those whose namespace has gone since are removed
+    /// (only files swarmnet wrote, whoever's: a file without its namespace
+    /// serves no one). While the daemon runs, `stopDNS` removes its own.
     static func removeOrphanResolvConfs() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: ResolvConf.netnsDirectory) else { return }
         for name in names where !FileManager.default.fileExists(atPath: NetworkNamespace.directory + "/" + name) {
@@ -113,8 +112,9 @@ extension NodeDaemon {
     public func debugDNS(name: String, container: String?) async throws -> DNSDebugReport {
         let plan = balancingPlan()
         var rows: [DNSDebugReport.Answer] = []
-        let key = name.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: ".")).replacingOccurrences(of: "tasks.", with: "")
-        let tasks = name.lowercased().hasPrefix("tasks.")
+        let lowered = name.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        let tasks = lowered.hasPrefix("tasks.")
+        let key = tasks ? String(lowered.dropFirst("tasks.".count)) : lowered
         for (path, names) in plan.names.sorted(by: { $0.key < $1.key }) {
             if let container, !(path == container || path.hasSuffix("/" + container)) { continue }
             for entry in names[key] ?? [] {

@@ -62,9 +62,7 @@ extension NodeDaemon {
         if updated != remoteEndpoints {
             let changed = Set(updated.values.map(\.networkID)).union(remoteEndpoints.values.map(\.networkID))
                 .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
-            let backendsChanged = Set(updated.values.compactMap(\.serviceID)) != Set(remoteEndpoints.values.compactMap(\.serviceID))
-                || updated.values.contains { $0.serviceID != nil && remoteEndpoints[$0.id] != $0 }
-                || remoteEndpoints.values.contains { $0.serviceID != nil && updated[$0.id] == nil }
+            let backendsChanged = updated.filter { $0.value.serviceID != nil } != remoteEndpoints.filter { $0.value.serviceID != nil }
             remoteEndpoints = updated
             syncPeersSoon(of: changed)
             if backendsChanged { wake() }

@@ -38,6 +38,7 @@ extension NodeDaemon {
         for key in filters.keys where !["name", "id", "label", "mode"].contains(key) {
             throw APIError(.badRequest, "invalid filter '\(key)'")
         }
+        let endpoints = allEndpoints()
         return state.services.values
             .filter { service in
                 (filters["name"].map { names in names.contains { service.name.contains($0) } } ?? true)
@@ -46,11 +47,11 @@ extension NodeDaemon {
                     && (filters["label"].map { labels in labels.allSatisfy { Self.matches(label: $0, service.labels) } } ?? true)
             }
             .sorted { $0.created < $1.created }
-            .map(serviceResource)
+            .map { serviceResource($0, endpoints: endpoints) }
     }
 
     public func inspectService(_ reference: String) async throws -> ServiceResource {
-        serviceResource(try Self.mapping { try state.service(reference) })
+        serviceResource(try Self.mapping { try state.service(reference) }, endpoints: allEndpoints())
     }
 
     public func removeService(_ reference: String) async throws {
@@ -88,8 +89,7 @@ extension NodeDaemon {
             }
     }
 
-    func serviceResource(_ record: ServiceRecord) -> ServiceResource {
-        let endpoints = allEndpoints()
+    func serviceResource(_ record: ServiceRecord, endpoints: [EndpointRecord]) -> ServiceResource {
         let spec = ServiceSpec(
             name: record.name, labels: record.labels,
             taskTemplate: TaskSpec(

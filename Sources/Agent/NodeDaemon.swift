@@ -405,6 +405,7 @@ public actor NodeDaemon: DockerBackend {
 
     /// Runs the reconciler: now, on every wake-up and every interval, until cancelled.
     public func runReconciler() async {
+        if configuration.embeddedDNS { Self.removeOrphanResolvConfs() }
         await reconcileOnce()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [configuration, wakeReconciler] in

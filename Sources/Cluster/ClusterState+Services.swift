@@ -80,14 +80,11 @@ extension ClusterState {
 
     /// Finds a service as Docker does: full ID, then name, then a unique ID prefix.
     public func service(_ reference: String) throws -> ServiceRecord {
-        if let byID = services[reference] { return byID }
-        if let byName = services.values.first(where: { $0.name == reference }) { return byName }
-        let byPrefix = services.values.filter { !reference.isEmpty && $0.id.hasPrefix(reference) }
-        if byPrefix.count == 1 { return byPrefix[0] }
-        if byPrefix.count > 1 {
-            throw ClusterError.invalidRequest("service \(reference) is ambiguous (\(byPrefix.count) services found)")
+        switch Self.lookup(reference, in: services, name: \.name, id: \.id) {
+        case .found(let record): return record
+        case .ambiguous(let count): throw ClusterError.invalidRequest("service \(reference) is ambiguous (\(count) services found)")
+        case .missing: throw ClusterError.notFound("service \(reference) not found")
         }
-        throw ClusterError.notFound("service \(reference) not found")
     }
 
     /// Removes a service; its endpoints stay attached to their networks but

@@ -114,14 +114,29 @@ public struct ClusterState: Codable, Sendable, Equatable {
     /// Finds a network the way Docker does: full ID, then name, then a
     /// unique ID prefix.
     public func network(_ reference: String) throws -> NetworkRecord {
-        if let byID = networks[reference] { return byID }
-        if let byName = networks.values.first(where: { $0.name == reference }) { return byName }
-        let byPrefix = networks.values.filter { !reference.isEmpty && $0.id.hasPrefix(reference) }
-        if byPrefix.count == 1 { return byPrefix[0] }
-        if byPrefix.count > 1 {
-            throw ClusterError.invalidRequest("network \(reference) is ambiguous (\(byPrefix.count) matches found based on ID prefix)")
+        switch Self.lookup(reference, in: networks, name: \.name, id: \.id) {
+        case .found(let record): return record
+        case .ambiguous(let count):
+            throw ClusterError.invalidRequest("network \(reference) is ambiguous (\(count) matches found based on ID prefix)")
+        case .missing: throw ClusterError.notFound("network \(reference) not found")
         }
-        throw ClusterError.notFound("network \(reference) not found")
+    }
+
+    enum Lookup<Record> {
+        case found(Record)
+        case ambiguous(Int)
+        case missing
+    }
+
+    /// Docker's way of finding an object by reference: full ID, then name,
+    /// then a unique ID prefix.
+    static func lookup<Record>(_ reference: String, in records: [String: Record], name: KeyPath<Record, String>,
+                               id: KeyPath<Record, String>) -> Lookup<Record> {
+        if let byID = records[reference] { return .found(byID) }
+        if let byName = records.values.first(where: { $0[keyPath: name] == reference }) { return .found(byName) }
+        let byPrefix = records.values.filter { !reference.isEmpty && $0[keyPath: id].hasPrefix(reference) }
+        if byPrefix.count == 1 { return .found(byPrefix[0]) }
+        return byPrefix.isEmpty ? .missing : .ambiguous(byPrefix.count)
     }
 
     /// Removes a network that has no endpoints left.

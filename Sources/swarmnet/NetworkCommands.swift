@@ -32,6 +32,26 @@ struct DaemonOptions: ParsableArguments {
     }
 }
 
+extension DaemonOptions {
+    /// `docker inspect`'s output: each object by reference, as one JSON array.
+    func printInspected<Resource: Codable>(_ type: Resource.Type, collection: String, references: [String]) throws {
+        let found = try references.map {
+            try JSONDecoder().decode(Resource.self, from: call("GET", "/\(collection)/\(NetworkInspect.escape($0))"))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(found), as: UTF8.self))
+    }
+
+    /// Removes each object and prints its reference, as `docker ... rm` does.
+    func remove(collection: String, references: [String]) throws {
+        for reference in references {
+            _ = try call("DELETE", "/\(collection)/\(NetworkInspect.escape(reference))")
+            print(reference)
+        }
+    }
+}
+
 /// Parses `KEY=VALUE`.
 func keyValue(_ text: String) throws -> (String, String) {
     let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
@@ -98,10 +118,7 @@ struct NetworkInspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let found = try networks.map { try JSONDecoder().decode(NetworkResource.self, from: daemon.call("GET", "/networks/\(Self.escape($0))")) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(found), as: UTF8.self))
+            try daemon.printInspected(NetworkResource.self, collection: "networks", references: networks)
         }
     }
 
@@ -116,10 +133,7 @@ struct NetworkRemove: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            for network in networks {
-                _ = try daemon.call("DELETE", "/networks/\(NetworkInspect.escape(network))")
-                print(network)
-            }
+            try daemon.remove(collection: "networks", references: networks)
         }
     }
 }

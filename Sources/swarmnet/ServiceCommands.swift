@@ -119,12 +119,7 @@ struct ServiceInspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let found = try services.map {
-                try JSONDecoder().decode(ServiceResource.self, from: daemon.call("GET", "/services/\(NetworkInspect.escape($0))"))
-            }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(found), as: UTF8.self))
+            try daemon.printInspected(ServiceResource.self, collection: "services", references: services)
         }
     }
 }
@@ -137,10 +132,7 @@ struct ServiceRemove: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            for service in services {
-                _ = try daemon.call("DELETE", "/services/\(NetworkInspect.escape(service))")
-                print(service)
-            }
+            try daemon.remove(collection: "services", references: services)
         }
     }
 }
