@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
-        .target(name: "TestKit", path: "Tests/TestKit"),
+        .target(name: "TestKit", dependencies: ["Namespaces"], path: "Tests/TestKit"),
         .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "TestKit"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),
@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "swarmnet", "swarmnetd"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "TestKit", "swarmnet", "swarmnetd"]),
 
         // Load balancing: the IPVS back end over generic netlink and its tests
         // (IPVSKernelTests need IPVS: scripts/test-ipvs runs them in scripts/ipvs-vm).

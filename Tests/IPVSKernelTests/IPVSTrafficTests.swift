@@ -1,5 +1,6 @@
 import Addressing
 import Foundation
+import TestKit
 import Glibc
 import LoadBalancing
 import Namespaces
@@ -171,24 +172,7 @@ final class TCPServer: @unchecked Sendable {
     var accepted: Int { count.withLock { $0 } }
 
     init(namespace: NetworkNamespace, port: UInt16, reply: String) throws {
-        let fd = try namespace.run { () throws -> Int32 in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw CommandFailed(arguments: ["socket"], status: errno, stderr: "") }
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0, listen(fd, 64) == 0 else {
-                let saved = errno
-                close(fd)
-                throw CommandFailed(arguments: ["bind/listen", "\(port)"], status: saved, stderr: "")
-            }
-            return fd
-        }
+        let fd = try listeningTCPSocket(in: namespace, port: port, backlog: 64)
         self.fd = fd
         let count = self.count
         let stopped = self.stopped

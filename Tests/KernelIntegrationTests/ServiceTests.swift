@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Namespaces
+import TestKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,23 +20,7 @@ import Glibc
         let socket: Int32
 
         init(_ namespace: NetworkNamespace, name: String, port: Int) throws {
-            socket = try namespace.run { () throws -> Int32 in
-                let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { throw CommandFailure(arguments: ["socket"], status: errno, stderr: "") }
-                var one: Int32 = 1
-                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                let bound = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard bound == 0, listen(fd, 128) == 0 else {
-                    close(fd)
-                    throw CommandFailure(arguments: ["bind", "\(port)"], status: errno, stderr: "")
-                }
-                return fd
-            }
+            socket = try listeningTCPSocket(in: namespace, port: UInt16(port))
             let listener = socket
             let thread = Thread {
                 while true {

@@ -1,4 +1,5 @@
 import Foundation
+import Namespaces
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -120,4 +121,29 @@ public func builtExecutable(_ name: String) throws -> URL {
         throw CommandFailed(command: [name], status: -1, stderr: "not found in \(candidates.map(\.path))")
     }
     return found
+}
+
+/// A TCP socket bound to `port` on every address of `namespace` and
+/// listening: made on a thread inside the namespace (the socket stays
+/// there), used from any thread. Servers in tests run as threads of the
+/// test process rather than child processes.
+public func listeningTCPSocket(in namespace: NetworkNamespace, port: UInt16, backlog: Int32 = 128) throws -> Int32 {
+    try namespace.run { () throws -> Int32 in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw CommandFailed(command: ["socket"], status: errno, stderr: String(cString: strerror(errno))) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, backlog) == 0 else {
+            let saved = errno
+            close(fd)
+            throw CommandFailed(command: ["bind/listen", "\(port)"], status: saved, stderr: String(cString: strerror(saved)))
+        }
+        return fd
+    }
 }
