@@ -19,6 +19,7 @@ _Static_assert(sizeof(struct ifaddrmsg) == 8, "ifaddrmsg is 8 bytes");
 _Static_assert(sizeof(struct rtmsg) == 12, "rtmsg is 12 bytes");
 _Static_assert(sizeof(struct ndmsg) == 12, "ndmsg is 12 bytes");
 _Static_assert(sizeof(struct ifa_cacheinfo) == 16, "ifa_cacheinfo is 16 bytes");
+_Static_assert(sizeof(struct nfgenmsg) == 4, "nfgenmsg is 4 bytes");
 _Static_assert(NLMSG_HDRLEN == 16, "netlink header length");
 _Static_assert(NLA_HDRLEN == 4, "netlink attribute header length");
 

@@ -1,6 +1,6 @@
 // CNetlinkShim: the few things Swift cannot reach directly.
 //
-// - Kernel UAPI headers for rtnetlink, so Swift uses the kernel's own names
+// - Kernel UAPI headers for rtnetlink and netfilter netlink (ctnetlink), so Swift uses the kernel's own names
 //   and values (RTM_NEWLINK, IFLA_VXLAN_ID, NTF_SELF...) instead of copies.
 // - Wrappers for glibc functions that are only declared under _GNU_SOURCE
 //   (setns, unshare, gettid), which Swift's Glibc module does not define.
@@ -24,6 +24,12 @@
 #include <linux/neighbour.h>
 #include <linux/veth.h>
 #include <linux/if_arp.h>
+// Netfilter netlink (NETLINK_NETFILTER): struct nfgenmsg, NFNL_SUBSYS_*, and
+// ctnetlink's message types and attributes (IPCTNL_MSG_CT_*, CTA_*, IPS_*)
+// for the conntrack client (Sources/Netlink/Conntrack*.swift).
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 
 /// setns(2): moves the calling thread into the namespace `fd` refers to.
 int cnl_setns(int fd, int nstype);
