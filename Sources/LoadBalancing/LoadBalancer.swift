@@ -235,8 +235,21 @@ public enum LoadBalancerOperation: Sendable, Hashable, CustomStringConvertible {
 /// What a reconcile did, in the order it did it.
 public struct ReconcileChanges: Sendable, Hashable {
     public var operations: [LoadBalancerOperation]
-    public init(operations: [LoadBalancerOperation] = []) { self.operations = operations }
-    public var isEmpty: Bool { operations.isEmpty }
+    /// Connection-tracking entries deleted after the change because they
+    /// were NATed to a backend it removed (the nftables back end; IPVS
+    /// expires its own entries, see `IPVSSysctls`).
+    public var connectionsDeleted: Int
+    /// Why deleting those entries failed, when it did; the back end tries
+    /// again on a later reconcile while the backend stays removed.
+    public var connectionCleanupError: String?
+
+    public init(operations: [LoadBalancerOperation] = [], connectionsDeleted: Int = 0, connectionCleanupError: String? = nil) {
+        self.operations = operations
+        self.connectionsDeleted = connectionsDeleted
+        self.connectionCleanupError = connectionCleanupError
+    }
+
+    public var isEmpty: Bool { operations.isEmpty && connectionsDeleted == 0 && connectionCleanupError == nil }
 }
 
 /// What every load-balancer back end (IPVS, nftables) does.

@@ -5,6 +5,7 @@ import Addressing
 import CLibNftables
 import Foundation
 import Namespaces
+import Netlink
 
 /// The nftables back end: one table (`ip NAME`) in one network namespace,
 /// driven through libnftables, laid out after kube-proxy's nftables mode
@@ -21,15 +22,25 @@ import Namespaces
 ///
 /// Removing a backend: in the same transaction its service chain stops
 /// jumping to it (so no new connection can reach it from that commit on)
-/// and its endpoint chain is deleted. Connections already established go
-/// on: their NAT binding lives in conntrack, not in the table, until they
-/// close or their conntrack entry times out (TCP established: 5 days by
-/// default, nf_conntrack_tcp_timeout_established). libnftables cannot
-/// delete conntrack entries; a caller that wants them cut at once deletes
-/// them through ctnetlink (`conntrack -D -r BACKEND`). This is the stale
-/// backend of moby#33790 seen from the other side: there IPVS kept
-/// choosing a dead backend for new connections, which cannot happen here
-/// after the commit.
+/// and its endpoint chain is deleted. Connections already established
+/// would go on: their NAT binding lives in conntrack, not in the table, and
+/// every packet refreshes it (a UDP client that keeps sending, DNS or
+/// statsd, would reach the removed backend forever; established TCP for
+/// nf_conntrack_tcp_timeout_established, 5 days). So after a commit that
+/// removed backends (from a service that stays, or with a whole service
+/// deleted), the back end deletes, through ctnetlink in the same namespace
+/// (`Conntrack`), every entry NATed to a removed backend for that service:
+/// reply source the backend's address and port, original destination the
+/// VIP and port (any local address for a published port), same protocol.
+/// The next packet of such a flow makes a new entry and is balanced over
+/// the backends that remain: a UDP stream moves over, a TCP connection is
+/// answered with a reset. This is what kube-proxy does for removed
+/// endpoints, and what IPVS does with expire_nodest_conn; it is the stale
+/// backend of moby#33790. The count is `ReconcileChanges.connectionsDeleted`.
+/// The deletion follows the commit (a packet in flight at the commit, whose
+/// entry is not yet confirmed, can escape it). If it fails, the commit
+/// stands, the error is in `connectionCleanupError`, and the next reconcile
+/// that covers that service tries again while the backend is still out.
 ///
 /// libnftables' netlink socket is opened by nft_ctx_new (1.0.6), so the
 /// context is created on a thread inside the namespace and later commands,
@@ -62,6 +73,11 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private var generation: UInt32?
     private let generations: NFTablesGeneration
     private var lastCommands: [String] = []
+    /// Removes the entries of removed backends (ctnetlink, in the namespace).
+    private let conntrack: Conntrack
+    /// Removed backends whose entries could not be deleted yet (the
+    /// deletion failed): retried by the next reconcile of their service.
+    private var pendingCleanup: Set<RemovedBackend> = []
 
     /// Opens libnftables in `namespace` (the caller's own when nil). Nothing
     /// is programmed until the first reconcile.
@@ -72,6 +88,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         self.configuration = configuration
         context = try NFTablesContext(namespace: namespace)
         generations = try NFTablesGeneration(namespace: namespace)
+        conntrack = try Conntrack(namespace: namespace)
         renderer = NFTablesRenderer(configuration: configuration)
         structure = renderer.structure()
         transaction = NFTTransaction(family: "ip", table: configuration.tableName)
@@ -109,11 +126,16 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             model = nil
             let before = try generations.current()
             let kernel = try readKernel()
-            let operations = try ReconcilePlan.operations(from: NFTablesKernelState.services(in: kernel), to: effective)
+            let current = NFTablesKernelState.services(in: kernel)
+            let operations = try ReconcilePlan.operations(from: current, to: effective)
             let want = renderer.image(for: effective)
             try commit(transaction.commands(from: kernel, to: want), after: before)
             model = want
-            return ReconcileChanges(operations: operations)
+            // Every service is covered: every pending cleanup is retried or,
+            // its backend being back, dropped.
+            let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
+            pendingCleanup = []
+            return deleteConnections(of: Set(RemovedBackend.between(current, effective)).union(pending), operations)
         }
     }
 
@@ -157,8 +179,9 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         current.services = base.services[id].map { [id: $0] } ?? [:]
         var want = structure
         if let desired { want.services[id] = renderer.service(desired) }
-        let operations = try ReconcilePlan.operations(
-            from: NFTablesKernelState.services(in: current), to: desired.map { [$0] } ?? [])
+        let currentServices = NFTablesKernelState.services(in: current)
+        let desiredServices = desired.map { [$0] } ?? []
+        let operations = try ReconcilePlan.operations(from: currentServices, to: desiredServices)
         // Structure is checked against what is known; strays elsewhere are
         // left to the full reconcile.
         current.strayElements = []
@@ -172,7 +195,28 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         for (name, chain) in want.chains { next.chains[name] = chain }
         next.services[id] = want.services[id]
         model = next
-        return ReconcileChanges(operations: operations)
+        // Only this service is covered: its pending cleanups are retried or dropped.
+        let pending = pendingCleanup.filter { $0.service == key }
+        pendingCleanup.subtract(pending)
+        let removed = Set(RemovedBackend.between(currentServices, desiredServices))
+            .union(pending.filter { !$0.isPresent(in: desiredServices) })
+        return deleteConnections(of: removed, operations)
+    }
+
+    /// Deletes the conntrack entries NATed to `removed` backends, after the
+    /// commit that removed them. A failure does not undo the commit (the
+    /// table is right); it is reported and the backends kept for a retry.
+    private func deleteConnections(of removed: Set<RemovedBackend>, _ operations: [LoadBalancerOperation]) -> ReconcileChanges {
+        let matches = removed.sorted().compactMap(\.match)
+        guard !matches.isEmpty else { return ReconcileChanges(operations: operations) }
+        do {
+            let deleted = try conntrack.deleteEntries(natedTo: matches)
+            return ReconcileChanges(operations: operations, connectionsDeleted: deleted)
+        } catch {
+            pendingCleanup.formUnion(removed)
+            return ReconcileChanges(operations: operations, connectionCleanupError:
+                "deleting the conntrack entries of removed backends in \(namespace?.description ?? "this namespace"): \(error)")
+        }
     }
 
     // MARK: - Table
