@@ -28,11 +28,14 @@ public struct NodeConfiguration: Sendable {
     /// Resolvers for names that are not services ("ADDRESS[:PORT]"); nil
     /// takes the host's /etc/resolv.conf.
     public var dnsUpstreams: [String]?
+    /// Which kernel balancer programs VIPs and published ports.
+    public var loadBalancer: LoadBalancerChoice
 
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
                 reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil,
-                embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil) {
+                embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil, loadBalancer: LoadBalancerChoice = .auto) {
+        self.loadBalancer = loadBalancer
         self.embeddedDNS = embeddedDNS
         self.dnsUpstreams = dnsUpstreams
         self.nodeName = nodeName
@@ -47,4 +50,12 @@ public struct NodeConfiguration: Sendable {
         self.isManager = isManager
         self.clusterAPIAddress = clusterAPIAddress
     }
+}
+
+/// `swarmnetd --lb-backend`: IPVS where the kernel has it, as Swarm uses it,
+/// and nftables otherwise; or one of them by name.
+public enum LoadBalancerChoice: String, Sendable, CaseIterable {
+    case auto
+    case ipvs
+    case nftables
 }

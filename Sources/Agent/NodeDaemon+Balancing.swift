@@ -20,6 +20,28 @@ extension NodeDaemon {
     /// backend sees the client's address.
     static let hostPortTable = "swarmnet-hostports"
 
+    /// Picks the kernel balancer for `--lb-backend`: `auto` takes IPVS when
+    /// its generic netlink family answers in the daemon's namespace (the
+    /// kernel loads ip_vs on that request where it is a module), nftables
+    /// otherwise; `ipvs` on a kernel without it is an error at start-up
+    /// rather than a daemon that cannot balance.
+    static func resolveBalancer(_ choice: LoadBalancerChoice) throws -> BalancerKind {
+        switch choice {
+        case .nftables:
+            return .nftables(reason: "chosen with --lb-backend nftables")
+        case .ipvs, .auto:
+            switch IPVS.availability() {
+            case .available(let version, _):
+                return .ipvs(version: version)
+            case .unavailable(let reason):
+                if choice == .ipvs {
+                    throw APIError(.internalServerError, "--lb-backend ipvs: IPVS cannot be used here: \(reason)")
+                }
+                return .nftables(reason: "IPVS unavailable: \(reason)")
+            }
+        }
+    }
+
     /// The current plan, from the state and gossip.
     func balancingPlan() -> BalancingPlan {
         BalancingPlan.make(services: Array(state.services.values), networks: state.networks, endpoints: allEndpoints(),
@@ -32,6 +54,27 @@ extension NodeDaemon {
         plan.published.filter { $0.mode == mode }.map {
             VirtualService(key: .address(.v4(IPv4Address(0)), $0.protocol, port: $0.port), realServers: $0.realServers)
         }
+    }
+
+    /// The balancers this host needs for `plan`: one per local workload
+    /// namespace for the VIPs it reaches, and (once this host is on the
+    /// ingress network) the routing mesh's and the host-mode ports' in the
+    /// daemon's own namespace.
+    func balancerWork(plan: BalancingPlan, mesh: Bool) -> [BalancerWork] {
+        var work = plan.workloads.map { path, services in
+            BalancerWork(namespacePath: path, role: .workload, settings: balancerKind.settings(for: .workload, localBackends: []),
+                         services: services)
+        }
+        guard mesh else { return work }
+        let hostPorts = Self.publishedServices(plan, mode: .host)
+        let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address)).sorted(by: BalancingPlan.order)
+        work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .mesh,
+                                 settings: balancerKind.settings(for: .mesh, localBackends: []),
+                                 services: Self.publishedServices(plan, mode: .ingress)))
+        work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .hostPorts,
+                                 settings: balancerKind.settings(for: .hostPorts, localBackends: localBackends),
+                                 services: hostPorts))
+        return work
     }
 
     /// One pass over every balancer; returns what failed (the next pass retries).
@@ -48,26 +91,7 @@ extension NodeDaemon {
         let meshGateway = state.ingressNetwork.flatMap { ingress in
             state.endpoints.values.first { $0.networkID == ingress.id && $0.node == nodeID && $0.isIngressGateway == true }
         }
-        var work: [BalancerWork] = []
-        for (path, services) in plan.workloads {
-            work.append(BalancerWork(namespacePath: path, table: Self.workloadTable,
-                                     configuration: NFTablesConfiguration(tableName: Self.workloadTable, hooks: .output, masquerade: .never),
-                                     services: services))
-        }
-        if meshGateway != nil {
-            work.append(BalancerWork(
-                namespacePath: Self.ownNamespacePath, table: Self.meshTable,
-                configuration: NFTablesConfiguration(tableName: Self.meshTable, hooks: .routingMesh, masquerade: .publishedPorts),
-                services: Self.publishedServices(plan, mode: .ingress)))
-            let hostPorts = Self.publishedServices(plan, mode: .host)
-            let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address)).sorted(by: BalancingPlan.order)
-            work.append(BalancerWork(
-                namespacePath: Self.ownNamespacePath, table: Self.hostPortTable,
-                configuration: NFTablesConfiguration(
-                    tableName: Self.hostPortTable, hooks: .routingMesh, masquerade: .never,
-                    publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) })),
-                services: hostPorts))
-        }
+        let work = balancerWork(plan: plan, mesh: meshGateway != nil)
         let registry = balancers
         let outcome = try? await worker.run { [work] () -> [String] in
             var errors: [String] = []
@@ -76,15 +100,15 @@ extension NodeDaemon {
                 // A workload that left, or a mesh no longer needed: its
                 // table goes (when its namespace still exists).
                 if let balancer = registry.remove(stale), balancer.namespace?.exists ?? true {
-                    do { try balancer.deleteTable() } catch { errors.append("removing table \(stale): \(error)") }
+                    do { try balancer.removeAll() } catch { errors.append("removing balancer \(stale): \(error)") }
                 }
             }
             for item in work {
                 do {
                     let namespace = NetworkNamespace.path(item.namespacePath)
                     guard namespace.exists else { continue }
-                    let balancer = try registry.balancer(item.id, configuration: item.configuration) {
-                        try NFTablesLoadBalancer(namespace: namespace, configuration: item.configuration)
+                    let balancer = try registry.balancer(item.id, settings: item.settings) {
+                        try item.settings.open(in: namespace)
                     }
                     try balancer.reconcile(to: item.services)
                 } catch {
@@ -97,55 +121,147 @@ extension NodeDaemon {
         return dnsErrors + (outcome ?? ["the kernel worker has stopped"])
     }
 
-    /// Desired services beside what each table holds, for `swarmnet debug lb`.
-    func balancerReport() async -> [(table: String, namespace: String, desired: [VirtualService], kernel: [VirtualService]?, error: String?)] {
-        let plan = balancingPlan()
-        var wanted: [(String, String, [VirtualService])] = plan.workloads.map { (Self.workloadTable, $0.key, $0.value) }
-        for mode in [PublishMode.ingress, .host] {
-            wanted.append((mode == .ingress ? Self.meshTable : Self.hostPortTable, Self.ownNamespacePath,
-                           Self.publishedServices(plan, mode: mode)))
-        }
-        return (try? await worker.run { [wanted] in
-            wanted.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map { table, path, desired in
+    /// Desired services beside what each balancer holds, for `swarmnet debug lb`.
+    func balancerReport() async -> [(work: BalancerWork, kernel: [VirtualService]?, error: String?)] {
+        let work = balancerWork(plan: balancingPlan(), mesh: true)
+        let registry = balancers
+        return (try? await worker.run { [work] in
+            work.sorted { ($0.namespacePath, $0.settings.label) < ($1.namespacePath, $1.settings.label) }.map { item in
                 do {
-                    // A reader of its own: reading needs only the table's name.
-                    let balancer = try NFTablesLoadBalancer(namespace: .path(path), configuration: NFTablesConfiguration(tableName: table))
-                    return (table, path, desired, try balancer.services(), nil)
+                    // The balancer the reconciler uses, or a reader of its own.
+                    let balancer = try registry.existing(item.id, settings: item.settings)
+                        ?? item.settings.open(in: .path(item.namespacePath))
+                    return (item, try balancer.services(), nil)
                 } catch {
-                    return (table, path, desired, nil, "\(error)")
+                    return (item, nil, "\(error)")
                 }
             }
         }) ?? []
     }
 }
 
-/// One table to program in one pass.
-struct BalancerWork: Sendable {
-    var namespacePath: String
-    var table: String
-    var configuration: NFTablesConfiguration
-    var services: [VirtualService]
-    var id: String { "\(namespacePath)#\(table)" }
+/// The kernel balancer a daemon uses.
+public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
+    case ipvs(version: String)
+    /// With why IPVS is not used.
+    case nftables(reason: String)
+
+    public var description: String {
+        switch self {
+        case .ipvs(let version): "ipvs (IPVS \(version); marks and masquerade in nftables)"
+        case .nftables(let reason): "nftables (\(reason))"
+        }
+    }
+
+    /// How the balancer of `role` is laid out with this kind. Marks of the
+    /// three IPVS roles come from separate ranges ("SW" 0x5357, 0x5358,
+    /// 0x5359 in the high 16 bits), since two of them share the daemon's namespace.
+    func settings(for role: BalancerRole, localBackends: [IPAddress]) -> BalancerSettings {
+        switch (self, role) {
+        case (.nftables, .workload):
+            .nftables(NFTablesConfiguration(tableName: NodeDaemon.workloadTable, hooks: .output, masquerade: .never))
+        case (.nftables, .mesh):
+            .nftables(NFTablesConfiguration(tableName: NodeDaemon.meshTable, hooks: .routingMesh, masquerade: .publishedPorts))
+        case (.nftables, .hostPorts):
+            .nftables(NFTablesConfiguration(
+                tableName: NodeDaemon.hostPortTable, hooks: .routingMesh, masquerade: .never,
+                publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) })))
+        case (.ipvs, .workload):
+            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.workloadTable + "-ipvs", hooks: .output,
+                                            masqueradePublishedPorts: false, markBase: 0x5357_0000, ownsAddressServices: true))
+        case (.ipvs, .mesh):
+            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.meshTable + "-ipvs", hooks: .routingMesh,
+                                            masqueradePublishedPorts: true, markBase: 0x5358_0000, ownsAddressServices: false))
+        case (.ipvs, .hostPorts):
+            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.hostPortTable + "-ipvs", hooks: .routingMesh,
+                                            masqueradePublishedPorts: false, markBase: 0x5359_0000, ownsAddressServices: false))
+        }
+    }
 }
 
-/// The balancers the daemon has opened (one libnftables context per table),
-/// used only on the kernel worker's thread; the lock makes the type Sendable.
+/// What a balancer is for: a workload's VIPs, the routing mesh, host-mode ports.
+enum BalancerRole: String, Sendable {
+    case workload
+    case mesh
+    case hostPorts
+}
+
+/// One balancer's back end and layout.
+enum BalancerSettings: Sendable, Hashable {
+    case nftables(NFTablesConfiguration)
+    case ipvs(IPVSBalancerConfiguration)
+
+    /// "nftables ip swarmnet", "ipvs (marks: ip swarmnet-ipvs)".
+    var label: String {
+        switch self {
+        case .nftables(let configuration): "nftables ip \(configuration.tableName)"
+        case .ipvs(let configuration): "ipvs (marks: ip \(configuration.markTable))"
+        }
+    }
+
+    /// Opens the balancer in `namespace`. The other back end's table of the
+    /// same role goes first: a daemon restarted with another `--lb-backend`
+    /// leaves no rules of the old one to catch packets before the new one.
+    func open(in namespace: NetworkNamespace) throws -> any DaemonBalancer {
+        switch self {
+        case .nftables(let configuration):
+            try? Self.deleteTable(configuration.tableName + "-ipvs", in: namespace)
+            return try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
+        case .ipvs(let configuration):
+            try? Self.deleteTable(String(configuration.markTable.dropLast("-ipvs".count)), in: namespace)
+            return try IPVSBalancer(namespace: namespace, configuration: configuration)
+        }
+    }
+
+    private static func deleteTable(_ name: String, in namespace: NetworkNamespace) throws {
+        try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: name)).deleteTable()
+    }
+}
+
+/// A balancer the daemon programs and removes.
+protocol DaemonBalancer: LoadBalancerBackend {
+    var namespace: NetworkNamespace? { get }
+    /// Removes all this balancer programmed (when its workload or the mesh goes).
+    func removeAll() throws
+}
+
+extension NFTablesLoadBalancer: DaemonBalancer {
+    func removeAll() throws { try deleteTable() }
+}
+
+extension IPVSBalancer: DaemonBalancer {}
+
+/// One balancer to program in one pass.
+struct BalancerWork: Sendable {
+    var namespacePath: String
+    var role: BalancerRole
+    var settings: BalancerSettings
+    var services: [VirtualService]
+    var id: String { "\(namespacePath)#\(role.rawValue)" }
+}
+
+/// The balancers the daemon has opened (one libnftables context or IPVS
+/// socket each), used only on the kernel worker's thread; the lock makes
+/// the type Sendable.
 final class BalancerRegistry: @unchecked Sendable {
     private let lock = NSLock()
-    private var open: [String: NFTablesLoadBalancer] = [:]
+    private var open: [String: (settings: BalancerSettings, balancer: any DaemonBalancer)] = [:]
 
     /// The open balancer of `id`, or a new one when there is none or its
-    /// configuration changed (host-mode ports name their local backends in it).
-    func balancer(_ id: String, configuration: NFTablesConfiguration, make: () throws -> NFTablesLoadBalancer) throws
-        -> NFTablesLoadBalancer
-    {
-        if let existing = lock.withLock({ open[id] }), existing.configuration == configuration { return existing }
+    /// settings changed (host-mode ports name their local backends in them).
+    func balancer(_ id: String, settings: BalancerSettings, make: () throws -> any DaemonBalancer) throws -> any DaemonBalancer {
+        if let existing = existing(id, settings: settings) { return existing }
         let made = try make()
-        lock.withLock { open[id] = made }
+        lock.withLock { open[id] = (settings, made) }
         return made
     }
 
-    func remove(_ id: String) -> NFTablesLoadBalancer? { lock.withLock { open.removeValue(forKey: id) } }
+    /// The open balancer of `id` if its settings are still `settings`.
+    func existing(_ id: String, settings: BalancerSettings) -> (any DaemonBalancer)? {
+        lock.withLock { open[id].flatMap { $0.settings == settings ? $0.balancer : nil } }
+    }
+
+    func remove(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open.removeValue(forKey: id)?.balancer } }
     func ids() -> [String] { lock.withLock { Array(open.keys) } }
     var isEmpty: Bool { lock.withLock { open.isEmpty } }
 }
@@ -161,15 +277,19 @@ extension NodeDaemon {
             filter = Set(service.virtualIPs.map(\.address.address))
             publishedPorts = Set(service.ports.compactMap(\.publishedPort))
         }
-        return await balancerReport().map { table, namespace, desired, kernel, error in
+        return await balancerReport().map { work, kernel, error in
             let keep = { (key: ServiceKey) -> Bool in
                 guard let filter, let publishedPorts, case .address(let address, _, let port) = key else { return true }
                 return filter.contains(address) || (address == .v4(IPv4Address(0)) && publishedPorts.contains(port))
             }
+            let table = switch work.settings {
+            case .nftables(let configuration): configuration.tableName
+            case .ipvs(let configuration): configuration.markTable
+            }
             return BalancerTableReport(
-                node: configuration.nodeName, backend: "nftables ip \(table)", table: table,
-                namespace: namespace == Self.ownNamespacePath ? "(daemon)" : namespace, error: error,
-                entries: Self.compare(desired: desired.filter { keep($0.key) }, kernel: kernel?.filter { keep($0.key) } ?? []))
+                node: configuration.nodeName, backend: work.settings.label, table: table,
+                namespace: work.namespacePath == Self.ownNamespacePath ? "(daemon)" : work.namespacePath, error: error,
+                entries: Self.compare(desired: work.services.filter { keep($0.key) }, kernel: kernel?.filter { keep($0.key) } ?? []))
         }
     }
 

@@ -36,6 +36,8 @@ public actor NodeDaemon: DockerBackend {
     var gossip: ClusterGossip?
     /// The load balancers opened in workload namespaces and the mesh's own.
     let balancers = BalancerRegistry()
+    /// The kernel balancer in use (`--lb-backend`, resolved at start-up).
+    public nonisolated let balancerKind: BalancerKind
     /// The embedded DNS servers of local workloads.
     let dnsServers = DNSServerRegistry()
 
@@ -47,6 +49,7 @@ public actor NodeDaemon: DockerBackend {
         stateFile = StateFile(directory: configuration.stateDirectory)
         state = try stateFile.load()
         nodeID = try Self.loadNodeID(directory: configuration.stateDirectory)
+        balancerKind = try Self.resolveBalancer(configuration.loadBalancer)
         driver = OverlayDriver(
             underlay: Underlay(namespace: nil, device: configuration.underlayDevice, address: configuration.dataPathAddress),
             namePrefix: configuration.namespacePrefix)

@@ -21,15 +21,29 @@ public struct IPVSSysctls: Sendable, Hashable {
     /// real server of weight 0 are expired, so persistent clients move off
     /// a quiesced backend.
     public var expireQuiescentTemplate: Bool?
+    /// `conntrack`. 1: IPVS keeps the netfilter conntrack entry of the
+    /// connections it forwards (updating its reply direction) instead of
+    /// untracking them, so that nftables NAT (a masquerade in postrouting)
+    /// applies to them; Swarm sets it in its ingress namespace for the
+    /// routing mesh's SNAT.
+    public var conntrack: Bool?
 
-    public init(connReuseMode: Int? = nil, expireNodestConn: Bool? = nil, expireQuiescentTemplate: Bool? = nil) {
+    public init(connReuseMode: Int? = nil, expireNodestConn: Bool? = nil, expireQuiescentTemplate: Bool? = nil,
+                conntrack: Bool? = nil) {
         self.connReuseMode = connReuseMode
         self.expireNodestConn = expireNodestConn
         self.expireQuiescentTemplate = expireQuiescentTemplate
+        self.conntrack = conntrack
     }
 
     /// What libnetwork writes into every load-balancer namespace.
+    /// `conntrack` is left as it is: another balancer in the same namespace
+    /// (the routing mesh beside host-mode ports) may need it on.
     public static let swarm = IPVSSysctls(connReuseMode: 0, expireNodestConn: true, expireQuiescentTemplate: true)
+    /// The same for the routing mesh's namespace, where connections are
+    /// masqueraded by nftables after IPVS forwards them.
+    public static let swarmIngress = IPVSSysctls(connReuseMode: 0, expireNodestConn: true, expireQuiescentTemplate: true,
+                                                 conntrack: true)
 
     static let directory = "/proc/sys/net/ipv4/vs"
 
@@ -38,6 +52,7 @@ public struct IPVSSysctls: Sendable, Hashable {
         if let connReuseMode { result.append(("conn_reuse_mode", connReuseMode)) }
         if let expireNodestConn { result.append(("expire_nodest_conn", expireNodestConn ? 1 : 0)) }
         if let expireQuiescentTemplate { result.append(("expire_quiescent_template", expireQuiescentTemplate ? 1 : 0)) }
+        if let conntrack { result.append(("conntrack", conntrack ? 1 : 0)) }
         return result
     }
 }
@@ -69,7 +84,8 @@ extension IPVS {
             let read = { (name: String) throws -> Int in try Sysctl.readInt("\(IPVSSysctls.directory)/\(name)") }
             return IPVSSysctls(connReuseMode: try read("conn_reuse_mode"),
                                expireNodestConn: try read("expire_nodest_conn") != 0,
-                               expireQuiescentTemplate: try read("expire_quiescent_template") != 0)
+                               expireQuiescentTemplate: try read("expire_quiescent_template") != 0,
+                               conntrack: try read("conntrack") != 0)
         }
     }
 

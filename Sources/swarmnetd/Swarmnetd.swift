@@ -80,6 +80,9 @@ struct Swarmnetd: AsyncParsableCommand {
     @Flag(help: "Run no embedded DNS server in workload namespaces.")
     var noEmbeddedDNS = false
 
+    @Option(help: "Kernel balancer for VIPs and published ports: auto (IPVS where the kernel has it, else nftables), ipvs or nftables.")
+    var lbBackend: String = "auto"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -87,6 +90,9 @@ struct Swarmnetd: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
         guard ["lan", "fast"].contains(gossipProfile) else { throw ValidationError("--gossip-profile is lan or fast") }
+        guard LoadBalancerChoice(rawValue: lbBackend) != nil else {
+            throw ValidationError("--lb-backend is auto, ipvs or nftables, not '\(lbBackend)'")
+        }
     }
 
     func run() async throws {
@@ -107,7 +113,8 @@ struct Swarmnetd: AsyncParsableCommand {
             underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
             reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
             clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)",
-            embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream)
+            embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream,
+            loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!)
         try FileManager.default.createDirectory(
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
@@ -117,7 +124,8 @@ struct Swarmnetd: AsyncParsableCommand {
         }
         let daemon = try NodeDaemon(configuration: configuration, logger: logger)
         logger.info("starting", metadata: ["socket": "\(socket)", "dataPath": "\(address)", "underlay": "\(device)",
-                                           "stateDir": "\(stateDir)", "manager": "\(!worker)"])
+                                           "stateDir": "\(stateDir)", "manager": "\(!worker)",
+                                           "loadBalancer": "\(daemon.balancerKind)"])
         let api = APIService(
             server: UnixHTTPServer(path: socket, logger: logger, handler: { request in
                 await DockerRouter(backend: daemon, debug: daemon).handle(request)

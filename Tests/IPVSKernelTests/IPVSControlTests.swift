@@ -166,14 +166,15 @@ struct IPVSControlTests {
             #expect(try IPVS(namespace: namespaces[1]).timeouts() == IPVSTimeouts(tcp: 900, tcpFin: 120, udp: 300))
 
             try ipvs.setSysctls(.swarm)
-            #expect(try ipvs.sysctls() == .swarm)
+            #expect(try ipvs.sysctls() == IPVSSysctls(connReuseMode: 0, expireNodestConn: true, expireQuiescentTemplate: true,
+                                                      conntrack: false))
             for (name, value) in [("conn_reuse_mode", "0"), ("expire_nodest_conn", "1"), ("expire_quiescent_template", "1")] {
                 let text = try IPVSTestHost.run(in: namespaces[0], ["cat", "/proc/sys/net/ipv4/vs/\(name)"])
                 #expect(text.trimmingCharacters(in: .whitespacesAndNewlines) == value, "\(name)")
             }
             // Not leaked into the other namespace: the kernel defaults there.
             #expect(try IPVS.sysctls(in: namespaces[1]) == IPVSSysctls(connReuseMode: 1, expireNodestConn: false,
-                                                                       expireQuiescentTemplate: false))
+                                                                       expireQuiescentTemplate: false, conntrack: false))
         }
     }
 

@@ -166,24 +166,34 @@ enum ConnectionTable {
 final class TCPServer: @unchecked Sendable {
     private let fd: Int32
     private let count = Mutex(0)
+    private let peerList = Mutex<[String]>([])
     private let stopped = Mutex(false)
     private let thread: Thread
 
     var accepted: Int { count.withLock { $0 } }
+    /// The source address of each accepted connection, in order (what a
+    /// backend sees: the client's, or the balancer's after masquerading).
+    var peers: [String] { peerList.withLock { $0 } }
 
     init(namespace: NetworkNamespace, port: UInt16, reply: String) throws {
         let fd = try listeningTCPSocket(in: namespace, port: port, backlog: 64)
         self.fd = fd
         let count = self.count
+        let peerList = self.peerList
         let stopped = self.stopped
         let payload = Array((reply + "\n").utf8)
         thread = Thread {
             while !stopped.withLock({ $0 }) {
                 var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard Glibc.poll(&poll, 1, 100) > 0 else { continue }
-                let connection = accept(fd, nil, nil)
+                var peer = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let connection = withUnsafeMutablePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &length) }
+                }
                 guard connection >= 0 else { continue }
                 count.withLock { $0 += 1 }
+                peerList.withLock { $0.append(IPv4Address(UInt32(bigEndian: peer.sin_addr.s_addr)).description) }
                 _ = payload.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
                 close(connection)
             }

@@ -1,0 +1,213 @@
+import Addressing
+import Foundation
+import Namespaces
+
+/// How an `IPVSBalancer` works in its namespace.
+public struct IPVSBalancerConfiguration: Sendable, Hashable {
+    /// The nftables table (family ip) of its packet marks.
+    public var markTable: String
+    /// `.output` in a workload namespace (the workload's own connections);
+    /// `.routingMesh` where published ports arrive from other interfaces.
+    public var hooks: NFTablesConfiguration.Hooks
+    /// Whether connections to published ports are masqueraded after IPVS
+    /// forwards them (the routing mesh: replies must come back through this
+    /// namespace), or keep the client's address (host-mode ports, whose
+    /// backends route their replies through this host).
+    public var masqueradePublishedPorts: Bool
+    /// The marks this balancer allocates are `markBase | n`, n in 1...0xffff;
+    /// firewall-mark services with other marks are not its own and are left
+    /// alone. The low 16 bits must be zero.
+    public var markBase: UInt32
+    /// Whether every VIP:port service of the namespace is its own (a
+    /// workload namespace swarmnet made), or none is (the host's namespace,
+    /// where an operator or kube-proxy may keep IPVS services of theirs).
+    public var ownsAddressServices: Bool
+
+    public init(markTable: String, hooks: NFTablesConfiguration.Hooks, masqueradePublishedPorts: Bool, markBase: UInt32,
+                ownsAddressServices: Bool) {
+        self.markTable = markTable
+        self.hooks = hooks
+        self.masqueradePublishedPorts = masqueradePublishedPorts
+        self.markBase = markBase
+        self.ownsAddressServices = ownsAddressServices
+    }
+}
+
+/// IPVS as swarmnetd uses it: the desired services of `LoadBalancerBackend`
+/// (VIP:port, a VIP on every port as port 0, a published port as VIP
+/// 0.0.0.0) turned into what IPVS can hold. A VIP:port stays an IPVS
+/// service of that address; the other two become firewall-mark services
+/// whose packets `IPVSMarkTable` marks. Read back, marked services are
+/// reported under the keys they were asked for, so callers (and
+/// `swarmnet debug lb`) compare like with like.
+///
+/// Order within a reconcile, so that no marked packet finds no service:
+/// IPVS services are added and changed first, then the mark table is
+/// rewritten (if it differs), and services no longer wanted are deleted last.
+public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
+    public let namespace: NetworkNamespace?
+    public let configuration: IPVSBalancerConfiguration
+    private let ipvs: IPVS
+    private let nft: NFTablesContext
+    private let markTable: IPVSMarkTable
+    private let lock = NSLock()
+
+    /// Opens IPVS and libnftables in `namespace`; nothing is written until
+    /// the first reconcile. Throws `.unavailable` when the kernel has no IPVS.
+    public init(namespace: NetworkNamespace?, configuration: IPVSBalancerConfiguration) throws {
+        try NFTablesConfiguration.validate(tableName: configuration.markTable)
+        guard configuration.markBase & 0xffff == 0, configuration.markBase != 0 else {
+            throw LoadBalancerError.invalidArgument(
+                "mark base 0x\(String(configuration.markBase, radix: 16)) must be non-zero with its low 16 bits clear")
+        }
+        self.namespace = namespace
+        self.configuration = configuration
+        ipvs = try IPVS(namespace: namespace)
+        nft = try NFTablesContext(namespace: namespace)
+        markTable = IPVSMarkTable(name: configuration.markTable, hooks: configuration.hooks,
+                                  masquerades: configuration.masqueradePublishedPorts)
+    }
+
+    /// Swarm's sysctls, written before the first programming (not by a
+    /// balancer opened only to read, for `swarmnet debug lb`).
+    private var sysctlsWritten = false
+
+    // MARK: - LoadBalancerBackend
+
+    /// The services this balancer owns, under the keys they were asked for;
+    /// a firewall-mark service of its range that no mark points to is
+    /// shown by its mark (a leftover the next reconcile deletes).
+    public func services() throws -> [VirtualService] {
+        try lock.withLock {
+            let marks = try readMarks().contents.marks
+            let byMark = Dictionary(marks.map { ($0.value, $0.key.serviceKey) }, uniquingKeysWith: { a, _ in a })
+            return try ownedServices().map { service in
+                var named = service
+                if case .firewallMark(let mark, _) = service.key, let key = byMark[mark] { named.key = key }
+                return named
+            }.sorted { $0.key < $1.key }
+        }
+    }
+
+    @discardableResult
+    public func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges {
+        try ReconcilePlan.validate(desired)
+        return try lock.withLock {
+            if !sysctlsWritten {
+                // conntrack=1 where published ports are masqueraded: nftables
+                // NAT sees only connections IPVS leaves tracked.
+                try ipvs.setSysctls(configuration.masqueradePublishedPorts ? .swarmIngress : .swarm)
+                sysctlsWritten = true
+            }
+            let read = try readMarks()
+            var contents = IPVSMarkTable.Contents()
+            var translated: [VirtualService] = []
+            for service in desired {
+                guard let target = try Self.markTarget(of: service.key) else {
+                    guard configuration.ownsAddressServices else {
+                        throw LoadBalancerError.invalidArgument(
+                            "service \(service.key): this balancer owns no VIP:port services in \(namespace?.description ?? "this namespace")")
+                    }
+                    translated.append(service)
+                    continue
+                }
+                let mark = try read.contents.marks[target].flatMap { isMine($0) ? $0 : nil }
+                    ?? allocateMark(avoiding: Set(contents.marks.values).union(read.contents.marks.values), for: target)
+                contents.marks[target] = mark
+                if case .publishedPort = target, configuration.masqueradePublishedPorts { contents.masquerade.insert(mark) }
+                var marked = service
+                marked.key = .firewallMark(mark, family: .ipv4)
+                translated.append(marked)
+            }
+            let operations = try ReconcilePlan.operations(from: ownedServices(), to: translated)
+            let deletions = operations.filter { if case .deleteService = $0 { true } else { false } }
+            try ipvs.apply(operations.filter { if case .deleteService = $0 { false } else { true } })
+            // An absent table needs writing only once there is a mark to hold.
+            let needed = read.exists || !contents.marks.isEmpty
+            if needed && (!read.intact || read.contents != contents) {
+                try nft.run(markTable.commands(for: contents))
+            }
+            try ipvs.apply(deletions)
+            return ReconcileChanges(operations: operations)
+        }
+    }
+
+    /// The per-change path: this balancer's services are few per namespace
+    /// (one per VIP port or published port), so one service is changed
+    /// through the full reconcile, with every other service as the kernel holds it.
+    @discardableResult
+    public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
+        if let desired, desired.key != key {
+            throw LoadBalancerError.invalidArgument("service \(desired.key) given for key \(key)")
+        }
+        var all = try services().filter { $0.key != key }
+        if let desired { all.append(desired) }
+        // A leftover shown by its mark is not asked for again.
+        return try reconcile(to: all.filter { if case .firewallMark = $0.key { false } else { true } })
+    }
+
+    /// Removes everything this balancer owns: its IPVS services and its
+    /// mark table (marks first, so no packet is marked for a missing service).
+    public func removeAll() throws {
+        try lock.withLock {
+            do { try nft.run("delete table ip \(configuration.markTable)") } catch let error as NFTablesError where error.isNotFound {}
+            try ipvs.apply(try ownedServices().map { .deleteService($0.key) })
+        }
+    }
+
+    /// nft's JSON listing of the mark table, for `swarmnet debug lb`; nil when absent.
+    public func markTableJSON() throws -> String? {
+        try lock.withLock {
+            do { return try nft.run("list table ip \(configuration.markTable)", json: true) } catch let error as NFTablesError
+                where error.isNotFound { return nil }
+        }
+    }
+
+    // MARK: - Internals
+
+    /// What a desired key needs a mark for, or nil for a plain VIP:port.
+    static func markTarget(of key: ServiceKey) throws -> IPVSMarkTable.Target? {
+        switch key {
+        case .firewallMark:
+            throw LoadBalancerError.invalidArgument("service \(key): firewall marks are allocated by the balancer, not asked for")
+        case .address(let address, let proto, let port):
+            if address == .v4(IPv4Address(0)) {
+                guard port != 0 else { throw LoadBalancerError.invalidArgument("service \(key): a published port cannot be 0") }
+                return .publishedPort(proto, port)
+            }
+            guard port == 0 else { return nil }
+            guard case .v4(let vip) = address else {
+                throw LoadBalancerError.invalidArgument("service \(key): every-port VIPs are IPv4 only")
+            }
+            return .everyPort(vip, proto)
+        }
+    }
+
+    private func isMine(_ mark: UInt32) -> Bool { mark & 0xffff_0000 == configuration.markBase && mark & 0xffff != 0 }
+
+    private func allocateMark(avoiding used: Set<UInt32>, for target: IPVSMarkTable.Target) throws -> UInt32 {
+        for n in UInt32(1)...0xffff where !used.contains(configuration.markBase | n) { return configuration.markBase | n }
+        throw LoadBalancerError.invalidArgument("no free firewall mark for \(target) (65,535 in use)")
+    }
+
+    /// IPVS's services that are this balancer's, with their real servers.
+    private func ownedServices() throws -> [VirtualService] {
+        try ipvs.services().filter { service in
+            switch service.key {
+            case .firewallMark(let mark, _): isMine(mark)
+            case .address: configuration.ownsAddressServices
+            }
+        }
+    }
+
+    /// The mark table as the kernel holds it; `intact` is false when its
+    /// chains are not the ones `IPVSMarkTable` makes (flushed, deleted or
+    /// edited by someone), so the next reconcile rewrites it.
+    private func readMarks() throws -> (contents: IPVSMarkTable.Contents, exists: Bool, intact: Bool) {
+        let text: String
+        do { text = try nft.run("list table ip \(configuration.markTable)", json: true) } catch let error as NFTablesError
+            where error.isNotFound { return (IPVSMarkTable.Contents(), false, false) }
+        let parsed = try IPVSMarkTable.parse(json: text, table: configuration.markTable)
+        return (parsed.contents, true, markTable.isIntact(chains: parsed.chains, hooks: parsed.hooks))
+    }
+}

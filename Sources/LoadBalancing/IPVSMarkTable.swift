@@ -1,0 +1,169 @@
+import Addressing
+import Foundation
+import Namespaces
+
+/// The small nftables table that routes packets to IPVS firewall-mark
+/// services, for what IPVS cannot match by VIP and port:
+///
+/// - a VIP balanced on every port: IPVS's port-0 services work only with
+///   persistence (the kernel refuses to schedule them otherwise), so, as
+///   libnetwork did, packets to the VIP are marked and a firewall-mark
+///   service balances them, keeping their destination port;
+/// - a published port on any local address (the routing mesh): marked by
+///   protocol and port when their destination is local.
+///
+///     table ip NAME {
+///       map vip-marks  { type ipv4_addr . inet_proto : mark }
+///       map port-marks { type inet_proto . inet_service : mark }
+///       set masquerade-marks { type mark }
+///       chain output     { type filter hook output priority mangle; <mark rules> }
+///       chain prerouting { type filter hook prerouting priority mangle; <mark rules> }  (routing mesh)
+///       chain postrouting { type nat hook postrouting priority srcnat; meta mark @masquerade-marks masquerade }
+///     }
+///
+/// The marks run at mangle priority (-150), before IPVS's LOCAL_OUT hook
+/// (-99) and long before its LOCAL_IN hook. The maps hold the allocation
+/// itself, so a restarted daemon reads back which mark means what. The
+/// table is tiny (an element per VIP or published port), so any
+/// difference is repaired by rewriting it whole in one transaction.
+struct IPVSMarkTable {
+    /// What a mark stands for.
+    enum Target: Hashable, Comparable, CustomStringConvertible {
+        /// Every port of a VIP, for one protocol.
+        case everyPort(IPv4Address, TransportProtocol)
+        /// A port on any local address (a published port).
+        case publishedPort(TransportProtocol, UInt16)
+
+        var description: String {
+            switch self {
+            case .everyPort(let vip, let proto): "\(vip) . \(proto.rawValue)"
+            case .publishedPort(let proto, let port): "\(proto.rawValue) . \(port)"
+            }
+        }
+
+        static func < (lhs: Target, rhs: Target) -> Bool { lhs.sortKey.lexicographicallyPrecedes(rhs.sortKey) }
+
+        private var sortKey: [UInt32] {
+            switch self {
+            case .everyPort(let vip, let proto): [0, vip.value, UInt32(proto.number)]
+            case .publishedPort(let proto, let port): [1, UInt32(proto.number), UInt32(port)]
+            }
+        }
+
+        /// The service key this target balances for.
+        var serviceKey: ServiceKey {
+            switch self {
+            case .everyPort(let vip, let proto): .address(.v4(vip), proto, port: 0)
+            case .publishedPort(let proto, let port): .address(.v4(IPv4Address(0)), proto, port: port)
+            }
+        }
+    }
+
+    /// What the table holds (or should): each target's mark, and which
+    /// marks are masqueraded.
+    struct Contents: Equatable {
+        var marks: [Target: UInt32] = [:]
+        var masquerade: Set<UInt32> = []
+    }
+
+    let name: String
+    let hooks: NFTablesConfiguration.Hooks
+    let masquerades: Bool
+
+    static let vipMarks = "vip-marks"
+    static let portMarks = "port-marks"
+    static let masqueradeMarks = "masquerade-marks"
+
+    /// The whole table as one nft transaction that replaces whatever is
+    /// there (`add table` first, so the `delete` cannot fail on an absent table).
+    func commands(for contents: Contents) -> String {
+        let hex = { (mark: UInt32) in "0x" + String(mark, radix: 16) }
+        let targets = contents.marks.sorted { $0.key < $1.key }
+        let vipElements = targets.compactMap { target, mark -> String? in
+            guard case .everyPort(let vip, let proto) = target else { return nil }
+            return "\(vip) . \(proto.rawValue) : \(hex(mark))"
+        }
+        let portElements = targets.compactMap { target, mark -> String? in
+            guard case .publishedPort(let proto, let port) = target else { return nil }
+            return "\(proto.rawValue) . \(port) : \(hex(mark))"
+        }
+        let elements = { (list: [String]) in list.isEmpty ? "" : " elements = { \(list.joined(separator: ", ")) };" }
+        var lines = [
+            "add table ip \(name)",
+            "delete table ip \(name)",
+            "table ip \(name) {",
+            "  map \(Self.vipMarks) { type ipv4_addr . inet_proto : mark;\(elements(vipElements)) }",
+            "  map \(Self.portMarks) { type inet_proto . inet_service : mark;\(elements(portElements)) }",
+        ]
+        let rules = [
+            "meta mark set ip daddr . meta l4proto map @\(Self.vipMarks);",
+            // Not loopback: IPVS refuses to forward from 127/8 to another host.
+            "fib daddr type local ip daddr != 127.0.0.0/8 meta mark set meta l4proto . th dport map @\(Self.portMarks);",
+        ]
+        for hook in hookNames {
+            lines.append("  chain \(hook) { type filter hook \(hook) priority mangle; policy accept;")
+            lines += rules.map { "    " + $0 }
+            lines.append("  }")
+        }
+        if masquerades {
+            lines.append("  set \(Self.masqueradeMarks) { type mark;\(elements(contents.masquerade.sorted().map(hex))) }")
+            lines.append("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;")
+            lines.append("    meta mark @\(Self.masqueradeMarks) masquerade;")
+            lines.append("  }")
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    var hookNames: [String] { hooks == .routingMesh ? ["output", "prerouting"] : ["output"] }
+
+    /// The marks of `nft -j list table ip NAME`, with each chain's rule
+    /// count and hook (for `isIntact`).
+    static func parse(json text: String, table: String) throws -> (contents: Contents, chains: [String: Int], hooks: [String: String]) {
+        guard let data = text.data(using: .utf8),
+              let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let objects = root["nftables"] as? [[String: Any]]
+        else { throw LoadBalancerError.malformedReply("nft -j list table ip \(table): not nft's JSON") }
+        var contents = Contents()
+        var rules: [String: Int] = [:]
+        var hooks: [String: String] = [:]
+        for object in objects {
+            if let map = object["map"] as? [String: Any], let name = map["name"] as? String {
+                for element in map["elem"] as? [[Any]] ?? [] {
+                    guard element.count == 2, let key = element[0] as? [String: Any], let parts = key["concat"] as? [Any],
+                          parts.count == 2, let mark = (element[1] as? NSNumber)?.uint32Value
+                    else { continue }
+                    switch name {
+                    case vipMarks:
+                        if let vip = (parts[0] as? String).flatMap({ try? IPv4Address(parsing: $0) }),
+                           let proto = (parts[1] as? String).flatMap(TransportProtocol.init(rawValue:)) {
+                            contents.marks[.everyPort(vip, proto)] = mark
+                        }
+                    case portMarks:
+                        if let proto = (parts[0] as? String).flatMap(TransportProtocol.init(rawValue:)),
+                           let port = (parts[1] as? NSNumber)?.uint16Value {
+                            contents.marks[.publishedPort(proto, port)] = mark
+                        }
+                    default: break
+                    }
+                }
+            } else if let set = object["set"] as? [String: Any], set["name"] as? String == masqueradeMarks {
+                contents.masquerade = Set((set["elem"] as? [Any] ?? []).compactMap { ($0 as? NSNumber)?.uint32Value })
+            } else if let chain = object["chain"] as? [String: Any], let name = chain["name"] as? String {
+                rules[name] = rules[name] ?? 0
+                hooks[name] = chain["hook"] as? String
+            } else if let rule = object["rule"] as? [String: Any], let chain = rule["chain"] as? String {
+                rules[chain, default: 0] += 1
+            }
+        }
+        return (contents, rules, hooks)
+    }
+
+    /// Whether the chains read back are exactly the ones this table makes.
+    func isIntact(chains: [String: Int], hooks: [String: String]) -> Bool {
+        var want: [String: Int] = [:]
+        for hook in hookNames { want[hook] = 2 }
+        if masquerades { want["postrouting"] = 1 }
+        return chains == want && hooks == Dictionary(uniqueKeysWithValues: want.keys.map { ($0, $0) })
+    }
+}
