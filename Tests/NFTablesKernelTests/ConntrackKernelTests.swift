@@ -115,6 +115,38 @@ import Glibc
         }
     }
 
+    @Test func aPublishedPortsStreamMovesOffARemovedBackend() throws {
+        try withTestbed(backends: 2) { testbed in
+            // The routing mesh: the outside client sends to lb's own address
+            // (any local address answers a published port), lb DNATs and masquerades.
+            let mesh = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(hooks: .routingMesh))
+            let key = ServiceKey.address(.v4(IPv4Address(0)), .udp, port: 30053)
+            let servers = (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 9003) }
+            try mesh.reconcile(to: [VirtualService(key: key, realServers: servers)])
+            let receivers = try testbed.backends.map { try TestSocket.udp(in: $0, port: 9003) }
+            defer { receivers.forEach { close($0) } }
+            let client = try TestSocket.udp(in: testbed.outside, port: 0)
+            defer { close(client) }
+            try TestSocket.connect(client, to: "10.78.0.1", port: 30053)
+            func stream() throws -> [Int] {
+                for i in 0..<20 { try TestSocket.send(client, "m\(i)") }
+                usleep(300_000)
+                return receivers.map(TestSocket.drain)
+            }
+            let first = try stream()
+            #expect(first.sorted() == [0, 20], "\(first)")
+            let chosen = try #require(first.firstIndex(of: 20))
+            let other = 1 - chosen
+            let changes = try mesh.reconcile(service: key, to: VirtualService(key: key, realServers: [servers[other]]))
+            #expect(changes.connectionsDeleted == 1, "\(changes)")
+            #expect(try !Conntracktool.entries(in: testbed.lb).contains {
+                $0.replySource == "\(testbed.address(ofBackend: chosen))" && $0.replySourcePort == 9003
+            })
+            let second = try stream()
+            #expect(second[chosen] == 0 && second[other] == 20, "\(second)")
+        }
+    }
+
     @Test func ourListingMatchesConntrackL() throws {
         try withTestbed(backends: 2) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
