@@ -28,6 +28,8 @@ public struct RaftNode: Sendable {
     var confAppliedIndex: Index = 0
     /// Configurations after each applied change, to label snapshots taken below the newest one.
     var confHistory: [(index: Index, conf: ConfState)] = []
+    /// Members a leader must send a snapshot to, but whose configuration its newest snapshot predates.
+    var membersAwaitingSnapshot: Set<NodeID> = []
 
     var readOnly = ReadOnly()
     /// ReadIndex requests that arrived before this leader committed an entry of its own term.
@@ -157,7 +159,25 @@ public struct RaftNode: Sendable {
         let keep = confHistory.lastIndex(where: { $0.index <= index })!
         let s = log.compact(to: index, data: data, confState: confHistory[keep].conf)
         confHistory.removeFirst(keep)
+        sendSnapshotToAwaitingMembers()
         return s
+    }
+
+    /// Non-nil when this leader asks the caller for a new snapshot: compact (`compact(to:data:)`)
+    /// at an applied index at or above this one.
+    ///
+    /// A snapshot carries the configuration as of its index, and a member refuses one that does not
+    /// list it (it would come from a configuration it is not part of). So a member added after the
+    /// leader's newest snapshot, and too far behind for appends, cannot be sent that snapshot;
+    /// waiting for the next periodic compaction could take thousands of entries. etcd's server
+    /// solves it by building a "merged" snapshot of its current state when it sends one; here the
+    /// core stays free of application data and asks instead. A snapshot at or above the index of
+    /// the newest applied configuration change lists every member the leader replicates to.
+    public var snapshotRequest: Index? {
+        guard role == .leader else { return nil }
+        let snapshotConf = log.snapshot.metadata.confState
+        let unlisted = membersAwaitingSnapshot.contains { tracker.progress[$0] != nil && !snapshotConf.contains($0) }
+        return unlisted ? max(confAppliedIndex, log.snapshotIndex + 1) : nil
     }
 
     public var status: Status {
@@ -190,6 +210,8 @@ public struct RaftNode: Sendable {
         pendingConfIndex = 0
         readOnly.reset()
         pendingReadIndex = []
+        // A new term starts with fresh progress; a new leader finds out again who needs a snapshot.
+        membersAwaitingSnapshot = []
     }
 
     mutating func becomeFollower(term newTerm: Term, leader newLeader: NodeID) {
@@ -309,9 +331,23 @@ public struct RaftNode: Sendable {
         guard let pr = tracker.progress[to], pr.recentActive else { return false }
         let s = log.snapshot
         precondition(!s.isEmpty, "a compacted prefix implies a snapshot")
+        guard s.metadata.confState.contains(to) else {
+            // The member joined after this snapshot was taken and would refuse it (`restore`). Stay
+            // in probe and ask the caller for a newer snapshot (`snapshotRequest`); `compact` sends it.
+            membersAwaitingSnapshot.insert(to)
+            return false
+        }
         send(Message(type: .snapshot, to: to, snapshot: s))
         tracker.progress[to]!.becomeSnapshot(s.metadata.index)
         return true
+    }
+
+    /// After a compaction, sends the new snapshot to the members that were waiting for one listing them.
+    mutating func sendSnapshotToAwaitingMembers() {
+        let listed = membersAwaitingSnapshot.filter { log.snapshot.metadata.confState.contains($0) }
+        membersAwaitingSnapshot.subtract(listed)
+        guard role == .leader else { return }
+        for pid in listed.sorted() { maybeSendAppend(to: pid) }
     }
 
     mutating func bcastAppend() {
@@ -376,6 +412,14 @@ public struct RaftNode: Sendable {
         // A smaller quorum may already hold newer entries.
         if maybeCommit() { bcastAppend() }
         for pid in added.sorted() { maybeSendAppend(to: pid) }
+    }
+
+    /// True while a membership change is in this node's log (committed or not) and not yet applied
+    /// here. On the leader a new change would be refused until it is; elsewhere it is a hint.
+    public var hasPendingConfChange: Bool {
+        let lo = max(log.applied + 1, log.firstIndex)
+        guard lo <= log.lastIndex else { return false }
+        return log.slice(lo, log.lastIndex).contains { $0.kind == .confChange }
     }
 
     var hasUnappliedConfChanges: Bool {

@@ -66,6 +66,8 @@ public struct SimNode: Sendable {
         public var persisted: [(entry: Entry, prevTerm: Term?)] = []
         /// True if the pass was cut short by a crash in the middle of the write.
         public var crashed = false
+        /// A snapshot this leader made because it asked for one (`RaftNode.snapshotRequest`).
+        public var requestedSnapshot: Snapshot?
     }
 
     /// Handles every pending `Ready`: persist, then send, then apply, then advance.
@@ -73,15 +75,26 @@ public struct SimNode: Sendable {
     /// `tear`, when set, crashes the node while writing the first `Ready`: only a prefix of its
     /// records (snapshot, each entry, hard state, in write order), chosen by `tear`, reaches the
     /// disk, and nothing is sent or applied. That is a torn write of the unsynced tail.
+    ///
+    /// A leader that asks for a fresh snapshot gets one as soon as it has applied far enough, as
+    /// the runtime does; the messages that send it are collected in the same pass.
     public mutating func process(tear: UInt64? = nil) -> Outcome {
         var out = Outcome()
+        repeat {
+            if processReadies(tear: tear, into: &out) { return out }
+        } while serveSnapshotRequest(into: &out)
+        return out
+    }
+
+    /// Handles every pending `Ready`; true if the node crashed doing it.
+    private mutating func processReadies(tear: UInt64?, into out: inout Outcome) -> Bool {
         while raft.hasReady {
             let rd = raft.ready()
             if let tear {
                 let records = (rd.snapshot == nil ? 0 : 1) + rd.entries.count + (rd.hardState == nil ? 0 : 1)
                 persistTorn(rd, keep: Int(tear % UInt64(records + 1)))
                 out.crashed = true
-                return out
+                return true
             }
             disk.persist(rd)
             for e in rd.entries { out.persisted.append((e, disk.term(at: e.index - 1))) }
@@ -98,7 +111,15 @@ public struct SimNode: Sendable {
             readStates += rd.readStates
             raft.advance(rd)
         }
-        return out
+        return false
+    }
+
+    /// Compacts at the applied index if the leader asked for a snapshot and has applied far enough.
+    private mutating func serveSnapshotRequest(into out: inout Outcome) -> Bool {
+        guard let wanted = raft.snapshotRequest, state.appliedIndex >= wanted,
+              let s = try? compact() else { return false }
+        out.requestedSnapshot = s
+        return true
     }
 
     private mutating func persistTorn(_ rd: Ready, keep: Int) {

@@ -19,6 +19,7 @@ let first = args[1]
 let count = args[2]
 var stats = SimulationStats()
 var membershipChanges = 0
+var requestedSnapshots = 0
 let start = Date()
 for seed in first..<(first + count) {
     var sim = Simulator(seed: seed, options: SimulationOptions(nodes: nodes))
@@ -31,6 +32,7 @@ for seed in first..<(first + count) {
         stats.readsServed += st.readsServed
         stats.elections += st.elections
         membershipChanges += st.confChangesApplied
+        requestedSnapshots += st.requestedSnapshots
     } catch {
         say("\(error)")
         exit(1)
@@ -39,4 +41,4 @@ for seed in first..<(first + count) {
         say("raft-sim nodes=\(nodes): \(seed - first + 1)/\(count) seeds ok (through seed \(seed)), \(Int(Date().timeIntervalSince(start))) s")
     }
 }
-say("raft-sim nodes=\(nodes) seeds=\(first)...\(first + count - 1): ok; entries committed \(stats.committed), elections \(stats.elections), crashes \(stats.crashes), torn writes \(stats.tornWrites), snapshots sent \(stats.snapshotsSent), reads served \(stats.readsServed), membership changes applied \(membershipChanges)")
+say("raft-sim nodes=\(nodes) seeds=\(first)...\(first + count - 1): ok; entries committed \(stats.committed), elections \(stats.elections), crashes \(stats.crashes), torn writes \(stats.tornWrites), snapshots sent \(stats.snapshotsSent), reads served \(stats.readsServed), membership changes applied \(membershipChanges), snapshots made for new members \(requestedSnapshots)")

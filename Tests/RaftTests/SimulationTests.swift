@@ -25,6 +25,7 @@ struct SimulationTests {
         var snapshots = 0
         var reads = 0
         var confChanges = 0
+        var requestedSnapshots = 0
         for seed in range {
             var sim = Simulator(seed: seed, options: SimulationOptions(nodes: nodes))
             do {
@@ -35,6 +36,7 @@ struct SimulationTests {
                 snapshots += st.snapshotsSent
                 reads += st.readsServed
                 confChanges += st.confChangesApplied
+                requestedSnapshots += st.requestedSnapshots
             } catch {
                 Issue.record("\(error)")
                 return
@@ -43,12 +45,13 @@ struct SimulationTests {
                 print("raft-sim nodes=\(nodes): \(seed - range.lowerBound + 1)/\(range.count) seeds ok (through seed \(seed))")
             }
         }
-        print("raft-sim nodes=\(nodes) seeds=\(range.lowerBound)...\(range.upperBound): ok; entries committed \(committed), crashes \(crashes), torn writes \(torn), snapshots sent \(snapshots), reads served \(reads), membership changes applied \(confChanges)")
+        print("raft-sim nodes=\(nodes) seeds=\(range.lowerBound)...\(range.upperBound): ok; entries committed \(committed), crashes \(crashes), torn writes \(torn), snapshots sent \(snapshots), reads served \(reads), membership changes applied \(confChanges), snapshots made for new members \(requestedSnapshots)")
         // Guard against a vacuous run: the faults must not have stopped all progress.
         if range.count >= 50 {
             #expect(committed > range.count * 5)
             #expect(crashes > 0 && torn > 0 && snapshots > 0 && reads > 0)
             #expect(confChanges > range.count / 10, "membership changes (add, remove, learners) must be exercised")
+            #expect(requestedSnapshots > 0, "members added after a compaction must be exercised")
         }
     }
 
