@@ -32,6 +32,10 @@ public final class RaftServer: @unchecked Sendable {
         /// fsyncs of a commit overlap instead of adding up. Votes, responses and any message of a
         /// Ready that changes term or vote still wait for the fsync. False: every message waits.
         public var leaderAppendsBeforeFsync = true
+        /// A fresh data directory starts with no configuration and waits for a leader to send it the
+        /// log or a snapshot (etcd's `--initial-cluster-state existing`), instead of bootstrapping a
+        /// group whose voters are the given peers. The member must have been added first.
+        public var joinExisting = false
         public var storage = DiskStorage.Options()
         public var transport = RaftTransport.Options()
 
@@ -68,7 +72,8 @@ public final class RaftServer: @unchecked Sendable {
     public private(set) var transport: RaftTransport!
     let storage: DiskStorage
     let logger: Logger
-    let addresses: [NodeID: PeerAddress]
+    /// The addresses given at start; members added later have theirs in `memberAddresses`.
+    let configuredPeers: [NodeID: PeerAddress]
 
     // Owned by the driver thread.
     private var core: RaftNode
@@ -114,7 +119,7 @@ public final class RaftServer: @unchecked Sendable {
         self.id = id
         self.options = options
         self.logger = logger
-        addresses = peers
+        configuredPeers = peers
         let (storage, persisted) = try DiskStorage.open(directory: dataDirectory, options: options.storage)
         self.storage = storage
         if let tail = storage.recovery.truncatedTail {
@@ -123,9 +128,13 @@ public final class RaftServer: @unchecked Sendable {
         for c in storage.recovery.corruptSnapshots { logger.error("raft: skipped \(c)") }
         var ps = persisted
         if ps == PersistentState() {
-            ps = .bootstrap(voters: peers.keys.sorted())
-            try storage.save(hardState: ps.hardState, entries: ps.entries, snapshot: nil)
-            logger.info("raft: bootstrapped a new group with voters \(peers.keys.sorted())")
+            if options.joinExisting {
+                logger.info("raft: empty data directory; waiting for the group's leader to send the log")
+            } else {
+                ps = .bootstrap(voters: peers.keys.sorted())
+                try storage.save(hardState: ps.hardState, entries: ps.entries, snapshot: nil)
+                logger.info("raft: bootstrapped a new group with voters \(peers.keys.sorted())")
+            }
         }
         let state = ps.snapshot.isEmpty ? StoreState() : try StoreState(decoding: ps.snapshot.data)
         store = ReplicatedStore(state: state)
@@ -154,6 +163,7 @@ public final class RaftServer: @unchecked Sendable {
                     }
                 }),
             logger: logger)
+        syncPeerAddresses()
     }
 
     /// Binds the Raft listener and starts the driver thread.
@@ -244,13 +254,16 @@ public final class RaftServer: @unchecked Sendable {
     public func statusReport() async -> RaftStatusReport {
         let addresses = transport.peers
         let counters = transport.counterValues
-        return await withCheckedContinuation { (c: CheckedContinuation<RaftStatusReport, Never>) in
-            enqueue {
-                $0.queries.append { core in
-                    c.resume(returning: RaftStatusReport(status: core.status, snapshotIndex: core.snapshot.metadata.index,
-                                                         addresses: addresses, transport: counters))
-                }
-            }
+        return await query { core in
+            RaftStatusReport(status: core.status, snapshotIndex: core.snapshot.metadata.index,
+                             addresses: addresses, transport: counters)
+        }
+    }
+
+    /// Runs `body` on the driver thread, between two steps of the core, and returns its result.
+    func query<T: Sendable>(_ body: @escaping @Sendable (RaftNode) -> T) async -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            enqueue { $0.queries.append { core in c.resume(returning: body(core)) } }
         }
     }
 
@@ -283,7 +296,8 @@ public final class RaftServer: @unchecked Sendable {
             }
             do {
                 try handleReady()
-                try maybeCompact()
+                // A snapshot made for a new member is sent at once, not a tick later.
+                if try maybeCompact() { try handleReady() }
             } catch {
                 // A node that cannot write must not go on: it could acknowledge what is not stored.
                 logger.critical("raft: storage failed, stopping: \(error)")
@@ -366,6 +380,7 @@ public final class RaftServer: @unchecked Sendable {
             }
             let results = store.apply(rd.committedEntries)
             for r in results { pending[r.id] = nil }
+            if rd.snapshot != nil || results.contains(where: Self.changesMemberAddresses) { syncPeerAddresses() }
             if !rd.readStates.isEmpty {
                 for rs in rd.readStates {
                     guard let ws = readsByContext.removeValue(forKey: rs.context) else { continue }
@@ -396,13 +411,23 @@ public final class RaftServer: @unchecked Sendable {
         }
     }
 
-    private func maybeCompact() throws {
+    /// Compacts every `compactEvery` applied entries, and when the core asks for a snapshot that
+    /// lists a member added since the last one (`RaftNode.snapshotRequest`); true if it did.
+    private func maybeCompact() throws -> Bool {
         let snapIndex = core.snapshot.metadata.index
-        guard options.compactEvery > 0, store.appliedIndex >= snapIndex + options.compactEvery else { return }
+        let applied = store.appliedIndex
+        let periodic = options.compactEvery > 0 && applied >= snapIndex + options.compactEvery
+        let requested = core.snapshotRequest.map { applied >= $0 } ?? false
+        guard periodic || requested else { return false }
         let (index, data) = store.snapshot()
         let s = try core.compact(to: index, data: data)
         try storage.compact(s)
-        logger.debug("raft: compacted the log through \(index)")
+        if requested {
+            logger.info("raft: compacted the log through \(index) for a member the previous snapshot did not list")
+        } else {
+            logger.debug("raft: compacted the log through \(index)")
+        }
+        return true
     }
 
     private func expire(now: ContinuousClock.Instant) {

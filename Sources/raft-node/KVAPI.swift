@@ -9,7 +9,7 @@ import ReplicatedStore
 
 /// The client API, in the shape of etcd v3's JSON gateway so one load generator drives both:
 /// `POST /v3/kv/put` `{"key": b64, "value": b64}`, `POST /v3/kv/range` `{"key": b64}` (always
-/// linearizable), and `GET /debug/raft`.
+/// linearizable), the cluster member API (see MemberAPI.swift), and `GET /debug/raft`.
 ///
 /// Failures say whether the write certainly did not happen (`"outcome": "failed"`, HTTP 503) or
 /// may have (`"outcome": "unknown"`, HTTP 504), which is what a linearizability checker needs.
@@ -29,6 +29,14 @@ struct KVAPI: Sendable {
                 return try await put(try decode(PutRequest.self, request.body))
             case (.POST, "/v3/kv/range"):
                 return try await range(try decode(RangeRequest.self, request.body))
+            case (.POST, "/v3/cluster/member/add"):
+                return try await memberAdd(try decode(MemberAddRequest.self, request.body))
+            case (.POST, "/v3/cluster/member/remove"):
+                return try await memberRemove(try decode(MemberIDRequest.self, request.body))
+            case (.POST, "/v3/cluster/member/promote"):
+                return try await memberPromote(try decode(MemberIDRequest.self, request.body))
+            case (.POST, "/v3/cluster/member/list"):
+                return try await memberResponse()
             case (.GET, "/debug/raft"):
                 return json(.ok, try JSONEncoder.sorted.encode(await server.statusReport()))
             case (.GET, "/health"):
@@ -39,6 +47,8 @@ struct KVAPI: Sendable {
         } catch let e as RaftServer.Failure {
             return failure(e.isDefinite ? .serviceUnavailable : .gatewayTimeout, code: 14, e.description,
                          outcome: e.isDefinite ? "failed" : "unknown")
+        } catch let e as MembershipError {
+            return membershipFailure(e)
         } catch let e as BadRequest {
             return failure(.badRequest, code: 3, e.message, outcome: "failed")
         } catch {
@@ -48,7 +58,7 @@ struct KVAPI: Sendable {
 
     struct BadRequest: Error { var message: String }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
         } catch {
@@ -86,17 +96,17 @@ struct KVAPI: Sendable {
         return json(.ok, Data("{\"header\":\(header(revision: revision)),\"kvs\":[\(kv)],\"count\":\"1\"}".utf8))
     }
 
-    private func header(revision: Index) -> String {
+    func header(revision: Index) -> String {
         "{\"cluster_id\":\"1\",\"member_id\":\"\(server.id)\",\"revision\":\"\(revision)\"}"
     }
 
-    private func json(_ status: HTTPResponseStatus, _ body: Data) -> HTTPResponse {
+    func json(_ status: HTTPResponseStatus, _ body: Data) -> HTTPResponse {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         return HTTPResponse(status: status, headers: headers, body: ByteBuffer(bytes: body))
     }
 
-    private func failure(_ status: HTTPResponseStatus, code: Int, _ message: String, outcome: String) -> HTTPResponse {
+    func failure(_ status: HTTPResponseStatus, code: Int, _ message: String, outcome: String) -> HTTPResponse {
         let m = message.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
         return json(status, Data("{\"error\":\"\(m)\",\"code\":\(code),\"message\":\"\(m)\",\"outcome\":\"\(outcome)\"}".utf8))
     }

@@ -7,17 +7,24 @@ import RaftRuntime
 import RaftTransport
 
 /// One Raft member with the replicated store, serving an etcd-shaped HTTP API for clients and
-/// benchmarks. A fresh data directory bootstraps a group whose voters are `--peers`.
+/// benchmarks. A fresh data directory bootstraps a group whose voters are `--peers`, or, with
+/// `--initial-cluster-state existing`, waits to be sent the log of a group it was added to
+/// (`POST /v3/cluster/member/add` on a member of that group).
 @main
 struct RaftNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft-node",
-        abstract: "Run one member of a swarmnet Raft group with an etcd-style HTTP API (/v3/kv/put, /v3/kv/range, /debug/raft).")
+        abstract: "Run one member of a swarmnet Raft group with an etcd-style HTTP API (/v3/kv/put, /v3/kv/range, /v3/cluster/member/*, /debug/raft).")
+
+    enum ClusterState: String, ExpressibleByArgument, CaseIterable {
+        case new
+        case existing
+    }
 
     @Option(help: "This member's id (a positive integer listed in --peers).")
     var id: UInt64
 
-    @Option(help: "Every member's Raft address, this one included: id=host:port,...",
+    @Option(help: "Every member's Raft address, this one included: id=host:port,... (to join a group: its current members and this one).",
             transform: { try PeerAddress.parsePeers($0) })
     var peers: [UInt64: PeerAddress]
 
@@ -32,6 +39,12 @@ struct RaftNodeCommand: AsyncParsableCommand {
 
     @Option(help: "Address the Raft listener binds (default: the host given for this member in --peers).")
     var listenHost: String?
+
+    @Option(help: "new: a fresh data directory bootstraps a group whose voters are --peers. existing: it starts empty and waits for the leader of the group this member was added to.")
+    var initialClusterState: ClusterState = .new
+
+    @Option(help: "Applied entries between snapshots (the log is compacted into a snapshot every n entries).")
+    var snapshotCount: UInt64 = 10_000
 
     @Option(help: "Milliseconds per Raft tick.")
     var tickMs = 50
@@ -49,6 +62,7 @@ struct RaftNodeCommand: AsyncParsableCommand {
         guard id != 0, peers[id] != nil else { throw ValidationError("--id \(id) is not one of --peers \(peers.keys.sorted())") }
         guard (1...65535).contains(clientPort) else { throw ValidationError("--client-port must be 1...65535") }
         guard tickMs > 0, electionTicks > 1 else { throw ValidationError("--tick-ms must be > 0 and --election-ticks > 1") }
+        guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be > 0") }
     }
 
     func run() async throws {
@@ -63,6 +77,8 @@ struct RaftNodeCommand: AsyncParsableCommand {
         options.tick = .milliseconds(tickMs)
         options.electionTick = electionTicks
         options.leaderAppendsBeforeFsync = !strictPersistOrder
+        options.compactEvery = snapshotCount
+        options.joinExisting = initialClusterState == .existing
         let server = try RaftServer(id: id, peers: peers, dataDirectory: dataDir, options: options, logger: logger)
         let me = peers[id]!
         try await server.start(listenHost: listenHost ?? me.host, listenPort: me.port)

@@ -13,8 +13,9 @@ func requireRoot() throws { try TestKit.requireRoot("the live Raft test") }
 /// Nanoseconds on the monotonic clock, shared by every client thread.
 func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-/// Test hosts `srt<pid>x1…xN` (one raft-node each) and a client host `srt<pid>x9`, each with a
-/// veth into a bridge in a namespace of its own (`srt<pid>x0`), addresses 198.51.100.N/24.
+/// Test hosts `srt<pid><tag>1…N` (one raft-node each) and a client host `srt<pid><tag>9`, each
+/// with a veth into a bridge in a namespace of its own (`srt<pid><tag>0`), addresses
+/// 198.51.100.N/24; each test passes its own tag, so no two tests share a name.
 /// Partitions are nftables drop rules in a table the test owns (`srtpart`) inside the hosts'
 /// namespaces; `destroy()` removes the tables and namespaces, and the test machine's own namespace
 /// is never touched.
@@ -24,9 +25,9 @@ final class RaftTestbed: @unchecked Sendable {
     let clientHost = 9
     static let table = "srtpart"
 
-    init(nodes count: Int) throws {
+    init(nodes count: Int, tag: String = "x") throws {
         self.count = count
-        bridge = try NamespaceBridge(prefix: "srt\(getpid())x", hosts: Array(1...count) + [clientHost], subnet: "198.51.100")
+        bridge = try NamespaceBridge(prefix: "srt\(getpid())\(tag)", hosts: Array(1...count) + [clientHost], subnet: "198.51.100")
     }
 
     var prefix: String { bridge.prefix }

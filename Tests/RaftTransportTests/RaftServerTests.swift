@@ -112,6 +112,45 @@ struct RaftServerTests {
         await g.shutdown()
     }
 
+    /// The membership API's refusals, on a group of one (so nothing else can move): each leaves the
+    /// configuration as it was; an added learner and its address reach the transport, and go again
+    /// when it is removed.
+    @Test func membershipChangesAndRefusals() async throws {
+        var g = Group(size: 1)
+        do {
+            try await g.start(1)
+            _ = try await g.waitForLeader()
+            let s = g.servers[1]!
+            func refusal(_ body: () async throws -> Void) async -> MembershipError? {
+                do { try await body() } catch let e as MembershipError { return e } catch { return nil }
+                return nil
+            }
+            #expect(await refusal { try await s.removeMember(1) } == .lastVoter(1))
+            #expect(await refusal { try await s.promoteMember(1) } == .notLearner(1))
+            #expect(await refusal { try await s.removeMember(9) } == .unknownMember(9))
+            #expect(await s.members() == [RaftMember(id: 1, address: g.peers[1], isLearner: false)])
+
+            let address = PeerAddress(host: "127.0.0.1", port: 9)
+            let added = try await s.addMember(id: nil, address: address, asLearner: true)
+            #expect(added == RaftMember(id: 2, address: address, isLearner: true))
+            #expect(await s.members().map(\.id) == [1, 2] && s.transport.peers[2] == address)
+            #expect(await refusal { _ = try await s.addMember(id: 2, address: address, asLearner: false) } == .alreadyMember(2))
+            // Nothing runs at member 2's address, so it holds none of the log.
+            if case .learnerNotReady(2, match: 0, leaderMatch: _)? = await refusal({ try await s.promoteMember(2) }) {} else {
+                Issue.record("promoting a learner that holds nothing was not refused as not ready")
+            }
+            #expect(await s.members().first { $0.id == 2 }?.isLearner == true)
+
+            try await s.removeMember(2)
+            #expect(await s.members().map(\.id) == [1])
+            #expect(s.transport.peers[2] == nil)
+        } catch {
+            await g.shutdown()
+            throw error
+        }
+        await g.shutdown()
+    }
+
     @Test func aProposalWithoutALeaderFailsDefinitely() async throws {
         var g = Group(size: 3)
         do {
