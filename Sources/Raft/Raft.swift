@@ -1,5 +1,6 @@
 /// One Raft member as a pure state machine: feed it messages (`step`), time (`tick`) and
-/// proposals; collect what to persist, send and apply with `ready()`; confirm with `advance(_:)`.
+/// proposals; collect what to persist, send and apply with `ready()`; confirm with `advance(_:)`;
+/// compact with `compact(to:data:)`, periodically and whenever `snapshotRequest` asks.
 ///
 /// It does no I/O and reads no clock; with the same inputs and seed it makes the same outputs.
 public struct RaftNode: Sendable {
