@@ -151,6 +151,34 @@ struct RaftServerTests {
         await g.shutdown()
     }
 
+    /// A change that cannot commit (the voter it needs never runs) stays pending, and every later
+    /// change is refused until it is applied, whether this member still leads or not.
+    @Test func aChangeWhileAnotherIsPendingIsRefused() async throws {
+        var g = Group(size: 1)
+        do {
+            try await g.start(1)
+            _ = try await g.waitForLeader()
+            let s = g.servers[1]!
+            // Voter 2 never starts: from here on nothing commits.
+            _ = try await s.addMember(id: 2, address: PeerAddress(host: "127.0.0.1", port: 9), asLearner: false)
+            try await s.proposeConfChange(.addLearner(3))
+            for change in [{ _ = try await s.addMember(id: 4, address: PeerAddress(host: "127.0.0.1", port: 9), asLearner: true) },
+                           { try await s.removeMember(2) }] as [@Sendable () async throws -> Void] {
+                do {
+                    try await change()
+                    Issue.record("a change was accepted while another was pending")
+                } catch let e as MembershipError {
+                    #expect(e == .changePending)
+                }
+            }
+            #expect(await s.members().map(\.id) == [1, 2])
+        } catch {
+            await g.shutdown()
+            throw error
+        }
+        await g.shutdown()
+    }
+
     @Test func aProposalWithoutALeaderFailsDefinitely() async throws {
         var g = Group(size: 3)
         do {
