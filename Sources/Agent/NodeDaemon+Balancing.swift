@@ -34,9 +34,7 @@ extension NodeDaemon {
             case .available(let version, _):
                 return .ipvs(version: version)
             case .unavailable(let reason):
-                if choice == .ipvs {
-                    throw APIError(.internalServerError, "--lb-backend ipvs: IPVS cannot be used here: \(reason)")
-                }
+                if choice == .ipvs { throw BalancerChoiceError(reason: reason) }
                 return .nftables(reason: "IPVS unavailable: \(reason)")
             }
         }
@@ -93,24 +91,40 @@ extension NodeDaemon {
         }
         let work = balancerWork(plan: plan, mesh: meshGateway != nil)
         let registry = balancers
+        let kind = balancerKind
         let outcome = try? await worker.run { [work] () -> [String] in
             var errors: [String] = []
             let wanted = Set(work.map(\.id))
             for stale in registry.ids() where !wanted.contains(stale) {
                 // A workload that left, or a mesh no longer needed: its
                 // table goes (when its namespace still exists).
-                if let balancer = registry.remove(stale), balancer.namespace?.exists ?? true {
-                    do { try balancer.removeAll() } catch { errors.append("removing balancer \(stale): \(error)") }
+                // It stays registered until its removal succeeds, so a
+                // failure is retried on the next pass.
+                guard let balancer = registry.any(stale) else { continue }
+                if balancer.namespace?.exists ?? true {
+                    do { try balancer.removeAll() } catch {
+                        errors.append("removing balancer \(stale): \(error)")
+                        continue
+                    }
                 }
+                _ = registry.remove(stale)
             }
             for item in work {
                 do {
                     let namespace = NetworkNamespace.path(item.namespacePath)
                     guard namespace.exists else { continue }
                     let balancer = try registry.balancer(item.id, settings: item.settings) {
-                        try item.settings.open(in: namespace)
+                        // A daemon restarted with another --lb-backend: the
+                        // old back end's programming of this role goes first.
+                        try kind.retireOtherBackend(of: item.role, in: namespace)
+                        return try item.settings.open(in: namespace)
                     }
-                    try balancer.reconcile(to: item.services)
+                    let changes = try balancer.reconcile(to: item.services)
+                    if let failure = changes.connectionCleanupError {
+                        // The table is right; established connections to a
+                        // removed backend live on until the retry succeeds.
+                        errors.append("\(item.id): deleting conntrack entries of removed backends: \(failure)")
+                    }
                 } catch {
                     errors.append("\(item.id): \(error)")
                     _ = registry.remove(item.id) // reopened next pass
@@ -167,16 +181,42 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
                 tableName: NodeDaemon.hostPortTable, hooks: .routingMesh, masquerade: .never,
                 publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) })))
         case (.ipvs, .workload):
-            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.workloadTable + "-ipvs", hooks: .output,
+            .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .output,
                                             masqueradePublishedPorts: false, markBase: 0x5357_0000, ownsAddressServices: true))
         case (.ipvs, .mesh):
-            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.meshTable + "-ipvs", hooks: .routingMesh,
+            .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .routingMesh,
                                             masqueradePublishedPorts: true, markBase: 0x5358_0000, ownsAddressServices: false))
         case (.ipvs, .hostPorts):
-            .ipvs(IPVSBalancerConfiguration(markTable: NodeDaemon.hostPortTable + "-ipvs", hooks: .routingMesh,
+            .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .routingMesh,
                                             masqueradePublishedPorts: false, markBase: 0x5359_0000, ownsAddressServices: false))
         }
     }
+
+    /// Removes what the other back end programmed for `role` in `namespace`
+    /// (a daemon restarted with another `--lb-backend`), so that no rule of
+    /// the old one catches packets before the new one: its nftables table,
+    /// or, where the kernel has IPVS, the IPVS services of the role's mark
+    /// range (and a workload's VIP:port services) with their mark table.
+    /// Run by the reconciler when it opens a balancer; an absent table or
+    /// service is not an error, any other failure is (and is retried).
+    func retireOtherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+        switch self {
+        case .ipvs:
+            try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: role.nftablesTable))
+                .deleteTable()
+        case .nftables:
+            guard IPVS.availability(in: namespace).isAvailable,
+                  case .ipvs(let configuration) = BalancerKind.ipvs(version: "").settings(for: role, localBackends: [])
+            else { return }
+            try IPVSBalancer(namespace: namespace, configuration: configuration).removeAll()
+        }
+    }
+}
+
+/// `--lb-backend ipvs` where IPVS cannot be used.
+struct BalancerChoiceError: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { "--lb-backend ipvs: IPVS cannot be used here: \(reason)" }
 }
 
 /// What a balancer is for: a workload's VIPs, the routing mesh, host-mode ports.
@@ -184,6 +224,18 @@ enum BalancerRole: String, Sendable {
     case workload
     case mesh
     case hostPorts
+
+    /// The nftables back end's table of this role.
+    var nftablesTable: String {
+        switch self {
+        case .workload: NodeDaemon.workloadTable
+        case .mesh: NodeDaemon.meshTable
+        case .hostPorts: NodeDaemon.hostPortTable
+        }
+    }
+
+    /// The IPVS back end's mark table of this role.
+    var ipvsMarkTable: String { nftablesTable + "-ipvs" }
 }
 
 /// One balancer's back end and layout.
@@ -199,22 +251,21 @@ enum BalancerSettings: Sendable, Hashable {
         }
     }
 
-    /// Opens the balancer in `namespace`. The other back end's table of the
-    /// same role goes first: a daemon restarted with another `--lb-backend`
-    /// leaves no rules of the old one to catch packets before the new one.
-    func open(in namespace: NetworkNamespace) throws -> any DaemonBalancer {
+    /// The nftables table it programs (the IPVS back end's mark table).
+    var tableName: String {
         switch self {
-        case .nftables(let configuration):
-            try? Self.deleteTable(configuration.tableName + "-ipvs", in: namespace)
-            return try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
-        case .ipvs(let configuration):
-            try? Self.deleteTable(String(configuration.markTable.dropLast("-ipvs".count)), in: namespace)
-            return try IPVSBalancer(namespace: namespace, configuration: configuration)
+        case .nftables(let configuration): configuration.tableName
+        case .ipvs(let configuration): configuration.markTable
         }
     }
 
-    private static func deleteTable(_ name: String, in namespace: NetworkNamespace) throws {
-        try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: name)).deleteTable()
+    /// Opens the balancer in `namespace`; opening writes nothing (readers
+    /// such as `swarmnet debug lb` open balancers too).
+    func open(in namespace: NetworkNamespace) throws -> any DaemonBalancer {
+        switch self {
+        case .nftables(let configuration): try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
+        case .ipvs(let configuration): try IPVSBalancer(namespace: namespace, configuration: configuration)
+        }
     }
 }
 
@@ -261,6 +312,9 @@ final class BalancerRegistry: @unchecked Sendable {
         lock.withLock { open[id].flatMap { $0.settings == settings ? $0.balancer : nil } }
     }
 
+    /// The open balancer of `id`, whatever its settings.
+    func any(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open[id]?.balancer } }
+
     func remove(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open.removeValue(forKey: id)?.balancer } }
     func ids() -> [String] { lock.withLock { Array(open.keys) } }
     var isEmpty: Bool { lock.withLock { open.isEmpty } }
@@ -282,12 +336,8 @@ extension NodeDaemon {
                 guard let filter, let publishedPorts, case .address(let address, _, let port) = key else { return true }
                 return filter.contains(address) || (address == .v4(IPv4Address(0)) && publishedPorts.contains(port))
             }
-            let table = switch work.settings {
-            case .nftables(let configuration): configuration.tableName
-            case .ipvs(let configuration): configuration.markTable
-            }
             return BalancerTableReport(
-                node: configuration.nodeName, backend: work.settings.label, table: table,
+                node: configuration.nodeName, backend: work.settings.label, table: work.settings.tableName,
                 namespace: work.namespacePath == Self.ownNamespacePath ? "(daemon)" : work.namespacePath, error: error,
                 entries: Self.compare(desired: work.services.filter { keep($0.key) }, kernel: kernel?.filter { keep($0.key) } ?? []))
         }

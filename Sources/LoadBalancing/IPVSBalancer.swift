@@ -65,12 +65,8 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         ipvs = try IPVS(namespace: namespace)
         nft = try NFTablesContext(namespace: namespace)
         markTable = IPVSMarkTable(name: configuration.markTable, hooks: configuration.hooks,
-                                  masquerades: configuration.masqueradePublishedPorts)
+                                  masqueradesPublishedPorts: configuration.masqueradePublishedPorts)
     }
-
-    /// Swarm's sysctls, written before the first programming (not by a
-    /// balancer opened only to read, for `swarmnet debug lb`).
-    private var sysctlsWritten = false
 
     // MARK: - LoadBalancerBackend
 
@@ -78,76 +74,41 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
     /// a firewall-mark service of its range that no mark points to is
     /// shown by its mark (a leftover the next reconcile deletes).
     public func services() throws -> [VirtualService] {
-        try lock.withLock {
-            let marks = try readMarks().contents.marks
-            let byMark = Dictionary(marks.map { ($0.value, $0.key.serviceKey) }, uniquingKeysWith: { a, _ in a })
-            return try ownedServices().map { service in
-                var named = service
-                if case .firewallMark(let mark, _) = service.key, let key = byMark[mark] { named.key = key }
-                return named
-            }.sorted { $0.key < $1.key }
-        }
+        try lock.withLock { try ownedServicesByKey(marks: readMarks().contents.marks) }
     }
 
     @discardableResult
     public func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges {
         try ReconcilePlan.validate(desired)
-        return try lock.withLock {
-            if !sysctlsWritten {
-                // conntrack=1 where published ports are masqueraded: nftables
-                // NAT sees only connections IPVS leaves tracked.
-                try ipvs.setSysctls(configuration.masqueradePublishedPorts ? .swarmIngress : .swarm)
-                sysctlsWritten = true
-            }
-            let read = try readMarks()
-            var contents = IPVSMarkTable.Contents()
-            var translated: [VirtualService] = []
-            for service in desired {
-                guard let target = try Self.markTarget(of: service.key) else {
-                    guard configuration.ownsAddressServices else {
-                        throw LoadBalancerError.invalidArgument(
-                            "service \(service.key): this balancer owns no VIP:port services in \(namespace?.description ?? "this namespace")")
-                    }
-                    translated.append(service)
-                    continue
-                }
-                let mark = try read.contents.marks[target].flatMap { isMine($0) ? $0 : nil }
-                    ?? allocateMark(avoiding: Set(contents.marks.values).union(read.contents.marks.values), for: target)
-                contents.marks[target] = mark
-                if case .publishedPort = target, configuration.masqueradePublishedPorts { contents.masquerade.insert(mark) }
-                var marked = service
-                marked.key = .firewallMark(mark, family: .ipv4)
-                translated.append(marked)
-            }
-            let operations = try ReconcilePlan.operations(from: ownedServices(), to: translated)
-            let deletions = operations.filter { if case .deleteService = $0 { true } else { false } }
-            try ipvs.apply(operations.filter { if case .deleteService = $0 { false } else { true } })
-            // An absent table needs writing only once there is a mark to hold.
-            let needed = read.exists || !contents.marks.isEmpty
-            if needed && (!read.intact || read.contents != contents) {
-                try nft.run(markTable.commands(for: contents))
-            }
-            try ipvs.apply(deletions)
-            return ReconcileChanges(operations: operations)
-        }
+        return try lock.withLock { try reconcileLocked(to: desired) }
     }
 
     /// The per-change path: this balancer's services are few per namespace
-    /// (one per VIP port or published port), so one service is changed
-    /// through the full reconcile, with every other service as the kernel holds it.
+    /// (one per VIP port or published port), so one service is changed by
+    /// a full reconcile in which every other service stays as the kernel
+    /// holds it. Refused while the kernel holds a marked service that no
+    /// mark points to (a lost or edited mark table): what that service was
+    /// for is unknown, so only a full `reconcile(to:)` can repair it.
     @discardableResult
     public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
-        if let desired, desired.key != key {
-            throw LoadBalancerError.invalidArgument("service \(desired.key) given for key \(key)")
+        if let desired {
+            guard desired.key == key else { throw LoadBalancerError.invalidArgument("service \(desired.key) given for key \(key)") }
+            try ReconcilePlan.validate([desired])
         }
-        var all = try services().filter { $0.key != key }
-        if let desired { all.append(desired) }
-        // A leftover shown by its mark is not asked for again.
-        return try reconcile(to: all.filter { if case .firewallMark = $0.key { false } else { true } })
+        return try lock.withLock {
+            let current = try ownedServicesByKey(marks: readMarks().contents.marks)
+            if let leftover = current.first(where: { if case .firewallMark = $0.key { true } else { false } }) {
+                throw LoadBalancerError.invalidArgument(
+                    "\(leftover.key) has no mark in table ip \(configuration.markTable): a full reconcile must repair it first")
+            }
+            var all = current.filter { $0.key != key }
+            if let desired { all.append(desired) }
+            return try reconcileLocked(to: all)
+        }
     }
 
-    /// Removes everything this balancer owns: its IPVS services and its
-    /// mark table (marks first, so no packet is marked for a missing service).
+    /// Removes everything this balancer owns: its mark table first (so no
+    /// packet is marked for a missing service), then its IPVS services.
     public func removeAll() throws {
         try lock.withLock {
             do { try nft.run("delete table ip \(configuration.markTable)") } catch let error as NFTablesError where error.isNotFound {}
@@ -155,12 +116,46 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         }
     }
 
-    /// nft's JSON listing of the mark table, for `swarmnet debug lb`; nil when absent.
-    public func markTableJSON() throws -> String? {
-        try lock.withLock {
-            do { return try nft.run("list table ip \(configuration.markTable)", json: true) } catch let error as NFTablesError
-                where error.isNotFound { return nil }
+    private func reconcileLocked(to desired: [VirtualService]) throws -> ReconcileChanges {
+        // Written on every pass, not once: a reset conntrack=0 would
+        // silently stop the mesh's masquerade.
+        try ipvs.setSysctls(configuration.masqueradePublishedPorts ? .swarmIngress : .swarm)
+        let read = try readMarks()
+        let owned = try ownedServices()
+        // A mark still carried by one of our services, or already given out
+        // in this pass, is not handed to a new target: a leftover service
+        // is deleted cleanly instead of being edited into someone else's.
+        var taken = Set(read.contents.marks.values)
+        for service in owned { if case .firewallMark(let mark, _) = service.key { taken.insert(mark) } }
+        var contents = IPVSMarkTable.Contents()
+        var translated: [VirtualService] = []
+        for service in desired {
+            guard let target = try Self.markTarget(of: service.key) else {
+                guard configuration.ownsAddressServices else {
+                    throw LoadBalancerError.invalidArgument(
+                        "service \(service.key): this balancer owns no VIP:port services in \(namespace?.description ?? "this namespace")")
+                }
+                translated.append(service)
+                continue
+            }
+            let assigned = Set(contents.marks.values)
+            let kept = read.contents.marks[target].flatMap { isMine($0) && !assigned.contains($0) ? $0 : nil }
+            let mark = try kept ?? allocateMark(avoiding: taken.union(assigned), for: target)
+            contents.marks[target] = mark
+            if case .publishedPort = target, configuration.masqueradePublishedPorts { contents.masquerade.insert(mark) }
+            var marked = service
+            marked.key = .firewallMark(mark, family: .ipv4)
+            translated.append(marked)
         }
+        let operations = try ReconcilePlan.operations(from: owned, to: translated)
+        let deletions = operations.filter { if case .deleteService = $0 { true } else { false } }
+        try ipvs.apply(operations.filter { if case .deleteService = $0 { false } else { true } })
+        // An absent table needs writing only once there is a mark to hold.
+        if (read.exists || !contents.marks.isEmpty) && (!read.intact || read.contents != contents) {
+            try nft.run(markTable.commands(for: contents))
+        }
+        try ipvs.apply(deletions)
+        return ReconcileChanges(operations: operations)
     }
 
     // MARK: - Internals
@@ -200,9 +195,21 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         }
     }
 
+    /// The owned services with marked ones under the keys their marks
+    /// stand for (a mark with no entry keeps its `.firewallMark` key).
+    private func ownedServicesByKey(marks: [IPVSMarkTable.Target: UInt32]) throws -> [VirtualService] {
+        let byMark = Dictionary(marks.map { ($0.value, $0.key.serviceKey) }, uniquingKeysWith: { first, _ in first })
+        return try ownedServices().map { service in
+            var named = service
+            if case .firewallMark(let mark, _) = service.key, let key = byMark[mark] { named.key = key }
+            return named
+        }.sorted { $0.key < $1.key }
+    }
+
     /// The mark table as the kernel holds it; `intact` is false when its
-    /// chains are not the ones `IPVSMarkTable` makes (flushed, deleted or
-    /// edited by someone), so the next reconcile rewrites it.
+    /// chains, hooks or rule counts are not the ones `IPVSMarkTable` makes
+    /// (flushed, deleted, a rule added or removed), so the next reconcile
+    /// rewrites it. A rule edited in place is not noticed.
     private func readMarks() throws -> (contents: IPVSMarkTable.Contents, exists: Bool, intact: Bool) {
         let text: String
         do { text = try nft.run("list table ip \(configuration.markTable)", json: true) } catch let error as NFTablesError

@@ -68,7 +68,7 @@ struct IPVSMarkTable {
 
     let name: String
     let hooks: NFTablesConfiguration.Hooks
-    let masquerades: Bool
+    let masqueradesPublishedPorts: Bool
 
     static let vipMarks = "vip-marks"
     static let portMarks = "port-marks"
@@ -95,17 +95,21 @@ struct IPVSMarkTable {
             "  map \(Self.vipMarks) { type ipv4_addr . inet_proto : mark;\(elements(vipElements)) }",
             "  map \(Self.portMarks) { type inet_proto . inet_service : mark;\(elements(portElements)) }",
         ]
+        // New connections only: later packets find their IPVS connection by
+        // address and port, and a reply to one of this host's own outgoing
+        // connections (whose source port may be a published one, since
+        // nothing listens there) must not be marked and scheduled. Not
+        // loopback: IPVS refuses to forward from 127/8 to another host.
         let rules = [
-            "meta mark set ip daddr . meta l4proto map @\(Self.vipMarks);",
-            // Not loopback: IPVS refuses to forward from 127/8 to another host.
-            "fib daddr type local ip daddr != 127.0.0.0/8 meta mark set meta l4proto . th dport map @\(Self.portMarks);",
+            "ct state new meta mark set ip daddr . meta l4proto map @\(Self.vipMarks);",
+            "ct state new fib daddr type local ip daddr != 127.0.0.0/8 meta mark set meta l4proto . th dport map @\(Self.portMarks);",
         ]
         for hook in hookNames {
             lines.append("  chain \(hook) { type filter hook \(hook) priority mangle; policy accept;")
             lines += rules.map { "    " + $0 }
             lines.append("  }")
         }
-        if masquerades {
+        if masqueradesPublishedPorts {
             lines.append("  set \(Self.masqueradeMarks) { type mark;\(elements(contents.masquerade.sorted().map(hex))) }")
             lines.append("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;")
             lines.append("    meta mark @\(Self.masqueradeMarks) masquerade;")
@@ -163,7 +167,7 @@ struct IPVSMarkTable {
     func isIntact(chains: [String: Int], hooks: [String: String]) -> Bool {
         var want: [String: Int] = [:]
         for hook in hookNames { want[hook] = 2 }
-        if masquerades { want["postrouting"] = 1 }
+        if masqueradesPublishedPorts { want["postrouting"] = 1 }
         return chains == want && hooks == Dictionary(uniqueKeysWithValues: want.keys.map { ($0, $0) })
     }
 }

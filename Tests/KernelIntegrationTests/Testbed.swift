@@ -51,7 +51,10 @@ final class Testbed: @unchecked Sendable {
         process.standardError = log
         try process.run()
         daemons[host] = process
-        let deadline = Date().addingTimeInterval(20)
+        // Inside the IPVS VM (software-emulated CPU, SWARMNET_IPVS_REQUIRED=1)
+        // a daemon takes many times longer to come up than here.
+        let inVM = ProcessInfo.processInfo.environment["SWARMNET_IPVS_REQUIRED"] == "1"
+        let deadline = Date().addingTimeInterval(inVM ? 120 : 20)
         while Date() < deadline {
             if (try? docker(host, ["version", "--format", "{{.Server.Version}}"])) != nil { return }
             guard process.isRunning else { break }
