@@ -69,20 +69,42 @@ extension RaftServer {
     /// the change. With no `id`, the member gets one above every id this member knows of (in the
     /// configuration, the address records or the start-up peers).
     public func addMember(id: NodeID?, address: PeerAddress, asLearner: Bool) async throws -> RaftMember {
-        let view = await membershipView()
-        let newID = id ?? (view.knownIDs.max() ?? 0) + 1
-        precondition(newID != noNode, "member id 0 means no member")
-        guard !view.conf.contains(newID) else { throw MembershipError.alreadyMember(newID) }
-        guard !view.changePending else { throw MembershipError.changePending }
-        let hadAddress = store.get(Self.memberAddressCollection, String(newID)) != nil
-        try await setMemberAddress(newID, address)
+        // Checked on this member's view first (a refusal needs no quorum), then again after a
+        // ReadIndex barrier, so that they see every change committed before this call.
+        func check(_ view: MembershipView) throws -> NodeID {
+            let newID = id ?? (view.knownIDs.max() ?? 0) + 1
+            precondition(newID != noNode, "member id 0 means no member")
+            guard !view.conf.contains(newID) else { throw MembershipError.alreadyMember(newID) }
+            guard !view.changePending else { throw MembershipError.changePending }
+            return newID
+        }
+        _ = try check(await membershipView())
+        try await linearizableBarrier()
+        let newID = try check(await membershipView())
+        let key = String(newID)
+        let previous = store.get(Self.memberAddressCollection, key)
+        // The address is written only over the record as read (or where there was none): a
+        // concurrent add of the same id fails here instead of repointing a live member.
+        let value = Array(address.description.utf8)
+        let written = try await propose(previous.map {
+            .update(collection: Self.memberAddressCollection, key: key, value: value, expectedVersion: $0.version)
+        } ?? .create(collection: Self.memberAddressCollection, key: key, value: value))
+        guard case let .success(changes) = written.result else {
+            if case .failure(.alreadyExists) = written.result { throw MembershipError.changePending }
+            if case .failure(.versionMismatch) = written.result { throw MembershipError.changePending }
+            if case let .failure(e) = written.result { throw e }
+            throw MembershipError.notAccepted
+        }
+        let version = changes.first { $0.object.collection == Self.memberAddressCollection && $0.object.key == key }?.object.version
         do {
             try await changeConfiguration(asLearner ? .addLearner(newID) : .addVoter(newID)) {
                 $0.contains(newID) && $0.learners.contains(newID) == asLearner
             }
         } catch MembershipError.notAccepted {
-            // Leave no trace of a member that was never added.
-            if !hadAddress { try? await deleteMemberAddress(newID) }
+            // Leave no trace of a member that was never added, unless someone wrote the record since.
+            if previous == nil, let version {
+                _ = try? await propose(.delete(collection: Self.memberAddressCollection, key: key, expectedVersion: version))
+            }
             throw MembershipError.notAccepted
         }
         return RaftMember(id: newID, address: address, isLearner: asLearner)
@@ -150,11 +172,6 @@ extension RaftServer {
             try await Task.sleep(for: options.tick)
         }
         throw Failure.timeout
-    }
-
-    private func setMemberAddress(_ id: NodeID, _ address: PeerAddress) async throws {
-        let r = try await put(collection: Self.memberAddressCollection, key: String(id), value: Array(address.description.utf8))
-        if case let .failure(e) = r.result { throw e }
     }
 
     private func deleteMemberAddress(_ id: NodeID) async throws {
