@@ -149,13 +149,14 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         }
         let operations = try ReconcilePlan.operations(from: owned, to: translated)
         let deletions = operations.filter { if case .deleteService = $0 { true } else { false } }
-        try ipvs.apply(operations.filter { if case .deleteService = $0 { false } else { true } })
+        let others = operations.filter { if case .deleteService = $0 { false } else { true } }
+        try ipvs.apply(others)
         // An absent table needs writing only once there is a mark to hold.
         if (read.exists || !contents.marks.isEmpty) && (!read.intact || read.contents != contents) {
             try nft.run(markTable.commands(for: contents))
         }
         try ipvs.apply(deletions)
-        return ReconcileChanges(operations: operations)
+        return ReconcileChanges(operations: others + deletions) // in the order applied
     }
 
     // MARK: - Internals

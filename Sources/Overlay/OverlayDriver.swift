@@ -54,7 +54,17 @@ public struct OverlayDriver: Sendable {
                 try NetworkNamespace.create(named: sandbox.name!)
                 created = true
             } catch NamespaceError.alreadyExists {
-                // Made concurrently, or a leftover file: adopt it below.
+                // The file is there but is no namespace: the empty file an
+                // interrupted create leaves (a daemon SIGKILLed between
+                // creating it and bind-mounting the namespace onto it).
+                // Adopting it would fail every pass (setns: EINVAL), so it is
+                // removed and made again. Kernel work runs on one thread, so
+                // no create of ours is half-way through here.
+                if !sandbox.exists {
+                    try sandbox.delete()
+                    try NetworkNamespace.create(named: sandbox.name!)
+                    created = true
+                }
             }
         }
         do {

@@ -26,6 +26,8 @@ public enum MembershipError: Swift.Error, Sendable, Hashable, CustomStringConver
     /// etcd's rule: a learner is promoted only once it holds at least 90% of the leader's log, so
     /// the new quorum does not wait on a member that is still catching up.
     case learnerNotReady(NodeID, match: Index, leaderMatch: Index)
+    /// Promotion is decided where the learner's progress is known: on the leader.
+    case notLeader(leader: NodeID?)
     /// One change at a time (see `ConfChange`); the earlier one is not applied yet.
     case changePending
     /// The leader refused the change, or none is known.
@@ -39,6 +41,9 @@ public enum MembershipError: Swift.Error, Sendable, Hashable, CustomStringConver
         case let .notLearner(id): "member \(id) is a voter; only a learner can be promoted"
         case let .learnerNotReady(id, match, leaderMatch):
             "learner \(id) is not in sync with the leader yet (it holds index \(match) of \(leaderMatch)); retry when it has caught up"
+        case let .notLeader(leader):
+            "only the leader knows whether a learner has caught up; send the promotion to the leader"
+                + (leader.map { " (member \($0))" } ?? " (none is known now)")
         case .changePending: "another membership change is in progress; retry once it is applied"
         case .notAccepted: "not accepted: no leader is known, or the leader has a membership change in progress"
         }
@@ -128,9 +133,13 @@ extension RaftServer {
         guard view.conf.contains(id) else { throw MembershipError.unknownMember(id) }
         guard view.conf.learners.contains(id) else { throw MembershipError.notLearner(id) }
         guard !view.changePending else { throw MembershipError.changePending }
-        // Only the leader knows how far the learner is; elsewhere the leader's word is not at hand.
-        if let match = view.progress[id]?.match, let leaderMatch = view.progress[self.id]?.match,
-           match * 10 < leaderMatch * 9 {
+        // Only the leader knows how far the learner is: a follower refuses rather than promote a
+        // learner that may be far behind (etcd forwards the request to the leader instead).
+        guard let match = view.progress[id]?.match, let leaderMatch = view.progress[self.id]?.match else {
+            let leader = await query { $0.status.leader }
+            throw MembershipError.notLeader(leader: leader == noNode ? nil : leader)
+        }
+        if match * 10 < leaderMatch * 9 {
             throw MembershipError.learnerNotReady(id, match: match, leaderMatch: leaderMatch)
         }
         try await changeConfiguration(.addVoter(id)) { $0.voters.contains(id) }

@@ -85,7 +85,7 @@ extension KVAPI {
         switch e {
         case .unknownMember: failure(.notFound, code: 5, e.description, outcome: "failed")
         case .alreadyMember: failure(.conflict, code: 6, e.description, outcome: "failed")
-        case .lastVoter, .notLearner, .learnerNotReady: failure(.badRequest, code: 9, e.description, outcome: "failed")
+        case .lastVoter, .notLearner, .learnerNotReady, .notLeader: failure(.badRequest, code: 9, e.description, outcome: "failed")
         case .changePending, .notAccepted: failure(.serviceUnavailable, code: 14, e.description, outcome: "failed")
         }
     }

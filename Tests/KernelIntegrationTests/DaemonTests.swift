@@ -131,6 +131,29 @@ import Namespaces
         }
     }
 
+    /// A daemon killed between creating a sandbox's /run/netns file and
+    /// bind-mounting the namespace onto it leaves an empty file: the
+    /// restarted daemon replaces it with a namespace instead of failing on
+    /// it every pass.
+    @Test func anEmptyNamespaceFileLeftByAnInterruptedCreateIsReplaced() throws {
+        try withTestbed(hosts: 1, reconcileInterval: 1) { testbed in
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.94.0.0/24", "web"])
+            let vni = try testbed.docker("h1", ["network", "inspect", "web", "--format",
+                                                "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let sandbox = testbed.lab.prefix + "h1-ov-" + vni
+            let workload = try testbed.workload("e1")
+            try testbed.docker("h1", ["network", "connect", "web", workload.name!])
+            testbed.kill9("h1")
+            try NetworkNamespace.named(sandbox).delete()
+            #expect(FileManager.default.createFile(atPath: "/run/netns/\(sandbox)", contents: nil))
+            #expect(!(try NetworkNamespace.named(sandbox)).exists)
+            try testbed.start("h1", reconcileInterval: 1)
+            #expect(eventually(10) { (try? TestHost.ipLinks(try NetworkNamespace.named(sandbox)))?["vxlan0"] != nil },
+                    "the sandbox is a namespace with its vxlan device again: \(testbed.log("h1").suffix(2000))")
+        }
+    }
+
     /// kill -9 while attaches are in flight: after a restart, state and
     /// kernel agree (each recorded endpoint has its veth and address, no
     /// veth or address belongs to nothing), whatever moment the kill hit.
@@ -163,7 +186,9 @@ import Namespaces
                 }
                 return true
             }
-            #expect(try eventually(10) { try consistent() }, "state and kernel agree after kill -9 mid-attach")
+            // While the restarted daemon repairs, reading a sandbox can fail
+            // (an interrupted create leaves an empty namespace file): not yet.
+            #expect(eventually(10) { (try? consistent()) ?? false }, "state and kernel agree after kill -9 mid-attach")
             // And the daemon still works: every workload can be attached now.
             for workload in workloads where try TestHost.ipLinks(workload)["eth0"] == nil {
                 try testbed.docker("h1", ["network", "connect", "web", workload.name!])

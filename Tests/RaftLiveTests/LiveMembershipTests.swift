@@ -165,6 +165,11 @@ struct LiveMembershipTests {
         #expect(caughtUp.0 == "learner")
         print("live membership: learner 4 caught up at \(caughtUp.1) from a snapshot at \(learnerSnapshot) (leader's before the add: \(leaderSnapshot))")
 
+        // A follower cannot tell whether 4 has caught up: it refuses and points at the leader.
+        let notLeader = [1, 2, 3].first { $0 != leader }!
+        let viaFollower = bed.call(notLeader, "POST", "/v3/cluster/member/promote", "{\"ID\":4}")
+        #expect(viaFollower?.status == 400 && (viaFollower?.json["error"] as? String)?.contains("send the promotion to the leader") == true,
+                "promote via a follower: \(viaFollower.map { "\($0.status) \($0.json)" } ?? "no answer")")
         // Promote 4 through the leader (which checks it is in sync), then remove an original voter through 4.
         let promote = bed.call(leader, "POST", "/v3/cluster/member/promote", "{\"ID\":4}")
         #expect(promote?.status == 200, "promote: \(promote.map { "\($0.status) \($0.json)" } ?? "no answer")")
