@@ -26,14 +26,7 @@ struct IPVSBalancerTests {
     /// as a workload on an overlay has its subnet on-link.
     static func wireWorkload(_ workload: NetworkNamespace, backends: [NetworkNamespace]) throws {
         let link = try RouteNetlink(namespace: workload)
-        for (index, backend) in backends.enumerated() {
-            let n = index + 1
-            try link.linkAdd(LinkSpec(name: "to-b\(n)", kind: .veth(peer: VethPeer(name: "eth0", namespace: backend, up: true)), up: true))
-            try link.addressAdd(try IPPrefix(parsing: "10.31.\(n).1/24"), device: "to-b\(n)")
-            let backendLink = try RouteNetlink(namespace: backend)
-            try backendLink.addressAdd(try IPPrefix(parsing: "10.31.\(n).2/24"), device: "eth0")
-            try backendLink.routeAdd(RouteEntry(destination: nil, gateway: ip("10.31.\(n).1")))
-        }
+        try Topology.wireBackends(from: link, backends)
         try link.routeAdd(RouteEntry(destination: try IPPrefix(parsing: "10.40.0.0/24"), gateway: ip("10.31.1.2")))
     }
 

@@ -124,18 +124,26 @@ enum Topology {
         let clientLink = try RouteNetlink(namespace: client)
         try clientLink.addressAdd(try IPPrefix(parsing: "10.30.0.2/24"), device: "eth0")
         try clientLink.routeAdd(RouteEntry(destination: nil, gateway: ip("10.30.0.1")))
-        for (index, backend) in backends.enumerated() {
-            let n = index + 1
-            try lbLink.linkAdd(LinkSpec(name: "to-b\(n)", kind: .veth(peer: VethPeer(name: "eth0", namespace: backend, up: true)), up: true))
-            try lbLink.addressAdd(try IPPrefix(parsing: "10.31.\(n).1/24"), device: "to-b\(n)")
-            let link = try RouteNetlink(namespace: backend)
-            try link.addressAdd(try IPPrefix(parsing: "10.31.\(n).2/24"), device: "eth0")
-            try link.routeAdd(RouteEntry(destination: nil, gateway: ip("10.31.\(n).1")))
-        }
+        try wireBackends(from: lbLink, backends)
         // The VIP is local to the balancer (IPVS takes it at LOCAL_IN);
         // replies from the backends are forwarded back to the client.
         try lbLink.addressAdd(try IPPrefix(parsing: "10.40.0.5/32"), device: "lo")
         try IPVSTestHost.write("/proc/sys/net/ipv4/ip_forward", "1\n", in: lb)
+    }
+}
+
+extension Topology {
+    /// A veth from `link`'s namespace to each backend: that side
+    /// 10.31.n.1/24, the backend 10.31.n.2/24 routed back through it.
+    static func wireBackends(from link: RouteNetlink, _ backends: [NetworkNamespace]) throws {
+        for (index, backend) in backends.enumerated() {
+            let n = index + 1
+            try link.linkAdd(LinkSpec(name: "to-b\(n)", kind: .veth(peer: VethPeer(name: "eth0", namespace: backend, up: true)), up: true))
+            try link.addressAdd(try IPPrefix(parsing: "10.31.\(n).1/24"), device: "to-b\(n)")
+            let backendLink = try RouteNetlink(namespace: backend)
+            try backendLink.addressAdd(try IPPrefix(parsing: "10.31.\(n).2/24"), device: "eth0")
+            try backendLink.routeAdd(RouteEntry(destination: nil, gateway: ip("10.31.\(n).1")))
+        }
     }
 }
 

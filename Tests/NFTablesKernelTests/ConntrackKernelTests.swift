@@ -17,17 +17,8 @@ import Glibc
 @Suite(.serialized) struct ConntrackKernelTests {
     let vip = try! IPAddress(parsing: NFTTestbed.vip)
 
-    func withTestbed(backends: Int, _ body: (NFTTestbed) throws -> Void) throws {
-        try NFTTestHost.withNamespaces(2 + backends) { namespaces in
-            let testbed = try NFTTestbed(namespaces: namespaces)
-            defer { testbed.stop() }
-            try testbed.waitForServers()
-            try body(testbed)
-        }
-    }
-
     @Test func aUDPStreamMovesOffARemovedBackendAndOffADeletedService() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             let key = ServiceKey.address(vip, .udp, port: 5300)
             let servers = (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 9000) }
@@ -71,7 +62,7 @@ import Glibc
     }
 
     @Test func anEstablishedTCPConnectionToARemovedBackendIsResetWhileNewOnesWork() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             let key = ServiceKey.address(vip, .tcp, port: 5301)
             let servers = (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 9001) }
@@ -116,7 +107,7 @@ import Glibc
     }
 
     @Test func aPublishedPortsStreamMovesOffARemovedBackend() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             // The routing mesh: the outside client sends to lb's own address
             // (any local address answers a published port), lb DNATs and masquerades.
             let mesh = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(hooks: .routingMesh))
@@ -148,7 +139,7 @@ import Glibc
     }
 
     @Test func ourListingMatchesConntrackL() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             let udp = ServiceKey.address(vip, .udp, port: 5302)
             try lb.reconcile(to: [VirtualService(key: udp, realServers: (0..<2).map {

@@ -15,16 +15,6 @@ import Testing
         RealServer(address: try! IPAddress(parsing: address), port: 8080, weight: weight)
     }
 
-    /// With the testbed up: lb, outside, and `backends` backend namespaces.
-    func withTestbed(backends: Int, _ body: (NFTTestbed) throws -> Void) throws {
-        try NFTTestHost.withNamespaces(2 + backends) { namespaces in
-            let testbed = try NFTTestbed(namespaces: namespaces)
-            defer { testbed.stop() }
-            try testbed.waitForServers()
-            try body(testbed)
-        }
-    }
-
     @Test func programsTheTableInItsNamespaceAndReadsItBack() throws {
         try NFTTestHost.withNamespaces(1) { namespaces in
             let namespace = namespaces[0]
@@ -94,7 +84,7 @@ import Testing
     }
 
     @Test func connectionsSpreadOverEveryBackendTCPAndUDP() throws {
-        try withTestbed(backends: 3) { testbed in
+        try NFTTestbed.with(backends: 3) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             let servers = (0..<3).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) }
             try lb.reconcile(to: [VirtualService(key: vip, realServers: servers),
@@ -113,7 +103,7 @@ import Testing
     }
 
     @Test func weightsSetTheShareAndRemovingABackendStopsNewConnectionsAtOnce() throws {
-        try withTestbed(backends: 3) { testbed in
+        try NFTTestbed.with(backends: 3) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             var service = VirtualService(key: vip, scheduler: .weightedRoundRobin, realServers: [
                 RealServer(address: testbed.address(ofBackend: 0), port: 8080, weight: 1),
@@ -135,7 +125,7 @@ import Testing
     }
 
     @Test func aFlushedOrDeletedTableOrAnEditedChainHeals() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             let desired = [VirtualService(key: vip, realServers: (0..<2).map {
                 RealServer(address: testbed.address(ofBackend: $0), port: 8080)
@@ -171,7 +161,7 @@ import Testing
     }
 
     @Test func aNamespaceWithoutTheTableCannotReachTheVIP() throws {
-        try withTestbed(backends: 1) { testbed in
+        try NFTTestbed.with(backends: 1) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
             try lb.reconcile(to: [VirtualService(key: vip, realServers: [RealServer(address: testbed.address(ofBackend: 0), port: 8080)])])
             #expect(try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 5).answers == ["b0": 5])
@@ -183,7 +173,7 @@ import Testing
     }
 
     @Test func theRoutingMeshMasqueradesOrPreservesTheSource() throws {
-        try withTestbed(backends: 2) { testbed in
+        try NFTTestbed.with(backends: 2) { testbed in
             let published = ServiceKey.address(.v4(IPv4Address(0)), .tcp, port: 30080)
             let service = VirtualService(key: published, realServers: (0..<2).map {
                 RealServer(address: testbed.address(ofBackend: $0), port: 8080)

@@ -87,6 +87,17 @@ private final class Counter: @unchecked Sendable {
 /// every TCP connection and UDP datagram on port 8080 with
 /// "NAME PEER-ADDRESS".
 final class NFTTestbed {
+    /// Runs `body` with a testbed of lb, outside and `backends` backend
+    /// namespaces, its servers up; everything is removed afterwards.
+    static func with(backends: Int, _ body: (NFTTestbed) throws -> Void) throws {
+        try NFTTestHost.withNamespaces(2 + backends) { namespaces in
+            let testbed = try NFTTestbed(namespaces: namespaces)
+            defer { testbed.stop() }
+            try testbed.waitForServers()
+            try body(testbed)
+        }
+    }
+
     let lb: NetworkNamespace
     let backends: [NetworkNamespace]
     let outside: NetworkNamespace
