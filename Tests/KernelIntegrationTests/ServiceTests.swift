@@ -216,9 +216,9 @@ import Glibc
                     "the removed backend left DNS: \(Self.dig(clientNS, "tasks.web"))")
 
             // A flushed table heals within one reconcile period (1 s here).
+            // (Not checked empty in between: the daemon's next pass may
+            // already have healed it by the time nft is asked.)
             try TestHost.run(["ip", "netns", "exec", clientNS, "nft", "flush", "table", "ip", "swarmnet"])
-            #expect(Self.dnatTargets(clientNS, table: "swarmnet").isEmpty)
-            // (healed below, the every-port service with it)
             #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").filter { $0.hasSuffix(":80") }.count == 2 })
             let healed = try Self.connect(from: clientNS, to: vip, port: 80, count: 10)
             #expect(healed.names["web1", default: 0] + healed.names["web2", default: 0] == 10, "\(healed.names)")
