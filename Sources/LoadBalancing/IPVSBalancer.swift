@@ -130,7 +130,7 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         var contents = IPVSMarkTable.Contents()
         var translated: [VirtualService] = []
         for service in desired {
-            guard let target = try Self.markTarget(of: service.key) else {
+            guard let target = try IPVSMarkTable.Target(marking: service.key) else {
                 guard configuration.ownsAddressServices else {
                     throw LoadBalancerError.invalidArgument(
                         "service \(service.key): this balancer owns no VIP:port services in \(namespace?.description ?? "this namespace")")
@@ -160,24 +160,6 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
     }
 
     // MARK: - Internals
-
-    /// What a desired key needs a mark for, or nil for a plain VIP:port.
-    static func markTarget(of key: ServiceKey) throws -> IPVSMarkTable.Target? {
-        switch key {
-        case .firewallMark:
-            throw LoadBalancerError.invalidArgument("service \(key): firewall marks are allocated by the balancer, not asked for")
-        case .address(let address, let proto, let port):
-            if address == .v4(IPv4Address(0)) {
-                guard port != 0 else { throw LoadBalancerError.invalidArgument("service \(key): a published port cannot be 0") }
-                return .publishedPort(proto, port)
-            }
-            guard port == 0 else { return nil }
-            guard case .v4(let vip) = address else {
-                throw LoadBalancerError.invalidArgument("service \(key): every-port VIPs are IPv4 only")
-            }
-            return .everyPort(vip, proto)
-        }
-    }
 
     private func isMine(_ mark: UInt32) -> Bool { mark & 0xffff_0000 == configuration.markBase && mark & 0xffff != 0 }
 

@@ -50,6 +50,26 @@ struct IPVSMarkTable {
             }
         }
 
+        /// What a desired key needs a mark for, or nil for a plain VIP:port
+        /// (which IPVS matches by itself); `serviceKey` is the way back.
+        init?(marking key: ServiceKey) throws {
+            switch key {
+            case .firewallMark:
+                throw LoadBalancerError.invalidArgument("service \(key): firewall marks are allocated by the balancer, not asked for")
+            case .address(let address, let proto, let port):
+                if address == .v4(IPv4Address(0)) {
+                    guard port != 0 else { throw LoadBalancerError.invalidArgument("service \(key): a published port cannot be 0") }
+                    self = .publishedPort(proto, port)
+                    return
+                }
+                guard port == 0 else { return nil }
+                guard case .v4(let vip) = address else {
+                    throw LoadBalancerError.invalidArgument("service \(key): every-port VIPs are IPv4 only")
+                }
+                self = .everyPort(vip, proto)
+            }
+        }
+
         /// The service key this target balances for.
         var serviceKey: ServiceKey {
             switch self {

@@ -48,8 +48,8 @@ struct IPVSDaemonTests {
             let client = try testbed.workload("client")
             #expect(eventually(60) { (try? testbed.swarmnet("h2", ["network", "connect", "front", client.name!])) != nil })
             let clientNS = client.name!
-            let vip = try ServiceTests().vip(testbed, "web")
-            let backends = try ["web1", "web2"].map { try ServiceTests().address(testbed, "\(testbed.lab.prefix)\($0)") + ":80" }.sorted()
+            let vip = try ServiceTests.vip(testbed, "web")
+            let backends = try ["web1", "web2"].map { try ServiceTests.address(testbed, "\(testbed.lab.prefix)\($0)") + ":80" }.sorted()
 
             // The client's namespace holds the VIP as an IPVS service with both backends.
             #expect(eventually(30) { Self.realServers(clientNS, service: "TCP \(vip):80") == backends },

@@ -102,7 +102,7 @@ import Glibc
     }
 
     /// A backend's address on its service network, from `service inspect`.
-    func address(_ testbed: Testbed, _ workload: String, service: String = "web") throws -> String {
+    static func address(_ testbed: Testbed, _ workload: String, service: String = "web") throws -> String {
         let text = try testbed.swarmnet("h1", ["service", "inspect", service])
         let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
         for service in services {
@@ -118,7 +118,7 @@ import Glibc
         throw CommandFailure(arguments: ["address of", workload], status: 1, stderr: text)
     }
 
-    func vip(_ testbed: Testbed, _ service: String) throws -> String {
+    static func vip(_ testbed: Testbed, _ service: String) throws -> String {
         let text = try testbed.swarmnet("h1", ["service", "inspect", service])
         let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
         let endpoint = try #require(services.first?["Endpoint"] as? [String: Any])
@@ -131,7 +131,7 @@ import Glibc
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.80.0.0/24", "front"])
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.81.0.0/24", "other"])
             try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8080:80", "web"])
-            let vip = try vip(testbed, "web")
+            let vip = try Self.vip(testbed, "web")
             #expect(vip.hasPrefix("10.80.0."))
             // Workers learn the service through gossip.
             for host in ["h2", "h3"] {
@@ -176,7 +176,7 @@ import Glibc
             // 127.0.0.11 in the client): the name → the VIP, tasks. → every
             // backend; the namespace's resolv.conf points there.
             #expect(eventually(5) { Self.dig(clientNS, "web") == [vip] }, "\(Self.dig(clientNS, "web"))")
-            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? address(testbed, "\(testbed.lab.prefix)\($0)")) ?? "?" })
+            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? Self.address(testbed, "\(testbed.lab.prefix)\($0)")) ?? "?" })
             #expect(Set(Self.dig(clientNS, "tasks.web")) == backendAddresses)
             #expect(Self.dig(clientNS, "WEB.") == [vip], "names are case-insensitive")
             let resolved = try TestHost.run(["ip", "netns", "exec", clientNS, "getent", "hosts", "web"])
@@ -184,7 +184,7 @@ import Glibc
             try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--endpoint-mode", "dnsrr", "db"])
             let db = try testbed.workload("db1")
             #expect(eventually(10) { (try? testbed.swarmnet("h2", ["network", "connect", "--service", "db", "front", db.name!])) != nil })
-            let dbAddress = try address(testbed, db.name!, service: "db")
+            let dbAddress = try Self.address(testbed, db.name!, service: "db")
             #expect(eventually(5) { Self.dig(clientNS, "db") == [dbAddress] }, "dnsrr: \(Self.dig(clientNS, "db"))")
 
             // A service that names no port balances every port of its VIP,
@@ -194,8 +194,8 @@ import Glibc
             #expect(eventually(10) { (try? testbed.swarmnet("h3", ["network", "connect", "--service", "any", "front", any1.name!])) != nil })
             servers.append(try NameServer(any1, name: "any1", port: 81))
             servers.append(try NameServer(any1, name: "any1", port: 8443))
-            let anyVIP = try self.vip(testbed, "any")
-            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").contains(try! address(testbed, any1.name!, service: "any")) })
+            let anyVIP = try Self.vip(testbed, "any")
+            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").contains(try! Self.address(testbed, any1.name!, service: "any")) })
             #expect(try Self.connect(from: clientNS, to: anyVIP, port: 81, count: 3).names == ["any1": 3])
             #expect(try Self.connect(from: clientNS, to: anyVIP, port: 8443, count: 3).names == ["any1": 3])
 
@@ -207,7 +207,7 @@ import Glibc
 
             // Removing a backend stops traffic to it at once: no connection
             // reaches it right after the disconnect returns and gossip carries it.
-            let web3Address = try address(testbed, "\(testbed.lab.prefix)web3")
+            let web3Address = try Self.address(testbed, "\(testbed.lab.prefix)web3")
             try testbed.swarmnet("h3", ["network", "disconnect", "front", "\(testbed.lab.prefix)web3"])
             #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").filter { $0.hasSuffix(":80") }.count == 2 })
             let after = try Self.connect(from: clientNS, to: vip, port: 80, count: 40)
@@ -266,7 +266,7 @@ import Glibc
             try testbed.swarmnet("h1", ["network", "connect", "front", client.name!])
             var first: NameServer? = try NameServer(one, name: "hc1", port: 80)
             let second = try NameServer(two, name: "hc2", port: 80)
-            let vip = try vip(testbed, "hc")
+            let vip = try Self.vip(testbed, "hc")
             #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 2 })
             // hc1 stops answering: the next pass on h1 marks it unhealthy and
             // every host drops it (the client's table, DNS, h2's mesh).
