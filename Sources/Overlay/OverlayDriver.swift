@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Addressing
+import Foundation
 import Namespaces
 import Netlink
 
@@ -21,6 +22,9 @@ import Netlink
 /// Every operation is idempotent, and one that fails part-way removes what
 /// it made.
 public struct OverlayDriver: Sendable {
+    /// Serializes sandbox creation across this process's concurrent attaches.
+    private static let sandboxCreation = NSLock()
+
     public let underlay: Underlay
     /// Prefixed to every namespace the driver names, so that several hosts
     /// (daemons) on one machine never share one.
@@ -50,21 +54,21 @@ public struct OverlayDriver: Sendable {
         let sandbox = try sandbox(for: network)
         var created = false
         if !sandbox.exists {
-            do {
-                try NetworkNamespace.create(named: sandbox.name!)
-                created = true
-            } catch NamespaceError.alreadyExists {
-                // The file is there but is no namespace: the empty file an
-                // interrupted create leaves (a daemon SIGKILLed between
-                // creating it and bind-mounting the namespace onto it).
-                // Adopting it would fail every pass (setns: EINVAL), so it is
-                // removed and made again. Kernel work runs on one thread, so
-                // no create of ours is half-way through here.
-                if !sandbox.exists {
+            // Attaches run concurrently; sandboxes are made one at a time, so
+            // a file that is there but is no namespace cannot be a create of
+            // ours in flight: it is the empty file an interrupted create left
+            // (a daemon SIGKILLed between creating it and bind-mounting the
+            // namespace onto it). Adopting it would fail every pass (setns:
+            // EINVAL), so it is removed and made again.
+            try Self.sandboxCreation.withLock {
+                guard !sandbox.exists else { return }
+                do {
+                    try NetworkNamespace.create(named: sandbox.name!)
+                } catch NamespaceError.alreadyExists {
                     try sandbox.delete()
                     try NetworkNamespace.create(named: sandbox.name!)
-                    created = true
                 }
+                created = true
             }
         }
         do {
