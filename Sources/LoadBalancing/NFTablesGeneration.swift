@@ -5,40 +5,63 @@ import CLibMnl
 import Namespaces
 import Netlink
 
-/// The namespace's nf_tables ruleset generation (NFT_MSG_GETGEN), which
-/// every committed transaction (anyone's, in any table) increments. The
-/// per-service path compares it with the generation its own last commit
-/// produced: equal, nothing changed behind swarmnet's back and the model
-/// can be trusted; different, the table is read again. libnftables does
-/// not expose it, so it is asked over a netfilter netlink socket of our own,
-/// opened inside the namespace.
-final class NFTablesGeneration: @unchecked Sendable {
+/// A netfilter netlink socket of swarmnet's own inside the table's
+/// namespace, for what libnftables does not offer: the ruleset generation
+/// (NFT_MSG_GETGEN), which every committed transaction (anyone's, in any
+/// table) increments, and sending a batch of nf_tables messages
+/// (`NFTNetlinkBatch`) that the kernel commits only if the generation is
+/// still the one expected.
+final class NFTablesSocket: @unchecked Sendable {
+    private let socket: MnlSocket
     private let session: RouteNetlink
     private let place: String
-    /// NETLINK_NETFILTER; NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN; NFTA_GEN_ID.
-    private static let netlinkNetfilter: Int32 = 12
-    private static let getGeneration: UInt16 = 10 << 8 | 16
-    private static let generationID = 1
-
-    /// struct nfgenmsg.
-    private struct Header {
-        var family: UInt8
-        var version: UInt8
-        var resourceID: UInt16
-    }
+    private var sequence: UInt32 = 1 << 30
 
     init(namespace: NetworkNamespace?) throws {
-        session = RouteNetlink(transport: try MnlSocket(namespace: namespace, protocol: Self.netlinkNetfilter), namespace: namespace)
+        socket = try MnlSocket(namespace: namespace, protocol: 12) // NETLINK_NETFILTER
+        session = RouteNetlink(transport: socket, namespace: namespace)
         place = namespace?.description ?? "this namespace"
     }
 
-    func current() throws -> UInt32 {
-        var request = NetlinkRequest(type: Self.getGeneration, flags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
-        request.appendStruct(Header(family: UInt8(AF_UNSPEC), version: 0, resourceID: 0))
+    func currentGeneration() throws -> UInt32 {
+        var request = NetlinkRequest(type: NFTNetlink.type(NFTNetlink.getGeneration), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
+        request.appendStruct(NFGenMessage(family: UInt8(AF_UNSPEC)))
         let reply = try session.query(request, operation: "get nftables generation", object: "in \(place)")
-        guard let id = try reply.attributes(after: Header.self).uint32(Self.generationID) else {
+        guard let id = try reply.attributes(after: NFGenMessage.self).uint32(NFTNetlink.generationID) else {
             throw LoadBalancerError.malformedReply("NFT_MSG_NEWGEN without NFTA_GEN_ID")
         }
         return UInt32(bigEndian: id)
+    }
+
+    /// Sends `batch` as one transaction, committed only while the ruleset
+    /// generation is `generation`. Throws `NFTablesError` naming the first
+    /// command the kernel refused (the whole batch is then undone), or the
+    /// generation check (ERESTART: someone committed in between).
+    func commit(_ batch: NFTNetlinkBatch, expecting generation: UInt32) throws {
+        let first = sequence
+        let datagram = batch.datagram(generation: generation, firstSequence: first)
+        sequence &+= UInt32(batch.messages.count + 2)
+        socket.reserveSendBuffer(datagram.count)
+        try socket.send(datagram)
+        var failures: [(index: Int, ack: Acknowledgement)] = []
+        while let reply = try socket.receiveIfQueued() {
+            for message in try NetlinkMessage.split(reply) where Int32(message.type) == NLMSG_ERROR {
+                let ack = try Acknowledgement(message)
+                guard ack.errno != 0 else { continue }
+                failures.append((Int(message.sequence &- first) - 1, ack))
+            }
+        }
+        guard let failure = failures.min(by: { $0.index < $1.index }) else { return }
+        let command: String
+        if failure.index < 0 {
+            command = failure.ack.errno == ERESTART
+                ? "batch expecting ruleset generation \(generation) (another commit came first)" : "batch begin"
+        } else if failure.index < batch.messages.count {
+            command = batch.source(of: failure.index)
+        } else {
+            command = "batch end"
+        }
+        let reason = String(cString: strerror(failure.ack.errno)) + (failure.ack.kernelMessage.map { " (\($0))" } ?? "")
+        throw NFTablesError(command: command, message: "Error: \(reason) in \(place)")
     }
 }

@@ -69,10 +69,11 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
     private var model: NFTImage?
-    /// The ruleset generation swarmnet's last commit left (see `NFTablesGeneration`).
+    /// The ruleset generation swarmnet's last commit left.
     private var generation: UInt32?
-    private let generations: NFTablesGeneration
-    private var lastCommands: [String] = []
+    /// Generations, and the services' part of each transaction (see `NFTablesSocket`).
+    private let socket: NFTablesSocket
+    private var lastCommands: [NFTCommand] = []
     /// Removes the entries of removed backends (ctnetlink, in the namespace).
     private let conntrack: Conntrack
     /// Removed backends whose entries could not be deleted yet (the
@@ -87,7 +88,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         self.namespace = namespace
         self.configuration = configuration
         context = try NFTablesContext(namespace: namespace)
-        generations = try NFTablesGeneration(namespace: namespace)
+        socket = try NFTablesSocket(namespace: namespace)
         conntrack = try Conntrack(namespace: namespace)
         renderer = NFTablesRenderer(configuration: configuration)
         structure = renderer.structure()
@@ -123,20 +124,29 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         try renderer.validate(desired)
         let effective = desired.map(renderer.effective)
         return try lock.withLock {
-            model = nil
-            let before = try generations.current()
-            let kernel = try readKernel()
-            let current = NFTablesKernelState.services(in: kernel)
-            let operations = try ReconcilePlan.operations(from: current, to: effective)
-            let want = renderer.image(for: effective)
-            try commit(transaction.commands(from: kernel, to: want), after: before)
-            model = want
-            // Every service is covered: every pending cleanup is retried or,
-            // its backend being back, dropped.
-            let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
-            pendingCleanup = []
-            return deleteConnections(of: Set(RemovedBackend.between(current, effective)).union(pending), operations)
+            do {
+                return try reconcileAll(effective)
+            } catch is NFTablesError {
+                // Someone committed between the read and the commit: once more.
+                return try reconcileAll(effective)
+            }
         }
+    }
+
+    private func reconcileAll(_ effective: [VirtualService]) throws -> ReconcileChanges {
+        model = nil
+        let before = try socket.currentGeneration()
+        let kernel = try readKernel()
+        let current = NFTablesKernelState.services(in: kernel)
+        let operations = try ReconcilePlan.operations(from: current, to: effective)
+        let want = renderer.image(for: effective)
+        try commit(transaction.plan(from: kernel, to: want), after: before)
+        model = want
+        // Every service is covered: every pending cleanup is retried or,
+        // its backend being back, dropped.
+        let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
+        pendingCleanup = []
+        return deleteConnections(of: Set(RemovedBackend.between(current, effective)).union(pending), operations)
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
@@ -171,25 +181,40 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     }
 
     private func reconcileOne(_ key: ServiceKey, _ desired: VirtualService?, trustModel: Bool) throws -> ReconcileChanges {
-        let before = try generations.current()
-        let base: NFTImage
-        if trustModel, let model, before == generation { base = model } else { base = try readKernel() }
+        // The model is taken out while it is changed, so the change is made
+        // in place (a copy of 10,000 services per change cost milliseconds),
+        // and a failure leaves none: the next call reads the kernel.
+        var next: NFTImage
+        var before: UInt32
+        if trustModel, let trusted = model, let generation {
+            model = nil
+            next = trusted
+            // The batch checks that nothing was committed since (ERESTART if
+            // something was); an empty plan is checked here instead.
+            before = generation
+        } else {
+            model = nil
+            before = try socket.currentGeneration()
+            next = try readKernel()
+        }
         let id = NFTNames.serviceID(key)
-        var current = base
-        current.services = base.services[id].map { [id: $0] } ?? [:]
+        // Structure is checked against what is known; strays elsewhere are
+        // left to the full reconcile.
+        let current = NFTImage(exists: next.exists, maps: next.maps, chains: next.chains,
+                               services: next.services[id].map { [id: $0] } ?? [:], strayElements: [])
         var want = structure
         if let desired { want.services[id] = renderer.service(desired) }
         let currentServices = NFTablesKernelState.services(in: current)
         let desiredServices = desired.map { [$0] } ?? []
         let operations = try ReconcilePlan.operations(from: currentServices, to: desiredServices)
-        // Structure is checked against what is known; strays elsewhere are
-        // left to the full reconcile.
-        current.strayElements = []
-        current.chains = base.chains
         var wantAll = want
-        for (name, chain) in base.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
-        try commit(transaction.commands(from: current, to: wantAll), after: before)
-        var next = base
+        for (name, chain) in next.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
+        let plan = transaction.plan(from: current, to: wantAll)
+        if plan.isEmpty, trustModel, try socket.currentGeneration() != before {
+            // Nothing to send, but someone committed since: read and repair.
+            throw NFTablesError(command: "(none)", message: "the ruleset changed since swarmnet's last commit")
+        }
+        try commit(plan, after: before)
         next.exists = true
         next.maps = want.maps
         for (name, chain) in want.chains { next.chains[name] = chain }
@@ -255,7 +280,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     }
 
     /// The commands of the last transaction sent (empty when nothing differed).
-    public var lastTransaction: [String] { lock.withLock { lastCommands } }
+    public var lastTransaction: [String] { lock.withLock { lastCommands.map { $0.text(prefix: transaction.prefix) } } }
 
     private func readKernel() throws -> NFTImage {
         let text: String
@@ -265,18 +290,41 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     }
 
     /// Sends one transaction. `before` is the generation read before the
-    /// kernel was (or the model was trusted); a commit makes it one more.
-    /// A commit by someone else in between makes the expectation wrong,
-    /// which only costs one extra read of the table later.
-    private func commit(_ commands: [String], after before: UInt32) throws {
+    /// kernel was (or the model was trusted); each commit makes it one more.
+    ///
+    /// The table's structure, when anything of it differs (the first
+    /// programming, a repair), goes first through libnftables as one
+    /// transaction; the services' commands follow as one nf_tables batch
+    /// of our own (`NFTNetlinkBatch`), which the kernel commits only if no
+    /// one else committed since `before`: a stale model fails whole (and
+    /// the caller reads the kernel and tries again) instead of being
+    /// applied to a table it does not describe. A table this call created
+    /// is deleted again if the services' batch fails, so a refused first
+    /// programming leaves nothing behind.
+    private func commit(_ commands: [NFTCommand], after before: UInt32) throws {
         lastCommands = commands
         generation = nil
-        guard !commands.isEmpty else {
-            generation = before
-            return
+        var expected = before
+        let structure = commands.filter(\.isStructure)
+        let services = commands.filter { !$0.isStructure }
+        // Encoded before anything is sent: a rule without an encoding changes nothing.
+        let batch = services.isEmpty ? nil : try NFTNetlinkBatch(table: configuration.tableName, commands: services, prefix: transaction.prefix)
+        if !structure.isEmpty {
+            try context.run(structure.map { $0.text(prefix: transaction.prefix) }.joined(separator: "\n") + "\n")
+            expected &+= 1
         }
-        try context.run(commands.joined(separator: "\n") + "\n")
-        generation = before &+ 1
+        if let batch {
+            do {
+                try socket.commit(batch, expecting: expected)
+            } catch {
+                if structure.first == .structure("add table \(transaction.prefix)") {
+                    _ = try? context.run("delete table \(transaction.prefix)")
+                }
+                throw error
+            }
+            expected &+= 1
+        }
+        generation = expected
     }
 }
 

@@ -27,8 +27,19 @@ struct NFTRule: Hashable, CustomStringConvertible {
     }
 
     var signature: String { body.signature }
+    /// The expressions in nft's JSON form (what `NFTExpressionEncoder` encodes).
+    var expressions: [Any] { body.expr }
 
-    static func == (lhs: NFTRule, rhs: NFTRule) -> Bool { lhs.body === rhs.body || lhs.signature == rhs.signature }
+    /// Two rules swarmnet rendered compare by their text (the renderer
+    /// writes one text per rule, so equal texts are equal rules, and texts
+    /// are cheap where a signature costs a JSON walk: most of a change's
+    /// time at 100 services went there); a rule read from the kernel has
+    /// no text and compares by signature.
+    static func == (lhs: NFTRule, rhs: NFTRule) -> Bool {
+        if lhs.body === rhs.body { return true }
+        if !lhs.text.isEmpty, !rhs.text.isEmpty { return lhs.text == rhs.text }
+        return lhs.signature == rhs.signature
+    }
     func hash(into hasher: inout Hasher) { hasher.combine(signature) }
     var description: String { text.isEmpty ? signature : text }
 
@@ -456,6 +467,39 @@ struct NFTablesRenderer {
     }
 }
 
+/// One command of a transaction. Commands on a service's own objects (its
+/// chains, their rules, its map element) are typed, so they can be sent as
+/// nf_tables netlink messages (`NFTNetlinkBatch`); the table's structure
+/// (table, maps, hook and dispatch chains, strays) is kept as nft text and
+/// goes through libnftables.
+enum NFTCommand: Equatable {
+    case structure(String)
+    case createChain(String)
+    case flushChain(String)
+    case deleteChain(String)
+    case addRule(chain: String, NFTRule)
+    case addElement(NFTElement)
+    case deleteElement(NFTElement)
+
+    /// The command as nft reads it (`prefix` is "ip TABLE").
+    func text(prefix: String) -> String {
+        switch self {
+        case .structure(let text): text
+        case .createChain(let name): "create chain \(prefix) \(name)"
+        case .flushChain(let name): "flush chain \(prefix) \(name)"
+        case .deleteChain(let name): "delete chain \(prefix) \(name)"
+        case .addRule(let chain, let rule): "add rule \(prefix) \(chain) \(rule.text)"
+        case .addElement(let element): "add element \(prefix) \(element.map) { \(element.key) : goto \(element.target) }"
+        case .deleteElement(let element): "delete element \(prefix) \(element.map) { \(element.key) }"
+        }
+    }
+
+    var isStructure: Bool {
+        if case .structure = self { return true }
+        return false
+    }
+}
+
 /// The one transaction that turns `current` into `desired`, touching only
 /// what differs. Phases, in this order inside the transaction:
 /// table and maps; stale map elements deleted (nothing dispatches to a
@@ -468,55 +512,66 @@ struct NFTablesRenderer {
 /// Missing chains are made with `create` (EEXIST if present) and old ones
 /// flushed or deleted by name (ENOENT if absent), so a transaction built
 /// from a stale model fails whole instead of duplicating rules.
+///
+/// The structure's commands never refer to a service's objects (the
+/// dispatch chain names only maps), so they can run as a transaction of
+/// their own ahead of the services' commands: see `NFTablesLoadBalancer`.
 struct NFTTransaction {
     let family: String
     let table: String
 
+    var prefix: String { "\(family) \(table)" }
+
+    /// The transaction as nft text, one command a line.
     func commands(from current: NFTImage, to desired: NFTImage) -> [String] {
+        plan(from: current, to: desired).map { $0.text(prefix: prefix) }
+    }
+
+    func plan(from current: NFTImage, to desired: NFTImage) -> [NFTCommand] {
         var phases = Phases()
-        let prefix = "\(family) \(table)"
-        if !current.exists { phases.setup.append("add table \(prefix)") }
+        if !current.exists { phases.setup.append(.structure("add table \(prefix)")) }
         for (name, type) in desired.maps.sorted(by: { $0.key < $1.key }) where current.maps[name] != type {
-            if current.maps[name] != nil { phases.delete.append("delete map \(prefix) \(name)") }
-            phases.setup.append("add map \(prefix) \(name) { type \(type) ; }")
+            if current.maps[name] != nil { phases.delete.append(.structure("delete map \(prefix) \(name)")) }
+            phases.setup.append(.structure("add map \(prefix) \(name) { type \(type) ; }"))
         }
         for element in current.strayElements.sorted() {
-            phases.unmap.append("delete element \(prefix) \(element.map) { \(element.key) }")
+            phases.unmap.append(.structure(NFTCommand.deleteElement(element).text(prefix: prefix)))
         }
-        chains(current.chains, desired.chains, &phases)
+        chains(current.chains, desired.chains, structure: true, &phases)
         for id in Set(current.services.keys).union(desired.services.keys).sorted() {
             let have = current.services[id] ?? NFTServiceImage()
             let want = desired.services[id] ?? NFTServiceImage()
             if have == want { continue }
             for element in have.elements.subtracting(want.elements).sorted() {
-                phases.unmap.append("delete element \(prefix) \(element.map) { \(element.key) }")
+                phases.unmap.append(.deleteElement(element))
             }
-            chains(have.chains, want.chains, &phases)
+            chains(have.chains, want.chains, structure: false, &phases)
             for element in want.elements.subtracting(have.elements).sorted() {
-                phases.map.append("add element \(prefix) \(element.map) { \(element.key) : goto \(element.target) }")
+                phases.map.append(.addElement(element))
             }
         }
         for name in current.maps.keys.sorted() where desired.maps[name] == nil {
-            phases.delete.append("delete map \(prefix) \(name)")
+            phases.delete.append(.structure("delete map \(prefix) \(name)"))
         }
         return phases.all(prefix: prefix)
     }
 
     private struct Phases {
-        var setup: [String] = []
-        var unmap: [String] = []
-        var create: [String] = []
-        var rewrite: [(rank: Int, lines: [String])] = []
-        var map: [String] = []
-        var removals: [(rank: Int, name: String)] = []
-        var delete: [String] = []
+        var setup: [NFTCommand] = []
+        var unmap: [NFTCommand] = []
+        var create: [NFTCommand] = []
+        var rewrite: [(rank: Int, commands: [NFTCommand])] = []
+        var map: [NFTCommand] = []
+        var removals: [(rank: Int, name: String, structure: Bool)] = []
+        var delete: [NFTCommand] = []
 
-        func all(prefix: String) -> [String] {
+        func all(prefix: String) -> [NFTCommand] {
             let rewritten = rewrite.enumerated().sorted { ($0.element.rank, $0.offset) < ($1.element.rank, $1.offset) }
-                .flatMap(\.element.lines)
+                .flatMap(\.element.commands)
             let gone = removals.sorted { ($0.rank, $0.name) < ($1.rank, $1.name) }
-            return setup + unmap + create + rewritten + map
-                + gone.map { "flush chain \(prefix) \($0.name)" } + gone.map { "delete chain \(prefix) \($0.name)" } + delete
+            let flushes = gone.map { $0.structure ? .structure("flush chain \(prefix) \($0.name)") : NFTCommand.flushChain($0.name) }
+            let deletions = gone.map { $0.structure ? .structure("delete chain \(prefix) \($0.name)") : NFTCommand.deleteChain($0.name) }
+            return setup + unmap + create + rewritten + map + flushes + deletions + delete
         }
     }
 
@@ -529,22 +584,27 @@ struct NFTTransaction {
         return 3
     }
 
-    private func chains(_ have: [String: NFTChain], _ want: [String: NFTChain], _ phases: inout Phases) {
-        let prefix = "\(family) \(table)"
+    /// `structure`: the table's own chains (written as text), else one service's.
+    private func chains(_ have: [String: NFTChain], _ want: [String: NFTChain], structure: Bool, _ phases: inout Phases) {
+        func command(_ typed: NFTCommand) -> NFTCommand { structure ? .structure(typed.text(prefix: prefix)) : typed }
         for (name, chain) in want.sorted(by: { $0.key < $1.key }) {
             let existing = have[name]
-            var lines: [String] = []
+            var commands: [NFTCommand] = []
             if existing == nil || existing?.base != chain.base {
-                if existing != nil { phases.create.append("delete chain \(prefix) \(name)") }
-                phases.create.append("create chain \(prefix) \(name)" + (chain.base.map { " { \(Self.baseSpec($0)) }" } ?? ""))
-                lines = chain.rules.map { "add rule \(prefix) \(name) \($0.text)" }
+                if existing != nil { phases.create.append(command(.deleteChain(name))) }
+                if let base = chain.base {
+                    phases.create.append(.structure("create chain \(prefix) \(name) { \(Self.baseSpec(base)) }"))
+                } else {
+                    phases.create.append(command(.createChain(name)))
+                }
+                commands = chain.rules.map { command(.addRule(chain: name, $0)) }
             } else if existing?.rules != chain.rules {
-                lines = ["flush chain \(prefix) \(name)"] + chain.rules.map { "add rule \(prefix) \(name) \($0.text)" }
+                commands = [command(.flushChain(name))] + chain.rules.map { command(.addRule(chain: name, $0)) }
             }
-            if !lines.isEmpty { phases.rewrite.append((Self.rank(name), lines)) }
+            if !commands.isEmpty { phases.rewrite.append((Self.rank(name), commands)) }
         }
         for name in have.keys where want[name] == nil {
-            phases.removals.append((Self.rank(name) == 0 ? 1 : (Self.rank(name) == 1 ? 0 : 2), name))
+            phases.removals.append((Self.rank(name) == 0 ? 1 : (Self.rank(name) == 1 ? 0 : 2), name, structure))
         }
     }
 

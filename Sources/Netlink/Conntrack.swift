@@ -40,6 +40,19 @@ public final class Conntrack: @unchecked Sendable {
         return try messages.map(ConntrackMessages.entry(from:))
     }
 
+    /// `conntrack -C`: how many entries the namespace holds. Constant time,
+    /// where a dump walks the kernel's whole table (shared by every
+    /// namespace: about 14 ms on this machine even when this namespace
+    /// holds nothing).
+    public func count() throws -> Int {
+        let reply = try session.query(ConntrackMessages.countRequest(),
+                                      operation: "count conntrack entries", object: "in \(session.namespaceDescription)")
+        guard let entries = try reply.attributes(after: nfgenmsg.self).uint32(Int(CTA_STATS_GLOBAL_ENTRIES.rawValue)) else {
+            throw NetlinkError.malformedMessage("conntrack statistics without CTA_STATS_GLOBAL_ENTRIES")
+        }
+        return Int(UInt32(bigEndian: entries))
+    }
+
     /// `conntrack -D` of each entry, by its original tuple (and id, so that
     /// a newer entry with the same tuple is left alone). An entry already
     /// gone (ENOENT: it expired, or someone else deleted it) is not an
@@ -65,6 +78,9 @@ public final class Conntrack: @unchecked Sendable {
     @discardableResult
     public func deleteEntries(natedTo matches: [ConntrackNATMatch]) throws -> Int {
         guard !matches.isEmpty else { return 0 }
+        // Nothing tracked, nothing to delete: skip the dump, which costs the
+        // same for an empty namespace as for a full one.
+        guard try count() > 0 else { return 0 }
         // One dump per family in play: the kernel filters by family itself.
         let families = Set(matches.map(\.backend.family))
         var selected: [ConntrackEntry] = []

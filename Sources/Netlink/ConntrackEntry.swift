@@ -182,6 +182,13 @@ enum ConntrackMessages {
         return request
     }
 
+    /// `conntrack -C`: the namespace's entry count (IPCTNL_MSG_CT_GET_STATS).
+    static func countRequest() -> NetlinkRequest {
+        var request = NetlinkRequest(type: type(IPCTNL_MSG_CT_GET_STATS), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
+        request.appendStruct(header(family: AF_UNSPEC))
+        return request
+    }
+
     /// `conntrack -D` of exactly one entry, named by its original tuple (and
     /// zone and id when known). The tuple is never left out: a delete
     /// without one flushes the whole table.

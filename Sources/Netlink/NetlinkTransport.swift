@@ -84,6 +84,35 @@ public final class MnlSocket: NetlinkTransport {
         }
     }
 
+    /// Receives one datagram if one is queued, nil if none is. The kernel
+    /// handles a netfilter batch inside sendmsg, so once send returns every
+    /// reply to it is queued: draining without waiting reads them all, with
+    /// no ack to ask for.
+    public func receiveIfQueued() throws -> [UInt8]? {
+        let fd = mnl_socket_get_fd(socket)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count >= 0 { return Array(buffer[0..<count]) }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw NetlinkError.socket(operation: "receive", errno: errno)
+        }
+    }
+
+    /// Lets one datagram of `bytes` be sent (SO_SNDBUFFORCE; a netfilter
+    /// batch must be a single datagram, and the default limit is ~200 KiB).
+    public func reserveSendBuffer(_ bytes: Int) {
+        var size = Int32(clamping: bytes + 4096)
+        let fd = mnl_socket_get_fd(socket)
+        var current: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        // The kernel reports double the size set (its bookkeeping share).
+        if getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0, current / 2 >= size { return }
+        if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
     private func setOption(_ option: Int32, _ value: Int32) throws {
         var value = value
         guard mnl_socket_setsockopt(socket, option, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {

@@ -192,11 +192,11 @@ public final class RouteNetlink: @unchecked Sendable {
 
 /// An NLMSG_ERROR message: errno 0 is an acknowledgement. With NETLINK_EXT_ACK
 /// the kernel appends attributes, among them a message explaining the error.
-struct Acknowledgement {
-    let errno: Int32
-    let kernelMessage: String?
+public struct Acknowledgement: Sendable {
+    public let errno: Int32
+    public let kernelMessage: String?
 
-    init(_ message: NetlinkMessage) throws {
+    public init(_ message: NetlinkMessage) throws {
         guard message.payload.count >= 20 else {
             throw NetlinkError.malformedMessage("error message of \(message.payload.count) bytes, need 20")
         }

@@ -83,6 +83,92 @@ import Testing
         }
     }
 
+    /// The per-service path sends its own nf_tables messages instead of nft
+    /// text: what it writes must be what nft writes for the same rules. One
+    /// namespace gets every kind of service one change at a time (netlink),
+    /// the other the whole rule set from `nft -f`; every chain and map lists
+    /// the same (`nft list chain`, `nft -j`), for each masquerade policy.
+    @Test func changesSentAsNetlinkListExactlyAsNftWritesThem() throws {
+        let key = { (address: String, proto: TransportProtocol, port: UInt16) in
+            ServiceKey.address(try! IPAddress(parsing: address), proto, port: port)
+        }
+        let every = { (address: String) in RealServer(address: try! IPAddress(parsing: address), port: 0) }
+        let services = [
+            VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+            VirtualService(key: udpVIP, scheduler: .weightedRoundRobin,
+                           realServers: [server("10.77.0.11", weight: 3), server("10.77.0.13", weight: 0), server("10.77.0.14")]),
+            VirtualService(key: key("10.96.0.7", .tcp, 443), scheduler: .sourceHashing, realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+            VirtualService(key: key("10.96.0.9", .tcp, 80), realServers: [server("10.77.0.11", weight: 0)]),
+            VirtualService(key: key("10.96.0.10", .udp, 0), realServers: [every("10.77.0.11"), every("10.77.0.12")]),
+            VirtualService(key: key("0.0.0.0", .tcp, 30080), realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+        ]
+        let configurations = [
+            NFTablesConfiguration(),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .all),
+        ]
+        for configuration in configurations {
+            try NFTTestHost.withNamespaces(2) { namespaces in
+                let lb = try NFTablesLoadBalancer(namespace: namespaces[0], configuration: configuration)
+                try lb.reconcile(to: [])
+                for service in services {
+                    try lb.reconcile(service: service.key, to: service)
+                    #expect(!lb.lastTransaction.isEmpty)
+                }
+                // A backend added and removed again, through the same path.
+                var grown = services[0]
+                grown.realServers.append(server("10.77.0.15"))
+                try lb.reconcile(service: grown.key, to: grown)
+                try lb.reconcile(service: grown.key, to: services[0])
+                let ruleset = try NFTablesLoadBalancer.ruleset(for: services, configuration: configuration)
+                try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
+                let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
+                let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
+                #expect(ours.chains == theirs.chains)
+                for chain in theirs.chains {
+                    let list = { (namespace: NetworkNamespace) in
+                        try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", table, chain])
+                    }
+                    #expect(try list(namespaces[0]) == list(namespaces[1]), "\(configuration.masquerade) chain \(chain)")
+                }
+                for map in ["service-ips", "service-ports", "service-vips"] {
+                    #expect(ours.elements(map) == theirs.elements(map), "\(map)")
+                }
+                // Read back, the table is the model: nothing to do.
+                #expect(try lb.reconcile(to: services).isEmpty)
+                #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")
+            }
+        }
+    }
+
+    /// A change is sent with the ruleset generation of swarmnet's last
+    /// commit; a commit by anyone else in between (another table's owner
+    /// here) makes the kernel refuse it whole, and the change is made again
+    /// from a fresh read. Nothing is lost, nothing doubled.
+    @Test func aCommitByAnyoneElseMakesTheNextChangeReadTheTableFirst() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let namespace = namespaces[0]
+            let lb = try NFTablesLoadBalancer(namespace: namespace)
+            var web = VirtualService(key: vip, realServers: [server("10.77.0.11")])
+            try lb.reconcile(to: [web])
+            try NFTTestHost.run(in: namespace, ["nft", "add", "table", "ip", "bystander"])
+            web.realServers.append(server("10.77.0.12"))
+            try lb.reconcile(service: vip, to: web)
+            // Behind its back: the endpoint chain it is about to delete is gone.
+            try NFTTestHost.run(in: namespace, ["nft", "flush", "chain", "ip", table, "svc-tcp-10.96.0.1-80"])
+            try NFTTestHost.run(in: namespace, ["nft", "delete", "chain", "ip", table, "ep-tcp-10.96.0.1-80-10.77.0.12-8080"])
+            web.realServers.removeLast()
+            try lb.reconcile(service: vip, to: web)
+            #expect(try lb.services() == [web.sorted])
+            let listing = try #require(try NFTTestHost.nftTable(namespace, table))
+            #expect(listing.chains.filter { $0.hasPrefix("ep-") } == ["ep-tcp-10.96.0.1-80-10.77.0.11-8080"])
+            #expect(listing.rules("svc-tcp-10.96.0.1-80").count == 2)
+            #expect(try lb.reconcile(to: [web]).isEmpty)
+            // The other table was left alone.
+            #expect(try NFTTestHost.run(in: namespace, ["nft", "list", "tables"]).contains("table ip bystander"))
+        }
+    }
+
     @Test func connectionsSpreadOverEveryBackendTCPAndUDP() throws {
         try NFTTestbed.with(backends: 3) { testbed in
             let lb = try NFTablesLoadBalancer(namespace: testbed.lb)

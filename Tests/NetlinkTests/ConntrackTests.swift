@@ -208,12 +208,22 @@ import Testing
 
     // MARK: - The session over recorded replies
 
-    /// A transport that answers a dump with `entries` and each delete with `deleteErrno`.
+    static let statsType = UInt16(NFNL_SUBSYS_CTNETLINK) << 8 | UInt16(IPCTNL_MSG_CT_GET_STATS.rawValue)
+
+    /// A transport that answers a dump with `entries`, the count request
+    /// with their number, and each delete with `deleteErrno`.
     static func transport(_ entries: [ConntrackEntry], deleteErrno: Int32 = 0) -> ReplayTransport {
         ReplayTransport { requests in
             requests.flatMap { request -> [[UInt8]] in
                 if request.flags & UInt16(NLM_F_DUMP) != 0 {
                     return entries.map { kernelMessage($0, sequence: request.sequence) } + [Kernel.done(request.sequence)]
+                }
+                if request.type == statsType {
+                    var reply = NetlinkRequest(type: statsType, flags: 0)
+                    reply.setSequence(request.sequence)
+                    reply.appendStruct(nfgenmsg(nfgen_family: UInt8(AF_UNSPEC), version: 0, res_id: 0))
+                    reply.addAttribute(Int(CTA_STATS_GLOBAL_ENTRIES.rawValue), uint32: UInt32(entries.count).bigEndian)
+                    return [reply.bytes, Kernel.ack(request.sequence)]
                 }
                 // Batched deletes: every request is answered when it fails, the acked one always.
                 if deleteErrno != 0 { return [Kernel.ack(request.sequence, errno: deleteErrno)] }
@@ -250,7 +260,8 @@ import Testing
         let vipOnly = ConntrackNATMatch(backend: Self.ip("10.77.0.11"), backendPort: 8080, protocolNumber: 17,
                                         originalDestination: Self.ip("10.96.0.1"), originalDestinationPort: 53)
         #expect(try conntrack.deleteEntries(natedTo: [vipOnly]) == 1)
-        let deletes = try transport.sent.dropFirst(2).flatMap(NetlinkMessage.split)
+        // The listing above, then the count, the dump, the deletes.
+        let deletes = try transport.sent.dropFirst(3).flatMap(NetlinkMessage.split)
         #expect(deletes.map { $0.type } == [UInt16(NFNL_SUBSYS_CTNETLINK) << 8 | UInt16(IPCTNL_MSG_CT_DELETE.rawValue)])
         #expect(try deletes.first?.attributes(after: nfgenmsg.self).uint32(Int(CTA_ID.rawValue)) == Self.natedUDP.id?.bigEndian)
         // Any original destination (a published port): the other VIP's entry too, never the direct one.
