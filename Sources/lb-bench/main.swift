@@ -80,7 +80,7 @@ case "bulk":
             let theirsTime = try clock.measure { try shell(["ip", "netns", "exec", theirs.name!, "nft", "-f", file]) }
             print(String(format: "NFT-BENCH bulk services=%d backends=%d commands=%d", services, backends,
                          text.split(separator: "\n").count))
-            print(String(format: "NFT-BENCH swarmnet reconcile (one libnftables transaction): %.3f s", seconds(oursTime)))
+            print(String(format: "NFT-BENCH swarmnet reconcile(to:):                          %.3f s", seconds(oursTime)))
             print(String(format: "NFT-BENCH nft -f of the same rule set:                      %.3f s", seconds(theirsTime)))
             print(String(format: "NFT-BENCH ratio swarmnet/nft:                               %.2f", seconds(oursTime) / seconds(theirsTime)))
             if verify {
