@@ -77,7 +77,8 @@ extension NodeDaemon {
 
     /// One pass over every balancer; returns what failed (the next pass retries).
     func reconcileBalancing() async -> [String] {
-        if state.services.isEmpty && balancers.isEmpty && !configuration.embeddedDNS { return [] }
+        let sweepErrors = await sweepLeftoverHostBalancers()
+        if state.services.isEmpty && balancers.isEmpty && !configuration.embeddedDNS { return sweepErrors }
         if state.services.values.contains(where: \.isPublished) {
             do { try await ensureIngressGateway() } catch {
                 return ["ingress endpoint: \(error)"]
@@ -132,7 +133,36 @@ extension NodeDaemon {
             }
             return errors
         }
-        return dnsErrors + (outcome ?? ["the kernel worker has stopped"])
+        return sweepErrors + dnsErrors + (outcome ?? ["the kernel worker has stopped"])
+    }
+
+    /// Once per run, before anything is opened: the routing mesh's and the
+    /// host-mode ports' programming left in the daemon's own namespace by an
+    /// earlier run is removed when no service publishes a port any more
+    /// (the service was removed while the daemon was down, or its state was
+    /// wiped), with either back end's. With a published port, they are left
+    /// for the balancers about to open them, so a restart does not
+    /// interrupt the mesh. A failure is reported and tried again next pass.
+    func sweepLeftoverHostBalancers() async -> [String] {
+        guard !hostBalancersSwept else { return [] }
+        if state.services.values.contains(where: \.isPublished) {
+            hostBalancersSwept = true
+            return []
+        }
+        let outcome = try? await worker.run { () -> [String] in
+            let own = NetworkNamespace.path(Self.ownNamespacePath)
+            return [BalancerRole.mesh, .hostPorts].compactMap { role in
+                do {
+                    try BalancerKind.removeEitherBackend(of: role, in: own)
+                    return nil
+                } catch {
+                    return "removing the \(role.rawValue) balancer left by an earlier run: \(error)"
+                }
+            }
+        }
+        guard let outcome else { return ["the kernel worker has stopped"] }
+        if outcome.isEmpty { hostBalancersSwept = true }
+        return outcome
     }
 
     /// Desired services beside what each balancer holds, for `swarmnet debug lb`.
@@ -199,6 +229,12 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
     /// range (and a workload's VIP:port services) with their mark table.
     /// Run by the reconciler when it opens a balancer; an absent table or
     /// service is not an error, any other failure is (and is retried).
+    /// Removes what either back end programmed for `role` in `namespace`.
+    static func removeEitherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+        try BalancerKind.ipvs(version: "").retireOtherBackend(of: role, in: namespace) // the nftables table
+        try BalancerKind.nftables(reason: "").retireOtherBackend(of: role, in: namespace) // IPVS, where the kernel has it
+    }
+
     func retireOtherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
         switch self {
         case .ipvs:

@@ -36,6 +36,9 @@ public actor NodeDaemon: DockerBackend {
     var gossip: ClusterGossip?
     /// The load balancers opened in workload namespaces and the mesh's own.
     let balancers = BalancerRegistry()
+    /// Whether this run has removed the host balancers an earlier run left
+    /// and no published port needs (`sweepLeftoverHostBalancers`).
+    var hostBalancersSwept = false
     /// The kernel balancer in use (`--lb-backend`, resolved at start-up).
     public nonisolated let balancerKind: BalancerKind
     /// The embedded DNS servers of local workloads.

@@ -190,9 +190,9 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
     }
 
     /// The mark table as the kernel holds it; `intact` is false when its
-    /// chains, hooks or rule counts are not the ones `IPVSMarkTable` makes
-    /// (flushed, deleted, a rule added or removed), so the next reconcile
-    /// rewrites it. A rule edited in place is not noticed.
+    /// chains, hooks or rules are not the ones `IPVSMarkTable` makes
+    /// (flushed, deleted, a rule added, removed or edited), so the next
+    /// reconcile rewrites it.
     private func readMarks() throws -> (contents: IPVSMarkTable.Contents, exists: Bool, intact: Bool) {
         let text: String
         do { text = try nft.run("list table ip \(configuration.markTable)", json: true) } catch let error as NFTablesError

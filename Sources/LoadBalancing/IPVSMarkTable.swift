@@ -141,15 +141,15 @@ struct IPVSMarkTable {
 
     var hookNames: [String] { hooks == .routingMesh ? ["output", "prerouting"] : ["output"] }
 
-    /// The marks of `nft -j list table ip NAME`, with each chain's rule
-    /// count and hook (for `isIntact`).
-    static func parse(json text: String, table: String) throws -> (contents: Contents, chains: [String: Int], hooks: [String: String]) {
+    /// The marks of `nft -j list table ip NAME`, with each chain's rules
+    /// (their signatures, `NFTRule.signature`) and hook (for `isIntact`).
+    static func parse(json text: String, table: String) throws -> (contents: Contents, chains: [String: [String]], hooks: [String: String]) {
         guard let data = text.data(using: .utf8),
               let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
               let objects = root["nftables"] as? [[String: Any]]
         else { throw LoadBalancerError.malformedReply("nft -j list table ip \(table): not nft's JSON") }
         var contents = Contents()
-        var rules: [String: Int] = [:]
+        var rules: [String: [String]] = [:]
         var hooks: [String: String] = [:]
         for object in objects {
             if let map = object["map"] as? [String: Any], let name = map["name"] as? String {
@@ -174,20 +174,43 @@ struct IPVSMarkTable {
             } else if let set = object["set"] as? [String: Any], set["name"] as? String == masqueradeMarks {
                 contents.masquerade = Set((set["elem"] as? [Any] ?? []).compactMap { ($0 as? NSNumber)?.uint32Value })
             } else if let chain = object["chain"] as? [String: Any], let name = chain["name"] as? String {
-                rules[name] = rules[name] ?? 0
+                rules[name] = rules[name] ?? []
                 hooks[name] = chain["hook"] as? String
             } else if let rule = object["rule"] as? [String: Any], let chain = rule["chain"] as? String {
-                rules[chain, default: 0] += 1
+                rules[chain, default: []].append(NFTRule.signature(expr: rule["expr"] as? [Any] ?? [], comment: rule["comment"] as? String))
             }
         }
         return (contents, rules, hooks)
     }
 
-    /// Whether the chains read back are exactly the ones this table makes.
-    func isIntact(chains: [String: Int], hooks: [String: String]) -> Bool {
-        var want: [String: Int] = [:]
-        for hook in hookNames { want[hook] = 2 }
-        if masqueradesPublishedPorts { want["postrouting"] = 1 }
+    /// Whether the chains read back are exactly the ones this table makes,
+    /// rule for rule: a rule added, removed or edited in place is noticed.
+    func isIntact(chains: [String: [String]], hooks: [String: String]) -> Bool {
+        var want: [String: [String]] = [:]
+        for hook in hookNames { want[hook] = Self.markRules }
+        if masqueradesPublishedPorts { want["postrouting"] = [Self.masqueradeRule] }
         return chains == want && hooks == Dictionary(uniqueKeysWithValues: want.keys.map { ($0, $0) })
     }
+
+    /// The signatures of the rules `commands(for:)` writes, as nft 1.0.6
+    /// lists them (`nft -j`).
+    static let markRules: [String] = {
+        let newOnly = NFTExpr.match(["ct": ["key": "state"]], "in", "new")
+        let setMark = { (key: [Any], map: String) -> [String: Any] in
+            ["mangle": ["key": NFTExpr.meta("mark"), "value": ["map": ["key": ["concat": key], "data": "@" + map]]]]
+        }
+        return [
+            NFTRule.signature(expr: [newOnly, setMark([NFTExpr.payload("ip", "daddr"), NFTExpr.meta("l4proto")], vipMarks)], comment: nil),
+            NFTRule.signature(expr: [
+                newOnly,
+                NFTExpr.match(["fib": ["result": "type", "flags": ["daddr"]]], "==", "local"),
+                NFTExpr.match(NFTExpr.payload("ip", "daddr"), "!=", ["prefix": ["addr": "127.0.0.0", "len": 8]]),
+                setMark([NFTExpr.meta("l4proto"), NFTExpr.payload("th", "dport")], portMarks),
+            ], comment: nil),
+        ]
+    }()
+
+    static let masqueradeRule = NFTRule.signature(expr: [
+        NFTExpr.match(NFTExpr.meta("mark"), "==", "@" + masqueradeMarks), ["masquerade": NSNull()],
+    ], comment: nil)
 }

@@ -284,6 +284,30 @@ import Glibc
         }
     }
 
+    /// A daemon restarted without any published service (here its state is
+    /// wiped while it is down) removes the routing mesh's table an earlier
+    /// run left in the host's namespace, which nothing would otherwise own.
+    @Test func aRestartWithoutPublishedPortsRemovesTheMeshAnEarlierRunLeft() throws {
+        try withTestbed(hosts: 1) { testbed in
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.88.0.0/24", "front"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8088:80", "old"])
+            let host = testbed.hosts[0].namespace.name!
+            let exists = { (table: String) in
+                (try? TestHost.run(["ip", "netns", "exec", host, "nft", "list", "table", "ip", table])) != nil
+            }
+            #expect(eventually(10) { exists("swarmnet-mesh") })
+            testbed.kill9("h1")
+            #expect(exists("swarmnet-mesh"), "SIGKILL leaves the table")
+            try FileManager.default.removeItem(atPath: "\(testbed.root)/h1/state")
+            try testbed.start("h1")
+            #expect(eventually(10) { !exists("swarmnet-mesh") && !exists("swarmnet-hostports") })
+            // The new run works: a published service brings the mesh back.
+            try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.89.0.0/24", "front2"])
+            try testbed.swarmnet("h1", ["service", "create", "--network", "front2", "--publish", "8089:80", "new"])
+            #expect(eventually(10) { exists("swarmnet-mesh") })
+        }
+    }
+
     @Test func theStockDockerCLIManagesServices() throws {
         try withTestbed(hosts: 1) { testbed in
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.87.0.0/24", "front"])
