@@ -136,7 +136,7 @@ extension NodeDaemon {
         return sweepErrors + dnsErrors + (outcome ?? ["the kernel worker has stopped"])
     }
 
-    /// Once per run, before anything is opened: the routing mesh's and the
+    /// Once per run, on the first pass (and each pass until it succeeds): the routing mesh's and the
     /// host-mode ports' programming left in the daemon's own namespace by an
     /// earlier run is removed when no service publishes a port any more
     /// (the service was removed while the daemon was down, or its state was

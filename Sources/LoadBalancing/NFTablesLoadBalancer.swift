@@ -19,9 +19,11 @@ import Netlink
 /// its service chain flushed and rewritten; a new service: its chains plus
 /// one map element), and is one kernel transaction: it applies whole or
 /// not at all. The services' part is sent as nf_tables netlink messages of
-/// our own (`NFTNetlinkBatch`), the table's structure (table, maps, hook
-/// and dispatch chains: only at the first programming or a repair) through
-/// libnftables, in a transaction of its own just before.
+/// our own (`NFTNetlinkBatch`). When the table's structure differs too
+/// (table, maps, hook and dispatch chains: at the first programming or a
+/// repair), the structure goes first through libnftables, in a transaction
+/// of its own: a repair is then two transactions, and between them the
+/// hook chains can be live before the service chains are refilled.
 ///
 /// Removing a backend: in the same transaction its service chain stops
 /// jumping to it (so no new connection can reach it from that commit on)
@@ -120,8 +122,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         try lock.withLock { NFTablesKernelState.services(in: try readKernel()) }
     }
 
-    /// Compares the table with `desired` and repairs every difference in
-    /// one transaction: a deleted or flushed table, an edited or extra
+    /// Compares the table with `desired` and repairs every difference (one
+    /// transaction, two when the structure needs repair): a deleted or flushed table, an edited or extra
     /// chain, a missing or extra map element, a wrong hook. The reported
     /// operations are the model-level difference (what `services()` held
     /// before against `desired`).
@@ -167,8 +169,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             before = generation
         } else {
             model = nil
-            before = try socket.currentGeneration()
-            kernel = try readKernel()
+            (kernel, before) = try readKernelAndGeneration()
         }
         model = nil
         modelServices = nil
@@ -231,8 +232,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             before = generation
         } else {
             model = nil
-            before = try socket.currentGeneration()
-            next = try readKernel()
+            (next, before) = try readKernelAndGeneration()
         }
         let id = NFTNames.serviceID(key)
         // Structure is checked against what is known; strays elsewhere are
@@ -319,6 +319,17 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// The commands of the last transaction sent (empty when nothing differed).
     public var lastTransaction: [String] { lock.withLock { lastCommands.map { $0.text(prefix: transaction.prefix) } } }
 
+    /// The table and the generation it was read at. libnftables' listing
+    /// is itself consistent (it lists again if the generation moves while
+    /// it reads), so the generation is read right after it, not before: a
+    /// listing of 10,000 services takes most of a minute, and a commit by
+    /// anyone during it (another table's owner in the host's namespace)
+    /// would otherwise make every batch built from it fail.
+    private func readKernelAndGeneration() throws -> (NFTImage, UInt32) {
+        let image = try readKernel()
+        return (image, try socket.currentGeneration())
+    }
+
     private func readKernel() throws -> NFTImage {
         reads += 1
         let text: String
@@ -327,8 +338,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         return try NFTablesKernelState.image(fromJSON: text, table: configuration.tableName)
     }
 
-    /// Sends one transaction. `before` is the generation read before the
-    /// kernel was (or the model was trusted); each commit makes it one more.
+    /// Sends one transaction. `before` is the generation the kernel was read
+    /// at (or the model's); each commit makes it the next one.
     ///
     /// The table's structure, when anything of it differs (the first
     /// programming, a repair), goes first through libnftables as one
@@ -349,18 +360,25 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let batch = services.isEmpty ? nil : try NFTNetlinkBatch(table: configuration.tableName, commands: services, prefix: transaction.prefix)
         if !structure.isEmpty {
             try context.run(structure.map { $0.text(prefix: transaction.prefix) }.joined(separator: "\n") + "\n")
-            expected &+= 1
+            // A transaction the kernel found nothing to do in makes no new
+            // generation; one by someone else in between makes two.
+            let after = try socket.currentGeneration()
+            guard after == before || after == NFTablesSocket.generation(after: before) else {
+                throw NFTablesError(command: "(generation check)",
+                                    message: "the ruleset changed while swarmnet repaired its table (generation \(before) to \(after))")
+            }
+            expected = after
         }
         if let batch {
             do {
-                try socket.commit(batch, expecting: expected)
+                guard let made = try socket.commit(batch, expecting: expected) else { return } // generation unknown
+                expected = made
             } catch {
                 if structure.first == .structure("add table \(transaction.prefix)") {
                     _ = try? context.run("delete table \(transaction.prefix)")
                 }
                 throw error
             }
-            expected &+= 1
         }
         generation = expected
     }

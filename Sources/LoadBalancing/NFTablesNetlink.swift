@@ -348,7 +348,7 @@ struct NFTNetlinkBatch {
                 }
                 if let comment = rule.comment {
                     // libnftnl's user data: TLV NFTNL_UDATA_RULE_COMMENT (0), length with the NUL.
-                    let text = Array(comment.utf8.prefix(254)) + [0]
+                    let text = Array(comment.utf8.prefix(253)) + [0] // NFT_USERDATA_MAXLEN: 256 with the TLV header
                     m.addAttribute(NFTNetlink.ruleUserData, [0, UInt8(text.count)] + text)
                 }
             }

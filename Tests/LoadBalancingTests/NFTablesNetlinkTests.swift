@@ -87,6 +87,13 @@ import Testing
         #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("tcp . 65536") }
     }
 
+    /// The kernel's generation skips 0 when it wraps, and 0 in a batch
+    /// means "do not check": the next generation after 2^32-1 is 1.
+    @Test func theGenerationAfterTheLastIsOneNotZero() {
+        #expect(NFTablesSocket.generation(after: 41) == 42)
+        #expect(NFTablesSocket.generation(after: .max) == 1)
+    }
+
     @Test func dottedQuadsParseStrictly() {
         #expect(NFTExpressionEncoder.ipv4Bytes("10.0.1.2") == [10, 0, 1, 2])
         #expect(NFTExpressionEncoder.ipv4Bytes("255.255.255.255") == [255, 255, 255, 255])
