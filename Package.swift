@@ -118,7 +118,7 @@ let package = Package(
         .target(
             name: "LoadBalancing",
             dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables"]),
-        .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim"]),
+        .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim", "CNetlinkShim"]),
         .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing", "TestKit"]),
 
         // [nftables targets]

@@ -229,23 +229,30 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
     /// range (and a workload's VIP:port services) with their mark table.
     /// Run by the reconciler when it opens a balancer; an absent table or
     /// service is not an error, any other failure is (and is retried).
-    /// Removes what either back end programmed for `role` in `namespace`.
-    static func removeEitherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
-        try BalancerKind.ipvs(version: "").retireOtherBackend(of: role, in: namespace) // the nftables table
-        try BalancerKind.nftables(reason: "").retireOtherBackend(of: role, in: namespace) // IPVS, where the kernel has it
-    }
-
     func retireOtherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
         switch self {
-        case .ipvs:
-            try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: role.nftablesTable))
-                .deleteTable()
-        case .nftables:
-            guard IPVS.availability(in: namespace).isAvailable,
-                  case .ipvs(let configuration) = BalancerKind.ipvs(version: "").settings(for: role, localBackends: [])
-            else { return }
-            try IPVSBalancer(namespace: namespace, configuration: configuration).removeAll()
+        case .ipvs: try Self.removeNFTables(of: role, in: namespace)
+        case .nftables: try Self.removeIPVS(of: role, in: namespace)
         }
+    }
+
+    /// Removes what either back end programmed for `role` in `namespace`.
+    static func removeEitherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+        try removeNFTables(of: role, in: namespace)
+        try removeIPVS(of: role, in: namespace)
+    }
+
+    private static func removeNFTables(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+        try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(tableName: role.nftablesTable))
+            .deleteTable()
+    }
+
+    /// The IPVS services of the role's mark range with their mark table, where the kernel has IPVS.
+    private static func removeIPVS(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+        guard IPVS.availability(in: namespace).isAvailable,
+              case .ipvs(let configuration) = BalancerKind.ipvs(version: "").settings(for: role, localBackends: [])
+        else { return }
+        try IPVSBalancer(namespace: namespace, configuration: configuration).removeAll()
     }
 }
 

@@ -51,12 +51,13 @@ import Netlink
 /// context is created on a thread inside the namespace and later commands,
 /// from any thread, act there (the kernel tests check this).
 ///
-/// Cost of a change: below 1.5 ms at 100 services. It grows with the
-/// table, in the kernel: every commit that adds a rule validates the whole
-/// table from its hook chains (every service and endpoint chain, through
-/// the dispatch map), and every commit walks every chain of the namespace;
-/// at 10,000 services x 10 (110,000 chains) that is about 115 ms of kernel
-/// time per commit, measured with a bare netlink batch and nothing of ours.
+/// Cost of a change: about 1 ms at 100 services. It grows with the table,
+/// in the kernel: every commit that adds a rule validates the whole table
+/// from its hook chains (every service and endpoint chain, through the
+/// dispatch map), and every commit walks every chain of the namespace; at
+/// 10,000 services x 10 (110,000 chains) that is 110 to 140 ms of kernel
+/// time per commit, measured with bare netlink batches and nothing of ours
+/// (`scripts/bench-nft-floor`).
 /// Reading the table (`services()`, `reconcile(to:)`) goes through
 /// libnftables' JSON listing: about 47 s at 10,000 services x 10. Use
 /// `reconcile(service:to:)` per change and the full reconcile at start-up
@@ -168,7 +169,6 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             kernel = trusted
             before = generation
         } else {
-            model = nil
             (kernel, before) = try readKernelAndGeneration()
         }
         model = nil
@@ -223,15 +223,15 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         // and a failure leaves none: the next call reads the kernel.
         var next: NFTImage
         var before: UInt32
+        let trusted = model
+        model = nil
         modelServices = nil
-        if trustModel, let trusted = model, let generation {
-            model = nil
+        if trustModel, let trusted, let generation {
             next = trusted
             // The batch checks that nothing was committed since (ERESTART if
             // something was); an empty plan is checked here instead.
             before = generation
         } else {
-            model = nil
             (next, before) = try readKernelAndGeneration()
         }
         let id = NFTNames.serviceID(key)

@@ -553,7 +553,7 @@ struct NFTTransaction {
         for name in current.maps.keys.sorted() where desired.maps[name] == nil {
             phases.delete.append(.structure("delete map \(prefix) \(name)"))
         }
-        return phases.all(prefix: prefix)
+        return phases.all()
     }
 
     private struct Phases {
@@ -562,16 +562,14 @@ struct NFTTransaction {
         var create: [NFTCommand] = []
         var rewrite: [(rank: Int, commands: [NFTCommand])] = []
         var map: [NFTCommand] = []
-        var removals: [(rank: Int, name: String, structure: Bool)] = []
+        var removals: [(rank: Int, name: String, flush: NFTCommand, delete: NFTCommand)] = []
         var delete: [NFTCommand] = []
 
-        func all(prefix: String) -> [NFTCommand] {
+        func all() -> [NFTCommand] {
             let rewritten = rewrite.enumerated().sorted { ($0.element.rank, $0.offset) < ($1.element.rank, $1.offset) }
                 .flatMap(\.element.commands)
             let gone = removals.sorted { ($0.rank, $0.name) < ($1.rank, $1.name) }
-            let flushes = gone.map { $0.structure ? .structure("flush chain \(prefix) \($0.name)") : NFTCommand.flushChain($0.name) }
-            let deletions = gone.map { $0.structure ? .structure("delete chain \(prefix) \($0.name)") : NFTCommand.deleteChain($0.name) }
-            return setup + unmap + create + rewritten + map + flushes + deletions + delete
+            return setup + unmap + create + rewritten + map + gone.map(\.flush) + gone.map(\.delete) + delete
         }
     }
 
@@ -604,7 +602,8 @@ struct NFTTransaction {
             if !commands.isEmpty { phases.rewrite.append((Self.rank(name), commands)) }
         }
         for name in have.keys where want[name] == nil {
-            phases.removals.append((Self.rank(name) == 0 ? 1 : (Self.rank(name) == 1 ? 0 : 2), name, structure))
+            phases.removals.append((Self.rank(name) == 0 ? 1 : (Self.rank(name) == 1 ? 0 : 2), name,
+                                    command(.flushChain(name)), command(.deleteChain(name))))
         }
     }
 

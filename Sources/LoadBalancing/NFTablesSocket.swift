@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLibMnl
+import CNetlinkShim
 import Namespaces
 import Netlink
 
@@ -18,16 +19,16 @@ final class NFTablesSocket: @unchecked Sendable {
     private var sequence: UInt32 = 1 << 30
 
     init(namespace: NetworkNamespace?) throws {
-        socket = try MnlSocket(namespace: namespace, protocol: 12) // NETLINK_NETFILTER
+        socket = try MnlSocket(namespace: namespace, protocol: NETLINK_NETFILTER)
         session = RouteNetlink(transport: socket, namespace: namespace)
         place = namespace?.description ?? "this namespace"
     }
 
     func currentGeneration() throws -> UInt32 {
-        var request = NetlinkRequest(type: NFTNetlink.type(NFTNetlink.getGeneration), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
-        request.appendStruct(NFGenMessage(family: UInt8(AF_UNSPEC)))
+        var request = NetlinkRequest(type: NFTNetlink.type(NFT_MSG_GETGEN), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
+        request.appendStruct(nfgenmsg(nfgen_family: UInt8(AF_UNSPEC), version: UInt8(NFNETLINK_V0), res_id: 0))
         let reply = try session.query(request, operation: "get nftables generation", object: "in \(place)")
-        guard let id = try reply.attributes(after: NFGenMessage.self).uint32(NFTNetlink.generationID) else {
+        guard let id = try reply.attributes(after: nfgenmsg.self).uint32(attribute(NFTA_GEN_ID)) else {
             throw LoadBalancerError.malformedReply("NFT_MSG_NEWGEN without NFTA_GEN_ID")
         }
         return UInt32(bigEndian: id)

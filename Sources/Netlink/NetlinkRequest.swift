@@ -57,6 +57,8 @@ public struct NetlinkRequest: Sendable, Equatable {
     public mutating func addAttribute(_ type: Int, int32 value: Int32) { addAttribute(type, Self.hostBytes(value)) }
     /// A 16-bit value in network byte order (ports, as IFLA_VXLAN_PORT wants).
     public mutating func addAttribute(_ type: Int, bigEndian16 value: UInt16) { addAttribute(type, Self.hostBytes(value.bigEndian)) }
+    /// A 32-bit value in network byte order (every nf_tables number).
+    public mutating func addAttribute(_ type: Int, bigEndian32 value: UInt32) { addAttribute(type, Self.hostBytes(value.bigEndian)) }
     /// A NUL-terminated string (interface names, link kinds).
     public mutating func addAttribute(_ type: Int, string: String) { addAttribute(type, Array(string.utf8) + [0]) }
 
@@ -70,7 +72,8 @@ public struct NetlinkRequest: Sendable, Equatable {
         updateLength()
     }
 
-    static func hostBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    /// A value's bytes as they lie in memory (host order unless converted first).
+    public static func hostBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
         withUnsafeBytes(of: value) { Array($0) }
     }
 

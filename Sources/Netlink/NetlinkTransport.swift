@@ -27,6 +27,8 @@ public final class MnlSocket: NetlinkTransport {
     private let socket: OpaquePointer
     public let portID: UInt32
     private var buffer: [UInt8]
+    /// The largest datagram `reserveSendBuffer` has made room for.
+    private var sendBufferReserved = 0
 
     /// Opens a socket of netlink `protocol` (NETLINK_GENERIC for IPVS) in
     /// `namespace` (the caller's own when nil), joined to the multicast
@@ -102,15 +104,13 @@ public final class MnlSocket: NetlinkTransport {
     /// Lets one datagram of `bytes` be sent (SO_SNDBUFFORCE; a netfilter
     /// batch must be a single datagram, and the default limit is ~200 KiB).
     public func reserveSendBuffer(_ bytes: Int) {
+        guard bytes > sendBufferReserved else { return }
         var size = Int32(clamping: bytes + 4096)
         let fd = mnl_socket_get_fd(socket)
-        var current: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        // The kernel reports double the size set (its bookkeeping share).
-        if getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0, current / 2 >= size { return }
         if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
+        sendBufferReserved = bytes
     }
 
     private func setOption(_ option: Int32, _ value: Int32) throws {

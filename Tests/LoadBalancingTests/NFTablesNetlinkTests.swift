@@ -1,4 +1,5 @@
 import Addressing
+import CNetlinkShim
 import Foundation
 import Netlink
 import Testing
@@ -110,14 +111,14 @@ import Testing
         let messages = try NetlinkMessage.split(batch.datagram(generation: 41, firstSequence: 100))
         #expect(messages.map(\.type) == [16, 10 << 8 | 3, 10 << 8 | 6, 17])
         #expect(messages.map(\.sequence) == [100, 101, 102, 103])
-        let begin = try messages[0].attributes(after: NFGenMessage.self)
+        let begin = try messages[0].attributes(after: nfgenmsg.self)
         #expect(begin.uint32(1).map { UInt32(bigEndian: $0) } == 41)
         // The chain is created exclusively (EEXIST if present), the rule appended.
         let create: UInt16 = 0x400, exclusive: UInt16 = 0x200, append: UInt16 = 0x800 // NLM_F_*
         #expect(messages[1].flags & (create | exclusive) == create | exclusive)
         #expect(messages[2].flags & append != 0)
         // The comment is libnftnl's user data TLV: type 0, length with the NUL.
-        let rule2 = try messages[2].attributes(after: NFGenMessage.self)
+        let rule2 = try messages[2].attributes(after: nfgenmsg.self)
         #expect(rule2[7].map(Array.init) == [0, 14] + Array("swarmnet rr 0".utf8) + [0])
         #expect(batch.source(of: 1) == "add rule ip sn svc-a counter comment \"swarmnet rr 0\"")
     }

@@ -30,6 +30,10 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+// nf_tables netlink (NFT_MSG_*, NFTA_*, NFT_*) and the NAT range flags, for
+// the nftables back end's own batches (Sources/LoadBalancing/NFTablesNetlink.swift).
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nf_nat.h>
 
 /// setns(2): moves the calling thread into the namespace `fd` refers to.
 int cnl_setns(int fd, int nstype);
