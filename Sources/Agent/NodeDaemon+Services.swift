@@ -13,10 +13,11 @@ extension NodeDaemon {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
         }
         let request = Self.serviceRequest(spec)
+        // Awaited before the state is copied, so no concurrent commit is overwritten.
+        let hostRoutes = !request.ports.isEmpty && state.ingressNetwork == nil ? try await worker.run { try Self.hostRoutes() } : nil
         var next = state
         var ingressCreated: NetworkRecord?
-        if !request.ports.isEmpty && next.ingressNetwork == nil {
-            let hostRoutes = try await worker.run { try Self.hostRoutes() }
+        if let hostRoutes, next.ingressNetwork == nil {
             ingressCreated = try Self.mapping { try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
         }
         let record = try Self.mapping { try next.createService(request, id: Identifier.make(), now: Date()) }

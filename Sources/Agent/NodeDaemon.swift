@@ -121,10 +121,14 @@ public actor NodeDaemon: DockerBackend {
     }
 
     public func removeNetwork(_ reference: String) async throws {
-        var next = state
-        let record = try Self.mapping { try next.removeNetwork(reference) }
+        var check = state
+        let record = try Self.mapping { try check.removeNetwork(reference) }
         let network = try overlayNetwork(record)
         try await worker.run { [driver] in try driver.removeSandbox(network) }
+        // Removed again from the state as it is now (not the copy taken
+        // before the await, which would undo concurrent changes).
+        var next = state
+        _ = try Self.mapping { try next.removeNetwork(record.id) }
         try commit(next)
         try? gossip?.withdraw(networkID: record.id)
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
@@ -195,12 +199,18 @@ public actor NodeDaemon: DockerBackend {
             endpointID: Identifier.make(), network: record.id, node: nodeID, nodeName: configuration.nodeName,
             namespacePath: namespace.path, name: name, requestedAddress: requestedAddress, vtep: configuration.dataPathAddress,
             serviceID: serviceID, isIngressGateway: isIngressGateway ? true : nil)
-        var next = state
+        // The state is copied only after the last await before its commit:
+        // the actor is reentrant, and a copy taken before the manager
+        // answered would overwrite what concurrent attaches committed
+        // meanwhile (their endpoints vanished from `network inspect`).
+        var next: ClusterState
         let endpoint: EndpointRecord
         if configuration.isManager {
+            next = state
             endpoint = try Self.mapping { try next.addEndpointRecord(allocation) }
         } else {
             endpoint = try await askManager(allocation)
+            next = state
             next.endpoints[endpoint.id] = endpoint
         }
         let network = try overlayNetwork(record)
