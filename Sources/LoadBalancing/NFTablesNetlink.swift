@@ -199,30 +199,8 @@ struct NFTExpressionEncoder {
         return out
     }
 
-    /// "10.0.1.2" as four bytes; nil unless four decimal octets. (Parsing
-    /// through IPAddress was a tenth of programming 10,000 rules.)
-    static func ipv4Bytes(_ text: String) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(4)
-        var value = 0, digits = 0
-        for character in text.utf8 {
-            if character == UInt8(ascii: ".") {
-                guard digits > 0, bytes.count < 3 else { return nil }
-                bytes.append(UInt8(value))
-                value = 0
-                digits = 0
-            } else if character >= UInt8(ascii: "0"), character <= UInt8(ascii: "9"), digits < 3 {
-                value = value * 10 + Int(character - UInt8(ascii: "0"))
-                digits += 1
-                guard value <= 255 else { return nil }
-            } else {
-                return nil
-            }
-        }
-        guard digits > 0, bytes.count == 3 else { return nil }
-        bytes.append(UInt8(value))
-        return bytes
-    }
+    /// "10.0.1.2" as four bytes; nil unless four decimal octets.
+    static func ipv4Bytes(_ text: String) -> [UInt8]? { (try? IPv4Address(parsing: text))?.bytes }
 
     private static func immediate(_ data: [UInt8], into register: UInt32) -> Expression {
         Expression(name: "immediate") { m in

@@ -14,15 +14,20 @@ struct NFTRule: Hashable, CustomStringConvertible {
     var dnat: String?
     private let body: Body
 
-    /// The expressions, canonicalized only when first compared: a table
-    /// programmed into an empty namespace never needs it.
+    /// The expressions, built only when the rule is sent or compared with
+    /// one read from the kernel (a change renders its service's every rule
+    /// but sends only those that differ, and building nft's JSON for all
+    /// of them was a fifth of a change's own time), and canonicalized only
+    /// when first compared: a table programmed into an empty namespace
+    /// never needs that.
     private final class Body {
-        let expr: [Any]
+        private let build: () -> [Any]
         let comment: String?
-        init(expr: [Any], comment: String?) {
-            self.expr = expr
+        init(expr: @escaping () -> [Any], comment: String?) {
+            build = expr
             self.comment = comment
         }
+        lazy var expr: [Any] = build()
         lazy var signature: String = NFTRule.signature(expr: expr, comment: comment)
     }
 
@@ -43,7 +48,9 @@ struct NFTRule: Hashable, CustomStringConvertible {
     func hash(into hasher: inout Hasher) { hasher.combine(signature) }
     var description: String { text.isEmpty ? signature : text }
 
-    init(text: String, expr: [Any], comment: String? = nil, dnat: String? = nil) {
+    /// `expr` is evaluated later, if at all: it must capture constants
+    /// only, never a variable the caller changes afterwards.
+    init(text: String, expr: @autoclosure @escaping () -> [Any], comment: String? = nil, dnat: String? = nil) {
         self.text = text + (comment.map { " comment \"\($0)\"" } ?? "")
         self.comment = comment
         self.dnat = dnat
@@ -55,7 +62,7 @@ struct NFTRule: Hashable, CustomStringConvertible {
         text = ""
         self.comment = comment
         self.dnat = dnat
-        body = Body(expr: expr, comment: comment)
+        body = Body(expr: { expr }, comment: comment)
     }
 
     /// Canonical JSON (keys sorted) of a rule's expressions and comment;
@@ -435,8 +442,10 @@ struct NFTablesRenderer {
             image.chains[chain] = NFTChain(base: nil, rules: endpointRules)
             if server.weight > 0 { active.append((chain, weighted ? UInt64(server.weight) : 1)) }
         }
-        var remaining = active.reduce(0) { $0 + $1.weight }
+        var left = active.reduce(0) { $0 + $1.weight }
         for (index, endpoint) in active.enumerated() {
+            // A constant: a rule's expressions are built later (NFTRule.init).
+            let remaining = left
             if index == active.count - 1 {
                 rules.append(NFTRule(text: "goto \(endpoint.chain)", expr: [NFTExpr.goto(endpoint.chain)]))
             } else if hashing {
@@ -450,7 +459,7 @@ struct NFTablesRenderer {
                     NFTExpr.goto(endpoint.chain),
                 ]))
             }
-            remaining -= endpoint.weight
+            left -= endpoint.weight
         }
         // No backend takes new connections: refuse them here rather than
         // let them reach the VIP unbalanced. Established ones never get here.

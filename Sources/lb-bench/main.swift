@@ -5,10 +5,13 @@
 //       programs SERVICES x BACKENDS through NFTablesLoadBalancer in a fresh
 //       namespace, and the same rule set as text with `nft -f` in another;
 //       prints both times and the ratio (--verify: both tables list alike).
-//   lb-bench change SERVICES CHANGES [PEER-CHANGES]
+//   lb-bench change SERVICES CHANGES [PEER-CHANGES] [--interleave]
 //       with SERVICES x 10 programmed, adds and removes one backend of one
 //       service CHANGES times through reconcile(service:to:); p50/p99 per
-//       change, beside `nft -f` of the same transaction text.
+//       change, beside `nft -f` of the same transaction text. Ours run
+//       first, then the peer's (--interleave: each peer change right after
+//       ours; its two processes per change roughly double our figure, see
+//       BENCHMARKS.md).
 import Addressing
 import Foundation
 import LoadBalancing
@@ -98,10 +101,15 @@ case "bulk":
     }
 
 case "change":
-    guard arguments.count >= 3, let services = Int(arguments[1]), let changes = Int(arguments[2]) else {
-        fail("change SERVICES CHANGES [PEER-CHANGES]")
+    // --interleave runs each peer change right after ours (the order before
+    // session 5); the default runs all of ours, then the peer replays them.
+    let interleave = arguments.contains("--interleave")
+    let numbers = arguments.dropFirst().filter { $0 != "--interleave" }
+    guard numbers.count >= 2, let services = Int(numbers[numbers.startIndex]),
+          let changes = Int(numbers[numbers.startIndex + 1]) else {
+        fail("change SERVICES CHANGES [PEER-CHANGES] [--interleave]")
     }
-    let peerChanges = arguments.count >= 4 ? Int(arguments[3]) ?? changes : changes
+    let peerChanges = numbers.count >= 3 ? Int(numbers[numbers.startIndex + 2]) ?? changes : changes
     let desired = desiredServices(services, backends: 10)
     try withNamespace { namespace in
       try withNamespace { peer in
@@ -119,28 +127,32 @@ case "change":
         var peerRemove: [Double] = []
         let file = "/tmp/lb-bench-\(getpid()).nft"
         defer { unlink(file) }
+        // The peer applies the same two transactions with nft -f.
+        func peerApplies(_ add: [String], _ remove: [String]) throws {
+            try (add.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            peerAdd.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
+            try (remove.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            peerRemove.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
+        }
+        var transactions: [(add: [String], remove: [String])] = []
         for k in 0..<changes {
             let service = desired[(k * 7919) % services]
             var grown = service
             grown.realServers.append(RealServer(address: .v4(IPv4Address(0x0afa_0000 + UInt32(k))), port: 8080))
-            var addText: [String] = []
             add.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: grown) }))
-            addText = lb.lastTransaction
+            let addText = lb.lastTransaction
             remove.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: service) }))
             let removeText = lb.lastTransaction
             if addText.isEmpty || removeText.isEmpty { fail("a change sent nothing") }
-            if k < peerChanges {
-                // The peer applies the same two transactions with nft -f.
-                try (addText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-                peerAdd.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
-                try (removeText.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-                peerRemove.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", file]) }))
-            }
+            guard k < peerChanges else { continue }
+            if interleave { try peerApplies(addText, removeText) } else { transactions.append((addText, removeText)) }
         }
+        for transaction in transactions { try peerApplies(transaction.add, transaction.remove) }
         let ours = (add + remove).sorted()
         let theirs = (peerAdd + peerRemove).sorted()
         let ms = { (x: Double) in x * 1000 }
-        print(String(format: "NFT-BENCH change services=%d backends=10 changes=%d (setup %.2f s)", services, ours.count, seconds(setup)))
+        print(String(format: "NFT-BENCH change services=%d backends=10 changes=%d (setup %.2f s; ", services, ours.count, seconds(setup))
+              + (interleave ? "each peer change right after ours)" : "all of ours first, then the peer's)"))
         print(String(format: "NFT-BENCH swarmnet reconcile(service:) add p50 %.2f ms p99 %.2f ms; remove p50 %.2f ms p99 %.2f ms",
                      ms(percentile(add.sorted(), 0.5)), ms(percentile(add.sorted(), 0.99)),
                      ms(percentile(remove.sorted(), 0.5)), ms(percentile(remove.sorted(), 0.99))))

@@ -7,9 +7,14 @@ import Testing
         #expect(address.bytes == [10, 0, 3, 254])
         #expect(address.description == "10.0.3.254")
         #expect(IPv4Address(bytes: [192, 0, 2, 1])?.description == "192.0.2.1")
+        #expect(try IPv4Address(parsing: "255.255.255.255").value == .max)
+        #expect(try IPv4Address(parsing: "0.0.0.0").value == 0)
+        #expect(try IPv4Address(parsing: "010.001.0.9").bytes == [10, 1, 0, 9])
+        #expect(try IPv4Address(parsing: "10.0.3.254"[...]).description == "10.0.3.254")
     }
 
-    @Test(arguments: ["", "10.0.0", "10.0.0.256", "10.0.0.1.2", "a.b.c.d", "10..0.1", "1000.0.0.1", " 10.0.0.1"])
+    @Test(arguments: ["", "10.0.0", "10.0.0.256", "10.0.0.1.2", "a.b.c.d", "10..0.1", "1000.0.0.1", " 10.0.0.1",
+                      "10.0.0.1 ", "10.0.0.", ".10.0.0", "10.0.0.-1", "10.0.0.+1", "\u{0661}0.0.0.1"])
     func rejectsBadIPv4(_ text: String) {
         #expect(throws: AddressParseError.self) { try IPv4Address(parsing: text) }
     }

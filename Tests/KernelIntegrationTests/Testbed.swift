@@ -105,6 +105,7 @@ final class Testbed: @unchecked Sendable {
 }
 
 /// Runs `body` with a test bed, tearing it down afterwards.
+@discardableResult
 func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, daemonArguments: [String] = [], _ body: (Testbed) throws -> T) throws -> T {
     let testbed = try Testbed(hosts: hosts, reconcileInterval: reconcileInterval, daemonArguments: daemonArguments)
     defer { testbed.tearDown() }
