@@ -18,11 +18,11 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
         value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
     }
 
-    /// Parses dotted-quad notation, strictly: four decimal parts 0...255.
-    /// Four decimal octets of one to three digits each ("10.0.1.2";
-    /// "010.0.1.2" too, as inet_aton's decimal reading has it). One pass
-    /// over the UTF-8: a split into substrings was most of reading back a
-    /// table of 10,000 services.
+    /// Parses dotted-quad notation, strictly: four decimal parts 0...255 of
+    /// one to three ASCII digits each (a leading zero is decimal, not
+    /// inet_aton's octal: "010.0.0.1" is 10.0.0.1). One pass over the UTF-8:
+    /// splitting into substrings was most of reading back a table's
+    /// backends.
     public init(parsing text: some StringProtocol) throws {
         guard let value = Self.parse(text.utf8) else { throw AddressParseError(input: String(text), expected: "IPv4 address") }
         self.value = value

@@ -5,13 +5,13 @@
 //       programs SERVICES x BACKENDS through NFTablesLoadBalancer in a fresh
 //       namespace, and the same rule set as text with `nft -f` in another;
 //       prints both times and the ratio (--verify: both tables list alike).
-//   lb-bench change SERVICES CHANGES [PEER-CHANGES] [--interleave]
+//   lb-bench change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]
 //       with SERVICES x 10 programmed, adds and removes one backend of one
 //       service CHANGES times through reconcile(service:to:); p50/p99 per
 //       change, beside `nft -f` of the same transaction text. Ours run
 //       first, then the peer's (--interleave: each peer change right after
 //       ours; its two processes per change roughly double our figure, see
-//       BENCHMARKS.md).
+//       BENCHMARKS.md; --pause MS: MS of idle before each of ours instead).
 import Addressing
 import Foundation
 import LoadBalancing
@@ -65,7 +65,9 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 
 let clock = ContinuousClock()
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard let mode = arguments.first else { fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] | change SERVICES CHANGES [PEER-CHANGES]") }
+guard let mode = arguments.first else {
+    fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] | change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]")
+}
 
 switch mode {
 case "bulk":
@@ -104,12 +106,20 @@ case "change":
     // --interleave runs each peer change right after ours (the order before
     // session 5); the default runs all of ours, then the peer replays them.
     let interleave = arguments.contains("--interleave")
-    let numbers = arguments.dropFirst().filter { $0 != "--interleave" }
-    guard numbers.count >= 2, let services = Int(numbers[numbers.startIndex]),
-          let changes = Int(numbers[numbers.startIndex + 1]) else {
-        fail("change SERVICES CHANGES [PEER-CHANGES] [--interleave]")
+    // --pause MS: idle between changes (no peer process), as a daemon whose
+    // changes are rare does: tells an idle machine from the peer's work.
+    var pause: UInt32 = 0
+    var numbers = Array(arguments.dropFirst().filter { $0 != "--interleave" })
+    if let flag = numbers.firstIndex(of: "--pause") {
+        guard flag + 1 < numbers.count, let ms = UInt32(numbers[flag + 1]) else { fail("--pause MS") }
+        pause = ms * 1000
+        numbers.removeSubrange(flag...flag + 1)
     }
-    let peerChanges = numbers.count >= 3 ? Int(numbers[numbers.startIndex + 2]) ?? changes : changes
+    guard numbers.count >= 2, let services = Int(numbers[0]),
+          let changes = Int(numbers[1]) else {
+        fail("change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]")
+    }
+    let peerChanges = numbers.count >= 3 ? Int(numbers[2]) ?? changes : changes
     let desired = desiredServices(services, backends: 10)
     try withNamespace { namespace in
       try withNamespace { peer in
@@ -139,8 +149,10 @@ case "change":
             let service = desired[(k * 7919) % services]
             var grown = service
             grown.realServers.append(RealServer(address: .v4(IPv4Address(0x0afa_0000 + UInt32(k))), port: 8080))
+            if pause > 0 { usleep(pause) }
             add.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: grown) }))
             let addText = lb.lastTransaction
+            if pause > 0 { usleep(pause) }
             remove.append(seconds(try clock.measure { try lb.reconcile(service: service.key, to: service) }))
             let removeText = lb.lastTransaction
             if addText.isEmpty || removeText.isEmpty { fail("a change sent nothing") }
