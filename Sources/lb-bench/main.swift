@@ -9,9 +9,10 @@
 //       with SERVICES x 10 programmed, adds and removes one backend of one
 //       service CHANGES times through reconcile(service:to:); p50/p99 per
 //       change, beside `nft -f` of the same transaction text. Ours run
-//       first, then the peer's (--interleave: each peer change right after
-//       ours; its two processes per change roughly double our figure, see
-//       BENCHMARKS.md; --pause MS: MS of idle before each of ours instead).
+//       first, then the peer's. --interleave: each peer change right after
+//       ours, which roughly doubles our figure (the caches go cold while
+//       the peer runs, see BENCHMARKS.md); --pause MS: MS of idle before
+//       each of ours, and no peer process in between.
 import Addressing
 import Foundation
 import LoadBalancing
@@ -106,8 +107,8 @@ case "change":
     // --interleave runs each peer change right after ours (the order before
     // session 5); the default runs all of ours, then the peer replays them.
     let interleave = arguments.contains("--interleave")
-    // --pause MS: idle between changes (no peer process), as a daemon whose
-    // changes are rare does: tells an idle machine from the peer's work.
+    // --pause MS: idle before each change, as a daemon whose changes are
+    // rare sees the kernel (cold caches), with no peer process in between.
     var pause: UInt32 = 0
     var numbers = Array(arguments.dropFirst().filter { $0 != "--interleave" })
     if let flag = numbers.firstIndex(of: "--pause") {
