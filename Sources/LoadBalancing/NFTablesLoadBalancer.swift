@@ -58,10 +58,14 @@ import Netlink
 /// 10,000 services x 10 (110,000 chains) that is 110 to 140 ms of kernel
 /// time per commit, measured with bare netlink batches and nothing of ours
 /// (`scripts/bench-nft-floor`).
-/// Reading the table (`services()`, `reconcile(to:)`) goes through
-/// libnftables' JSON listing: about 47 s at 10,000 services x 10. Use
-/// `reconcile(service:to:)` per change and the full reconcile at start-up
-/// and on a slow timer. See BENCHMARKS.md.
+/// Reading the table (`services()`, and `reconcile(to:)` when the table
+/// is not known to be the model) goes through libnftables' JSON listing:
+/// about 47 s at 10,000 services x 10. While the ruleset generation is the
+/// one swarmnet's last commit left, neither change reads it: a
+/// `reconcile(service:to:)` renders and sends that one service, and a
+/// `reconcile(to:)` (the daemon's path) compares the desired services
+/// with those it programmed and renders and sends only those that differ.
+/// See BENCHMARKS.md.
 public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendable {
     /// The namespace the table lives in; nil for the caller's own.
     public let namespace: NetworkNamespace?
@@ -75,9 +79,10 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
     private var model: NFTImage?
-    /// The services `model` was rendered from by the last full reconcile
-    /// (nil after a per-service change).
-    private var modelServices: [VirtualService]?
+    /// The services `model` was rendered from, by key (nil when the model
+    /// holds anything else: after a per-service change that had to read
+    /// the kernel, whose other services swarmnet did not render).
+    private var modelServices: [ServiceKey: VirtualService]?
     /// The ruleset generation swarmnet's last commit left.
     private var generation: UInt32?
     /// Generations, and the services' part of each transaction (see `NFTablesSocket`).
@@ -157,20 +162,14 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private var reads = 0
 
     private func reconcileAll(_ effective: [VirtualService], trustModel: Bool) throws -> ReconcileChanges {
-        let kernel: NFTImage
-        let before: UInt32
-        if trustModel, let trusted = model, let generation, try socket.currentGeneration() == generation {
-            // The same services as last time, into an untouched table:
-            // nothing to render or compare.
-            if effective == modelServices, pendingCleanup.isEmpty {
-                lastCommands = []
-                return ReconcileChanges(operations: [])
-            }
-            kernel = trusted
-            before = generation
-        } else {
-            (kernel, before) = try readKernelAndGeneration()
+        var trusted: (image: NFTImage, generation: UInt32)?
+        if trustModel, let model, let generation, try socket.currentGeneration() == generation {
+            trusted = (model, generation)
         }
+        if let trusted, let known = modelServices {
+            return try reconcileChanged(effective, trusted: trusted.image, known: known, generation: trusted.generation)
+        }
+        let (kernel, before) = try trusted ?? readKernelAndGeneration()
         model = nil
         modelServices = nil
         let current = NFTablesKernelState.services(in: kernel)
@@ -178,12 +177,61 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let want = renderer.image(for: effective)
         try commit(transaction.plan(from: kernel, to: want), after: before)
         model = want
-        modelServices = effective
+        modelServices = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) })
         // Every service is covered: every pending cleanup is retried or,
         // its backend being back, dropped.
         let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
         pendingCleanup = []
         return deleteConnections(of: Set(RemovedBackend.between(current, effective)).union(pending), operations)
+    }
+
+    /// A full reconcile into a table that is exactly the model, whose
+    /// services are known: only the services that differ from what was
+    /// programmed are rendered, compared and sent. The daemon reconciles
+    /// its whole desired set on every change, and rendering and comparing
+    /// every service for one changed backend cost more than the change
+    /// (at 10,000 services, most of a second). The services' equality is
+    /// the test: the model was rendered from `known` by this renderer.
+    private func reconcileChanged(_ effective: [VirtualService], trusted: NFTImage, known: [ServiceKey: VirtualService],
+                                  generation before: UInt32) throws -> ReconcileChanges
+    {
+        let desired = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) }) // keys validated unique
+        let changed = Set(desired.keys.filter { known[$0] != desired[$0] }).union(known.keys.filter { desired[$0] == nil })
+            .sorted()
+        if changed.isEmpty, pendingCleanup.isEmpty {
+            lastCommands = []
+            return ReconcileChanges(operations: [])
+        }
+        let was = changed.compactMap { known[$0] }
+        let will = changed.compactMap { desired[$0] }
+        let operations = try ReconcilePlan.operations(from: was, to: will)
+        // Taken out while it changes: a failure leaves no model, and the
+        // next call reads the kernel.
+        var next = trusted
+        model = nil
+        modelServices = nil
+        var current = NFTImage(exists: next.exists, maps: next.maps, chains: next.chains, services: [:],
+                               strayElements: next.strayElements)
+        var want = structure
+        for key in changed {
+            let id = NFTNames.serviceID(key)
+            current.services[id] = next.services[id]
+            if let service = desired[key] { want.services[id] = renderer.service(service) }
+        }
+        try commit(transaction.plan(from: current, to: want), after: before)
+        next.exists = true
+        next.maps = want.maps
+        next.chains = want.chains
+        next.strayElements = []
+        for key in changed {
+            let id = NFTNames.serviceID(key)
+            next.services[id] = want.services[id]
+        }
+        model = next
+        modelServices = desired
+        let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
+        pendingCleanup = []
+        return deleteConnections(of: Set(RemovedBackend.between(was, will)).union(pending), operations)
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
@@ -224,6 +272,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         var next: NFTImage
         var before: UInt32
         let trusted = model
+        var known = modelServices
         model = nil
         modelServices = nil
         if trustModel, let trusted, let generation {
@@ -233,6 +282,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             before = generation
         } else {
             (next, before) = try readKernelAndGeneration()
+            known = nil // the others are what the kernel holds, not known renderings
         }
         let id = NFTNames.serviceID(key)
         // Structure is checked against what is known; strays elsewhere are
@@ -257,6 +307,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         for (name, chain) in want.chains { next.chains[name] = chain }
         next.services[id] = want.services[id]
         model = next
+        known?[key] = desired
+        modelServices = known
         // Only this service is covered: its pending cleanups are retried or dropped.
         let pending = pendingCleanup.filter { $0.service == key }
         pendingCleanup.subtract(pending)

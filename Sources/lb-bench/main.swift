@@ -8,8 +8,9 @@
 //   lb-bench change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]
 //       with SERVICES x 10 programmed, adds and removes one backend of one
 //       service CHANGES times through reconcile(service:to:); p50/p99 per
-//       change, beside `nft -f` of the same transaction text. Ours run
-//       first, then the peer's. --interleave: each peer change right after
+//       change, beside `nft -f` of the same transaction text; then the same
+//       changes through reconcile(to:) of all services (the daemon's path).
+//       Ours run first, then the peer's. --interleave: each peer change right after
 //       ours, which roughly doubles our figure (the caches go cold while
 //       the peer runs, see BENCHMARKS.md); --pause MS: MS of idle before
 //       each of ours, and no peer process in between.
@@ -160,6 +161,20 @@ case "change":
             guard k < peerChanges else { continue }
             if interleave { try peerApplies(addText, removeText) } else { transactions.append((addText, removeText)) }
         }
+        // The daemon's path: the whole desired set reconciled, one service
+        // of it changed (the daemon calls reconcile(to:) on every change).
+        var full: [Double] = []
+        var current = desired
+        for k in 0..<changes {
+            let index = (k * 7919) % services
+            current[index].realServers.append(RealServer(address: .v4(IPv4Address(0x0afb_0000 + UInt32(k))), port: 8080))
+            for _ in 0..<2 {
+                if pause > 0 { usleep(pause) }
+                full.append(seconds(try clock.measure { try lb.reconcile(to: current) }))
+                if lb.lastTransaction.isEmpty { fail("a full reconcile with one service changed sent nothing") }
+                current[index] = desired[index]
+            }
+        }
         for transaction in transactions { try peerApplies(transaction.add, transaction.remove) }
         let ours = (add + remove).sorted()
         let theirs = (peerAdd + peerRemove).sorted()
@@ -171,6 +186,9 @@ case "change":
                      ms(percentile(remove.sorted(), 0.5)), ms(percentile(remove.sorted(), 0.99))))
         print(String(format: "NFT-BENCH swarmnet per change (add+remove pooled): p50 %.2f ms p99 %.2f ms",
                      ms(percentile(ours, 0.5)), ms(percentile(ours, 0.99))))
+        let daemon = full.sorted()
+        print(String(format: "NFT-BENCH swarmnet reconcile(to:) of all services, one changed (the daemon's path): p50 %.2f ms p99 %.2f ms",
+                     ms(percentile(daemon, 0.5)), ms(percentile(daemon, 0.99))))
         print(String(format: "NFT-BENCH nft -f of the same transactions (%d changes): p50 %.2f ms p99 %.2f ms",
                      theirs.count, ms(percentile(theirs, 0.5)), ms(percentile(theirs, 0.99))))
         print(String(format: "NFT-BENCH ratio swarmnet/nft: p50 %.2f p99 %.2f",

@@ -134,7 +134,7 @@ import Testing
                 for map in ["service-ips", "service-ports", "service-vips"] {
                     #expect(ours.elements(map) == theirs.elements(map), "\(map)")
                 }
-                // Read back, the table is the model: nothing to do.
+                // The table is the model: nothing to do.
                 #expect(try lb.reconcile(to: services).isEmpty)
                 #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")
             }
@@ -195,6 +195,58 @@ import Testing
             #expect(try lb.services() == desired.map(\.sorted))
             #expect(try lb.reconcile(to: desired).isEmpty)
             #expect(lb.lastTransaction.isEmpty)
+        }
+    }
+
+    /// The daemon reconciles its whole desired set on every change: against
+    /// a table that is its model, only the services that differ are sent,
+    /// and the result lists exactly as `nft -f` of the whole desired set
+    /// writes it (nft as the second reader), whichever mix of full and
+    /// per-service changes led there.
+    @Test func aFullReconcileSendsOnlyTheServicesThatChanged() throws {
+        let key = { (address: String) in ServiceKey.address(try! IPAddress(parsing: address), .tcp, port: 80) }
+        try NFTTestHost.withNamespaces(2) { namespaces in
+            let lb = try NFTablesLoadBalancer(namespace: namespaces[0])
+            var desired = [
+                VirtualService(key: key("10.96.0.1"), realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+                VirtualService(key: key("10.96.0.2"), realServers: [server("10.77.0.11")]),
+                VirtualService(key: key("10.96.0.3"), realServers: [server("10.77.0.13")]),
+            ]
+            try lb.reconcile(to: desired)
+            let reads = lb.tableReads
+            // 10.96.0.2 gains a backend, 10.96.0.3 goes, 10.96.0.1 is untouched.
+            desired[1].realServers.append(server("10.77.0.14"))
+            desired.removeLast()
+            let changes = try lb.reconcile(to: desired)
+            #expect(changes.operations.contains(.addRealServer(server("10.77.0.14"), service: key("10.96.0.2"))))
+            #expect(changes.operations.contains(.deleteService(key("10.96.0.3"))))
+            #expect(!changes.operations.map(\.description).contains { $0.contains("10.96.0.1") }, "\(changes.operations)")
+            #expect(!lb.lastTransaction.isEmpty)
+            for command in lb.lastTransaction {
+                #expect(!command.contains("10.96.0.1"), "an unchanged service was sent: \(command)")
+            }
+            // A per-service change, then the full set again: nothing left to do.
+            desired[0].realServers.removeFirst()
+            try lb.reconcile(service: desired[0].key, to: desired[0])
+            #expect(try lb.reconcile(to: desired).isEmpty)
+            #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")
+            // A service added behind the full set's back is removed by it, alone.
+            let extra = VirtualService(key: key("10.96.0.4"), realServers: [server("10.77.0.15")])
+            try lb.reconcile(service: extra.key, to: extra)
+            #expect(try lb.reconcile(to: desired).operations.contains(.deleteService(extra.key)))
+            #expect(lb.lastTransaction.allSatisfy { $0.contains("10.96.0.4") }, "\(lb.lastTransaction)")
+            #expect(lb.tableReads == reads, "the table was listed: the model should have been trusted")
+
+            let ruleset = try NFTablesLoadBalancer.ruleset(for: desired)
+            try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
+            let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
+            let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
+            #expect(ours.chains == theirs.chains)
+            for chain in theirs.chains {
+                let list = { (namespace: NetworkNamespace) in try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", self.table, chain]) }
+                #expect(try list(namespaces[0]) == list(namespaces[1]), "chain \(chain)")
+            }
+            #expect(ours.elements("service-ips") == theirs.elements("service-ips"))
         }
     }
 
