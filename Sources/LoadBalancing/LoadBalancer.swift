@@ -146,6 +146,11 @@ public struct RealServer: Sendable, Hashable, Codable, CustomStringConvertible {
         public let address: IPAddress
         public let port: UInt16
         public static func < (lhs: Key, rhs: Key) -> Bool {
+            // IPv4 by value: the byte arrays below are allocated per comparison,
+            // and every reconcile sorts each service's servers.
+            if case .v4(let a) = lhs.address, case .v4(let b) = rhs.address {
+                return (a.value, lhs.port) < (b.value, rhs.port)
+            }
             let (a, b) = (lhs.address.bytes, rhs.address.bytes)
             if a.count != b.count { return a.count < b.count }
             if a != b { return a.lexicographicallyPrecedes(b) }

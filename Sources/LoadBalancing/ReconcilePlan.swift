@@ -78,9 +78,15 @@ public enum ReconcilePlan {
                 throw LoadBalancerError.invalidArgument(
                     "service \(service.key): scheduler name '\(service.scheduler)' must be 1 to 15 bytes")
             }
+            // Duplicates by a pairwise scan for the usual handful of servers: a
+            // Set per service hashed every key of every service on each of the
+            // daemon's reconciles.
+            let many = service.realServers.count > 32
             var servers = Set<RealServer.Key>()
-            for server in service.realServers {
-                guard servers.insert(server.key).inserted else {
+            for (index, server) in service.realServers.enumerated() {
+                let repeated = many ? !servers.insert(server.key).inserted
+                    : service.realServers[..<index].contains { $0.key == server.key }
+                guard !repeated else {
                     throw LoadBalancerError.invalidArgument(
                         "service \(service.key): real server \(server.endpoint) is listed twice")
                 }

@@ -91,6 +91,14 @@ import Testing
         #expect(throws: LoadBalancerError.self) {
             try ReconcilePlan.validate([VirtualService(key: web, realServers: [server("10.0.1.2"), server("10.0.1.2", weight: 2)])])
         }
+        // Past 32 servers the duplicate check switches to a set: both ways find the repeat, wherever it is.
+        for count in [3, 40] {
+            var many = (0..<count).map { server("10.0.2.\($0 + 1)") }
+            #expect(throws: Never.self) { try ReconcilePlan.validate([VirtualService(key: web, realServers: many)]) }
+            many.append(server("10.0.2.\(count)", weight: 5))
+            let error = #expect(throws: LoadBalancerError.self) { try ReconcilePlan.validate([VirtualService(key: web, realServers: many)]) }
+            #expect(error?.description.contains("10.0.2.\(count):8080 is listed twice") == true, "\(String(describing: error))")
+        }
         #expect(throws: LoadBalancerError.self) { try ReconcilePlan.validate([VirtualService(key: .firewallMark(0, family: .ipv4))]) }
         #expect(throws: LoadBalancerError.self) {
             try ReconcilePlan.validate([VirtualService(key: web, realServers: [server("fd00::2")])])
@@ -98,6 +106,16 @@ import Testing
         #expect(throws: LoadBalancerError.self) {
             try ReconcilePlan.validate([VirtualService(key: web, scheduler: Scheduler(rawValue: "a-name-far-too-long"))])
         }
+    }
+
+    /// Servers sort by address (IPv4 before IPv6, IPv4 by value), then port.
+    @Test func realServerKeysSortByAddressThenPort() throws {
+        let keys = try ["10.0.0.9:80", "10.0.0.10:80", "10.0.0.9:7", "fd00::1:80", "9.255.255.255:9000"].map { text in
+            let colon = text.lastIndex(of: ":")!
+            return RealServer.Key(address: try IPAddress(parsing: text[..<colon]), port: UInt16(text[text.index(after: colon)...])!)
+        }
+        #expect(keys.sorted().map { "\($0.address):\($0.port)" } ==
+            ["9.255.255.255:9000", "10.0.0.9:7", "10.0.0.9:80", "10.0.0.10:80", "fd00::1:80"])
     }
 
     @Test func swarmSysctlsAreTheThreeLibnetworkSets() {
