@@ -189,9 +189,10 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// services are known: only the services that differ from what was
     /// programmed are rendered, compared and sent. The daemon reconciles
     /// its whole desired set on every change, and rendering and comparing
-    /// every service for one changed backend cost more than the change
-    /// (at 10,000 services, most of a second). The services' equality is
-    /// the test: the model was rendered from `known` by this renderer.
+    /// every service for one changed backend cost ten times the change
+    /// itself (144 ms against 13 ms at 1,000 services). The services'
+    /// equality is the test: the model was rendered from `known` by this
+    /// renderer.
     private func reconcileChanged(_ effective: [VirtualService], trusted: NFTImage, known: [ServiceKey: VirtualService],
                                   generation before: UInt32) throws -> ReconcileChanges
     {
