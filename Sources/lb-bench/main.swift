@@ -1,10 +1,11 @@
 // lb-bench: benchmarks of the nftables load-balancer back end, run by
 // scripts/bench-nftables (root; makes and removes its own namespaces).
 //
-//   lb-bench bulk SERVICES BACKENDS [--verify]
+//   lb-bench bulk SERVICES BACKENDS [--verify] [--rounds N]
 //       programs SERVICES x BACKENDS through NFTablesLoadBalancer in a fresh
 //       namespace, and the same rule set as text with `nft -f` in another;
-//       prints both times and the ratio (--verify: both tables list alike).
+//       prints both times and the ratio (--verify: both tables list alike;
+//       --rounds: the medians of N rounds, which side goes first alternating).
 //   lb-bench change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]
 //       with SERVICES x 10 programmed, adds and removes one backend of one
 //       service CHANGES times through reconcile(service:to:); p50/p99 per
@@ -68,41 +69,65 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 let clock = ContinuousClock()
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first else {
-    fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] | change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]")
+    fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] [--rounds N] | change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]")
 }
 
 switch mode {
 case "bulk":
     guard arguments.count >= 3, let services = Int(arguments[1]), let backends = Int(arguments[2]) else { fail("bulk SERVICES BACKENDS") }
     let verify = arguments.contains("--verify")
+    // --rounds N: N rounds in fresh namespaces, the side that goes first
+    // alternating; the medians are compared (single runs vary by +-15%).
+    var rounds = 1
+    if let flag = arguments.firstIndex(of: "--rounds") {
+        guard flag + 1 < arguments.count, let n = Int(arguments[flag + 1]), n >= 1 else { fail("--rounds N") }
+        rounds = n
+    }
     let desired = desiredServices(services, backends: backends)
     let file = "/tmp/lb-bench-\(getpid()).nft"
     let text = try NFTablesLoadBalancer.ruleset(for: desired)
     try text.write(toFile: file, atomically: true, encoding: .utf8)
     defer { unlink(file) }
-    try withNamespace { ours in
-        try withNamespace { theirs in
-            let lb = try NFTablesLoadBalancer(namespace: ours)
-            let oursTime = try clock.measure { try lb.reconcile(to: desired) }
-            let theirsTime = try clock.measure { try shell(["ip", "netns", "exec", theirs.name!, "nft", "-f", file]) }
-            print(String(format: "NFT-BENCH bulk services=%d backends=%d commands=%d", services, backends,
-                         text.split(separator: "\n").count))
-            print(String(format: "NFT-BENCH swarmnet reconcile(to:):                          %.3f s", seconds(oursTime)))
-            print(String(format: "NFT-BENCH nft -f of the same rule set:                      %.3f s", seconds(theirsTime)))
-            print(String(format: "NFT-BENCH ratio swarmnet/nft:                               %.2f", seconds(oursTime) / seconds(theirsTime)))
-            // The periodic reconcile of a table nobody touched: no listing.
-            let again = try clock.measure {
-                if try !lb.reconcile(to: desired).isEmpty || !lb.lastTransaction.isEmpty { fail("the second reconcile changed something") }
-            }
-            print(String(format: "NFT-BENCH full reconcile again, table untouched:            %.3f s", seconds(again)))
-            if verify {
-                let a = try shell(["ip", "netns", "exec", ours.name!, "nft", "list", "table", "ip", "swarmnet"])
-                let b = try shell(["ip", "netns", "exec", theirs.name!, "nft", "list", "table", "ip", "swarmnet"])
-                print("NFT-BENCH tables identical (nft list table): \(a == b ? "yes" : "NO")")
-                if a != b { exit(1) }
+    print(String(format: "NFT-BENCH bulk services=%d backends=%d commands=%d", services, backends,
+                 text.split(separator: "\n").count))
+    var oursTimes: [Double] = []
+    var theirsTimes: [Double] = []
+    for round in 0..<rounds {
+        try withNamespace { ours in
+            try withNamespace { theirs in
+                let lb = try NFTablesLoadBalancer(namespace: ours)
+                let programOurs = { oursTimes.append(seconds(try clock.measure { try lb.reconcile(to: desired) })) }
+                let programTheirs = {
+                    theirsTimes.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", theirs.name!, "nft", "-f", file]) }))
+                }
+                if round % 2 == 0 {
+                    try programOurs()
+                    try programTheirs()
+                } else {
+                    try programTheirs()
+                    try programOurs()
+                }
+                guard round == 0 else { return }
+                // The periodic reconcile of a table nobody touched: no listing.
+                let again = try clock.measure {
+                    if try !lb.reconcile(to: desired).isEmpty || !lb.lastTransaction.isEmpty { fail("the second reconcile changed something") }
+                }
+                print(String(format: "NFT-BENCH full reconcile again, table untouched:            %.3f s", seconds(again)))
+                if verify {
+                    let a = try shell(["ip", "netns", "exec", ours.name!, "nft", "list", "table", "ip", "swarmnet"])
+                    let b = try shell(["ip", "netns", "exec", theirs.name!, "nft", "list", "table", "ip", "swarmnet"])
+                    print("NFT-BENCH tables identical (nft list table): \(a == b ? "yes" : "NO")")
+                    if a != b { exit(1) }
+                }
             }
         }
     }
+    let median = { (values: [Double]) in percentile(values.sorted(), 0.5) }
+    let runs = { (values: [Double]) in rounds > 1 ? " (runs " + values.map { String(format: "%.3f", $0) }.joined(separator: " ") + ")" : "" }
+    print(String(format: "NFT-BENCH swarmnet reconcile(to:):                          %.3f s", median(oursTimes)) + runs(oursTimes))
+    print(String(format: "NFT-BENCH nft -f of the same rule set:                      %.3f s", median(theirsTimes)) + runs(theirsTimes))
+    print(String(format: "NFT-BENCH ratio swarmnet/nft:                               %.2f", median(oursTimes) / median(theirsTimes))
+          + (rounds > 1 ? String(format: " (medians of %d rounds)", rounds) : ""))
 
 case "change":
     // --interleave runs each peer change right after ours (the order before
