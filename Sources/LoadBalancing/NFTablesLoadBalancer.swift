@@ -178,11 +178,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         try commit(transaction.plan(from: kernel, to: want), after: before)
         model = want
         modelServices = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) })
-        // Every service is covered: every pending cleanup is retried or,
-        // its backend being back, dropped.
-        let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
-        pendingCleanup = []
-        return deleteConnections(of: Set(RemovedBackend.between(current, effective)).union(pending), operations)
+        return deleteConnections(removedBetween: current, effective, coveringAll: effective, operations)
     }
 
     /// A full reconcile into a table that is exactly the model, whose
@@ -211,28 +207,45 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         var next = trusted
         model = nil
         modelServices = nil
-        var current = NFTImage(exists: next.exists, maps: next.maps, chains: next.chains, services: [:],
-                               strayElements: next.strayElements)
-        var want = structure
-        for key in changed {
-            let id = NFTNames.serviceID(key)
-            current.services[id] = next.services[id]
-            if let service = desired[key] { want.services[id] = renderer.service(service) }
-        }
-        try commit(transaction.plan(from: current, to: want), after: before)
-        next.exists = true
-        next.maps = want.maps
-        next.chains = want.chains
-        next.strayElements = []
-        for key in changed {
-            let id = NFTNames.serviceID(key)
-            next.services[id] = want.services[id]
-        }
+        try rewrite(changed, to: desired, in: &next, after: before, fromModel: true)
         model = next
         modelServices = desired
-        let pending = pendingCleanup.filter { !$0.isPresent(in: effective) }
-        pendingCleanup = []
-        return deleteConnections(of: Set(RemovedBackend.between(was, will)).union(pending), operations)
+        return deleteConnections(removedBetween: was, will, coveringAll: effective, operations)
+    }
+
+    /// Sends what makes the services `keys` of `image` (the model, or the
+    /// kernel as read at generation `before`) hold `desired` (a key absent
+    /// from it: the service is removed), with the table's structure
+    /// repaired if it differs, and applies the same to `image`. Other
+    /// services are not looked at, and chains that belong to no service
+    /// and that the structure does not name are left (to a full reconcile
+    /// from the kernel). An empty change from the model is checked against
+    /// the generation instead, as no batch carries it.
+    private func rewrite(_ keys: [ServiceKey], to desired: [ServiceKey: VirtualService], in image: inout NFTImage,
+                         after before: UInt32, fromModel: Bool) throws
+    {
+        var current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains, services: [:], strayElements: [])
+        var want = structure
+        for key in keys {
+            let id = NFTNames.serviceID(key)
+            current.services[id] = image.services[id]
+            if let service = desired[key] { want.services[id] = renderer.service(service) }
+        }
+        var wantAll = want
+        for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
+        let plan = transaction.plan(from: current, to: wantAll)
+        if plan.isEmpty, fromModel, try socket.currentGeneration() != before {
+            // Nothing to send, but someone committed since: read and repair.
+            throw NFTablesError(command: "(none)", message: "the ruleset changed since swarmnet's last commit")
+        }
+        try commit(plan, after: before)
+        image.exists = true
+        image.maps = want.maps
+        for (name, chain) in want.chains { image.chains[name] = chain }
+        for key in keys {
+            let id = NFTNames.serviceID(key)
+            image.services[id] = want.services[id]
+        }
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
@@ -285,28 +298,13 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             (next, before) = try readKernelAndGeneration()
             known = nil // the others are what the kernel holds, not known renderings
         }
+        // What the service was: as programmed when known, else as read back.
         let id = NFTNames.serviceID(key)
-        // Structure is checked against what is known; strays elsewhere are
-        // left to the full reconcile.
-        let current = NFTImage(exists: next.exists, maps: next.maps, chains: next.chains,
-                               services: next.services[id].map { [id: $0] } ?? [:], strayElements: [])
-        var want = structure
-        if let desired { want.services[id] = renderer.service(desired) }
-        let currentServices = NFTablesKernelState.services(in: current)
+        let currentServices = known.map { $0[key].map { [$0] } ?? [] }
+            ?? NFTablesKernelState.services(in: NFTImage(exists: next.exists, services: next.services[id].map { [id: $0] } ?? [:]))
         let desiredServices = desired.map { [$0] } ?? []
         let operations = try ReconcilePlan.operations(from: currentServices, to: desiredServices)
-        var wantAll = want
-        for (name, chain) in next.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
-        let plan = transaction.plan(from: current, to: wantAll)
-        if plan.isEmpty, trustModel, try socket.currentGeneration() != before {
-            // Nothing to send, but someone committed since: read and repair.
-            throw NFTablesError(command: "(none)", message: "the ruleset changed since swarmnet's last commit")
-        }
-        try commit(plan, after: before)
-        next.exists = true
-        next.maps = want.maps
-        for (name, chain) in want.chains { next.chains[name] = chain }
-        next.services[id] = want.services[id]
+        try rewrite([key], to: desired.map { [key: $0] } ?? [:], in: &next, after: before, fromModel: trustModel)
         model = next
         known?[key] = desired
         modelServices = known
@@ -316,6 +314,17 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let removed = Set(RemovedBackend.between(currentServices, desiredServices))
             .union(pending.filter { !$0.isPresent(in: desiredServices) })
         return deleteConnections(of: removed, operations)
+    }
+
+    /// After a full reconcile, which covers every service: the backends
+    /// removed between `was` and `will` are cut, and every pending cleanup
+    /// is retried or, its backend being back in `all`, dropped.
+    private func deleteConnections(removedBetween was: [VirtualService], _ will: [VirtualService], coveringAll all: [VirtualService],
+                                   _ operations: [LoadBalancerOperation]) -> ReconcileChanges
+    {
+        let pending = pendingCleanup.filter { !$0.isPresent(in: all) }
+        pendingCleanup = []
+        return deleteConnections(of: Set(RemovedBackend.between(was, will)).union(pending), operations)
     }
 
     /// Deletes the conntrack entries NATed to `removed` backends, after the

@@ -120,8 +120,8 @@ struct NFTExpressionEncoder {
               let left = match["left"] as? [String: Any], let right = match["right"]
         else { throw Unsupported(expression: "\(item)") }
         if let meta = left["meta"] as? [String: Any], meta["key"] as? String == "l4proto",
-           let name = right as? String, let number = ["tcp": UInt8(6), "udp": 17, "sctp": 132][name] {
-            return [metaLoad(NFT_META_L4PROTO), compare(op, [number])]
+           let name = right as? String, let proto = TransportProtocol(rawValue: name) {
+            return [metaLoad(NFT_META_L4PROTO), compare(op, [UInt8(proto.number)])]
         }
         if let field = left["payload"] as? [String: Any], field["protocol"] as? String == "ip", field["field"] as? String == "saddr",
            let text = right as? String, let address = ipv4Bytes(text) {
@@ -334,8 +334,8 @@ struct NFTNetlinkBatch {
         for field in fields {
             if let address = NFTExpressionEncoder.ipv4Bytes(field) {
                 bytes += address
-            } else if let proto = ["tcp": UInt8(6), "udp": 17, "sctp": 132][field] {
-                bytes += [proto, 0, 0, 0]
+            } else if let proto = TransportProtocol(rawValue: field) {
+                bytes += [UInt8(proto.number), 0, 0, 0]
             } else if let port = UInt16(field) {
                 bytes += [UInt8(port >> 8), UInt8(port & 0xff), 0, 0]
             } else {
