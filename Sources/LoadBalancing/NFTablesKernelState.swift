@@ -6,9 +6,10 @@ import Foundation
 /// into the services it balances.
 enum NFTablesKernelState {
     /// Parses `{"nftables": [...]}`. Chains and elements are grouped by the
-    /// service their names say they belong to; everything else is kept as
-    /// it is, so that a difference is visible to the transaction builder.
-    static func image(fromJSON text: String, table: String) throws -> NFTImage {
+    /// service they belong to (the chains layout: by the chain names; the
+    /// maps layout: by the elements' keys); everything else is kept as it
+    /// is, so that a difference is visible to the transaction builder.
+    static func image(fromJSON text: String, table: String, layout: NFTablesConfiguration.Layout = .chains) throws -> NFTImage {
         guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let items = root["nftables"] as? [[String: Any]]
         else { throw LoadBalancerError.malformedReply("nft JSON listing without an 'nftables' array") }
@@ -16,19 +17,23 @@ enum NFTablesKernelState {
         var chainsByName: [String: NFTChain] = [:]
         var rulesByChain: [String: [NFTRule]] = [:]
         var elements: [NFTElement] = []
+        var services: [String: NFTServiceImage] = [:]
         for item in items {
             if let object = item["table"] as? [String: Any], object["name"] as? String == table {
                 image.exists = true
-            } else if let object = item["map"] as? [String: Any], let name = object["name"] as? String {
-                let keyType = (object["type"] as? [String]) ?? ((object["type"] as? String).map { [$0] } ?? [])
-                image.maps[name] = keyType.joined(separator: " . ") + " : " + ((object["map"] as? String) ?? "?")
+            } else if let (object, isMap) = (item["map"] as? [String: Any]).map({ ($0, true) }) ?? (item["set"] as? [String: Any]).map({ ($0, false) }),
+                      let name = object["name"] as? String {
+                let keyType = ((object["type"] as? [String]) ?? ((object["type"] as? String).map { [$0] } ?? [])).joined(separator: " . ")
+                image.maps[name] = isMap ? keyType + " : " + ((object["map"] as? String) ?? "?") : keyType
                 for element in (object["elem"] as? [Any]) ?? [] {
-                    guard let pair = element as? [Any], pair.count == 2 else { continue }
-                    let key = keyText(pair[0])
-                    let target = ((pair[1] as? [String: Any])?["goto"] as? [String: Any])?["target"] as? String
-                        ?? ((pair[1] as? [String: Any])?["jump"] as? [String: Any]).map { "jump:" + (($0["target"] as? String) ?? "") }
-                        ?? "?"
-                    elements.append(NFTElement(map: name, key: key, target: target))
+                    if isMap {
+                        guard let pair = element as? [Any], pair.count == 2 else { continue }
+                        let (key, comment) = keyAndComment(pair[0])
+                        elements.append(NFTElement(map: name, key: key, data: dataText(pair[1]), comment: comment))
+                    } else {
+                        let (key, comment) = keyAndComment(element)
+                        elements.append(NFTElement(map: name, key: key, comment: comment))
+                    }
                 }
             } else if let object = item["chain"] as? [String: Any], let name = object["name"] as? String {
                 var base: String?
@@ -44,21 +49,39 @@ enum NFTablesKernelState {
         }
         for (name, var chain) in chainsByName {
             chain.rules = rulesByChain[name] ?? []
-            if let id = NFTNames.serviceID(ofChain: name) {
-                image.services[id, default: NFTServiceImage()].chains[name] = chain
+            if layout == .chains, let id = NFTNames.serviceID(ofChain: name) {
+                services[id, default: NFTServiceImage()].chains[name] = chain
             } else {
                 image.chains[name] = chain
             }
         }
         for element in elements {
-            if element.target.hasPrefix("svc-"), let id = NFTNames.serviceID(ofChain: element.target),
-               image.services[id]?.chains[element.target] != nil {
-                image.services[id]!.elements.insert(element)
-            } else {
-                image.strayElements.insert(element)
+            switch layout {
+            case .chains:
+                if element.target.hasPrefix("svc-"), let id = NFTNames.serviceID(ofChain: element.target),
+                   services[id]?.chains[element.target] != nil {
+                    services[id]!.elements.insert(element)
+                } else {
+                    image.strayElements.insert(element)
+                }
+            case .maps:
+                if let key = NFTMapNames.serviceKey(of: element) {
+                    services[NFTNames.serviceID(key), default: NFTServiceImage()].elements.insert(element)
+                } else {
+                    image.strayElements.insert(element)
+                }
             }
         }
+        for (id, service) in services { image.setService(id, service) }
         return image
+    }
+
+    /// The services an image of `layout` balances.
+    static func services(in image: NFTImage, layout: NFTablesConfiguration.Layout) -> [VirtualService] {
+        switch layout {
+        case .chains: services(in: image)
+        case .maps: mapServices(in: image)
+        }
     }
 
     /// The services an image balances, as the model says them: one per
@@ -90,12 +113,31 @@ enum NFTablesKernelState {
         return result.sorted { $0.key < $1.key }
     }
 
-    /// "10.0.0.5 . tcp . 80" from {"concat": ["10.0.0.5", "tcp", 80]}.
+    /// "10.0.0.5 . tcp . 80" from {"concat": ["10.0.0.5", "tcp", 80]}, and
+    /// the comment of an element listed as {"elem": {"val": KEY, "comment": C}}.
+    private static func keyAndComment(_ value: Any) -> (String, String?) {
+        if let wrapped = (value as? [String: Any])?["elem"] as? [String: Any], let key = wrapped["val"] {
+            return (keyText(key), wrapped["comment"] as? String)
+        }
+        return (keyText(value), nil)
+    }
+
     private static func keyText(_ value: Any) -> String {
         if let object = value as? [String: Any], let parts = object["concat"] as? [Any] {
             return parts.map(scalarText).joined(separator: " . ")
         }
         return scalarText(value)
+    }
+
+    /// What a map element maps to, as nft writes it: "goto CHAIN",
+    /// "jump CHAIN", "10.0.1.2 . 8080".
+    private static func dataText(_ value: Any) -> String {
+        if let object = value as? [String: Any] {
+            for verdict in ["goto", "jump"] {
+                if let target = (object[verdict] as? [String: Any])?["target"] as? String { return "\(verdict) \(target)" }
+            }
+        }
+        return keyText(value)
     }
 
     private static func scalarText(_ value: Any) -> String {

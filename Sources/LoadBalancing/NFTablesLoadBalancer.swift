@@ -73,8 +73,6 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private let context: NFTablesContext
     private let renderer: NFTablesRenderer
     private let transaction: NFTTransaction
-    /// The table, maps and hook chains this configuration wants (fixed).
-    private let structure: NFTImage
     private let lock = NSLock()
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
@@ -105,7 +103,6 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         socket = try NFTablesSocket(namespace: namespace)
         conntrack = try Conntrack(namespace: namespace)
         renderer = NFTablesRenderer(configuration: configuration)
-        structure = renderer.structure()
         transaction = NFTTransaction(family: "ip", table: configuration.tableName)
     }
 
@@ -125,7 +122,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// element, its scheduler from its chain, its backends and weights from
     /// its endpoint chains. An absent table holds none.
     public func services() throws -> [VirtualService] {
-        try lock.withLock { NFTablesKernelState.services(in: try readKernel()) }
+        try lock.withLock { NFTablesKernelState.services(in: try readKernel(), layout: configuration.layout) }
     }
 
     /// Compares the table with `desired` and repairs every difference (one
@@ -172,10 +169,12 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let (kernel, before) = try trusted ?? readKernelAndGeneration()
         model = nil
         modelServices = nil
-        let current = NFTablesKernelState.services(in: kernel)
+        let current = NFTablesKernelState.services(in: kernel, layout: configuration.layout)
         let operations = try ReconcilePlan.operations(from: current, to: effective)
-        let want = renderer.image(for: effective)
-        try commit(transaction.plan(from: kernel, to: want), after: before)
+        // Classes the kernel has stay until their members have moved out.
+        var want = renderer.image(for: effective, keepingClasses: kernel.classSets)
+        try commit(transaction.plan(from: kernel, to: want), types: want.maps.merging(kernel.maps) { wanted, _ in wanted }, after: before)
+        try removeEmptyClasses(&want)
         model = want
         modelServices = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) })
         return deleteConnections(removedBetween: current, effective, coveringAll: effective, operations)
@@ -224,13 +223,19 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private func rewrite(_ keys: [ServiceKey], to desired: [ServiceKey: VirtualService], in image: inout NFTImage,
                          after before: UInt32, fromModel: Bool) throws
     {
-        var current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains, services: [:], strayElements: [])
-        var want = structure
+        var current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains)
+        var rendered: [(id: String, service: NFTServiceImage?)] = []
+        // A class set the table has stays until a later transaction finds it empty.
+        var classes = image.classSets
         for key in keys {
             let id = NFTNames.serviceID(key)
-            current.services[id] = image.services[id]
-            if let service = desired[key] { want.services[id] = renderer.service(service) }
+            current.setService(id, image.services[id])
+            let service = desired[key].map(renderer.service)
+            if let name = service?.classSet { classes.insert(name) }
+            rendered.append((id, service))
         }
+        var want = renderer.structure(classes: classes)
+        for (id, service) in rendered { want.setService(id, service) }
         var wantAll = want
         for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
         let plan = transaction.plan(from: current, to: wantAll)
@@ -238,14 +243,30 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             // Nothing to send, but someone committed since: read and repair.
             throw NFTablesError(command: "(none)", message: "the ruleset changed since swarmnet's last commit")
         }
-        try commit(plan, after: before)
+        try commit(plan, types: want.maps.merging(current.maps) { wanted, _ in wanted }, after: before)
         image.exists = true
         image.maps = want.maps
         for (name, chain) in want.chains { image.chains[name] = chain }
-        for key in keys {
-            let id = NFTNames.serviceID(key)
-            image.services[id] = want.services[id]
-        }
+        for (id, service) in rendered { image.setService(id, service) }
+        try removeEmptyClasses(&image)
+    }
+
+    /// Maps layout: deletes the class sets no service is a member of any
+    /// more, with their rules, in a transaction of its own after the one
+    /// that moved their last members out (inside it, the rule and the set
+    /// were still needed by whatever had not moved yet). Nothing to do when
+    /// the last commit's generation is not known: the next change reads the
+    /// kernel and tries again.
+    private func removeEmptyClasses(_ image: inout NFTImage) throws {
+        let empty = image.classSets.filter { image.classMembers[$0, default: 0] == 0 }
+        guard !empty.isEmpty, let before = generation else { return }
+        let want = renderer.structure(classes: image.classSets.subtracting(empty))
+        let current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains)
+        var wantAll = want
+        for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
+        try commit(transaction.plan(from: current, to: wantAll), types: want.maps, after: before, appending: true)
+        image.maps = want.maps
+        for (name, chain) in want.chains { image.chains[name] = chain }
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
@@ -301,7 +322,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         // What the service was: as programmed when known, else as read back.
         let id = NFTNames.serviceID(key)
         let currentServices = known.map { $0[key].map { [$0] } ?? [] }
-            ?? NFTablesKernelState.services(in: NFTImage(exists: next.exists, services: next.services[id].map { [id: $0] } ?? [:]))
+            ?? NFTablesKernelState.services(in: NFTImage(exists: next.exists, services: next.services[id].map { [id: $0] } ?? [:]),
+                                            layout: configuration.layout)
         let desiredServices = desired.map { [$0] } ?? []
         let operations = try ReconcilePlan.operations(from: currentServices, to: desiredServices)
         try rewrite([key], to: desired.map { [key: $0] } ?? [:], in: &next, after: before, fromModel: trustModel)
@@ -397,7 +419,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let text: String
         do { text = try context.run("list table ip \(configuration.tableName)", json: true) } catch let error as NFTablesError
             where error.isNotFound { return NFTImage(exists: false) }
-        return try NFTablesKernelState.image(fromJSON: text, table: configuration.tableName)
+        return try NFTablesKernelState.image(fromJSON: text, table: configuration.tableName, layout: configuration.layout)
     }
 
     /// Sends one transaction. `before` is the generation the kernel was read
@@ -412,14 +434,15 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// applied to a table it does not describe. A table this call created
     /// is deleted again if the services' batch fails, so a refused first
     /// programming leaves nothing behind.
-    private func commit(_ commands: [NFTCommand], after before: UInt32) throws {
-        lastCommands = commands
+    private func commit(_ commands: [NFTCommand], types: [String: String], after before: UInt32, appending: Bool = false) throws {
+        lastCommands = appending ? lastCommands + commands : commands
         generation = nil
         var expected = before
         let structure = commands.filter(\.isStructure)
         let services = commands.filter { !$0.isStructure }
         // Encoded before anything is sent: a rule without an encoding changes nothing.
-        let batch = services.isEmpty ? nil : try NFTNetlinkBatch(table: configuration.tableName, commands: services, prefix: transaction.prefix)
+        let batch = services.isEmpty ? nil : try NFTNetlinkBatch(table: configuration.tableName, commands: services,
+                                                                 prefix: transaction.prefix, types: types)
         if !structure.isEmpty {
             try context.run(structure.map { $0.text(prefix: transaction.prefix) }.joined(separator: "\n") + "\n")
             // A transaction the kernel found nothing to do in makes no new

@@ -232,20 +232,49 @@ struct NFTExpressionEncoder {
 struct NFTNetlinkBatch {
     let table: String
     private(set) var messages: [NetlinkRequest] = []
-    /// The commands, one a message, to name a failure.
+    /// The commands, to name a failure, and which of them each message holds.
     let commands: [NFTCommand]
+    private var sources: [Range<Int>] = []
     let prefix: String
+    /// Set and map name to its type as nft lists it: how keys and data are laid out.
+    let types: [String: String]
 
-    init(table: String, commands: [NFTCommand], prefix: String) throws {
+    /// Elements added to (or deleted from) one set by consecutive commands
+    /// share a message, up to this many: as `nft -f` sends them.
+    static let elementsPerMessage = 512
+
+    init(table: String, commands: [NFTCommand], prefix: String, types: [String: String]) throws {
         self.table = table
         self.commands = commands
         self.prefix = prefix
+        self.types = types
         messages.reserveCapacity(commands.count)
-        for command in commands { try append(command) }
+        var index = 0
+        while index < commands.count {
+            var end = index + 1
+            switch commands[index] {
+            case .addElement(let first):
+                while end < commands.count, end - index < Self.elementsPerMessage, case .addElement(let next) = commands[end],
+                      next.map == first.map { end += 1 }
+                try elements(commands[index..<end].map { if case .addElement(let e) = $0 { e } else { first } }, add: true)
+            case .deleteElement(let first):
+                while end < commands.count, end - index < Self.elementsPerMessage, case .deleteElement(let next) = commands[end],
+                      next.map == first.map { end += 1 }
+                try elements(commands[index..<end].map { if case .deleteElement(let e) = $0 { e } else { first } }, add: false)
+            default:
+                try append(commands[index])
+            }
+            sources.append(index..<end)
+            index = end
+        }
     }
 
-    /// The command of message `index`, as nft text.
-    func source(of index: Int) -> String { commands[index].text(prefix: prefix) }
+    /// The command(s) of message `index`, as nft text.
+    func source(of index: Int) -> String {
+        let range = sources[index]
+        let first = commands[range.lowerBound].text(prefix: prefix)
+        return range.count == 1 ? first : first + " (and \(range.count - 1) more elements of that message)"
+    }
 
     private mutating func message(_ type: nf_tables_msg_types, flags: Int32, _ body: (inout NetlinkRequest) -> Void) {
         var request = NetlinkRequest(type: NFTNetlink.type(type), flags: UInt16(NLM_F_REQUEST | flags))
@@ -294,53 +323,107 @@ struct NFTNetlinkBatch {
                     m.addAttribute(attribute(NFTA_RULE_USERDATA), [0, UInt8(text.count)] + text)
                 }
             }
-        case .addElement(let element):
-            let key = try Self.key(element)
-            message(NFT_MSG_NEWSETELEM, flags: NLM_F_CREATE) { m in
-                m.addAttribute(attribute(NFTA_SET_ELEM_LIST_TABLE), string: table)
-                m.addAttribute(attribute(NFTA_SET_ELEM_LIST_SET), string: element.map)
-                m.addNested(attribute(NFTA_SET_ELEM_LIST_ELEMENTS)) { m in
-                    m.addNested(attribute(NFTA_LIST_ELEM)) { m in
-                        m.addNested(attribute(NFTA_SET_ELEM_KEY)) { $0.addAttribute(attribute(NFTA_DATA_VALUE), key) }
-                        m.addNested(attribute(NFTA_SET_ELEM_DATA)) { m in
-                            m.addNested(attribute(NFTA_DATA_VERDICT)) { m in
-                                m.addAttribute(attribute(NFTA_VERDICT_CODE), bigEndian32: number(NFT_GOTO))
-                                m.addAttribute(attribute(NFTA_VERDICT_CHAIN), string: element.target)
-                            }
-                        }
-                    }
-                }
+        case .addElement, .deleteElement:
+            preconditionFailure("elements are sent by elements(_:add:)")
+        }
+    }
+
+    /// One NEWSETELEM (or DELSETELEM) message for elements of one set.
+    private mutating func elements(_ elements: [NFTElement], add: Bool) throws {
+        let table = self.table
+        let set = elements[0].map
+        guard let type = types[set] else { throw NFTExpressionEncoder.Unsupported(expression: "an element of the unknown set \(set)") }
+        let parts = type.components(separatedBy: " : ")
+        let encoded: [(key: [UInt8], data: ElementData?, comment: String?)] = try elements.map { element in
+            let key = try Self.bytes(element.key, type: parts[0])
+            guard add else { return (key, nil, nil) }
+            var data: ElementData?
+            if parts.count == 2 {
+                guard let value = element.data else { throw NFTExpressionEncoder.Unsupported(expression: "map element \(element.text) without data") }
+                data = try Self.data(value, type: parts[1])
             }
-        case .deleteElement(let element):
-            let key = try Self.key(element)
-            message(NFT_MSG_DELSETELEM, flags: 0) { m in
-                m.addAttribute(attribute(NFTA_SET_ELEM_LIST_TABLE), string: table)
-                m.addAttribute(attribute(NFTA_SET_ELEM_LIST_SET), string: element.map)
-                m.addNested(attribute(NFTA_SET_ELEM_LIST_ELEMENTS)) { m in
+            return (key, data, element.comment)
+        }
+        message(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, flags: add ? NLM_F_CREATE : 0) { m in
+            m.addAttribute(attribute(NFTA_SET_ELEM_LIST_TABLE), string: table)
+            m.addAttribute(attribute(NFTA_SET_ELEM_LIST_SET), string: set)
+            m.addNested(attribute(NFTA_SET_ELEM_LIST_ELEMENTS)) { m in
+                for element in encoded {
                     m.addNested(attribute(NFTA_LIST_ELEM)) { m in
-                        m.addNested(attribute(NFTA_SET_ELEM_KEY)) { $0.addAttribute(attribute(NFTA_DATA_VALUE), key) }
+                        m.addNested(attribute(NFTA_SET_ELEM_KEY)) { $0.addAttribute(attribute(NFTA_DATA_VALUE), element.key) }
+                        switch element.data {
+                        case .verdict(let code, let chain):
+                            m.addNested(attribute(NFTA_SET_ELEM_DATA)) { m in
+                                m.addNested(attribute(NFTA_DATA_VERDICT)) { m in
+                                    m.addAttribute(attribute(NFTA_VERDICT_CODE), bigEndian32: code)
+                                    m.addAttribute(attribute(NFTA_VERDICT_CHAIN), string: chain)
+                                }
+                            }
+                        case .value(let bytes):
+                            m.addNested(attribute(NFTA_SET_ELEM_DATA)) { $0.addAttribute(attribute(NFTA_DATA_VALUE), bytes) }
+                        case nil:
+                            break
+                        }
+                        if let comment = element.comment {
+                            // libnftnl's user data: TLV NFTNL_UDATA_SET_ELEM_COMMENT (0), length with the NUL.
+                            let text = Array(comment.utf8.prefix(253)) + [0]
+                            m.addAttribute(attribute(NFTA_SET_ELEM_USERDATA), [0, UInt8(text.count)] + text)
+                        }
                     }
                 }
             }
         }
     }
 
-    /// A map key as nft writes it ("10.0.0.5 . tcp . 80") in the kernel's
-    /// layout: each field of a concatenation padded to four bytes; address
-    /// and port in network order.
-    static func key(_ element: NFTElement) throws -> [UInt8] {
-        let fields = element.key.components(separatedBy: " . ")
+    /// What a map element maps to, in the kernel's form.
+    enum ElementData {
+        case verdict(UInt32, String)
+        case value([UInt8])
+    }
+
+    static func data(_ text: String, type: String) throws -> ElementData {
+        guard type == "verdict" else { return .value(try bytes(text, type: type)) }
+        let words = text.split(separator: " ")
+        guard words.count == 2 else { throw NFTExpressionEncoder.Unsupported(expression: "verdict \(text)") }
+        switch words[0] {
+        case "goto": return .verdict(number(NFT_GOTO), String(words[1]))
+        case "jump": return .verdict(number(NFT_JUMP), String(words[1]))
+        default: throw NFTExpressionEncoder.Unsupported(expression: "verdict \(text)")
+        }
+    }
+
+    /// A key or data as nft writes it ("10.0.0.5 . tcp . 80 . 3") in the
+    /// kernel's layout for `type` ("ipv4_addr . inet_proto . inet_service
+    /// . integer"): addresses and ports in network order, an integer (a
+    /// numgen or jhash result) in host order, and in a concatenation each
+    /// field padded to four bytes.
+    static func bytes(_ text: String, type: String) throws -> [UInt8] {
+        let fields = text.components(separatedBy: " . ")
+        let types = type.components(separatedBy: " . ")
+        guard fields.count == types.count else {
+            throw NFTExpressionEncoder.Unsupported(expression: "\(text) for the type \(type)")
+        }
         var bytes: [UInt8] = []
-        for field in fields {
-            if let address = NFTExpressionEncoder.ipv4Bytes(field) {
-                bytes += address
-            } else if let proto = TransportProtocol(rawValue: field) {
-                bytes += [UInt8(proto.number), 0, 0, 0]
-            } else if let port = UInt16(field) {
-                bytes += [UInt8(port >> 8), UInt8(port & 0xff), 0, 0]
-            } else {
-                throw NFTExpressionEncoder.Unsupported(expression: "map key \(element.key)")
+        for (field, type) in zip(fields, types) {
+            var value: [UInt8]
+            switch type {
+            case "ipv4_addr":
+                guard let address = NFTExpressionEncoder.ipv4Bytes(field) else { throw NFTExpressionEncoder.Unsupported(expression: "address \(field)") }
+                value = address
+            case "inet_proto":
+                guard let proto = TransportProtocol(rawValue: field) else { throw NFTExpressionEncoder.Unsupported(expression: "protocol \(field)") }
+                value = [UInt8(proto.number)]
+            case "inet_service":
+                guard let port = UInt16(field) else { throw NFTExpressionEncoder.Unsupported(expression: "port \(field)") }
+                value = [UInt8(port >> 8), UInt8(port & 0xff)]
+            case "integer":
+                guard let integer = UInt32(field) else { throw NFTExpressionEncoder.Unsupported(expression: "integer \(field)") }
+                value = withUnsafeBytes(of: integer) { Array($0) } // host order, as numgen writes its register
+            default:
+                throw NFTExpressionEncoder.Unsupported(expression: "a field of type \(type)")
             }
+            if types.count > 1 { value += [UInt8](repeating: 0, count: (4 - value.count % 4) % 4) }
+            bytes += value
         }
         return bytes
     }

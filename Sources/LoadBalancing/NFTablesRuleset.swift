@@ -135,19 +135,56 @@ struct NFTChain: Hashable {
     var rules: [NFTRule]
 }
 
-/// A map element: map name, key as nft writes it, the chain it jumps to.
+/// An element of a set or map: the set's name, the key as nft writes it
+/// ("10.0.0.5 . tcp . 80"), what it maps to, and its comment.
 struct NFTElement: Hashable, Comparable {
     var map: String
     var key: String
-    var target: String
-    static func < (a: NFTElement, b: NFTElement) -> Bool { (a.map, a.key, a.target) < (b.map, b.key, b.target) }
+    /// As nft writes it: "goto CHAIN" in a verdict map, "10.0.1.2 . 8080"
+    /// in a data map; nil in a set.
+    var data: String?
+    var comment: String?
+
+    init(map: String, key: String, data: String? = nil, comment: String? = nil) {
+        self.map = map
+        self.key = key
+        self.data = data
+        self.comment = comment
+    }
+
+    /// An element of a verdict map that jumps (goto) to `target`.
+    init(map: String, key: String, target: String) {
+        self.init(map: map, key: key, data: "goto " + target)
+    }
+
+    /// The chain a verdict element goes to; "" for any other element.
+    var target: String {
+        guard let data, data.hasPrefix("goto ") else { return "" }
+        return String(data.dropFirst(5))
+    }
+
+    /// The element as nft reads it between braces: `KEY [comment "C"] [: DATA]`.
+    var text: String {
+        var text = key
+        if let comment { text += " comment \"\(comment)\"" }
+        if let data { text += " : " + data }
+        return text
+    }
+
+    static func < (a: NFTElement, b: NFTElement) -> Bool {
+        (a.map, a.key, a.data ?? "", a.comment ?? "") < (b.map, b.key, b.data ?? "", b.comment ?? "")
+    }
 }
 
 /// One service's objects: its service chain, its endpoint chains, and the
-/// map element(s) that dispatch to it.
+/// map element(s) that dispatch to it (the chains layout), or its elements
+/// alone (the maps layout: its class, its backends' slots, ...).
 struct NFTServiceImage: Hashable {
     var chains: [String: NFTChain] = [:]
     var elements: Set<NFTElement> = []
+
+    /// The class set the service is a member of (maps layout), if any.
+    var classSet: String? { elements.first { NFTMapNames.isClassSet($0.map) }?.map }
 }
 
 /// What a table holds (read from the kernel) or should hold (rendered from
@@ -155,14 +192,49 @@ struct NFTServiceImage: Hashable {
 /// computed without looking at the others.
 struct NFTImage: Hashable {
     var exists: Bool
-    /// Map name to its type as nft writes it.
+    /// Set or map name to its type as nft lists it ("ipv4_addr . inet_proto
+    /// . inet_service : verdict"; a set's has no " : ").
     var maps: [String: String] = [:]
+    /// How a set or map is declared when it is not by `type` (a `typeof`
+    /// with numgen in its key lists its type as "integer", which `type`
+    /// cannot declare). Rendered images only.
+    var declarations: [String: String] = [:]
     /// Chains that belong to no service: the hook chains, the dispatch chain, strays.
     var chains: [String: NFTChain] = [:]
-    /// By service id ("tcp-10.0.0.5-80").
-    var services: [String: NFTServiceImage] = [:]
-    /// Elements that point at no service chain of ours.
+    /// By service id ("tcp-10.0.0.5-80"); change it through `setService`,
+    /// which keeps `classMembers`.
+    private(set) var services: [String: NFTServiceImage] = [:]
+    /// Elements that belong to no service of ours.
     var strayElements: Set<NFTElement> = []
+    /// How many services each class set holds (maps layout), so that a
+    /// class left empty is found without a walk over every service.
+    private(set) var classMembers: [String: Int] = [:]
+
+    init(exists: Bool, maps: [String: String] = [:], chains: [String: NFTChain] = [:],
+         services: [String: NFTServiceImage] = [:], strayElements: Set<NFTElement> = []) {
+        self.exists = exists
+        self.maps = maps
+        self.chains = chains
+        self.strayElements = strayElements
+        for (id, service) in services { setService(id, service) }
+    }
+
+    mutating func setService(_ id: String, _ service: NFTServiceImage?) {
+        if let old = services[id]?.classSet { classMembers[old, default: 1] -= 1 }
+        services[id] = service
+        if let new = service?.classSet { classMembers[new, default: 0] += 1 }
+    }
+
+    /// The same table without its services (structure and strays only).
+    var structureOnly: NFTImage {
+        var copy = self
+        copy.services = [:]
+        copy.classMembers = [:]
+        return copy
+    }
+
+    /// The class sets this table declares (maps layout).
+    var classSets: Set<String> { Set(maps.keys.filter(NFTMapNames.isClassSet)) }
 }
 
 /// Names of the objects in swarmnet's table.
@@ -343,17 +415,37 @@ struct NFTablesRenderer {
 
     // MARK: - Images
 
-    func image(for desired: [VirtualService]) -> NFTImage {
-        var image = structure()
-        for service in desired { image.services[NFTNames.serviceID(service.key)] = self.service(service) }
+    /// The table for `desired`; in the maps layout also with the class
+    /// sets `kept` (a table's classes stay until their members have moved).
+    func image(for desired: [VirtualService], keepingClasses kept: Set<String> = []) -> NFTImage {
+        let services = desired.map { (NFTNames.serviceID($0.key), self.service($0)) }
+        var image = structure(classes: kept.union(services.compactMap(\.1.classSet)))
+        for (id, service) in services { image.setService(id, service) }
         return image
     }
 
-    /// The table, maps and non-service chains.
-    func structure() -> NFTImage {
+    /// The table, its sets and maps and its non-service chains; in the
+    /// maps layout with a set and a rule for each of `classes`.
+    func structure(classes: Set<String> = []) -> NFTImage {
+        switch configuration.layout {
+        case .chains: chainsStructure()
+        case .maps: mapsStructure(classes: classes)
+        }
+    }
+
+    /// One service's objects (`service` already effective).
+    func service(_ service: VirtualService) -> NFTServiceImage {
+        switch configuration.layout {
+        case .chains: chainsService(service)
+        case .maps: mapsService(service)
+        }
+    }
+
+    /// The table with its hook chains, which send every packet to the
+    /// dispatch chain (`services`), and the postrouting chain that
+    /// masquerades what a dispatch rule marked (clearing the mark bit).
+    func hookChains() -> NFTImage {
         var image = NFTImage(exists: true)
-        image.maps = [NFTNames.serviceIPs: NFTNames.serviceIPsType, NFTNames.servicePorts: NFTNames.servicePortsType,
-                      NFTNames.serviceVIPs: NFTNames.serviceVIPsType]
         let jump = NFTRule(text: "jump \(NFTNames.dispatch)", expr: [NFTExpr.jump(NFTNames.dispatch)])
         image.chains["output"] = NFTChain(base: "nat output -100 accept", rules: [jump])
         if configuration.hooks == .routingMesh {
@@ -367,6 +459,13 @@ struct NFTablesRenderer {
                 ["masquerade": NSNull()],
             ]),
         ])
+        return image
+    }
+
+    private func chainsStructure() -> NFTImage {
+        var image = hookChains()
+        image.maps = [NFTNames.serviceIPs: NFTNames.serviceIPsType, NFTNames.servicePorts: NFTNames.servicePortsType,
+                      NFTNames.serviceVIPs: NFTNames.serviceVIPsType]
         let vipKey: [String: Any] = ["concat": [NFTExpr.payload("ip", "daddr"), NFTExpr.meta("l4proto"), NFTExpr.payload("th", "dport")]]
         let portKey: [String: Any] = ["concat": [NFTExpr.meta("l4proto"), NFTExpr.payload("th", "dport")]]
         let everyPortKey: [String: Any] = ["concat": [NFTExpr.payload("ip", "daddr"), NFTExpr.meta("l4proto")]]
@@ -387,7 +486,7 @@ struct NFTablesRenderer {
     }
 
     /// One service's chains and map element (`service` already effective).
-    func service(_ service: VirtualService) -> NFTServiceImage {
+    private func chainsService(_ service: VirtualService) -> NFTServiceImage {
         guard case .address(let vip, let proto, let port) = service.key else { return NFTServiceImage() }
         let id = NFTNames.serviceID(service.key)
         let serviceChain = NFTNames.serviceChain(id)
@@ -498,7 +597,7 @@ enum NFTCommand: Equatable {
         case .flushChain(let name): "flush chain \(prefix) \(name)"
         case .deleteChain(let name): "delete chain \(prefix) \(name)"
         case .addRule(let chain, let rule): "add rule \(prefix) \(chain) \(rule.text)"
-        case .addElement(let element): "add element \(prefix) \(element.map) { \(element.key) : goto \(element.target) }"
+        case .addElement(let element): "add element \(prefix) \(element.map) { \(element.text) }"
         case .deleteElement(let element): "delete element \(prefix) \(element.map) { \(element.key) }"
         }
     }
@@ -540,8 +639,10 @@ struct NFTTransaction {
         var phases = Phases()
         if !current.exists { phases.setup.append(.structure("add table \(prefix)")) }
         for (name, type) in desired.maps.sorted(by: { $0.key < $1.key }) where current.maps[name] != type {
-            if current.maps[name] != nil { phases.delete.append(.structure("delete map \(prefix) \(name)")) }
-            phases.setup.append(.structure("add map \(prefix) \(name) { type \(type) ; }"))
+            if let old = current.maps[name] { phases.delete.append(.structure(Self.deleteSet(name, type: old, prefix: prefix))) }
+            let kind = Self.isMap(type) ? "map" : "set"
+            let declaration = desired.declarations[name] ?? "type \(type)"
+            phases.setup.append(.structure("add \(kind) \(prefix) \(name) { \(declaration) ; }"))
         }
         for element in current.strayElements.sorted() {
             phases.unmap.append(.structure(NFTCommand.deleteElement(element).text(prefix: prefix)))
@@ -559,10 +660,17 @@ struct NFTTransaction {
                 phases.map.append(.addElement(element))
             }
         }
-        for name in current.maps.keys.sorted() where desired.maps[name] == nil {
-            phases.delete.append(.structure("delete map \(prefix) \(name)"))
+        for (name, type) in current.maps.sorted(by: { $0.key < $1.key }) where desired.maps[name] == nil {
+            phases.delete.append(.structure(Self.deleteSet(name, type: type, prefix: prefix)))
         }
         return phases.all()
+    }
+
+    /// A map's type has a data part ("KEY : DATA"); a set's does not.
+    static func isMap(_ type: String) -> Bool { type.contains(" : ") }
+
+    private static func deleteSet(_ name: String, type: String, prefix: String) -> String {
+        "delete \(isMap(type) ? "map" : "set") \(prefix) \(name)"
     }
 
     private struct Phases {

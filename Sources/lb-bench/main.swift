@@ -15,6 +15,8 @@
 //       ours, which roughly doubles our figure (the caches go cold while
 //       the peer runs, see BENCHMARKS.md); --pause MS: MS of idle before
 //       each of ours, and no peer process in between.
+//   --layout chains|maps (either mode): the table layout (default chains,
+//       kube-proxy's; see NFTablesConfiguration.Layout).
 import Addressing
 import Foundation
 import LoadBalancing
@@ -67,7 +69,15 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 }
 
 let clock = ContinuousClock()
-let arguments = Array(CommandLine.arguments.dropFirst())
+var arguments = Array(CommandLine.arguments.dropFirst())
+var configuration = NFTablesConfiguration()
+if let flag = arguments.firstIndex(of: "--layout") {
+    guard flag + 1 < arguments.count, let layout = NFTablesConfiguration.Layout(rawValue: arguments[flag + 1]) else {
+        fail("--layout chains|maps")
+    }
+    configuration.layout = layout
+    arguments.removeSubrange(flag...flag + 1)
+}
 guard let mode = arguments.first else {
     fail("usage: lb-bench bulk SERVICES BACKENDS [--verify] [--rounds N] | change SERVICES CHANGES [PEER-CHANGES] [--interleave | --pause MS]")
 }
@@ -85,17 +95,17 @@ case "bulk":
     }
     let desired = desiredServices(services, backends: backends)
     let file = "/tmp/lb-bench-\(getpid()).nft"
-    let text = try NFTablesLoadBalancer.ruleset(for: desired)
+    let text = try NFTablesLoadBalancer.ruleset(for: desired, configuration: configuration)
     try text.write(toFile: file, atomically: true, encoding: .utf8)
     defer { unlink(file) }
     print(String(format: "NFT-BENCH bulk services=%d backends=%d commands=%d", services, backends,
-                 text.split(separator: "\n").count))
+                 text.split(separator: "\n").count) + " layout=" + configuration.layout.rawValue)
     var oursTimes: [Double] = []
     var theirsTimes: [Double] = []
     for round in 0..<rounds {
         try withNamespace { ours in
             try withNamespace { theirs in
-                let lb = try NFTablesLoadBalancer(namespace: ours)
+                let lb = try NFTablesLoadBalancer(namespace: ours, configuration: configuration)
                 let programOurs = { oursTimes.append(seconds(try clock.measure { try lb.reconcile(to: desired) })) }
                 let programTheirs = {
                     theirsTimes.append(seconds(try clock.measure { try shell(["ip", "netns", "exec", theirs.name!, "nft", "-f", file]) }))
@@ -150,12 +160,12 @@ case "change":
     let desired = desiredServices(services, backends: 10)
     try withNamespace { namespace in
       try withNamespace { peer in
-        let lb = try NFTablesLoadBalancer(namespace: namespace)
+        let lb = try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
         let setup = try clock.measure { try lb.reconcile(to: desired) }
         // The peer works in a namespace of its own holding the same table,
         // so its commits never make swarmnet's model look stale.
         let ruleset = "/tmp/lb-bench-\(getpid())-ruleset.nft"
-        try NFTablesLoadBalancer.ruleset(for: desired).write(toFile: ruleset, atomically: true, encoding: .utf8)
+        try NFTablesLoadBalancer.ruleset(for: desired, configuration: configuration).write(toFile: ruleset, atomically: true, encoding: .utf8)
         defer { unlink(ruleset) }
         if peerChanges > 0 { try shell(["ip", "netns", "exec", peer.name!, "nft", "-f", ruleset]) }
         var add: [Double] = []
@@ -204,7 +214,8 @@ case "change":
         let ours = (add + remove).sorted()
         let theirs = (peerAdd + peerRemove).sorted()
         let ms = { (x: Double) in x * 1000 }
-        print(String(format: "NFT-BENCH change services=%d backends=10 changes=%d (setup %.2f s; ", services, ours.count, seconds(setup))
+        print(String(format: "NFT-BENCH change services=%d backends=10 changes=%d layout=", services, ours.count)
+              + configuration.layout.rawValue + String(format: " (setup %.2f s; ", seconds(setup))
               + (interleave ? "each peer change right after ours)" : "all of ours first, then the peer's)"))
         print(String(format: "NFT-BENCH swarmnet reconcile(service:) add p50 %.2f ms p99 %.2f ms; remove p50 %.2f ms p99 %.2f ms",
                      ms(percentile(add.sorted(), 0.5)), ms(percentile(add.sorted(), 0.99)),

@@ -34,21 +34,30 @@ import Testing
         ]
     }
 
-    static let configurations: [NFTablesConfiguration] = [
-        NFTablesConfiguration(),
-        NFTablesConfiguration(hooks: .routingMesh, masquerade: .all),
-        NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients),
+    static let configurations: [NFTablesConfiguration] = NFTablesConfiguration.Layout.allCases.flatMap { layout in [
+        NFTablesConfiguration(layout: layout),
+        NFTablesConfiguration(hooks: .routingMesh, masquerade: .all, layout: layout),
+        NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients, layout: layout),
         NFTablesConfiguration(hooks: .routingMesh, masquerade: .never,
-                              publishedPorts: .localBackendsOnly([try! IPPrefix(parsing: "10.0.1.0/24")])),
-    ]
+                              publishedPorts: .localBackendsOnly([try! IPPrefix(parsing: "10.0.1.0/24")]), layout: layout),
+    ] }
 
     @Test(arguments: configurations) func everyRuleTheRendererWritesHasAnEncoding(configuration: NFTablesConfiguration) throws {
         let renderer = NFTablesRenderer(configuration: configuration)
         let transaction = NFTTransaction(family: "ip", table: configuration.tableName)
-        let plan = transaction.plan(from: NFTImage(exists: false), to: renderer.image(for: everyKind.map(renderer.effective)))
+        let image = renderer.image(for: everyKind.map(renderer.effective))
+        let plan = transaction.plan(from: NFTImage(exists: false), to: image)
         let services = plan.filter { !$0.isStructure }
-        let batch = try NFTNetlinkBatch(table: configuration.tableName, commands: services, prefix: transaction.prefix)
-        #expect(batch.messages.count == services.count)
+        let batch = try NFTNetlinkBatch(table: configuration.tableName, commands: services, prefix: transaction.prefix, types: image.maps)
+        // One message a command, but elements of one set share theirs.
+        var sets: [String] = []
+        for command in services {
+            switch command {
+            case .addElement(let element), .deleteElement(let element): if sets.last != element.map { sets.append(element.map) }
+            default: sets.append("")
+            }
+        }
+        #expect(batch.messages.count == sets.count)
         // Every service's objects are typed; the structure (table, maps,
         // hook and dispatch chains) is the only text.
         for command in plan where command.isStructure {
@@ -67,25 +76,46 @@ import Testing
             try NFTExpressionEncoder.encode([["dnat": ["addr": "fd00::1", "port": 80]]])
         }
         #expect(throws: NFTExpressionEncoder.Unsupported.self) {
-            try NFTNetlinkBatch(table: "t", commands: [.structure("add table ip t")], prefix: "ip t")
+            try NFTNetlinkBatch(table: "t", commands: [.structure("add table ip t")], prefix: "ip t", types: [:])
         }
+        let types = [NFTNames.serviceIPs: NFTNames.serviceIPsType]
         let element = NFTElement(map: NFTNames.serviceIPs, key: "10.0.0.5 . icmp . 80", target: "svc-x")
         #expect(throws: NFTExpressionEncoder.Unsupported.self) {
-            try NFTNetlinkBatch(table: "t", commands: [.addElement(element)], prefix: "ip t")
+            try NFTNetlinkBatch(table: "t", commands: [.addElement(element)], prefix: "ip t", types: types)
+        }
+        // A set the batch does not know the type of, a map element without data.
+        #expect(throws: NFTExpressionEncoder.Unsupported.self) {
+            try NFTNetlinkBatch(table: "t", commands: [.addElement(NFTElement(map: "other", key: "tcp . 80"))], prefix: "ip t", types: types)
+        }
+        #expect(throws: NFTExpressionEncoder.Unsupported.self) {
+            try NFTNetlinkBatch(table: "t", commands: [.addElement(NFTElement(map: NFTNames.serviceIPs, key: "10.0.0.5 . tcp . 80"))],
+                                prefix: "ip t", types: types)
         }
     }
 
     /// The layouts nft 1.0.6 sends (`nft --debug=mnl add element ...`): each
     /// field of a concatenation in four bytes, address and port in network order.
     @Test func mapKeysAreLaidOutAsTheKernelWantsThem() throws {
-        func key(_ text: String) throws -> [UInt8] {
-            try NFTNetlinkBatch.key(NFTElement(map: "m", key: text, target: "c"))
+        func key(_ text: String, _ type: String = "") throws -> [UInt8] {
+            let types = ["10.0.0.5 . tcp . 80": "ipv4_addr . inet_proto . inet_service", "udp . 8080": "inet_proto . inet_service",
+                         "10.96.0.1 . udp": "ipv4_addr . inet_proto", "10.0.0.256 . tcp": "ipv4_addr . inet_proto",
+                         "tcp . 65536": "inet_proto . inet_service"]
+            return try NFTNetlinkBatch.bytes(text, type: type.isEmpty ? types[text]! : type)
         }
         #expect(try key("10.0.0.5 . tcp . 80") == [10, 0, 0, 5, 6, 0, 0, 0, 0, 80, 0, 0])
         #expect(try key("udp . 8080") == [17, 0, 0, 0, 0x1f, 0x90, 0, 0])
         #expect(try key("10.96.0.1 . udp") == [10, 96, 0, 1, 17, 0, 0, 0])
         #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("10.0.0.256 . tcp") }
         #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("tcp . 65536") }
+        // The maps layout: a slot (numgen's result) in host order, a
+        // backend as address and port, a lone address unpadded.
+        let slot: [UInt8] = withUnsafeBytes(of: UInt32(3)) { Array($0) }
+        #expect(try key("10.0.0.5 . tcp . 80 . 3", "ipv4_addr . inet_proto . inet_service . integer")
+            == [10, 0, 0, 5, 6, 0, 0, 0, 0, 80, 0, 0] + slot)
+        #expect(try key("10.0.1.2 . 8080", "ipv4_addr . inet_service") == [10, 0, 1, 2, 0x1f, 0x90, 0, 0])
+        #expect(try key("10.0.1.2", "ipv4_addr") == [10, 0, 1, 2])
+        #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("10.0.1.2 . 8080", "ipv4_addr") }
+        #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("10.0.0.5 . tcp . x", "ipv4_addr . inet_proto . integer") }
     }
 
     /// The kernel's generation skips 0 when it wraps, and 0 in a batch
@@ -107,7 +137,8 @@ import Testing
     /// messages follow with consecutive sequence numbers; BATCH_END closes.
     @Test func theBatchIsFramedWithTheExpectedGeneration() throws {
         let rule = NFTRule(text: "counter", expr: [["counter": ["bytes": 0, "packets": 0]]], comment: "swarmnet rr 0")
-        let batch = try NFTNetlinkBatch(table: "sn", commands: [.createChain("svc-a"), .addRule(chain: "svc-a", rule)], prefix: "ip sn")
+        let batch = try NFTNetlinkBatch(table: "sn", commands: [.createChain("svc-a"), .addRule(chain: "svc-a", rule)], prefix: "ip sn",
+                                        types: [:])
         let messages = try NetlinkMessage.split(batch.datagram(generation: 41, firstSequence: 100))
         #expect(messages.map(\.type) == [16, 10 << 8 | 3, 10 << 8 | 6, 17])
         #expect(messages.map(\.sequence) == [100, 101, 102, 103])

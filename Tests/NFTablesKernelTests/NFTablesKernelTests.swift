@@ -256,9 +256,11 @@ import Testing
         return "\(try #require(rule["handle"] as? Int))"
     }
 
-    @Test func connectionsSpreadOverEveryBackendTCPAndUDP() throws {
+    static let layouts = NFTablesConfiguration.Layout.allCases
+
+    @Test(arguments: layouts) func connectionsSpreadOverEveryBackendTCPAndUDP(layout: NFTablesConfiguration.Layout) throws {
         try NFTTestbed.with(backends: 3) { testbed in
-            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(layout: layout))
             let servers = (0..<3).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) }
             try lb.reconcile(to: [VirtualService(key: vip, realServers: servers),
                                   VirtualService(key: .address(try IPAddress(parsing: NFTTestbed.vip), .udp, port: 80),
@@ -275,9 +277,9 @@ import Testing
         }
     }
 
-    @Test func weightsSetTheShareAndRemovingABackendStopsNewConnectionsAtOnce() throws {
+    @Test(arguments: layouts) func weightsSetTheShareAndRemovingABackendStopsNewConnectionsAtOnce(layout: NFTablesConfiguration.Layout) throws {
         try NFTTestbed.with(backends: 3) { testbed in
-            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(layout: layout))
             var service = VirtualService(key: vip, scheduler: .weightedRoundRobin, realServers: [
                 RealServer(address: testbed.address(ofBackend: 0), port: 8080, weight: 1),
                 RealServer(address: testbed.address(ofBackend: 1), port: 8080, weight: 3),
@@ -333,9 +335,9 @@ import Testing
         }
     }
 
-    @Test func aNamespaceWithoutTheTableCannotReachTheVIP() throws {
+    @Test(arguments: layouts) func aNamespaceWithoutTheTableCannotReachTheVIP(layout: NFTablesConfiguration.Layout) throws {
         try NFTTestbed.with(backends: 1) { testbed in
-            let lb = try NFTablesLoadBalancer(namespace: testbed.lb)
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(layout: layout))
             try lb.reconcile(to: [VirtualService(key: vip, realServers: [RealServer(address: testbed.address(ofBackend: 0), port: 8080)])])
             #expect(try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 5).answers == ["b0": 5])
             // The outside namespace routes through lb, but output-only hooks
@@ -345,13 +347,13 @@ import Testing
         }
     }
 
-    @Test func theRoutingMeshMasqueradesOrPreservesTheSource() throws {
+    @Test(arguments: layouts) func theRoutingMeshMasqueradesOrPreservesTheSource(layout: NFTablesConfiguration.Layout) throws {
         try NFTTestbed.with(backends: 2) { testbed in
             let published = ServiceKey.address(.v4(IPv4Address(0)), .tcp, port: 30080)
             let service = VirtualService(key: published, realServers: (0..<2).map {
                 RealServer(address: testbed.address(ofBackend: $0), port: 8080)
             })
-            let mesh = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(hooks: .routingMesh))
+            let mesh = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(hooks: .routingMesh, layout: layout))
             try mesh.reconcile(to: [service])
             // Any local address of lb answers; backends see lb's bridge address.
             for address in ["10.78.0.1", "10.77.0.1"] {
@@ -362,7 +364,7 @@ import Testing
             try mesh.deleteTable()
 
             let local = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: NFTablesConfiguration(
-                hooks: .routingMesh, publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")])))
+                hooks: .routingMesh, publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")]), layout: layout))
             try local.reconcile(to: [service])
             let result = try testbed.connect(from: testbed.outside, to: "10.78.0.1", port: 30080, proto: .tcp, count: 30)
             #expect(result.answers == ["b0": 30])
@@ -370,10 +372,10 @@ import Testing
         }
     }
 
-    @Test func badInputIsRefusedAndLeavesNothingProgrammed() throws {
+    @Test(arguments: layouts) func badInputIsRefusedAndLeavesNothingProgrammed(layout: NFTablesConfiguration.Layout) throws {
         try NFTTestHost.withNamespaces(1) { namespaces in
             let namespace = namespaces[0]
-            let lb = try NFTablesLoadBalancer(namespace: namespace)
+            let lb = try NFTablesLoadBalancer(namespace: namespace, configuration: NFTablesConfiguration(layout: layout))
             let good = VirtualService(key: vip, realServers: [server("10.77.0.11")])
             let bad: [VirtualService] = [
                 VirtualService(key: .firewallMark(7, family: .ipv4)),

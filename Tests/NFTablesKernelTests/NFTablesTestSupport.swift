@@ -62,6 +62,32 @@ struct NFTListing {
         items.compactMap { $0["rule"] as? [String: Any] }.filter { $0["chain"] as? String == chain }
     }
 
+    /// Names of the table's sets and maps.
+    var sets: [String] {
+        items.compactMap { (($0["set"] ?? $0["map"]) as? [String: Any])?["name"] as? String }.sorted()
+    }
+
+    /// Elements of a set or map as nft would write them: "KEY [comment C] [: DATA]".
+    func setElements(_ name: String) -> [String] {
+        guard let object = items.compactMap({ ($0["set"] ?? $0["map"]) as? [String: Any] }).first(where: { $0["name"] as? String == name })
+        else { return [] }
+        func text(_ value: Any) -> String {
+            if let object = value as? [String: Any] {
+                if let wrapped = object["elem"] as? [String: Any], let key = wrapped["val"] {
+                    return text(key) + ((wrapped["comment"] as? String).map { " comment \($0)" } ?? "")
+                }
+                if let parts = object["concat"] as? [Any] { return parts.map(text).joined(separator: " . ") }
+                if let target = (object["goto"] as? [String: Any])?["target"] { return "goto \(target)" }
+            }
+            return "\(value)"
+        }
+        let isMap = object["map"] != nil
+        return ((object["elem"] as? [Any]) ?? []).map { element in
+            guard isMap, let pair = element as? [Any], pair.count == 2 else { return text(element) }
+            return text(pair[0]) + " : " + text(pair[1])
+        }.sorted()
+    }
+
     /// Elements of a map as "key -> target" lines.
     func elements(_ map: String) -> [String] {
         guard let object = items.compactMap({ $0["map"] as? [String: Any] }).first(where: { $0["name"] as? String == map })

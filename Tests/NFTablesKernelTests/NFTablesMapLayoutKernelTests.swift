@@ -1,0 +1,230 @@
+import Addressing
+import Foundation
+import LoadBalancing
+import Namespaces
+import Testing
+
+/// The maps layout on the real kernel: what it programs, read back with
+/// `nft -j` and compared with `nft -f` of the same rule set; that a change
+/// is elements only; classes made and removed; repair; and a table of the
+/// chains layout taken over. Traffic through it is in `NFTablesKernelTests`
+/// (parametrized over both layouts).
+@Suite(.serialized) struct NFTablesMapLayoutKernelTests {
+    let table = "swarmnet"
+    let vip = ServiceKey.address(try! IPAddress(parsing: NFTTestbed.vip), .tcp, port: 80)
+    let udpVIP = ServiceKey.address(try! IPAddress(parsing: NFTTestbed.vip), .udp, port: 53)
+    let maps = NFTablesConfiguration(layout: .maps)
+
+    func server(_ address: String, weight: UInt32 = 1, port: UInt16 = 8080) -> RealServer {
+        RealServer(address: try! IPAddress(parsing: address), port: port, weight: weight)
+    }
+
+    func key(_ address: String, _ proto: TransportProtocol = .tcp, _ port: UInt16 = 80) -> ServiceKey {
+        .address(try! IPAddress(parsing: address), proto, port: port)
+    }
+
+    /// What a service holds once programmed: a published port with local
+    /// backends only keeps the local ones.
+    func effective(_ service: VirtualService, _ configuration: NFTablesConfiguration) -> VirtualService {
+        guard case .address(let address, _, _) = service.key, address == .v4(IPv4Address(0)),
+              case .localBackendsOnly(let prefixes) = configuration.publishedPorts else { return service.sorted }
+        var copy = service.sorted
+        copy.realServers.removeAll { server in !prefixes.contains { $0.contains(server.address) } }
+        return copy
+    }
+
+    /// Every kind of service the back end takes.
+    var everyKind: [VirtualService] {
+        [
+            VirtualService(key: vip, realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+            VirtualService(key: udpVIP, scheduler: .weightedRoundRobin,
+                           realServers: [server("10.77.0.11", weight: 3), server("10.77.0.13", weight: 0), server("10.77.0.14")]),
+            VirtualService(key: key("10.96.0.7", .tcp, 443), scheduler: .sourceHashing, schedulerFlags: .hashPort,
+                           realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+            VirtualService(key: key("10.96.0.9"), realServers: [server("10.77.0.11", weight: 0)]),
+            VirtualService(key: key("10.96.0.10", .udp, 0), realServers: [server("10.77.0.11", port: 0), server("10.77.0.12", port: 0)]),
+            VirtualService(key: key("0.0.0.0", .tcp, 30080), realServers: [server("10.77.0.11"), server("10.77.0.12")]),
+        ]
+    }
+
+    @Test func programsSetsAndMapsAndReadsThemBack() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let namespace = namespaces[0]
+            let lb = try NFTablesLoadBalancer(namespace: namespace, configuration: maps)
+            let desired = Array(everyKind.prefix(2))
+            #expect(try lb.reconcile(to: desired).operations.count == 7)
+            let listing = try #require(try NFTTestHost.nftTable(namespace, table))
+            // Hook chains and the dispatch chain only: no chain per service.
+            #expect(listing.chains == ["output", "postrouting", "services"])
+            #expect(listing.setElements("vips-tcp-random-2") == ["10.96.0.1 . 80 comment swarmnet rr 0"])
+            // wrr 3:1 (the weight-0 backend in the idle set): four slots.
+            #expect(listing.setElements("vips-udp-random-4") == ["10.96.0.1 . 53 comment swarmnet wrr 0"])
+            #expect(listing.setElements("vips-tcp-backends") == [
+                "10.96.0.1 . 80 . 0 : 10.77.0.11 . 8080", "10.96.0.1 . 80 . 1 : 10.77.0.12 . 8080",
+            ])
+            #expect(listing.setElements("vips-udp-backends") == [
+                "10.96.0.1 . 53 . 0 comment weight 3 : 10.77.0.11 . 8080",
+                "10.96.0.1 . 53 . 1 comment weight 3 : 10.77.0.11 . 8080",
+                "10.96.0.1 . 53 . 2 comment weight 3 : 10.77.0.11 . 8080",
+                "10.96.0.1 . 53 . 3 : 10.77.0.14 . 8080",
+            ])
+            #expect(listing.setElements("idle") == ["10.96.0.1 . udp . 53 . 10.77.0.13 . 8080"])
+            #expect(listing.setElements("vips-tcp-hairpin") == ["10.77.0.11 . 10.96.0.1 . 80", "10.77.0.12 . 10.96.0.1 . 80"])
+            let rules = try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", table, "services"])
+            #expect(rules.contains("ip daddr . udp dport @vips-udp-random-4 dnat ip to ip daddr . udp dport . numgen random mod 4 map @vips-udp-backends"),
+                    "\(rules)")
+            #expect(try lb.services() == desired.map(\.sorted))
+            #expect(try lb.reconcile(to: desired).isEmpty)
+            #expect(lb.lastTransaction.isEmpty)
+            try lb.deleteTable()
+            #expect(try NFTTestHost.nftTable(namespace, table) == nil)
+        }
+    }
+
+    /// What the per-service path sends as netlink elements lists exactly as
+    /// `nft -f` writes the same services (every set and map, and the
+    /// dispatch chain), for each masquerade policy; a change into an
+    /// existing class is elements only.
+    @Test func changesListExactlyAsNftWritesThemAndAreElementsOnly() throws {
+        let configurations = [
+            NFTablesConfiguration(layout: .maps),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients, layout: .maps),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .all, layout: .maps),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .never,
+                                  publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")]), layout: .maps),
+        ]
+        let services = everyKind
+        for configuration in configurations {
+            try NFTTestHost.withNamespaces(2) { namespaces in
+                let lb = try NFTablesLoadBalancer(namespace: namespaces[0], configuration: configuration)
+                try lb.reconcile(to: [])
+                for service in services {
+                    try lb.reconcile(service: service.key, to: service)
+                    #expect(!lb.lastTransaction.isEmpty)
+                }
+                // A backend added and removed: into class 3 (new: a set and a
+                // rule first), then back into class 2 (class 3 emptied and removed).
+                var grown = services[0]
+                grown.realServers.append(server("10.77.0.15"))
+                try lb.reconcile(service: grown.key, to: grown)
+                #expect(lb.lastTransaction.contains("add set ip swarmnet vips-tcp-random-3 { type ipv4_addr . inet_service ; }"),
+                        "\(lb.lastTransaction)")
+                try lb.reconcile(service: grown.key, to: services[0])
+                #expect(lb.lastTransaction.contains("delete set ip swarmnet vips-tcp-random-3"), "\(lb.lastTransaction)")
+                // Another service into an existing class: elements only.
+                var moved = services[2]
+                moved.realServers[1] = server("10.77.0.16")
+                try lb.reconcile(service: moved.key, to: moved)
+                #expect(lb.lastTransaction.allSatisfy { $0.hasPrefix("add element") || $0.hasPrefix("delete element") },
+                        "\(lb.lastTransaction)")
+                try lb.reconcile(service: moved.key, to: services[2])
+
+                let ruleset = try NFTablesLoadBalancer.ruleset(for: services, configuration: configuration)
+                try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
+                let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
+                let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
+                #expect(ours.chains == theirs.chains)
+                #expect(ours.sets == theirs.sets)
+                for chain in theirs.chains {
+                    let list = { (namespace: NetworkNamespace) in
+                        try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", table, chain])
+                    }
+                    #expect(try list(namespaces[0]) == list(namespaces[1]), "\(configuration.masquerade) chain \(chain)")
+                }
+                for set in theirs.sets {
+                    #expect(ours.setElements(set) == theirs.setElements(set), "\(configuration.masquerade) set \(set)")
+                }
+                #expect(try lb.services() == services.map { effective($0, configuration) }.sorted { $0.key < $1.key })
+                #expect(try lb.reconcile(to: services).isEmpty)
+                #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")
+            }
+        }
+    }
+
+    /// The daemon's path (a full reconcile from its model) sends only the
+    /// services that changed, and the classes they leave empty go.
+    @Test func aFullReconcileFromTheModelSendsOnlyWhatChanged() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let lb = try NFTablesLoadBalancer(namespace: namespaces[0], configuration: maps)
+            var desired = (1...20).map { VirtualService(key: key("10.96.0.\($0)"), realServers: [server("10.77.0.11"), server("10.77.0.12")]) }
+            try lb.reconcile(to: desired)
+            let reads = lb.tableReads
+            desired[4].realServers.removeLast()
+            desired.removeLast()
+            let changes = try lb.reconcile(to: desired)
+            #expect(changes.operations.count == 3, "\(changes.operations)")
+            // Elements of the two changed services, and the class 10.96.0.5 moves into.
+            for command in lb.lastTransaction where command.contains(" element ") {
+                #expect(command.contains("10.96.0.5 ") || command.contains("10.96.0.20 "), "an unchanged service was sent: \(command)")
+            }
+            let structure = lb.lastTransaction.filter { !$0.contains(" element ") }
+            #expect(Array(structure.prefix(2)) == ["add set ip swarmnet vips-tcp-random-1 { type ipv4_addr . inet_service ; }",
+                                                   "flush chain ip swarmnet services"], "\(structure)")
+            #expect(structure.dropFirst(2).allSatisfy { $0.hasPrefix("add rule ip swarmnet services ") }, "\(structure)")
+            #expect(structure.contains { $0.contains("@vips-tcp-random-1 dnat ip to") }, "\(structure)")
+            #expect(lb.tableReads == reads)
+            let listing = try #require(try NFTTestHost.nftTable(namespaces[0], table))
+            #expect(listing.setElements("vips-tcp-random-1") == ["10.96.0.5 . 80 comment swarmnet rr 0"])
+            #expect(listing.setElements("vips-tcp-random-2").count == 18)
+            desired[4].realServers.append(server("10.77.0.12"))
+            try lb.reconcile(to: desired)
+            #expect(try NFTTestHost.nftTable(namespaces[0], table)?.sets.contains("vips-tcp-random-1") == false)
+            #expect(try lb.services() == desired.map(\.sorted))
+        }
+    }
+
+    /// Damage behind swarmnet's back is found by the next full reconcile
+    /// (the generation moved, so it lists the table) and repaired.
+    @Test func aDamagedTableHeals() throws {
+        try NFTTestbed.with(backends: 2) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: maps)
+            let desired = [VirtualService(key: vip, realServers: (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) })]
+            try lb.reconcile(to: desired)
+            func healed(_ damage: [String]) throws {
+                try NFTTestHost.run(in: testbed.lb, ["nft"] + damage)
+                try lb.reconcile(to: desired)
+                #expect(try lb.services() == desired.map(\.sorted), "after nft \(damage.joined(separator: " "))")
+                #expect(try lb.reconcile(to: desired).isEmpty)
+                #expect(lb.lastTransaction.isEmpty, "still differs after repair: \(lb.lastTransaction)")
+                let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 40)
+                #expect(result.answers["fail"] == nil && result.answers.count == 2, "\(damage): \(result.answers)")
+            }
+            try healed(["flush", "table", "ip", table])
+            try healed(["delete", "table", "ip", table])
+            try healed(["delete", "element", "ip", table, "vips-tcp-backends", "{ 10.96.0.1 . 80 . 1 }"])
+            try healed(["add", "element", "ip", table, "vips-tcp-backends", "{ 10.96.0.1 . 80 . 7 : 10.77.0.99 . 80 }"])
+            try healed(["add", "element", "ip", table, "vips-tcp-random-2", "{ 10.96.0.9 . 80 }"])
+            try healed(["flush", "chain", "ip", table, "services"])
+            try healed(["delete", "set", "ip", table, "idle"])
+            try healed(["add", "rule", "ip", table, "services", "drop"])
+        }
+    }
+
+    /// A table the chains layout programmed (a daemon upgraded) is taken
+    /// over: its chains and verdict maps go, the services stay reachable.
+    @Test func aTableOfTheChainsLayoutIsTakenOver() throws {
+        try NFTTestbed.with(backends: 2) { testbed in
+            let desired = [VirtualService(key: vip, realServers: (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) })]
+            try NFTablesLoadBalancer(namespace: testbed.lb).reconcile(to: desired)
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: maps)
+            try lb.reconcile(to: desired)
+            let listing = try #require(try NFTTestHost.nftTable(testbed.lb, table))
+            #expect(listing.chains == ["output", "postrouting", "services"])
+            #expect(!listing.sets.contains("service-ips"))
+            #expect(try lb.services() == desired.map(\.sorted))
+            let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 40)
+            #expect(result.answers["fail"] == nil && result.answers.count == 2, "\(result.answers)")
+        }
+    }
+
+    /// sh: a client keeps its backend (jhash of its address picks the slot).
+    @Test func sourceHashingKeepsAClientOnItsBackend() throws {
+        try NFTTestbed.with(backends: 3) { testbed in
+            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: maps)
+            try lb.reconcile(to: [VirtualService(key: vip, scheduler: .sourceHashing,
+                                                 realServers: (0..<3).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) })])
+            let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 30)
+            #expect(result.answers.count == 1 && result.answers["fail"] == nil, "\(result.answers)")
+        }
+    }
+}
