@@ -202,14 +202,18 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
     /// 0x5359 in the high 16 bits), since two of them share the daemon's namespace.
     func settings(for role: BalancerRole, localBackends: [IPAddress]) -> BalancerSettings {
         switch (self, role) {
+        // The maps layout: a change costs the kernel the same at 10,000
+        // services as at 100 (see NFTablesConfiguration.Layout), and a
+        // daemon with many workloads programs one table in each of them.
         case (.nftables, .workload):
-            .nftables(NFTablesConfiguration(tableName: NodeDaemon.workloadTable, hooks: .output, masquerade: .never))
+            .nftables(NFTablesConfiguration(tableName: NodeDaemon.workloadTable, hooks: .output, masquerade: .never, layout: .maps))
         case (.nftables, .mesh):
-            .nftables(NFTablesConfiguration(tableName: NodeDaemon.meshTable, hooks: .routingMesh, masquerade: .publishedPorts))
+            .nftables(NFTablesConfiguration(tableName: NodeDaemon.meshTable, hooks: .routingMesh, masquerade: .publishedPorts,
+                                            layout: .maps))
         case (.nftables, .hostPorts):
             .nftables(NFTablesConfiguration(
                 tableName: NodeDaemon.hostPortTable, hooks: .routingMesh, masquerade: .never,
-                publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) })))
+                publishedPorts: .localBackendsOnly(localBackends.compactMap { try? IPPrefix(address: $0, length: 32) }), layout: .maps))
         case (.ipvs, .workload):
             .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .output,
                                             masqueradePublishedPorts: false, markBase: 0x5357_0000, ownsAddressServices: true))

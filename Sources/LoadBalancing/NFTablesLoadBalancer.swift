@@ -91,6 +91,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// Removed backends whose entries could not be deleted yet (the
     /// deletion failed): retried by the next reconcile of their service.
     private var pendingCleanup: Set<RemovedBackend> = []
+    /// Maps layout: when each class set that has no member now was found empty.
+    private var emptySince: [String: ContinuousClock.Instant] = [:]
 
     /// Opens libnftables in `namespace` (the caller's own when nil). Nothing
     /// is programmed until the first reconcile.
@@ -160,11 +162,13 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
 
     private func reconcileAll(_ effective: [VirtualService], trustModel: Bool) throws -> ReconcileChanges {
         var trusted: (image: NFTImage, generation: UInt32)?
-        if trustModel, let model, let generation, try socket.currentGeneration() == generation {
-            trusted = (model, generation)
-        }
-        if let trusted, let known = modelServices {
-            return try reconcileChanged(effective, trusted: trusted.image, known: known, generation: trusted.generation)
+        if trustModel, model != nil, let generation, try socket.currentGeneration() == generation {
+            if let known = modelServices {
+                // Moved out, not copied: the change mutates it in place (a
+                // second reference would copy 10,000 services per change).
+                return try reconcileChanged(effective, trusted: model.take()!, known: known, generation: generation)
+            }
+            trusted = (model!, generation)
         }
         let (kernel, before) = try trusted ?? readKernelAndGeneration()
         model = nil
@@ -180,7 +184,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         return deleteConnections(removedBetween: current, effective, coveringAll: effective, operations)
     }
 
-    /// A full reconcile into a table that is exactly the model, whose
+    /// A full reconcile into a table that is exactly the model (`trusted`,
+    /// taken out of `model`, which is nil until this puts it back), whose
     /// services are known: only the services that differ from what was
     /// programmed are rendered, compared and sent. The daemon reconciles
     /// its whole desired set on every change, and rendering and comparing
@@ -188,7 +193,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// itself (144 ms against 13 ms at 1,000 services). The services'
     /// equality is the test: the model was rendered from `known` by this
     /// renderer.
-    private func reconcileChanged(_ effective: [VirtualService], trusted: NFTImage, known: [ServiceKey: VirtualService],
+    private func reconcileChanged(_ effective: [VirtualService], trusted: consuming NFTImage, known: [ServiceKey: VirtualService],
                                   generation before: UInt32) throws -> ReconcileChanges
     {
         let desired = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) }) // keys validated unique
@@ -196,6 +201,9 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             .sorted()
         if changed.isEmpty, pendingCleanup.isEmpty {
             lastCommands = []
+            var image = consume trusted
+            try removeEmptyClasses(&image)
+            model = image
             return ReconcileChanges(operations: [])
         }
         let was = changed.compactMap { known[$0] }
@@ -203,8 +211,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         let operations = try ReconcilePlan.operations(from: was, to: will)
         // Taken out while it changes: a failure leaves no model, and the
         // next call reads the kernel.
-        var next = trusted
-        model = nil
+        var next = consume trusted
         modelServices = nil
         try rewrite(changed, to: desired, in: &next, after: before, fromModel: true)
         model = next
@@ -251,16 +258,21 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         try removeEmptyClasses(&image)
     }
 
-    /// Maps layout: deletes the class sets no service is a member of any
-    /// more, with their rules, in a transaction of its own after the one
-    /// that moved their last members out (inside it, the rule and the set
-    /// were still needed by whatever had not moved yet). Nothing to do when
-    /// the last commit's generation is not known: the next change reads the
-    /// kernel and tries again.
+    /// Maps layout: deletes the class sets that have had no member for
+    /// `emptyClassLifetime`, with their rules, in a transaction of its own
+    /// (inside the one that moved their last members out, the rule and the
+    /// set were still needed by whatever had not moved yet). Nothing to do
+    /// when the last commit's generation is not known: the next change
+    /// reads the kernel and tries again.
     private func removeEmptyClasses(_ image: inout NFTImage) throws {
+        let now = ContinuousClock.now
         let empty = image.classSets.filter { image.classMembers[$0, default: 0] == 0 }
-        guard !empty.isEmpty, let before = generation else { return }
-        let want = renderer.structure(classes: image.classSets.subtracting(empty))
+        emptySince = emptySince.filter { empty.contains($0.key) }
+        for name in empty where emptySince[name] == nil { emptySince[name] = now }
+        let expired = empty.filter { now - emptySince[$0]! >= configuration.emptyClassLifetime }
+        guard !expired.isEmpty, let before = generation else { return }
+        for name in expired { emptySince[name] = nil }
+        let want = renderer.structure(classes: image.classSets.subtracting(expired))
         let current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains)
         var wantAll = want
         for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }

@@ -349,14 +349,15 @@ struct NFTablesRenderer {
         for service in desired { try validate(service) }
     }
 
+    private static let schedulers: Set<Scheduler> = [.roundRobin, .weightedRoundRobin, .leastConnections, .sourceHashing, .maglevHashing]
+
     func validate(_ service: VirtualService) throws {
         try validate(key: service.key)
         guard service.persistence == nil else {
             throw LoadBalancerError.invalidArgument(
                 "service \(service.key): persistence is not supported by the nftables back end")
         }
-        let known: Set<Scheduler> = [.roundRobin, .weightedRoundRobin, .leastConnections, .sourceHashing, .maglevHashing]
-        guard known.contains(service.scheduler) else {
+        guard Self.schedulers.contains(service.scheduler) else {
             throw LoadBalancerError.invalidArgument(
                 "service \(service.key): scheduler '\(service.scheduler)' is not one of rr, wrr, lc, sh, mh")
         }

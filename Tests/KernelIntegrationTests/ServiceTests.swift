@@ -80,20 +80,41 @@ import Glibc
         return (names, clients)
     }
 
-    /// `nft -j list table ip NAME` inside a namespace: the dnat targets it holds.
+    /// `nft -j list table ip NAME` inside a namespace: the dnat targets it
+    /// holds, one per backend slot ("ADDRESS:PORT", or the address alone
+    /// where the connection keeps its port): the data of the maps a DNAT
+    /// rule looks up (the maps layout, the daemon's), or the literal dnat
+    /// rules (chains).
     static func dnatTargets(_ namespace: String, table: String) -> [String] {
         guard let text = try? TestHost.run(["ip", "netns", "exec", namespace, "nft", "-j", "list", "table", "ip", table]),
               let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let items = object["nftables"] as? [[String: Any]] else { return [] }
-        return items.compactMap { item -> String? in
-            guard let rule = item["rule"] as? [String: Any], let expressions = rule["expr"] as? [[String: Any]] else { return nil }
-            for expression in expressions {
-                if let dnat = expression["dnat"] as? [String: Any], let address = dnat["addr"] as? String {
-                    return dnat["port"].map { "\(address):\($0)" } ?? address
+        // Only maps a DNAT rule uses count: `nft flush table` empties the
+        // chains and leaves the maps' elements.
+        let used = Set(items.flatMap { item -> [String] in
+            ((item["rule"] as? [String: Any])?["expr"] as? [[String: Any]] ?? []).compactMap { expression in
+                (((expression["dnat"] as? [String: Any])?["addr"] as? [String: Any])?["map"] as? [String: Any])?["data"] as? String
+            }
+        })
+        var targets: [String] = []
+        for item in items {
+            if let map = item["map"] as? [String: Any], let name = map["name"] as? String, used.contains("@" + name) {
+                for element in map["elem"] as? [[Any]] ?? [] where element.count == 2 {
+                    if let parts = (element[1] as? [String: Any])?["concat"] as? [Any], parts.count == 2 {
+                        targets.append("\(parts[0]):\(parts[1])")
+                    } else if let address = element[1] as? String {
+                        targets.append(address)
+                    }
                 }
             }
-            return nil
-        }.sorted()
+            guard let rule = item["rule"] as? [String: Any], let expressions = rule["expr"] as? [[String: Any]] else { continue }
+            for expression in expressions {
+                if let dnat = expression["dnat"] as? [String: Any], let address = dnat["addr"] as? String {
+                    targets.append(dnat["port"].map { "\(address):\($0)" } ?? address)
+                }
+            }
+        }
+        return targets.sorted()
     }
 
     /// `dig +short NAME @127.0.0.11` inside a namespace, sorted.

@@ -86,12 +86,14 @@ import Testing
     /// dispatch chain), for each masquerade policy; a change into an
     /// existing class is elements only.
     @Test func changesListExactlyAsNftWritesThemAndAreElementsOnly() throws {
+        // Emptied classes go at once here, so the tables compare with nft -f's.
         let configurations = [
-            NFTablesConfiguration(layout: .maps),
-            NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients, layout: .maps),
-            NFTablesConfiguration(hooks: .routingMesh, masquerade: .all, layout: .maps),
+            NFTablesConfiguration(layout: .maps, emptyClassLifetime: .zero),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .nonLocalClients, layout: .maps, emptyClassLifetime: .zero),
+            NFTablesConfiguration(hooks: .routingMesh, masquerade: .all, layout: .maps, emptyClassLifetime: .zero),
             NFTablesConfiguration(hooks: .routingMesh, masquerade: .never,
-                                  publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")]), layout: .maps),
+                                  publishedPorts: .localBackendsOnly([try IPPrefix(parsing: "10.77.0.11/32")]), layout: .maps,
+                                  emptyClassLifetime: .zero),
         ]
         let services = everyKind
         for configuration in configurations {
@@ -142,10 +144,12 @@ import Testing
     }
 
     /// The daemon's path (a full reconcile from its model) sends only the
-    /// services that changed, and the classes they leave empty go.
+    /// services that changed, and the classes they leave empty go once
+    /// they have been empty for the configured time.
     @Test func aFullReconcileFromTheModelSendsOnlyWhatChanged() throws {
         try NFTTestHost.withNamespaces(1) { namespaces in
-            let lb = try NFTablesLoadBalancer(namespace: namespaces[0], configuration: maps)
+            let lb = try NFTablesLoadBalancer(namespace: namespaces[0],
+                                              configuration: NFTablesConfiguration(layout: .maps, emptyClassLifetime: .milliseconds(300)))
             var desired = (1...20).map { VirtualService(key: key("10.96.0.\($0)"), realServers: [server("10.77.0.11"), server("10.77.0.12")]) }
             try lb.reconcile(to: desired)
             let reads = lb.tableReads
@@ -168,6 +172,11 @@ import Testing
             #expect(listing.setElements("vips-tcp-random-2").count == 18)
             desired[4].realServers.append(server("10.77.0.12"))
             try lb.reconcile(to: desired)
+            // Empty, but kept for a while: a service that comes back reuses it.
+            #expect(try NFTTestHost.nftTable(namespaces[0], table)?.sets.contains("vips-tcp-random-1") == true)
+            usleep(400_000)
+            #expect(try lb.reconcile(to: desired).operations.isEmpty)
+            #expect(lb.lastTransaction.contains("delete set ip swarmnet vips-tcp-random-1"), "\(lb.lastTransaction)")
             #expect(try NFTTestHost.nftTable(namespaces[0], table)?.sets.contains("vips-tcp-random-1") == false)
             #expect(try lb.services() == desired.map(\.sorted))
         }
