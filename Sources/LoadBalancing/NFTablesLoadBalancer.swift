@@ -142,34 +142,63 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// the listings.
     @discardableResult
     public func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges {
-        try renderer.validate(desired)
-        let effective = desired.map(renderer.effective)
-        return try lock.withLock {
+        try lock.withLock {
+            // Kept only across a success: the next call compares with it.
+            let previous = lastDesired
+            lastDesired = nil
+            let changes: ReconcileChanges
             do {
-                return try reconcileAll(effective, trustModel: true)
+                changes = try reconcileAll(desired, previous: previous, trustModel: true)
             } catch is NFTablesError {
                 // Someone committed between the read and the commit: once
                 // more, from the kernel.
-                return try reconcileAll(effective, trustModel: false)
+                changes = try reconcileAll(desired, previous: nil, trustModel: false)
             }
+            lastDesired = desired
+            return changes
         }
     }
+
+    /// The desired set of the last full reconcile that succeeded, as given
+    /// (nil after anything else changed the table: a per-service change).
+    private var lastDesired: [VirtualService]?
 
     /// How many times the table has been listed from the kernel (a full
     /// reconcile that could trust its model, and a per-service change, do not).
     public var tableReads: Int { lock.withLock { reads } }
     private var reads = 0
 
-    private func reconcileAll(_ effective: [VirtualService], trustModel: Bool) throws -> ReconcileChanges {
+    private func reconcileAll(_ desired: [VirtualService], previous: [VirtualService]?, trustModel: Bool) throws -> ReconcileChanges {
         var trusted: (image: NFTImage, generation: UInt32)?
         if trustModel, model != nil, let generation, try socket.currentGeneration() == generation {
-            if let known = modelServices {
-                // Moved out, not copied: the change mutates it in place (a
-                // second reference would copy 10,000 services per change).
-                return try reconcileChanged(effective, trusted: model.take()!, known: known, generation: generation)
+            if let programmed = modelServices {
+                let changed: [(key: ServiceKey, service: VirtualService?)]
+                if let previous, let indices = Self.changedIndices(from: previous, to: desired) {
+                    // The same services in the same order as last time (the
+                    // daemon's case): only those that differ are validated
+                    // and compared; the keys, checked unique then, still are.
+                    let services = indices.map { desired[$0] }
+                    try renderer.validate(services)
+                    changed = services.map { ($0.key, renderer.effective($0)) }.filter { programmed[$0.key] != $0.1 }
+                } else {
+                    try renderer.validate(desired)
+                    let wanted = Dictionary(uniqueKeysWithValues: desired.map { ($0.key, renderer.effective($0)) }) // keys validated unique
+                    changed = wanted.filter { programmed[$0.key] != $0.value }.map { ($0.key, $0.value) }
+                        + programmed.keys.filter { wanted[$0] == nil }.map { ($0, nil) }
+                }
+                // Both moved out, not copied: the change mutates them in place
+                // (a second reference would copy 10,000 services per change).
+                modelServices = nil
+                var known = consume programmed
+                let changes = try reconcileChanged(changed.sorted { $0.key < $1.key }, trusted: model.take()!, known: &known,
+                                                   generation: generation)
+                modelServices = known
+                return changes
             }
             trusted = (model!, generation)
         }
+        try renderer.validate(desired)
+        let effective = desired.map(renderer.effective)
         let (kernel, before) = try trusted ?? readKernelAndGeneration()
         model = nil
         modelServices = nil
@@ -193,12 +222,13 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// itself (144 ms against 13 ms at 1,000 services). The services'
     /// equality is the test: the model was rendered from `known` by this
     /// renderer.
-    private func reconcileChanged(_ effective: [VirtualService], trusted: consuming NFTImage, known: [ServiceKey: VirtualService],
-                                  generation before: UInt32) throws -> ReconcileChanges
+    /// `changed`: the services (effective) that differ from `known`, by
+    /// key in order, nil for one to remove; `known` is brought up to date.
+    /// On a failure both `model` and `modelServices` stay nil, and the next
+    /// call reads the kernel.
+    private func reconcileChanged(_ changed: [(key: ServiceKey, service: VirtualService?)], trusted: consuming NFTImage,
+                                  known: inout [ServiceKey: VirtualService], generation before: UInt32) throws -> ReconcileChanges
     {
-        let desired = Dictionary(uniqueKeysWithValues: effective.map { ($0.key, $0) }) // keys validated unique
-        let changed = Set(desired.keys.filter { known[$0] != desired[$0] }).union(known.keys.filter { desired[$0] == nil })
-            .sorted()
         if changed.isEmpty, pendingCleanup.isEmpty {
             lastCommands = []
             var image = consume trusted
@@ -206,17 +236,32 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             model = image
             return ReconcileChanges(operations: [])
         }
-        let was = changed.compactMap { known[$0] }
-        let will = changed.compactMap { desired[$0] }
+        let was = changed.compactMap { known[$0.key] }
+        let will = changed.compactMap(\.service)
         let operations = try ReconcilePlan.operations(from: was, to: will)
-        // Taken out while it changes: a failure leaves no model, and the
-        // next call reads the kernel.
+        var desired: [ServiceKey: VirtualService] = [:]
+        for (key, service) in changed { desired[key] = service }
         var next = consume trusted
-        modelServices = nil
-        try rewrite(changed, to: desired, in: &next, after: before, fromModel: true)
+        try rewrite(changed.map(\.key), to: desired, in: &next, after: before, fromModel: true)
         model = next
-        modelServices = desired
-        return deleteConnections(removedBetween: was, will, coveringAll: effective, operations)
+        for (key, service) in changed { known[key] = service }
+        // Every service is covered: pending cleanups are retried, or dropped
+        // where their backend is back.
+        let pending = pendingCleanup.filter { !$0.isPresent(in: known) }
+        pendingCleanup = []
+        return deleteConnections(of: Set(RemovedBackend.between(was, will)).union(pending), operations)
+    }
+
+    /// The positions where `desired` differs from `previous`, when both hold
+    /// the same keys in the same order; nil when they do not.
+    static func changedIndices(from previous: [VirtualService], to desired: [VirtualService]) -> [Int]? {
+        guard previous.count == desired.count else { return nil }
+        var changed: [Int] = []
+        for index in desired.indices {
+            guard previous[index].key == desired[index].key else { return nil }
+            if previous[index] != desired[index] { changed.append(index) }
+        }
+        return changed
     }
 
     /// Sends what makes the services `keys` of `image` (the model, or the
@@ -293,6 +338,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// a fresh read. Other services' drift is left to `reconcile(to:)`.
     @discardableResult
     public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
+        lock.withLock { lastDesired = nil }
         try renderer.validate(key: key)
         if let desired {
             guard desired.key == key else {
@@ -397,6 +443,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     public func deleteTable() throws {
         try lock.withLock {
             model = nil
+            lastDesired = nil
             generation = nil
             do { try context.run("delete table ip \(configuration.tableName)") } catch let error as NFTablesError
                 where error.isNotFound {}

@@ -27,6 +27,11 @@ struct RemovedBackend: Sendable, Hashable, Comparable {
         desired.contains { $0.key == service && $0.realServers.contains { $0.key == server } }
     }
 
+    /// The same, with the desired services by key.
+    func isPresent(in desired: [ServiceKey: VirtualService]) -> Bool {
+        desired[service]?.realServers.contains { $0.key == server } ?? false
+    }
+
     /// The entries NATed to this backend for this service: reply source the
     /// backend (and its port), original destination the VIP and port, same
     /// protocol. A published port (VIP 0.0.0.0) answers on every local

@@ -182,6 +182,36 @@ import Testing
         }
     }
 
+    /// The daemon passes the same services in the same order each time:
+    /// they are compared position by position, and only a changed one is
+    /// validated and sent. A bad change is still refused whole, and a
+    /// per-service change in between is not mistaken for the last full set.
+    @Test func theSameServicesInTheSameOrderAreComparedInPlace() throws {
+        try NFTTestHost.withNamespaces(1) { namespaces in
+            let namespace = namespaces[0]
+            let lb = try NFTablesLoadBalancer(namespace: namespace, configuration: maps)
+            let desired = (1...20).map { VirtualService(key: key("10.96.0.\($0)"), realServers: [server("10.77.0.11"), server("10.77.0.12")]) }
+            try lb.reconcile(to: desired)
+            let before = try NFTTestHost.ruleset(namespace)
+            var bad = desired
+            bad[3].realServers.append(RealServer(address: try IPAddress(parsing: "fd00::2"), port: 8080))
+            #expect(throws: LoadBalancerError.self) { try lb.reconcile(to: bad) }
+            #expect(try NFTTestHost.ruleset(namespace) == before)
+            var good = desired
+            good[3].realServers.removeLast()
+            #expect(try lb.reconcile(to: good).operations.count == 2) // quiesce, delete
+            #expect(!lb.lastTransaction.isEmpty)
+            #expect(lb.lastTransaction.allSatisfy { !$0.contains(" element ") || $0.contains("10.96.0.4 ") }, "\(lb.lastTransaction)")
+            var other = good[7]
+            other.realServers.removeLast()
+            try lb.reconcile(service: other.key, to: other)
+            // The full set puts service 8 back, though it equals the last full set.
+            #expect(try lb.reconcile(to: good).operations == [.addRealServer(server("10.77.0.12"), service: other.key)])
+            #expect(try lb.services() == good.map(\.sorted))
+            #expect(try lb.reconcile(to: good).isEmpty)
+        }
+    }
+
     /// Damage behind swarmnet's back is found by the next full reconcile
     /// (the generation moved, so it lists the table) and repaired.
     @Test func aDamagedTableHeals() throws {
