@@ -8,17 +8,19 @@ import Namespaces
 import Netlink
 
 /// The nftables back end: one table (`ip NAME`) in one network namespace,
-/// laid out after kube-proxy's nftables mode
-/// (see `NFTablesRenderer` for the table and `NFTablesConfiguration` for
-/// hooks, masquerading and source preservation).
+/// in one of two layouts (`NFTablesConfiguration.Layout`): kube-proxy's
+/// nftables mode, a chain per service and per endpoint (`NFTablesRenderer`),
+/// or the maps layout, where a service is set and map elements only
+/// (`NFTMapNames`), which the daemon uses. `NFTablesConfiguration` also
+/// sets hooks, masquerading and source preservation.
 ///
 /// swarmnet owns this table and nothing else: it never flushes the ruleset
 /// and never reads or writes another table.
 ///
-/// A change holds only what differs (a new backend: its endpoint chain plus
-/// its service chain flushed and rewritten; a new service: its chains plus
-/// one map element), and is one kernel transaction: it applies whole or
-/// not at all. The services' part is sent as nf_tables netlink messages of
+/// A change holds only what differs (chains layout, a new backend: its
+/// endpoint chain plus its service chain flushed and rewritten; maps
+/// layout: its slot elements and the service's class element), and is one
+/// kernel transaction: it applies whole or not at all. The services' part is sent as nf_tables netlink messages of
 /// our own (`NFTNetlinkBatch`). When the table's structure differs too
 /// (table, maps, hook and dispatch chains: at the first programming or a
 /// repair), the structure goes first through libnftables, in a transaction
@@ -51,13 +53,17 @@ import Netlink
 /// context is created on a thread inside the namespace and later commands,
 /// from any thread, act there (the kernel tests check this).
 ///
-/// Cost of a change: about 1 ms at 100 services. It grows with the table,
-/// in the kernel: every commit that adds a rule validates the whole table
-/// from its hook chains (every service and endpoint chain, through the
-/// dispatch map), and every commit walks every chain of the namespace; at
-/// 10,000 services x 10 (110,000 chains) that is 110 to 140 ms of kernel
-/// time per commit, measured with bare netlink batches and nothing of ours
-/// (`scripts/bench-nft-floor`).
+/// Cost of a change: about 0.5 ms at 100 services in either layout. In the
+/// chains layout it grows with the table, in the kernel: every commit that
+/// adds a rule validates the whole table from its hook chains (every
+/// service and endpoint chain, through the dispatch map), and every commit
+/// walks every chain of the namespace; at 10,000 services x 10 (110,000
+/// chains) that is 110 to 140 ms of kernel time per commit, measured with
+/// bare netlink batches and nothing of ours (`scripts/bench-nft-floor`).
+/// In the maps layout the kernel's part stays about 0.02 ms at 10,000
+/// services, and a per-service change about 0.3-0.5 ms in all; the
+/// daemon's path (`reconcile(to:)` of every service) adds a walk over the
+/// desired set, about 1 ms at 10,000 (see BENCHMARKS.md).
 /// Reading the table (`services()`, and `reconcile(to:)` when the table
 /// is not known to be the model) goes through libnftables' JSON listing:
 /// about 47 s at 10,000 services x 10. While the ruleset generation is the

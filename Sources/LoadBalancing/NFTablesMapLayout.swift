@@ -6,18 +6,22 @@ import Foundation
 /// elements.
 ///
 ///     table ip swarmnet {
-///       set vips-random-3 { type ipv4_addr . inet_proto . inet_service }   services with 3 slots
-///       map vips-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport }
-///       set idle          { type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service }   weight-0 backends
+///       set vips-tcp-random-3 { type ipv4_addr . inet_service }      TCP VIP services with 3 slots
+///       map vips-tcp-backends { typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport }
+///       set idle              { type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service }  weight-0 backends
 ///       chain services {
-///         ip daddr . meta l4proto . th dport @vips-random-3
-///             dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @vips-backends
+///         ip daddr . tcp dport @vips-tcp-random-3
+///             dnat ip to ip daddr . tcp dport . numgen random mod 3 map @vips-tcp-backends
 ///         …one rule per class in use
 ///       }
 ///       (hook chains and postrouting as in the chains layout)
 ///     }
-///     vips-random-3: 10.0.0.5 . tcp . 80 comment "swarmnet rr 0"
-///     vips-backends: 10.0.0.5 . tcp . 80 . 0 : 10.0.1.2 . 8080, … . 1 : 10.0.1.3 . 8080, … . 2 : 10.0.1.4 . 8080
+///     vips-tcp-random-3: 10.0.0.5 . 80 comment "swarmnet rr 0"
+///     vips-tcp-backends: 10.0.0.5 . 80 . 0 : 10.0.1.2 . 8080, … . 1 : 10.0.1.3 . 8080, … . 2 : 10.0.1.4 . 8080
+///
+/// Three shapes (VIP and port; VIP on every port, `vip-addrs`, whose rules
+/// match the protocol first; published port on any local address, `ports`)
+/// times two protocols, each with its own class sets and backends map.
 ///
 /// A service with S slots is a member of the class set for S (and for its
 /// selector: `numgen random` for rr, wrr and lc, `jhash ip saddr` for sh and
@@ -41,8 +45,8 @@ import Foundation
 /// with S slots is looked up in the class sets before its own (a hash
 /// lookup each, on the first packet only: later packets follow conntrack);
 /// a new class (a slot count no service had) adds a set and a rule, in a
-/// transaction of its own before the elements, and an emptied class is
-/// removed after them.
+/// transaction of its own (libnftables) before the elements, and a class
+/// left empty for `emptyClassLifetime` is removed the same way.
 ///
 /// Weights: rr and lc give every active backend one slot; wrr, sh and mh
 /// give it weight/g slots (g the weights' greatest common divisor), exact

@@ -297,8 +297,10 @@ enum NFTExpr {
     static func jump(_ chain: String) -> [String: Any] { ["jump": ["target": chain]] }
 }
 
-/// Turns desired services into the table image swarmnet programs, after
-/// kube-proxy's nftables mode:
+/// Turns desired services into the table image swarmnet programs. The
+/// chains layout (`NFTablesConfiguration.Layout.chains`), after kube-proxy's
+/// nftables mode, is described here; the maps layout is in
+/// `NFTablesMapLayout.swift`:
 ///
 ///     table ip swarmnet {
 ///       map service-ips   { type ipv4_addr . inet_proto . inet_service : verdict }
