@@ -120,20 +120,7 @@ import Testing
                 grown.realServers.append(server("10.77.0.15"))
                 try lb.reconcile(service: grown.key, to: grown)
                 try lb.reconcile(service: grown.key, to: services[0])
-                let ruleset = try NFTablesLoadBalancer.ruleset(for: services, configuration: configuration)
-                try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
-                let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
-                let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
-                #expect(ours.chains == theirs.chains)
-                for chain in theirs.chains {
-                    let list = { (namespace: NetworkNamespace) in
-                        try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", table, chain])
-                    }
-                    #expect(try list(namespaces[0]) == list(namespaces[1]), "\(configuration.masquerade) chain \(chain)")
-                }
-                for map in ["service-ips", "service-ports", "service-vips"] {
-                    #expect(ours.elements(map) == theirs.elements(map), "\(map)")
-                }
+                try NFTTestHost.expectTableMatchesNft(services, configuration: configuration, ours: namespaces[0], theirs: namespaces[1])
                 // The table is the model: nothing to do.
                 #expect(try lb.reconcile(to: services).isEmpty)
                 #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")
@@ -237,16 +224,7 @@ import Testing
             #expect(lb.lastTransaction.allSatisfy { $0.contains("10.96.0.4") }, "\(lb.lastTransaction)")
             #expect(lb.tableReads == reads, "the table was listed: the model should have been trusted")
 
-            let ruleset = try NFTablesLoadBalancer.ruleset(for: desired)
-            try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
-            let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
-            let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
-            #expect(ours.chains == theirs.chains)
-            for chain in theirs.chains {
-                let list = { (namespace: NetworkNamespace) in try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", self.table, chain]) }
-                #expect(try list(namespaces[0]) == list(namespaces[1]), "chain \(chain)")
-            }
-            #expect(ours.elements("service-ips") == theirs.elements("service-ips"))
+            try NFTTestHost.expectTableMatchesNft(desired, configuration: NFTablesConfiguration(), ours: namespaces[0], theirs: namespaces[1])
         }
     }
 

@@ -121,21 +121,7 @@ import Testing
                         "\(lb.lastTransaction)")
                 try lb.reconcile(service: moved.key, to: services[2])
 
-                let ruleset = try NFTablesLoadBalancer.ruleset(for: services, configuration: configuration)
-                try NFTTestHost.run(["ip", "netns", "exec", namespaces[1].name!, "nft", "-f", "-"], input: ruleset)
-                let ours = try #require(try NFTTestHost.nftTable(namespaces[0], table))
-                let theirs = try #require(try NFTTestHost.nftTable(namespaces[1], table))
-                #expect(ours.chains == theirs.chains)
-                #expect(ours.sets == theirs.sets)
-                for chain in theirs.chains {
-                    let list = { (namespace: NetworkNamespace) in
-                        try NFTTestHost.run(in: namespace, ["nft", "list", "chain", "ip", table, chain])
-                    }
-                    #expect(try list(namespaces[0]) == list(namespaces[1]), "\(configuration.masquerade) chain \(chain)")
-                }
-                for set in theirs.sets {
-                    #expect(ours.setElements(set) == theirs.setElements(set), "\(configuration.masquerade) set \(set)")
-                }
+                try NFTTestHost.expectTableMatchesNft(services, configuration: configuration, ours: namespaces[0], theirs: namespaces[1])
                 #expect(try lb.services() == services.map { effective($0, configuration) }.sorted { $0.key < $1.key })
                 #expect(try lb.reconcile(to: services).isEmpty)
                 #expect(lb.lastTransaction.isEmpty, "\(lb.lastTransaction)")

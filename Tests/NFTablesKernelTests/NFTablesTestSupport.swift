@@ -46,6 +46,27 @@ enum NFTTestHost {
         return NFTListing(items: try #require(root["nftables"] as? [[String: Any]]))
     }
 
+    /// Loads `nft -f` of `services` into `theirs` and checks that the table
+    /// swarmnet programmed in `ours` lists alike: every chain (`nft list
+    /// chain`, text) and every set and map with its elements (`nft -j`).
+    static func expectTableMatchesNft(_ services: [VirtualService], configuration: NFTablesConfiguration,
+                                      ours: NetworkNamespace, theirs: NetworkNamespace) throws {
+        let table = configuration.tableName
+        let ruleset = try NFTablesLoadBalancer.ruleset(for: services, configuration: configuration)
+        try run(["ip", "netns", "exec", theirs.name!, "nft", "-f", "-"], input: ruleset)
+        let mine = try #require(try nftTable(ours, table))
+        let nfts = try #require(try nftTable(theirs, table))
+        #expect(mine.chains == nfts.chains)
+        #expect(mine.sets == nfts.sets)
+        for chain in nfts.chains {
+            let list = { (namespace: NetworkNamespace) in try run(in: namespace, ["nft", "list", "chain", "ip", table, chain]) }
+            #expect(try list(ours) == list(theirs), "\(configuration.masquerade) chain \(chain)")
+        }
+        for set in nfts.sets {
+            #expect(mine.setElements(set) == nfts.setElements(set), "\(configuration.masquerade) set \(set)")
+        }
+    }
+
     /// `nft list ruleset` in the namespace (text), to show that nothing is there.
     static func ruleset(_ namespace: NetworkNamespace) throws -> String {
         try run(in: namespace, ["nft", "list", "ruleset"]).trimmingCharacters(in: .whitespacesAndNewlines)
