@@ -262,12 +262,24 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// the same keys in the same order; nil when they do not.
     static func changedIndices(from previous: [VirtualService], to desired: [VirtualService]) -> [Int]? {
         guard previous.count == desired.count else { return nil }
-        var changed: [Int] = []
-        for index in desired.indices {
-            guard previous[index].key == desired[index].key else { return nil }
-            if previous[index] != desired[index] { changed.append(index) }
+        // Field by field through the buffers: comparing the elements
+        // through the arrays' subscripts copied every service (a retain and
+        // a release of each reference it holds), most of this walk's time.
+        // Every stored property of VirtualService is compared (a unit test
+        // fails when one is added).
+        return previous.withUnsafeBufferPointer { old in
+            desired.withUnsafeBufferPointer { new -> [Int]? in
+                var changed: [Int] = []
+                for index in 0..<new.count {
+                    guard old[index].key == new[index].key else { return nil }
+                    if old[index].realServers != new[index].realServers || old[index].scheduler != new[index].scheduler
+                        || old[index].schedulerFlags != new[index].schedulerFlags || old[index].persistence != new[index].persistence {
+                        changed.append(index)
+                    }
+                }
+                return changed
+            }
         }
-        return changed
     }
 
     /// Sends what makes the services `keys` of `image` (the model, or the

@@ -220,9 +220,17 @@ enum NFTMapNames {
             self.slots = slots
         }
 
+        /// Each kind with its names' prefix, made once: a change parses the
+        /// class of every service it touches, and a table read all of them.
+        private static let prefixes = Kind.all.map { (kind: $0, prefix: $0.prefix + "-") }
+
         init?(name: String) {
-            for kind in Kind.all where name.hasPrefix(kind.prefix + "-") {
-                let rest = name.dropFirst(kind.prefix.count + 1)
+            // Other sets of the layout end in "-backends", "-hairpin" or are
+            // "idle": only a slot count or "drop" ends a class's name.
+            guard let last = name.utf8.last, (last >= UInt8(ascii: "0") && last <= UInt8(ascii: "9")) || name.hasSuffix("-drop")
+            else { return nil }
+            for (kind, prefix) in Self.prefixes where name.hasPrefix(prefix) {
+                let rest = name.dropFirst(prefix.count)
                 if rest == "drop" { self.init(kind: kind, selector: .random, slots: 0); return }
                 let parts = rest.split(separator: "-")
                 guard parts.count == 2, let selector = Selector(rawValue: String(parts[0])), let slots = Int(parts[1]),

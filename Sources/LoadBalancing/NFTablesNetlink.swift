@@ -398,20 +398,21 @@ struct NFTNetlinkBatch {
     /// numgen or jhash result) in host order, and in a concatenation each
     /// field padded to four bytes.
     static func bytes(_ text: String, type: String) throws -> [UInt8] {
-        let fields = text.components(separatedBy: " . ")
-        let types = type.components(separatedBy: " . ")
+        let fields = fieldsOf(text)
+        let types = fieldsOf(type)
         guard fields.count == types.count else {
             throw NFTExpressionEncoder.Unsupported(expression: "\(text) for the type \(type)")
         }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(4 * fields.count)
         for (field, type) in zip(fields, types) {
             var value: [UInt8]
             switch type {
             case "ipv4_addr":
-                guard let address = NFTExpressionEncoder.ipv4Bytes(field) else { throw NFTExpressionEncoder.Unsupported(expression: "address \(field)") }
-                value = address
+                guard let address = try? IPv4Address(parsing: field) else { throw NFTExpressionEncoder.Unsupported(expression: "address \(field)") }
+                value = address.bytes
             case "inet_proto":
-                guard let proto = TransportProtocol(rawValue: field) else { throw NFTExpressionEncoder.Unsupported(expression: "protocol \(field)") }
+                guard let proto = TransportProtocol(rawValue: String(field)) else { throw NFTExpressionEncoder.Unsupported(expression: "protocol \(field)") }
                 value = [UInt8(proto.number)]
             case "inet_service":
                 guard let port = UInt16(field) else { throw NFTExpressionEncoder.Unsupported(expression: "port \(field)") }
@@ -426,6 +427,29 @@ struct NFTNetlinkBatch {
             bytes += value
         }
         return bytes
+    }
+
+    /// "10.0.0.5 . tcp . 80" -> ["10.0.0.5", "tcp", "80"]: split on " . "
+    /// by hand (Foundation's `components(separatedBy:)` was a sixth of the
+    /// time of programming 10,000 services).
+    static func fieldsOf(_ text: String) -> [Substring] {
+        var fields: [Substring] = []
+        var start = text.startIndex
+        var index = text.startIndex
+        let utf8 = text.utf8
+        while index < text.endIndex {
+            if utf8[index] == UInt8(ascii: " "), let dot = utf8.index(index, offsetBy: 1, limitedBy: utf8.endIndex), dot < utf8.endIndex,
+               utf8[dot] == UInt8(ascii: "."), let space = utf8.index(dot, offsetBy: 1, limitedBy: utf8.endIndex), space < utf8.endIndex,
+               utf8[space] == UInt8(ascii: " ") {
+                fields.append(text[start..<index])
+                index = utf8.index(after: space)
+                start = index
+            } else {
+                index = utf8.index(after: index)
+            }
+        }
+        fields.append(text[start...])
+        return fields
     }
 
     /// The whole datagram: begin (expecting `generation`), the messages, end.

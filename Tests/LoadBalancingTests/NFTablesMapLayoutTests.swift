@@ -63,6 +63,24 @@ import Testing
         }
     }
 
+    /// The daemon's path compares its desired set with the last one by
+    /// position: nil when the keys or their order differ, else the
+    /// positions of every service that differs in anything.
+    @Test func theLastDesiredSetIsComparedByPosition() {
+        let base = (1...4).map { VirtualService(key: key("10.0.0.\($0)"), realServers: [server("10.0.1.2")]) }
+        #expect(NFTablesLoadBalancer.changedIndices(from: base, to: base) == [])
+        #expect(NFTablesLoadBalancer.changedIndices(from: base, to: Array(base.dropLast())) == nil)
+        #expect(NFTablesLoadBalancer.changedIndices(from: base, to: base.reversed()) == nil)
+        var changed = base
+        changed[0].realServers[0].weight = 2
+        changed[1].scheduler = .sourceHashing
+        changed[2].schedulerFlags = .hashPort
+        changed[3].persistence = 30
+        #expect(NFTablesLoadBalancer.changedIndices(from: base, to: changed) == [0, 1, 2, 3])
+        // Those are all of a service's fields: one added must be compared too.
+        #expect(Mirror(reflecting: base[0]).children.map(\.label) == ["key", "scheduler", "schedulerFlags", "persistence", "realServers"])
+    }
+
     /// What the renderer writes reads back as the services it came from,
     /// weights, idle backends and scheduler included.
     @Test func aRenderedTableReadsBackAsItsServices() {

@@ -118,6 +118,14 @@ import Testing
         #expect(throws: NFTExpressionEncoder.Unsupported.self) { try key("10.0.0.5 . tcp . x", "ipv4_addr . inet_proto . integer") }
     }
 
+    @Test func fieldsSplitOnSpaceDotSpaceOnly() {
+        #expect(NFTNetlinkBatch.fieldsOf("10.0.0.5 . tcp . 80") == ["10.0.0.5", "tcp", "80"])
+        #expect(NFTNetlinkBatch.fieldsOf("10.0.0.5") == ["10.0.0.5"])
+        #expect(NFTNetlinkBatch.fieldsOf("") == [""])
+        #expect(NFTNetlinkBatch.fieldsOf("a . ") == ["a", ""])
+        #expect(NFTNetlinkBatch.fieldsOf("a .b . c") == ["a .b", "c"])
+    }
+
     /// The kernel's generation skips 0 when it wraps, and 0 in a batch
     /// means "do not check": the next generation after 2^32-1 is 1.
     @Test func theGenerationAfterTheLastIsOneNotZero() {
