@@ -13,6 +13,17 @@ enum NFTNetlink {
     static func type(_ message: nf_tables_msg_types) -> UInt16 { UInt16(NFNL_SUBSYS_NFTABLES) << 8 | UInt16(message.rawValue) }
 }
 
+extension NFTCommand {
+    /// The element an element command adds (`add`) or deletes; nil for any other command.
+    var elementChange: (element: NFTElement, add: Bool)? {
+        switch self {
+        case .addElement(let element): (element, true)
+        case .deleteElement(let element): (element, false)
+        default: nil
+        }
+    }
+}
+
 /// A kernel enum constant as a netlink attribute type.
 func attribute<T: RawRepresentable>(_ constant: T) -> Int where T.RawValue: BinaryInteger { Int(constant.rawValue) }
 
@@ -252,16 +263,15 @@ struct NFTNetlinkBatch {
         var index = 0
         while index < commands.count {
             var end = index + 1
-            switch commands[index] {
-            case .addElement(let first):
-                while end < commands.count, end - index < Self.elementsPerMessage, case .addElement(let next) = commands[end],
-                      next.map == first.map { end += 1 }
-                try elements(commands[index..<end].map { if case .addElement(let e) = $0 { e } else { first } }, add: true)
-            case .deleteElement(let first):
-                while end < commands.count, end - index < Self.elementsPerMessage, case .deleteElement(let next) = commands[end],
-                      next.map == first.map { end += 1 }
-                try elements(commands[index..<end].map { if case .deleteElement(let e) = $0 { e } else { first } }, add: false)
-            default:
+            if let (first, add) = commands[index].elementChange {
+                var group = [first]
+                while end < commands.count, group.count < Self.elementsPerMessage,
+                      let (next, nextAdd) = commands[end].elementChange, nextAdd == add, next.map == first.map {
+                    group.append(next)
+                    end += 1
+                }
+                try elements(group, add: add)
+            } else {
                 try append(commands[index])
             }
             sources.append(index..<end)

@@ -225,14 +225,6 @@ struct NFTImage: Hashable {
         if let new = service?.classSet { classMembers[new, default: 0] += 1 }
     }
 
-    /// The same table without its services (structure and strays only).
-    var structureOnly: NFTImage {
-        var copy = self
-        copy.services = [:]
-        copy.classMembers = [:]
-        return copy
-    }
-
     /// The class sets this table declares (maps layout).
     var classSets: Set<String> { Set(maps.keys.filter(NFTMapNames.isClassSet)) }
 }
