@@ -126,9 +126,11 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
 
     // MARK: - LoadBalancerBackend
 
-    /// What the table holds now, mapped back to services: a service per map
-    /// element, its scheduler from its chain, its backends and weights from
-    /// its endpoint chains. An absent table holds none.
+    /// What the table holds now, mapped back to services. Chains layout: a
+    /// service per dispatch-map element, its scheduler from its chain, its
+    /// backends and weights from its endpoint chains. Maps layout: a service
+    /// per class element, its scheduler from that element's comment, its
+    /// backends from its slots and the idle set. An absent table holds none.
     public func services() throws -> [VirtualService] {
         try lock.withLock { NFTablesKernelState.services(in: try readKernel(), layout: configuration.layout) }
     }
