@@ -46,7 +46,9 @@ import Foundation
 /// lookup each, on the first packet only: later packets follow conntrack);
 /// a new class (a slot count no service had) adds a set and a rule, in a
 /// transaction of its own (libnftables) before the elements, and a class
-/// left empty for `emptyClassLifetime` is removed the same way.
+/// left empty for `emptyClassLifetime` is removed the same way. Binding
+/// the backends map to the new rule makes the kernel walk every element of
+/// it: about 35 ms at 10,000 services x 10, once per new class.
 ///
 /// Weights: rr and lc give every active backend one slot; wrr, sh and mh
 /// give it weight/g slots (g the weights' greatest common divisor), exact
