@@ -6,9 +6,9 @@ import Testing
 
 /// The maps layout on the real kernel: what it programs, read back with
 /// `nft -j` and compared with `nft -f` of the same rule set; that a change
-/// is elements only; classes made and removed; repair; and a table of the
-/// chains layout taken over. Traffic through it is in `NFTablesKernelTests`
-/// (parametrized over both layouts).
+/// is elements only; classes made and removed; and a table of the chains
+/// layout taken over. Traffic through it, and repair, are in
+/// `NFTablesKernelTests` (parametrized over both layouts).
 @Suite(.serialized) struct NFTablesMapLayoutKernelTests {
     let table = "swarmnet"
     let vip = ServiceKey.address(try! IPAddress(parsing: NFTTestbed.vip), .tcp, port: 80)
@@ -98,12 +98,7 @@ import Testing
         let services = everyKind
         for configuration in configurations {
             try NFTTestHost.withNamespaces(2) { namespaces in
-                let lb = try NFTablesLoadBalancer(namespace: namespaces[0], configuration: configuration)
-                try lb.reconcile(to: [])
-                for service in services {
-                    try lb.reconcile(service: service.key, to: service)
-                    #expect(!lb.lastTransaction.isEmpty)
-                }
+                let lb = try NFTTestHost.programOneAtATime(services, configuration: configuration, in: namespaces[0])
                 // A backend added and removed: into class 3 (new: a set and a
                 // rule first), then back into class 2 (class 3 emptied and removed).
                 var grown = services[0]
@@ -195,33 +190,6 @@ import Testing
             #expect(try lb.reconcile(to: good).operations == [.addRealServer(server("10.77.0.12"), service: other.key)])
             #expect(try lb.services() == good.map(\.sorted))
             #expect(try lb.reconcile(to: good).isEmpty)
-        }
-    }
-
-    /// Damage behind swarmnet's back is found by the next full reconcile
-    /// (the generation moved, so it lists the table) and repaired.
-    @Test func aDamagedTableHeals() throws {
-        try NFTTestbed.with(backends: 2) { testbed in
-            let lb = try NFTablesLoadBalancer(namespace: testbed.lb, configuration: maps)
-            let desired = [VirtualService(key: vip, realServers: (0..<2).map { RealServer(address: testbed.address(ofBackend: $0), port: 8080) })]
-            try lb.reconcile(to: desired)
-            func healed(_ damage: [String]) throws {
-                try NFTTestHost.run(in: testbed.lb, ["nft"] + damage)
-                try lb.reconcile(to: desired)
-                #expect(try lb.services() == desired.map(\.sorted), "after nft \(damage.joined(separator: " "))")
-                #expect(try lb.reconcile(to: desired).isEmpty)
-                #expect(lb.lastTransaction.isEmpty, "still differs after repair: \(lb.lastTransaction)")
-                let result = try testbed.connect(from: testbed.lb, to: NFTTestbed.vip, port: 80, proto: .tcp, count: 40)
-                #expect(result.answers["fail"] == nil && result.answers.count == 2, "\(damage): \(result.answers)")
-            }
-            try healed(["flush", "table", "ip", table])
-            try healed(["delete", "table", "ip", table])
-            try healed(["delete", "element", "ip", table, "vips-tcp-backends", "{ 10.96.0.1 . 80 . 1 }"])
-            try healed(["add", "element", "ip", table, "vips-tcp-backends", "{ 10.96.0.1 . 80 . 7 : 10.77.0.99 . 80 }"])
-            try healed(["add", "element", "ip", table, "vips-tcp-random-2", "{ 10.96.0.9 . 80 }"])
-            try healed(["flush", "chain", "ip", table, "services"])
-            try healed(["delete", "set", "ip", table, "idle"])
-            try healed(["add", "rule", "ip", table, "services", "drop"])
         }
     }
 

@@ -46,6 +46,19 @@ enum NFTTestHost {
         return NFTListing(items: try #require(root["nftables"] as? [[String: Any]]))
     }
 
+    /// A balancer in `namespace` that programmed `services` one per-service
+    /// change at a time (each one sending something).
+    static func programOneAtATime(_ services: [VirtualService], configuration: NFTablesConfiguration,
+                                  in namespace: NetworkNamespace) throws -> NFTablesLoadBalancer {
+        let lb = try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
+        try lb.reconcile(to: [])
+        for service in services {
+            try lb.reconcile(service: service.key, to: service)
+            #expect(!lb.lastTransaction.isEmpty, "\(service.key) sent nothing")
+        }
+        return lb
+    }
+
     /// Loads `nft -f` of `services` into `theirs` and checks that the table
     /// swarmnet programmed in `ours` lists alike: every chain (`nft list
     /// chain`, text) and every set and map with its elements (`nft -j`).
