@@ -118,17 +118,33 @@ public enum ResolvConf {
         return path
     }
 
-    /// Removes what `write` made: the file, then the namespace's directory
-    /// if it is empty. Absent files are not an error.
+    /// Removes what `write` made: the file, the temporary files of writers
+    /// that died before their rename (a daemon killed mid-write), then the
+    /// namespace's directory if it is empty. Absent files are not an error.
     public static func remove(forNamespaceNamed name: String, directory: String = netnsDirectory) throws {
         let path = try path(forNamespaceNamed: name, directory: directory)
         if unlink(path) != 0 && errno != ENOENT {
             throw Error.system(operation: "remove", path: path, errno: errno)
         }
         let folder = "\(directory)/\(name)"
+        for entry in entries(of: folder) where entry.hasPrefix("resolv.conf.tmp.") {
+            unlink("\(folder)/\(entry)")
+        }
         if rmdir(folder) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST {
             throw Error.system(operation: "remove directory", path: folder, errno: errno)
         }
+    }
+
+    /// The names in a directory (none when it cannot be read).
+    private static func entries(of folder: String) -> [String] {
+        guard let stream = opendir(folder) else { return [] }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
     }
 
     static func read(_ path: String) throws -> String {

@@ -57,6 +57,11 @@ struct ResolvConfTests {
         try ResolvConf.remove(forNamespaceNamed: "w1", directory: directory)
         #expect(!FileManager.default.fileExists(atPath: directory + "/w1"))
         try ResolvConf.remove(forNamespaceNamed: "w1", directory: directory)
+        // A writer killed before its rename left its temporary file: removed too.
+        try ResolvConf.write(forNamespaceNamed: "w2", directory: directory)
+        try "nameserver 127.0.0.11\n".write(toFile: directory + "/w2/resolv.conf.tmp.4242", atomically: false, encoding: .utf8)
+        try ResolvConf.remove(forNamespaceNamed: "w2", directory: directory)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/w2"))
         #expect(throws: ResolvConf.Error.self) { try ResolvConf.write(forNamespaceNamed: "../x", directory: directory) }
     }
 }
