@@ -95,18 +95,12 @@ enum NFTablesKernelState {
             guard let key = NFTNames.key(ofServiceID: id), !service.elements.isEmpty,
                   let chain = service.chains[NFTNames.serviceChain(id)] else { continue }
             var virtual = VirtualService(key: key)
-            let words = chain.rules.first?.comment?.split(separator: " ") ?? []
-            if words.count >= 2, words[0] == "swarmnet" {
-                virtual.scheduler = Scheduler(rawValue: String(words[1]))
-                if words.count >= 3, let flags = UInt32(words[2]) { virtual.schedulerFlags = SchedulerFlags(rawValue: flags) }
-            }
+            NFTNames.readSchedulerComment(chain.rules.first?.comment, into: &virtual)
             for (name, endpoint) in service.chains where name.hasPrefix("ep-") {
                 guard let rule = endpoint.rules.first(where: { $0.dnat != nil }), let target = rule.dnat,
                       let colon = target.lastIndex(of: ":"), let port = UInt16(target[target.index(after: colon)...]),
                       let address = try? IPAddress(parsing: target[..<colon]) else { continue }
-                var weight: UInt32 = 1
-                if let comment = rule.comment, comment.hasPrefix("weight "), let w = UInt32(comment.dropFirst(7)) { weight = w }
-                virtual.realServers.append(RealServer(address: address, port: port, weight: weight))
+                virtual.realServers.append(RealServer(address: address, port: port, weight: NFTNames.weight(fromComment: rule.comment)))
             }
             result.append(virtual.sorted)
         }

@@ -308,17 +308,14 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         }
         var want = renderer.structure(classes: classes)
         for (id, service) in rendered { want.setService(id, service) }
-        var wantAll = want
-        for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
-        let plan = transaction.plan(from: current, to: wantAll)
+        let plan = transaction.plan(from: current, to: want.keepingChains(of: image))
         if plan.isEmpty, fromModel, try socket.currentGeneration() != before {
             // Nothing to send, but someone committed since: read and repair.
             throw NFTablesError(command: "(none)", message: "the ruleset changed since swarmnet's last commit")
         }
         try commit(plan, types: want.maps.merging(current.maps) { wanted, _ in wanted }, after: before)
         image.exists = true
-        image.maps = want.maps
-        for (name, chain) in want.chains { image.chains[name] = chain }
+        image.adoptStructure(of: want)
         for (id, service) in rendered { image.setService(id, service) }
         try removeEmptyClasses(&image)
     }
@@ -339,11 +336,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         for name in expired { emptySince[name] = nil }
         let want = renderer.structure(classes: image.classSets.subtracting(expired))
         let current = NFTImage(exists: image.exists, maps: image.maps, chains: image.chains)
-        var wantAll = want
-        for (name, chain) in image.chains where want.chains[name] == nil { wantAll.chains[name] = chain }
-        try commit(transaction.plan(from: current, to: wantAll), types: want.maps, after: before, appending: true)
-        image.maps = want.maps
-        for (name, chain) in want.chains { image.chains[name] = chain }
+        try commit(transaction.plan(from: current, to: want.keepingChains(of: image)), types: want.maps, after: before, appending: true)
+        image.adoptStructure(of: want)
     }
 
     /// Makes one service hold `desired` (nil: remove it), touching nothing
@@ -358,7 +352,6 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// a fresh read. Other services' drift is left to `reconcile(to:)`.
     @discardableResult
     public func reconcile(service key: ServiceKey, to desired: VirtualService?) throws -> ReconcileChanges {
-        lock.withLock { lastDesired = nil }
         try renderer.validate(key: key)
         if let desired {
             guard desired.key == key else {
@@ -368,6 +361,8 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
         }
         let effective = desired.map(renderer.effective)
         return try lock.withLock {
+            // The table will no longer be the last full set's.
+            lastDesired = nil
             do {
                 return try reconcileOne(key, effective, trustModel: true)
             } catch is NFTablesError {

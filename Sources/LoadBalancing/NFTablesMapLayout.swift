@@ -253,7 +253,7 @@ enum NFTMapNames {
     /// The service an element of the maps layout belongs to; nil for an
     /// element of a set swarmnet does not write (a stray).
     static func serviceKey(of element: NFTElement) -> ServiceKey? {
-        let fields = element.key.components(separatedBy: " . ").map { Substring($0) }
+        let fields = NFTElement.fields(element.key)
         if let kind = Class(name: element.map)?.kind {
             return fields.count == kind.keyFieldCount ? kind.service(fromKey: fields) : nil
         }
@@ -311,12 +311,12 @@ extension NFTablesRenderer {
         let key = kind.key(service.key)
         var image = NFTServiceImage()
         image.elements.insert(NFTElement(map: serviceClass.name, key: key,
-                                         comment: "swarmnet \(service.scheduler.rawValue) \(service.schedulerFlags.rawValue)"))
+                                         comment: NFTNames.schedulerComment(service)))
         var slot = 0
         for (server, count) in Self.slots(of: service) {
             for _ in 0..<count {
                 image.elements.insert(NFTElement(map: kind.backends, key: "\(key) . \(slot)", data: kind.data(server),
-                                                 comment: server.weight == 1 ? nil : "weight \(server.weight)"))
+                                                 comment: server.weight == 1 ? nil : NFTNames.weightComment(server.weight)))
                 slot += 1
             }
             if marksHairpin, kind.shape != .ports {
@@ -337,7 +337,6 @@ extension NFTablesRenderer {
     func mapsStructure(classes: Set<String>) -> NFTImage {
         var image = hookChains()
         var rules: [NFTRule] = []
-        let markHex = "0x" + String(mark, radix: 16)
         for kind in NFTMapNames.Kind.all {
             image.maps[kind.backends] = kind.backendsType
             image.declarations[kind.backends] = kind.backendsDeclaration
@@ -395,7 +394,7 @@ extension NFTablesRenderer {
         if kind.shape != .vipAddresses { dnat["family"] = "ip" }
         let dnatText = "dnat ip to \(kind.keyText) . \(selectorText) map @\(kind.backends)"
 
-        let markText = "meta mark set meta mark | 0x\(String(mark, radix: 16)) "
+        let markText = "meta mark set meta mark | \(markHex) "
         let preserve: Bool = if kind.shape == .ports, case .localBackendsOnly = configuration.publishedPorts { true } else { false }
         func rule(mark: Bool, nonLocalOnly: Bool) -> NFTRule {
             var text = nonLocalOnly ? "fib saddr type != local " : ""
@@ -426,24 +425,18 @@ extension NFTablesKernelState {
             guard let key = NFTNames.key(ofServiceID: id),
                   let member = service.elements.first(where: { NFTMapNames.isClassSet($0.map) }) else { continue }
             var virtual = VirtualService(key: key)
-            let words = member.comment?.split(separator: " ") ?? []
-            if words.count >= 2, words[0] == "swarmnet" {
-                virtual.scheduler = Scheduler(rawValue: String(words[1]))
-                if words.count >= 3, let flags = UInt32(words[2]) { virtual.schedulerFlags = SchedulerFlags(rawValue: flags) }
-            }
+            NFTNames.readSchedulerComment(member.comment, into: &virtual)
             guard let kind = NFTMapNames.Kind(key) else { continue }
             var seen: Set<RealServer.Key> = []
             for element in service.elements.sorted() {
                 var server: RealServer?
                 if element.map == kind.backends, let data = element.data {
-                    let parts = data.components(separatedBy: " . ")
+                    let parts = NFTElement.fields(data)
                     guard let address = try? IPAddress(parsing: parts[0]) else { continue }
                     let port = parts.count == 2 ? UInt16(parts[1]) ?? 0 : 0
-                    var weight: UInt32 = 1
-                    if let comment = element.comment, comment.hasPrefix("weight "), let w = UInt32(comment.dropFirst(7)) { weight = w }
-                    server = RealServer(address: address, port: port, weight: weight)
+                    server = RealServer(address: address, port: port, weight: NFTNames.weight(fromComment: element.comment))
                 } else if element.map == NFTMapNames.idle {
-                    let parts = element.key.components(separatedBy: " . ")
+                    let parts = NFTElement.fields(element.key)
                     guard parts.count == 5, let address = try? IPAddress(parsing: parts[3]), let port = UInt16(parts[4]) else { continue }
                     server = RealServer(address: address, port: port, weight: 0)
                 }

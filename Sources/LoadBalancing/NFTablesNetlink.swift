@@ -408,8 +408,8 @@ struct NFTNetlinkBatch {
     /// numgen or jhash result) in host order, and in a concatenation each
     /// field padded to four bytes.
     static func bytes(_ text: String, type: String) throws -> [UInt8] {
-        let fields = fieldsOf(text)
-        let types = fieldsOf(type)
+        let fields = NFTElement.fields(text)
+        let types = NFTElement.fields(type)
         guard fields.count == types.count else {
             throw NFTExpressionEncoder.Unsupported(expression: "\(text) for the type \(type)")
         }
@@ -437,29 +437,6 @@ struct NFTNetlinkBatch {
             bytes += value
         }
         return bytes
-    }
-
-    /// "10.0.0.5 . tcp . 80" -> ["10.0.0.5", "tcp", "80"]: split on " . "
-    /// by hand (Foundation's `components(separatedBy:)` was a sixth of the
-    /// time of programming 10,000 services).
-    static func fieldsOf(_ text: String) -> [Substring] {
-        var fields: [Substring] = []
-        var start = text.startIndex
-        var index = text.startIndex
-        let utf8 = text.utf8
-        while index < text.endIndex {
-            if utf8[index] == UInt8(ascii: " "), let dot = utf8.index(index, offsetBy: 1, limitedBy: utf8.endIndex), dot < utf8.endIndex,
-               utf8[dot] == UInt8(ascii: "."), let space = utf8.index(dot, offsetBy: 1, limitedBy: utf8.endIndex), space < utf8.endIndex,
-               utf8[space] == UInt8(ascii: " ") {
-                fields.append(text[start..<index])
-                index = utf8.index(after: space)
-                start = index
-            } else {
-                index = utf8.index(after: index)
-            }
-        }
-        fields.append(text[start...])
-        return fields
     }
 
     /// The whole datagram: begin (expecting `generation`), the messages, end.

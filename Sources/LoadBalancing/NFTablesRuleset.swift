@@ -174,6 +174,29 @@ struct NFTElement: Hashable, Comparable {
     static func < (a: NFTElement, b: NFTElement) -> Bool {
         (a.map, a.key, a.data ?? "", a.comment ?? "") < (b.map, b.key, b.data ?? "", b.comment ?? "")
     }
+
+    /// "10.0.0.5 . tcp . 80" -> ["10.0.0.5", "tcp", "80"]: split on " . "
+    /// by hand (Foundation's `components(separatedBy:)` was a sixth of the
+    /// time of programming 10,000 services). Keys, data and types alike.
+    static func fields(_ text: String) -> [Substring] {
+        var fields: [Substring] = []
+        var start = text.startIndex
+        var index = text.startIndex
+        let utf8 = text.utf8
+        while index < text.endIndex {
+            if utf8[index] == UInt8(ascii: " "), let dot = utf8.index(index, offsetBy: 1, limitedBy: utf8.endIndex), dot < utf8.endIndex,
+               utf8[dot] == UInt8(ascii: "."), let space = utf8.index(dot, offsetBy: 1, limitedBy: utf8.endIndex), space < utf8.endIndex,
+               utf8[space] == UInt8(ascii: " ") {
+                fields.append(text[start..<index])
+                index = utf8.index(after: space)
+                start = index
+            } else {
+                index = utf8.index(after: index)
+            }
+        }
+        fields.append(text[start...])
+        return fields
+    }
 }
 
 /// One service's objects: its service chain, its endpoint chains, and the
@@ -227,6 +250,21 @@ struct NFTImage: Hashable {
 
     /// The class sets this table declares (maps layout).
     var classSets: Set<String> { Set(maps.keys.filter(NFTMapNames.isClassSet)) }
+
+    /// This image (a wanted structure) plus the chains of `table` that it
+    /// does not name: a change of some services leaves strays to a full
+    /// reconcile from the kernel.
+    func keepingChains(of table: NFTImage) -> NFTImage {
+        var all = self
+        for (name, chain) in table.chains where chains[name] == nil { all.chains[name] = chain }
+        return all
+    }
+
+    /// Takes `structure`'s sets, maps and chains, after a commit made them so.
+    mutating func adoptStructure(of structure: NFTImage) {
+        maps = structure.maps
+        for (name, chain) in structure.chains { chains[name] = chain }
+    }
 }
 
 /// Names of the objects in swarmnet's table.
@@ -262,6 +300,30 @@ enum NFTNames {
             return parts.count == 5 ? parts[0..<3].joined(separator: "-") : nil
         }
         return nil
+    }
+
+    /// The comment that keeps a service's scheduler and its flags
+    /// ("swarmnet rr 0"): on its service chain's first rule (chains layout)
+    /// or its class element (maps layout).
+    static func schedulerComment(_ service: VirtualService) -> String {
+        "swarmnet \(service.scheduler.rawValue) \(service.schedulerFlags.rawValue)"
+    }
+
+    /// The scheduler and flags a `schedulerComment` names, put into `service`.
+    static func readSchedulerComment(_ comment: String?, into service: inout VirtualService) {
+        let words = comment?.split(separator: " ") ?? []
+        guard words.count >= 2, words[0] == "swarmnet" else { return }
+        service.scheduler = Scheduler(rawValue: String(words[1]))
+        if words.count >= 3, let flags = UInt32(words[2]) { service.schedulerFlags = SchedulerFlags(rawValue: flags) }
+    }
+
+    /// "weight 3": a backend's weight, on its DNAT rule or its slots.
+    static func weightComment(_ weight: UInt32) -> String { "weight \(weight)" }
+
+    /// The weight a `weightComment` names; 1 when there is none.
+    static func weight(fromComment comment: String?) -> UInt32 {
+        guard let comment, comment.hasPrefix("weight "), let weight = UInt32(comment.dropFirst(7)) else { return 1 }
+        return weight
     }
 
     /// The key of a service id ("tcp-10.0.0.5-80").
@@ -325,6 +387,13 @@ enum NFTExpr {
 /// endpoint chain (read back with its weight) but no rule jumps to it.
 struct NFTablesRenderer {
     let configuration: NFTablesConfiguration
+    /// The mark bit as nft text ("0x4000"), made once: every service's rules use it.
+    let markHex: String
+
+    init(configuration: NFTablesConfiguration) {
+        self.configuration = configuration
+        markHex = "0x" + String(configuration.masqueradeMark, radix: 16)
+    }
 
     var family: String { "ip" }
     var table: String { configuration.tableName }
@@ -446,7 +515,6 @@ struct NFTablesRenderer {
         if configuration.hooks == .routingMesh {
             image.chains["prerouting"] = NFTChain(base: "nat prerouting -100 accept", rules: [jump])
         }
-        let markHex = "0x" + String(mark, radix: 16)
         image.chains["postrouting"] = NFTChain(base: "nat postrouting 100 accept", rules: [
             NFTRule(text: "meta mark & \(markHex) == \(markHex) meta mark set meta mark ^ \(markHex) masquerade", expr: [
                 NFTExpr.match(["&": [NFTExpr.meta("mark"), Int(mark)]], "==", Int(mark)),
@@ -487,11 +555,10 @@ struct NFTablesRenderer {
         let serviceChain = NFTNames.serviceChain(id)
         let published = Self.isPublishedPort(service.key)
         let preserve: Bool = if published, case .localBackendsOnly = configuration.publishedPorts { true } else { false }
-        let markHex = "0x" + String(mark, radix: 16)
         var image = NFTServiceImage()
 
         var rules = [NFTRule(text: "counter", expr: [["counter": ["bytes": 0, "packets": 0]]],
-                             comment: "swarmnet \(service.scheduler.rawValue) \(service.schedulerFlags.rawValue)")]
+                             comment: NFTNames.schedulerComment(service))]
         let markAll = NFTRule(text: "meta mark set meta mark | \(markHex)", expr: [NFTExpr.setMarkOr(mark)])
         switch configuration.masquerade {
         case _ where preserve: break
@@ -525,13 +592,13 @@ struct NFTablesRenderer {
                 endpointRules.append(NFTRule(
                     text: "meta l4proto \(proto.rawValue) dnat to \(server.address)",
                     expr: [NFTExpr.match(NFTExpr.meta("l4proto"), "==", proto.rawValue), ["dnat": ["addr": "\(server.address)"]]],
-                    comment: "weight \(server.weight)", dnat: "\(server.address):0"))
+                    comment: NFTNames.weightComment(server.weight), dnat: "\(server.address):0"))
             } else {
                 endpointRules.append(NFTRule(
                     text: "meta l4proto \(proto.rawValue) dnat to \(server.address):\(server.port)",
                     expr: [NFTExpr.match(NFTExpr.meta("l4proto"), "==", proto.rawValue),
                            ["dnat": ["addr": "\(server.address)", "port": Int(server.port)]]],
-                    comment: "weight \(server.weight)", dnat: "\(server.address):\(server.port)"))
+                    comment: NFTNames.weightComment(server.weight), dnat: "\(server.address):\(server.port)"))
             }
             image.chains[chain] = NFTChain(base: nil, rules: endpointRules)
             if server.weight > 0 { active.append((chain, weighted ? UInt64(server.weight) : 1)) }

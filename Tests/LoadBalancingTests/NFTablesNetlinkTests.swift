@@ -119,11 +119,11 @@ import Testing
     }
 
     @Test func fieldsSplitOnSpaceDotSpaceOnly() {
-        #expect(NFTNetlinkBatch.fieldsOf("10.0.0.5 . tcp . 80") == ["10.0.0.5", "tcp", "80"])
-        #expect(NFTNetlinkBatch.fieldsOf("10.0.0.5") == ["10.0.0.5"])
-        #expect(NFTNetlinkBatch.fieldsOf("") == [""])
-        #expect(NFTNetlinkBatch.fieldsOf("a . ") == ["a", ""])
-        #expect(NFTNetlinkBatch.fieldsOf("a .b . c") == ["a .b", "c"])
+        #expect(NFTElement.fields("10.0.0.5 . tcp . 80") == ["10.0.0.5", "tcp", "80"])
+        #expect(NFTElement.fields("10.0.0.5") == ["10.0.0.5"])
+        #expect(NFTElement.fields("") == [""])
+        #expect(NFTElement.fields("a . ") == ["a", ""])
+        #expect(NFTElement.fields("a .b . c") == ["a .b", "c"])
     }
 
     /// The kernel's generation skips 0 when it wraps, and 0 in a batch
