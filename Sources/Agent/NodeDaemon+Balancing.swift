@@ -118,7 +118,7 @@ extension NodeDaemon {
                         // A daemon restarted with another --lb-backend: the
                         // old back end's programming of this role goes first.
                         try kind.retireOtherBackend(of: item.role, in: namespace)
-                        return try item.settings.open(in: namespace)
+                        return try item.settings.open(for: item.role, in: namespace)
                     }
                     let changes = try balancer.reconcile(to: item.services)
                     if let failure = changes.connectionCleanupError {
@@ -174,7 +174,7 @@ extension NodeDaemon {
                 do {
                     // The balancer the reconciler uses, or a reader of its own.
                     let balancer = try registry.existing(item.id, settings: item.settings)
-                        ?? item.settings.open(in: .path(item.namespacePath))
+                        ?? item.settings.open(for: item.role, in: .path(item.namespacePath))
                     return (item, try balancer.services(), nil)
                 } catch {
                     return (item, nil, "\(error)")
@@ -306,11 +306,15 @@ enum BalancerSettings: Sendable, Hashable {
         }
     }
 
-    /// Opens the balancer in `namespace`; opening writes nothing (readers
-    /// such as `swarmnet debug lb` open balancers too).
-    func open(in namespace: NetworkNamespace) throws -> any DaemonBalancer {
+    /// Opens the balancer of `role` in `namespace`; opening writes nothing
+    /// (readers such as `swarmnet debug lb` open balancers too). A
+    /// workload's nftables balancer closes its sockets after each call: a
+    /// host has one per workload, and three sockets each would be most of
+    /// the daemon's descriptors and memory (issue 17).
+    func open(for role: BalancerRole, in namespace: NetworkNamespace) throws -> any DaemonBalancer {
         switch self {
-        case .nftables(let configuration): try NFTablesLoadBalancer(namespace: namespace, configuration: configuration)
+        case .nftables(let configuration):
+            try NFTablesLoadBalancer(namespace: namespace, configuration: configuration, holdsSockets: role != .workload)
         case .ipvs(let configuration): try IPVSBalancer(namespace: namespace, configuration: configuration)
         }
     }

@@ -43,34 +43,61 @@ public actor NodeDaemon: DockerBackend {
     public nonisolated let balancerKind: BalancerKind
     /// The embedded DNS servers of local workloads.
     let dnsServers = DNSServerRegistry()
+    /// Held while the daemon lives: one daemon per state directory.
+    private let stateLock: StateDirectoryLock
+    /// Sandboxes with this daemon's prefix that are not proven to be this
+    /// node's, already logged (they are left alone, and logged once).
+    private var foreignSandboxesLogged: Set<UInt32> = []
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // Before anything is read or touched: a second daemon on this
+        // state directory stops here.
+        stateLock = try StateDirectoryLock(directory: configuration.stateDirectory)
         stateFile = StateFile(directory: configuration.stateDirectory)
         state = try stateFile.load()
         nodeID = try Self.loadNodeID(directory: configuration.stateDirectory)
         balancerKind = try Self.resolveBalancer(configuration.loadBalancer)
         driver = OverlayDriver(
             underlay: Underlay(namespace: nil, device: configuration.underlayDevice, address: configuration.dataPathAddress),
-            namePrefix: configuration.namespacePrefix)
+            namePrefix: configuration.namespacePrefix, owner: nodeID)
         let (wakeups, wakeReconciler) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wakeups = wakeups
         self.wakeReconciler = wakeReconciler
         watcher = SandboxWatcher(wake: { wakeReconciler.yield() })
     }
 
-    /// A node keeps its identity across restarts.
+    /// A node keeps its identity across restarts. A new state directory
+    /// makes a new identity; a damaged one stops the daemon: a daemon that
+    /// quietly took a new identity would no longer know its own sandboxes
+    /// and endpoints.
     static func loadNodeID(directory: String) throws -> String {
         let path = directory + "/node-id"
-        if let text = try? String(contentsOfFile: path, encoding: .utf8), text.count >= 25 {
-            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard FileManager.default.fileExists(atPath: path) else {
+            let id = String(Identifier.make().prefix(nodeIDLength))
+            try id.write(toFile: path, atomically: true, encoding: .utf8)
+            return id
         }
-        let id = String(Identifier.make().prefix(25))
-        try id.write(toFile: path, atomically: true, encoding: .utf8)
-        return id
+        guard let data = FileManager.default.contents(atPath: path) else { throw DamagedNodeID(path: path, reason: "it cannot be read") }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.utf8.count == nodeIDLength, text.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw DamagedNodeID(path: path, reason: "it holds \(data.count) bytes that are not a node ID (\(nodeIDLength) lowercase hex digits)")
+        }
+        return text
+    }
+
+    static let nodeIDLength = 25
+
+    /// The node identity file exists but holds no identity.
+    struct DamagedNodeID: Error, CustomStringConvertible {
+        let path: String
+        let reason: String
+        var description: String {
+            "node identity \(path) is damaged: \(reason). Refusing to start: with another identity this daemon would no longer know its own sandboxes and endpoints. Restore the file, or remove the whole state directory to start as a new node."
+        }
     }
 
     // MARK: - Networks
@@ -190,8 +217,15 @@ public actor NodeDaemon: DockerBackend {
     ) async throws -> EndpointRecord {
         // The record comes first, so that a reconciler pass running meanwhile
         // sees the endpoint and neither removes nor duplicates its veth.
-        if state.endpoints.values.contains(where: { $0.networkID == record.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
-            throw APIError(.forbidden, "endpoint \(name) is already attached to network \(record.name)")
+        // The same namespace can be named by several paths (its ip netns
+        // name, /proc/PID/ns/net, a bind mount): compared as namespaces.
+        let identity = namespace.identity
+        if let attached = state.endpoints.values.first(where: {
+            $0.networkID == record.id && $0.node == nodeID
+                && ($0.namespacePath == namespace.path || (identity != nil && NetworkNamespace.path($0.namespacePath).identity == identity))
+        }) {
+            let alias = attached.namespacePath == namespace.path ? "" : " (as \(attached.namespacePath))"
+            throw APIError(.forbidden, "endpoint \(name) is already attached to network \(record.name)\(alias)")
         }
         // The manager allocates every address (it holds all allocations);
         // a worker asks it over the cluster API.
@@ -461,6 +495,14 @@ public actor NodeDaemon: DockerBackend {
             outcome = try await worker.run { [driver, plan] in
                 var report = ReconcileReport()
                 for vni in try driver.existingSandboxVNIs() where !wanted.contains(vni) {
+                    // Only what is proven to be this node's goes: a sandbox
+                    // of another identity (a fresh --state-dir with the same
+                    // prefix) still serves its workloads.
+                    let owner = try driver.sandboxOwner(vni: vni)
+                    guard owner == driver.owner else {
+                        report.foreignSandboxes.append(ForeignSandbox(vni: vni, owner: owner))
+                        continue
+                    }
                     try driver.removeSandbox(vni: vni)
                     report.sandboxesRemoved += 1
                 }
@@ -494,6 +536,12 @@ public actor NodeDaemon: DockerBackend {
         } catch {
             logger.error("reconcile failed", metadata: ["error": "\(error)"])
             return ReconcileReport(errors: ["\(error)"])
+        }
+        for foreign in outcome.foreignSandboxes where !foreignSandboxesLogged.contains(foreign.vni) {
+            foreignSandboxesLogged.insert(foreign.vni)
+            logger.warning("leaving a sandbox that is not proven to be this node's", metadata: [
+                "sandbox": "\(configuration.namespacePrefix)ov-\(foreign.vni)",
+                "owner": "\(foreign.owner ?? "none marked")", "node": "\(nodeID)"])
         }
         if !outcome.staleEndpoints.isEmpty {
             var next = state
@@ -534,11 +582,20 @@ public struct ReconcileReport: Sendable, Equatable {
     public var staleEndpoints: [String] = []
     public var peerEntriesAdded = 0
     public var peerEntriesRemoved = 0
+    /// Sandboxes with this daemon's prefix that no network wants but that
+    /// are not this node's: left alone.
+    public var foreignSandboxes: [ForeignSandbox] = []
     public var errors: [String] = []
 
     public var changed: Bool {
         sandboxesRepaired + sandboxesRemoved + endpointsRepaired + endpointsRemoved + staleEndpoints.count + peerEntriesAdded + peerEntriesRemoved > 0
     }
+}
+
+/// A sandbox another node identity marked (or none did).
+public struct ForeignSandbox: Sendable, Equatable {
+    public var vni: UInt32
+    public var owner: String?
 }
 
 /// swarmnet's version, shown by `/version` and `/info`.

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 import NIOHTTP1
 import NIOPosix
 
@@ -31,9 +32,35 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// An HTTP/1.1 server on a unix socket (the Docker Engine API's transport),
-/// on SwiftNIO's async channels. Each connection is served by a child task;
-/// requests on one connection are answered in order.
+/// What one connection may cost the server. A client that sends more, or
+/// too slowly, is answered or cut off, so that no client holds memory or a
+/// descriptor without bound (a 200 MB body used to be read whole, and a
+/// request head trickled one byte a second kept its connection for ever).
+public struct HTTPServerLimits: Sendable {
+    /// The largest request body taken; a larger one gets 413 and the
+    /// connection is closed, without reading the rest.
+    public var maxBodyBytes: Int
+    /// How long a connection may wait for the whole head of its next
+    /// request (after it opened, or after the last response).
+    public var idleTimeout: TimeAmount
+    /// How long a request's body may take, from its head to its end.
+    public var bodyTimeout: TimeAmount
+    /// Connections open at once; a connection past this is closed at once.
+    public var maxConnections: Int
+
+    public init(maxBodyBytes: Int = 16 << 20, idleTimeout: TimeAmount = .seconds(60), bodyTimeout: TimeAmount = .seconds(60),
+                maxConnections: Int = 4096) {
+        self.maxBodyBytes = maxBodyBytes
+        self.idleTimeout = idleTimeout
+        self.bodyTimeout = bodyTimeout
+        self.maxConnections = maxConnections
+    }
+}
+
+/// An HTTP/1.1 server on a unix socket (the Docker Engine API's transport)
+/// or TCP, on SwiftNIO. Requests on one connection are answered in order
+/// (NIO's pipelining assistance holds a second request until the first is
+/// answered); each is bounded by `HTTPServerLimits`.
 public struct UnixHTTPServer: Sendable {
     /// Where the server listens: the API's unix socket, or a TCP address
     /// (the manager's cluster API).
@@ -51,83 +78,216 @@ public struct UnixHTTPServer: Sendable {
 
     public let listen: Listen
     public let logger: Logger
+    public let limits: HTTPServerLimits
     public let handler: @Sendable (HTTPRequest) async -> HTTPResponse
 
     public var path: String { listen.description }
 
-    public init(path: String, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
-        self.init(listen: .unix(path), logger: logger, handler: handler)
+    public init(path: String, logger: Logger, limits: HTTPServerLimits = HTTPServerLimits(),
+                handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+        self.init(listen: .unix(path), logger: logger, limits: limits, handler: handler)
     }
 
-    public init(listen: Listen, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+    public init(listen: Listen, logger: Logger, limits: HTTPServerLimits = HTTPServerLimits(),
+                handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
         self.listen = listen
         self.logger = logger
+        self.limits = limits
         self.handler = handler
     }
 
     /// Binds (a unix socket is root-only: mode 0600), calls `ready`, and
     /// serves until the task is cancelled.
     public func run(ready: @Sendable () -> Void = {}) async throws {
+        let connections = ConnectionCount(limit: limits.maxConnections)
+        let (limits, handler, logger) = (limits, handler, logger)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>> = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+            .childChannelInitializer { channel in
+                guard connections.admit(channel) else {
+                    logger.warning("too many API connections; closing a new one", metadata: ["limit": "\(limits.maxConnections)"])
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPConnectionHandler(limits: limits, handler: handler, logger: logger))
+                }
             }
-        }
-        let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        let server: any Channel
         switch listen {
         case .unix(let path):
-            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
             chmod(path, 0o600)
         case .tcp(let host, let port):
-            server = try await bootstrap.bind(host: host, port: port, childChannelInitializer: initializer)
+            server = try await bootstrap.bind(host: host, port: port).get()
         }
         ready()
-        try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { connections in
-                for try await connection in connections {
-                    group.addTask { await serve(connection) }
-                }
-            }
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var head: HTTPRequestHead?
-                var body = ByteBuffer()
-                for try await part in inbound {
-                    switch part {
-                    case .head(let requestHead):
-                        head = requestHead
-                        body.clear()
-                    case .body(var chunk):
-                        body.writeBuffer(&chunk)
-                    case .end:
-                        guard let requestHead = head else { continue }
-                        var response = await handler(HTTPRequest(method: requestHead.method, uri: requestHead.uri,
-                                                                  headers: requestHead.headers, body: body))
-                        response.headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.readableBytes)")
-                        if !requestHead.isKeepAlive { response.headers.replaceOrAdd(name: "Connection", value: "close") }
-                        try await outbound.write(.head(HTTPResponseHead(version: requestHead.version, status: response.status, headers: response.headers)))
-                        if requestHead.method != .HEAD && response.body.readableBytes > 0 {
-                            try await outbound.write(.body(.byteBuffer(response.body)))
-                        }
-                        try await outbound.write(.end(nil))
-                        if !requestHead.isKeepAlive { return }
-                    }
-                }
-            }
-        } catch {
-            logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
+        try await withTaskCancellationHandler {
+            try await server.closeFuture.get()
+        } onCancel: {
+            server.close(promise: nil)
         }
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
+/// Counts open connections and refuses any beyond the limit.
+final class ConnectionCount: Sendable {
+    private let open = Atomic<Int>(0)
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func admit(_ channel: any Channel) -> Bool {
+        guard open.wrappingAdd(1, ordering: .relaxed).newValue <= limit else {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        channel.closeFuture.whenComplete { [self] _ in open.wrappingSubtract(1, ordering: .relaxed) }
+        return true
+    }
+}
+
+/// Serves one connection: collects a request (within the body limit and
+/// deadlines), hands it to the handler off the event loop, writes the
+/// response, and closes after it when the client asked (`Connection:
+/// close`) only once the response is written out: closing right after
+/// queueing it cut off responses larger than the socket's buffer.
+final class HTTPConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        /// Waiting for the head of a request.
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// The handler has the request; the response is not written yet.
+        case responding
+        /// Refused (413) or timed out: nothing more is read.
+        case closing
+    }
+
+    private let limits: HTTPServerLimits
+    private let handler: @Sendable (HTTPRequest) async -> HTTPResponse
+    private let logger: Logger
+    private var state = State.idle
+    private var deadline: Scheduled<Void>?
+
+    init(limits: HTTPServerLimits, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse, logger: Logger) {
+        self.limits = limits
+        self.handler = handler
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(limits.idleTimeout, context: context, reason: "no complete request head")
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch (unwrapInboundIn(data), state) {
+        case (.head(let head), .idle):
+            if let length = head.headers.first(name: "Content-Length").flatMap(Int.init), length > limits.maxBodyBytes {
+                refuse(head, context: context)
+                return
+            }
+            state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+            arm(limits.bodyTimeout, context: context, reason: "the request body took too long")
+        case (.body(var chunk), .receiving(let head, var body)):
+            guard body.readableBytes + chunk.readableBytes <= limits.maxBodyBytes else {
+                refuse(head, context: context)
+                return
+            }
+            state = .idle // drops the reference, so the append does not copy
+            body.writeBuffer(&chunk)
+            state = .receiving(head, body)
+        case (.end, .receiving(let head, let body)):
+            deadline?.cancel()
+            deadline = nil
+            state = .responding
+            respond(to: head, body: body, context: context)
+        default:
+            break // after a refusal: the rest is not read
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("API connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    /// Hands the request to the handler off the event loop and writes its
+    /// answer back on it.
+    private func respond(to head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        let request = HTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body)
+        let handler = handler
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        Task {
+            let response = await handler(request)
+            eventLoop.execute {
+                let (connection, context) = loopBound.value
+                connection.write(response, for: head, context: context)
+            }
+        }
+    }
+
+    private func write(_ response: HTTPResponse, for head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard case .responding = state, context.channel.isActive else { return }
+        var response = response
+        response.headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.readableBytes)")
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { response.headers.replaceOrAdd(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: response.headers))),
+                      promise: nil)
+        if head.method != .HEAD && response.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        if keepAlive {
+            state = .idle
+            arm(limits.idleTimeout, context: context, reason: "no complete request head")
+        } else {
+            state = .closing
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// 413, then the connection closes once the answer is written.
+    private func refuse(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        state = .closing
+        deadline?.cancel()
+        deadline = nil
+        let message = "request body too large: the limit is \(limits.maxBodyBytes) bytes"
+        var body = context.channel.allocator.buffer(capacity: message.utf8.count + 16)
+        body.writeString("{\"message\":\"\(message)\"}\n")
+        var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(body.readableBytes)"),
+                                   ("Connection", "close")])
+        headers.replaceOrAdd(name: "Server", value: "swarmnet")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .payloadTooLarge, headers: headers))),
+                      promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// Closes the connection unless the next step comes within `timeout`.
+    private func arm(_ timeout: TimeAmount, context: ChannelHandlerContext, reason: String) {
+        deadline?.cancel()
+        let channel = context.channel
+        let logger = logger
+        deadline = context.eventLoop.scheduleTask(in: timeout) {
+            logger.debug("closing an API connection", metadata: ["reason": "\(reason)"])
+            channel.close(promise: nil)
+        }
+    }
+}

@@ -77,6 +77,15 @@ public struct UnixHTTPClient: Sendable {
         return fd
     }
 
+    /// True when something accepts connections on the unix socket at
+    /// `socketPath` (a daemon is serving it); false for no file, a stale
+    /// file, or anything else.
+    public static func isServing(socketPath: String) -> Bool {
+        guard let fd = try? UnixHTTPClient(socketPath: socketPath).connectedUnix() else { return false }
+        close(fd)
+        return true
+    }
+
     private func connectedUnix() throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }

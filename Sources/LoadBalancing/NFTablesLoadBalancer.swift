@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Addressing
 import CLibNftables
+import CNetlinkShim
 import Foundation
 import Namespaces
 import Netlink
@@ -51,7 +52,16 @@ import Netlink
 ///
 /// libnftables' netlink socket is opened by nft_ctx_new (1.0.6), so the
 /// context is created on a thread inside the namespace and later commands,
-/// from any thread, act there (the kernel tests check this).
+/// from any thread, act there (the kernel tests check this). Its descriptor
+/// is kept below 1024 (`NetfilterSockets`): libnftables puts it in an
+/// fd_set.
+///
+/// Sockets: the libnftables context is opened only for what needs it (the
+/// structure, a listing), the netlink sockets at the first change; with
+/// `holdsSockets` false (the daemon's workload namespaces, one balancer per
+/// workload) every call closes what it opened, so a balancer between calls
+/// holds no descriptor and no buffer (issue 17: three sockets and 400 kB
+/// per workload otherwise).
 ///
 /// Cost of a change: about 0.5 ms at 100 services in either layout. In the
 /// chains layout it grows with the table, in the kernel: every commit that
@@ -76,7 +86,10 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// The namespace the table lives in; nil for the caller's own.
     public let namespace: NetworkNamespace?
     public let configuration: NFTablesConfiguration
-    private let context: NFTablesContext
+    /// Whether the sockets stay open between calls.
+    public let holdsSockets: Bool
+    private var openContext: NFTablesContext?
+    private var openNetlink: (socket: NFTablesSocket, conntrack: Conntrack)?
     private let renderer: NFTablesRenderer
     private let transaction: NFTTransaction
     private let lock = NSLock()
@@ -89,29 +102,67 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private var modelServices: [ServiceKey: VirtualService]?
     /// The ruleset generation swarmnet's last commit left.
     private var generation: UInt32?
-    /// Generations, and the services' part of each transaction (see `NFTablesSocket`).
-    private let socket: NFTablesSocket
     private var lastCommands: [NFTCommand] = []
-    /// Removes the entries of removed backends (ctnetlink, in the namespace).
-    private let conntrack: Conntrack
     /// Removed backends whose entries could not be deleted yet (the
     /// deletion failed): retried by the next reconcile of their service.
     private var pendingCleanup: Set<RemovedBackend> = []
     /// Maps layout: when each class set that has no member now was found empty.
     private var emptySince: [String: ContinuousClock.Instant] = [:]
 
-    /// Opens libnftables in `namespace` (the caller's own when nil). Nothing
-    /// is programmed until the first reconcile.
-    public init(namespace: NetworkNamespace? = nil, configuration: NFTablesConfiguration = NFTablesConfiguration()) throws {
+    /// A balancer of the table in `namespace` (the caller's own when nil).
+    /// Nothing is opened or programmed until the first call.
+    public init(namespace: NetworkNamespace? = nil, configuration: NFTablesConfiguration = NFTablesConfiguration(),
+                holdsSockets: Bool = true) throws {
         try configuration.validate()
         try namespace?.checkExists()
         self.namespace = namespace
         self.configuration = configuration
-        context = try NFTablesContext(namespace: namespace)
-        socket = try NFTablesSocket(namespace: namespace)
-        conntrack = try Conntrack(namespace: namespace)
+        self.holdsSockets = holdsSockets
         renderer = NFTablesRenderer(configuration: configuration)
         transaction = NFTTransaction(family: "ip", table: configuration.tableName)
+    }
+
+    /// libnftables, opened in the namespace at first use.
+    private var context: NFTablesContext {
+        get throws {
+            if let openContext { return openContext }
+            let opened = try NFTablesContext(namespace: namespace)
+            openContext = opened
+            return opened
+        }
+    }
+
+    /// Generations and the services' part of each transaction (see
+    /// `NFTablesSocket`), and the conntrack entries of removed backends
+    /// (ctnetlink): two sockets, opened in the namespace together at first use.
+    private var netlink: (socket: NFTablesSocket, conntrack: Conntrack) {
+        get throws {
+            if let openNetlink { return openNetlink }
+            let namespace = namespace
+            let open = { () throws -> (MnlSocket, MnlSocket) in
+                (try MnlSocket(namespace: nil, protocol: NETLINK_NETFILTER), try MnlSocket(namespace: nil, protocol: NETLINK_NETFILTER))
+            }
+            let (first, second) = try namespace.map { try $0.run(open) } ?? open()
+            let opened = (NFTablesSocket(transport: first, namespace: namespace), Conntrack(transport: second, namespace: namespace))
+            openNetlink = opened
+            return opened
+        }
+    }
+
+    private var socket: NFTablesSocket { get throws { try netlink.socket } }
+    private var conntrack: Conntrack { get throws { try netlink.conntrack } }
+
+    /// Runs one call under the lock; closes its sockets afterwards unless they are held.
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        try lock.withLock {
+            defer {
+                if !holdsSockets {
+                    openContext = nil
+                    openNetlink = nil
+                }
+            }
+            return try body()
+        }
     }
 
     /// Whether libnftables can list the ruleset in `namespace`; the reason when not.
@@ -132,7 +183,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// per class element, its scheduler from that element's comment, its
     /// backends from its slots and the idle set. An absent table holds none.
     public func services() throws -> [VirtualService] {
-        try lock.withLock { NFTablesKernelState.services(in: try readKernel(), layout: configuration.layout) }
+        try locked { NFTablesKernelState.services(in: try readKernel(), layout: configuration.layout) }
     }
 
     /// Compares the table with `desired` and repairs every difference (one
@@ -150,7 +201,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// the listings.
     @discardableResult
     public func reconcile(to desired: [VirtualService]) throws -> ReconcileChanges {
-        try lock.withLock {
+        try locked {
             // Kept only across a success: the next call compares with it.
             let previous = lastDesired
             lastDesired = nil
@@ -360,7 +411,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
             try renderer.validate([desired])
         }
         let effective = desired.map(renderer.effective)
-        return try lock.withLock {
+        return try locked {
             // The table will no longer be the last full set's.
             lastDesired = nil
             do {
@@ -456,7 +507,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// Deletes swarmnet's table (at shutdown, or when switching back ends);
     /// an absent table is not an error.
     public func deleteTable() throws {
-        try lock.withLock {
+        try locked {
             model = nil
             lastDesired = nil
             generation = nil
@@ -468,7 +519,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     /// nft's JSON listing of the table (`nft -j list table ip NAME`), for
     /// `swarmnet debug lb`; nil when the table does not exist.
     public func tableJSON() throws -> String? {
-        try lock.withLock {
+        try locked {
             do { return try context.run("list table ip \(configuration.tableName)", json: true) } catch let error as NFTablesError
                 where error.isNotFound { return nil }
         }
@@ -566,9 +617,12 @@ final class NFTablesContext: @unchecked Sendable {
     private static let jsonOutput: UInt32 = 1 << 4
 
     init(namespace: NetworkNamespace?) throws {
-        // nft_ctx_new opens the mnl socket: open it on a thread inside the namespace.
+        // nft_ctx_new opens the mnl socket: open it on a thread inside the
+        // namespace, at a descriptor that select(2) can take.
         let make = { () -> UInt in UInt(bitPattern: nft_ctx_new(0)) }
-        let address = try namespace.map { try $0.run(make) } ?? make()
+        let address = try NetfilterSockets.openBelowSelectLimit({ try namespace.map { try $0.run(make) } ?? make() }) { address in
+            OpaquePointer(bitPattern: address).map { nft_ctx_free($0) }
+        }
         guard let handle = OpaquePointer(bitPattern: address) else {
             throw LoadBalancerError.unavailable("nft_ctx_new failed in \(namespace?.description ?? "this namespace")")
         }
@@ -577,7 +631,7 @@ final class NFTablesContext: @unchecked Sendable {
         nft_ctx_buffer_error(handle)
     }
 
-    deinit { nft_ctx_free(handle) }
+    deinit { NetfilterSockets.closing { [handle] in nft_ctx_free(handle) } }
 
     /// Runs a buffer of commands as one transaction; returns nft's output.
     @discardableResult

@@ -18,9 +18,10 @@ final class NFTablesSocket: @unchecked Sendable {
     private let place: String
     private var sequence: UInt32 = 1 << 30
 
-    init(namespace: NetworkNamespace?) throws {
-        socket = try MnlSocket(namespace: namespace, protocol: NETLINK_NETFILTER)
-        session = RouteNetlink(transport: socket, namespace: namespace)
+    /// Over a netfilter socket already opened in `namespace`.
+    init(transport: MnlSocket, namespace: NetworkNamespace?) {
+        socket = transport
+        session = RouteNetlink(transport: transport, namespace: namespace)
         place = namespace?.description ?? "this namespace"
     }
 

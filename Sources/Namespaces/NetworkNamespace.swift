@@ -42,6 +42,22 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
         cnl_is_nsfs(path) == 1
     }
 
+    /// The namespace itself, whatever path names it: the device and inode
+    /// of its nsfs file (what `ip netns identify` compares). Two paths
+    /// (`/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount elsewhere) name
+    /// the same namespace exactly when these are equal. nil when the file
+    /// cannot be read.
+    public var identity: Identity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    public struct Identity: Sendable, Hashable {
+        public var device: UInt64
+        public var inode: UInt64
+    }
+
     /// Opens the namespace file; the caller closes the descriptor.
     public func openDescriptor() throws -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -25,6 +25,9 @@ public struct Link: Sendable, Hashable, Codable {
     public var linkIndex: Int32?
     public var linkNetnsID: Int32?
     public var vxlan: VXLANAttributes?
+    /// IFLA_IFALIAS (`ip link set NAME alias TEXT`); swarmnet marks the
+    /// bridges of its sandboxes with their owner's node ID.
+    public var alias: String?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
 
@@ -168,6 +171,7 @@ extension Link {
         operationalState = attributes.uint8(Int(IFLA_OPERSTATE)) ?? 0
         linkIndex = attributes.int32(Int(IFLA_LINK)).flatMap { $0 == index ? nil : $0 }
         linkNetnsID = attributes.int32(Int(IFLA_LINK_NETNSID))
+        alias = attributes.string(Int(IFLA_IFALIAS)).flatMap { $0.isEmpty ? nil : $0 }
         let info = try attributes.nested(Int(IFLA_LINKINFO))
         kind = info?.string(Int(IFLA_INFO_KIND))
         if kind == "vxlan", let data = try info?.nested(Int(IFLA_INFO_DATA)) {
@@ -324,11 +328,11 @@ extension RouteNetlink {
         }
     }
 
-    /// `ip link set NAME [up|down] [mtu M] [master B|nomaster] [netns N] [name NEW]`.
+    /// `ip link set NAME [up|down] [mtu M] [master B|nomaster] [netns N] [name NEW] [alias TEXT]`.
     /// `master: .some(nil)` detaches the link from its master.
     public func linkSet(
         name: String, up: Bool? = nil, mtu: UInt32? = nil, master: String?? = nil,
-        namespace: NetworkNamespace? = nil, newName: String? = nil
+        namespace: NetworkNamespace? = nil, newName: String? = nil, alias: String? = nil
     ) throws {
         if let mtu { try Validate.mtu(mtu) }
         if let newName { try Validate.interfaceName(newName) }
@@ -346,6 +350,7 @@ extension RouteNetlink {
             request.addAttribute(Int(IFLA_MASTER), int32: try master.map { try link(named: $0).index } ?? 0)
         }
         if let newName { request.addAttribute(Int(IFLA_IFNAME), string: newName) }
+        if let alias { request.addAttribute(Int(IFLA_IFALIAS), string: alias) }
         var fd: Int32?
         defer { fd.map { _ = close($0) } }
         if let namespace {

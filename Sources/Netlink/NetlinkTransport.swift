@@ -34,12 +34,14 @@ public final class MnlSocket: NetlinkTransport {
     /// `namespace` (the caller's own when nil), joined to the multicast
     /// `groups` (RTNLGRP_* values) for event subscriptions.
     public init(namespace: NetworkNamespace?, groups: [UInt32] = [], protocol: Int32 = NETLINK_ROUTE) throws {
-        let opened: OpaquePointer?
-        if let namespace {
-            opened = try namespace.run { mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue)) }
-        } else {
-            opened = mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue))
+        // Netfilter sockets are opened under NetfilterSockets' lock, which
+        // tells them from libnftables' own.
+        let open = {
+            `protocol` == NETLINK_NETFILTER
+                ? NetfilterSockets.opening { mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue)) }
+                : mnl_socket_open2(`protocol`, Int32(SOCK_CLOEXEC.rawValue))
         }
+        let opened = try namespace.map { try $0.run(open) } ?? open()
         guard let opened else { throw NetlinkError.socket(operation: "open", errno: errno) }
         socket = opened
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {

@@ -29,14 +29,22 @@ public struct OverlayDriver: Sendable {
     /// Prefixed to every namespace the driver names, so that several hosts
     /// (daemons) on one machine never share one.
     public let namePrefix: String
+    /// The node whose sandboxes these are: written on each sandbox's
+    /// bridge as its alias (`ownerMark`), so that only sandboxes proven to
+    /// be this node's are ever removed as leftovers. nil marks nothing.
+    public let owner: String?
 
     public static let bridgeName = "br0"
     public static let vxlanName = "vxlan0"
 
-    public init(underlay: Underlay, namePrefix: String = "") {
+    public init(underlay: Underlay, namePrefix: String = "", owner: String? = nil) {
         self.underlay = underlay
         self.namePrefix = namePrefix
+        self.owner = owner
     }
+
+    /// The bridge alias that marks a sandbox as `node`'s (`ip -d link show br0` in the sandbox shows it).
+    public static func ownerMark(_ node: String) -> String { "swarmnet node \(node)" }
 
     /// The sandbox namespace of a network on this host.
     public func sandbox(for network: OverlayNetwork) throws -> NetworkNamespace {
@@ -108,6 +116,10 @@ public struct OverlayDriver: Sendable {
         }
         if !bridge.isUp || bridge.mtu != network.mtu {
             try inside.linkSet(name: Self.bridgeName, up: true, mtu: network.mtu)
+            changed = true
+        }
+        if let owner, bridge.alias != Self.ownerMark(owner) {
+            try inside.linkSet(name: Self.bridgeName, alias: Self.ownerMark(owner))
             changed = true
         }
         let addresses = try inside.addresses().filter { $0.linkIndex == bridge.index }
@@ -259,6 +271,18 @@ extension OverlayDriver {
         return try NetworkNamespace.list().compactMap { name in
             name.hasPrefix(prefix) ? UInt32(name.dropFirst(prefix.count)) : nil
         }
+    }
+
+    /// The node a sandbox's bridge names as its owner; nil when it names
+    /// none (no bridge, no mark, or made before sandboxes were marked).
+    public func sandboxOwner(vni: UInt32) throws -> String? {
+        let sandbox = try NetworkNamespace.named("\(namePrefix)ov-\(vni)")
+        guard sandbox.exists else { return nil }
+        let bridge: Link
+        do { bridge = try RouteNetlink(namespace: sandbox).link(named: Self.bridgeName) } catch NetlinkError.linkNotFound { return nil }
+        guard let alias = bridge.alias else { return nil }
+        let prefix = Self.ownerMark("")
+        return alias.hasPrefix(prefix) ? String(alias.dropFirst(prefix.count)) : nil
     }
 
     /// Removes the sandbox of a VNI, also one no network record describes

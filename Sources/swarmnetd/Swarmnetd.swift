@@ -83,12 +83,20 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "Kernel balancer for VIPs and published ports: auto (IPVS where the kernel has it, else nftables), ipvs or nftables.")
     var lbBackend: String = "auto"
 
+    @Option(help: "Seconds an API connection may wait for the whole head of its next request before it is closed (on the socket and the cluster port).")
+    var apiIdleTimeout: Double = 60
+
+    @Option(help: "Largest request body the API takes, in bytes (larger ones get 413).")
+    var apiMaxBody = 16 << 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
+        guard apiIdleTimeout > 0 else { throw ValidationError("--api-idle-timeout must be positive") }
+        guard apiMaxBody > 0 else { throw ValidationError("--api-max-body must be positive") }
         guard ["lan", "fast"].contains(gossipProfile) else { throw ValidationError("--gossip-profile is lan or fast") }
         guard LoadBalancerChoice(rawValue: lbBackend) != nil else {
             throw ValidationError("--lb-backend is auto, ipvs or nftables, not '\(lbBackend)'")
@@ -104,6 +112,10 @@ struct Swarmnetd: AsyncParsableCommand {
         }
         var logger = Logger(label: "swarmnetd")
         guard getuid() == 0 else { throw ValidationError("swarmnetd must run as root (it programs the kernel's network)") }
+        // Workloads and API clients each hold descriptors; and libnftables
+        // needs a few below 1024, kept while they are free (NetfilterSockets).
+        let descriptorLimit = NetfilterSockets.raiseDescriptorLimit()
+        NetfilterSockets.prepare()
 
         let (address, device, mtu) = try Self.underlay(address: dataPathAddr, device: underlayDev)
         let name = nodeName ?? ProcessInfo.processInfo.hostName
@@ -123,11 +135,18 @@ struct Swarmnetd: AsyncParsableCommand {
             logger.warning("/run/netns is a slave mount here (as `ip netns exec` makes it): the sandboxes this daemon creates will not be visible to `ip netns` or other processes. Start swarmnetd with `nsenter --net=...` instead.")
         }
         let daemon = try NodeDaemon(configuration: configuration, logger: logger)
+        // The state directory is this daemon's now; a live socket at the
+        // path is another daemon's all the same (another state directory),
+        // and binding would delete it.
+        if UnixHTTPClient.isServing(socketPath: socket) {
+            throw ValidationError("another daemon is serving \(socket); stop it first, or give this one its own --socket")
+        }
         logger.info("starting", metadata: ["socket": "\(socket)", "dataPath": "\(address)", "underlay": "\(device)",
-                                           "stateDir": "\(stateDir)", "manager": "\(!worker)",
+                                           "stateDir": "\(stateDir)", "manager": "\(!worker)", "descriptorLimit": "\(descriptorLimit)",
                                            "loadBalancer": "\(daemon.balancerKind)"])
+        let limits = HTTPServerLimits(maxBodyBytes: apiMaxBody, idleTimeout: .milliseconds(Int64(apiIdleTimeout * 1000)))
         let api = APIService(
-            server: UnixHTTPServer(path: socket, logger: logger, handler: { request in
+            server: UnixHTTPServer(path: socket, logger: logger, limits: limits, handler: { request in
                 await DockerRouter(backend: daemon, debug: daemon).handle(request)
             }),
             logger: logger)
@@ -141,7 +160,7 @@ struct Swarmnetd: AsyncParsableCommand {
         services.append(.init(service: api))
         if !worker {
             services.append(.init(service: APIService(
-                server: UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger,
+                server: UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger, limits: limits,
                                        handler: { request in await ClusterAPI(daemon: daemon).handle(request) }),
                 logger: logger)))
         }

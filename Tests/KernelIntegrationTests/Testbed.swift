@@ -33,17 +33,25 @@ final class Testbed: @unchecked Sendable {
 
     func socket(_ host: String) -> String { "\(root)/\(host)/api.sock" }
 
+    /// The state directory of `host`'s daemon.
+    func stateDirectory(_ host: String) -> String { "\(root)/\(host)/state" }
+
+    /// nsenter's arguments that run `host`'s daemon in its namespace.
+    func daemonArguments(_ host: String, reconcileInterval: Double = 1, stateDirectory: String? = nil) -> [String] {
+        ["--net=/run/netns/\(lab.prefix)\(host)", "\(binDirectory)/swarmnetd",
+         "--node-name", host, "--state-dir", stateDirectory ?? self.stateDirectory(host), "--socket", socket(host),
+         "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
+         "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"]
+            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"]) + daemonArguments
+    }
+
     /// Starts (or restarts) the daemon of `host` and waits for its API.
-    func start(_ host: String, reconcileInterval: Double = 1) throws {
+    func start(_ host: String, reconcileInterval: Double = 1, stateDirectory: String? = nil) throws {
         let directory = "\(root)/\(host)"
-        try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: stateDirectory ?? self.stateDirectory(host), withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        process.arguments = ["--net=/run/netns/\(lab.prefix)\(host)", "\(binDirectory)/swarmnetd",
-                             "--node-name", host, "--state-dir", directory + "/state", "--socket", socket(host),
-                             "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
-                             "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"]
-            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"]) + daemonArguments
+        process.arguments = daemonArguments(host, reconcileInterval: reconcileInterval, stateDirectory: stateDirectory)
         _ = FileManager.default.createFile(atPath: directory + "/swarmnetd.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/swarmnetd.log"))
         log.seekToEndOfFile()
@@ -62,6 +70,9 @@ final class Testbed: @unchecked Sendable {
         }
         throw CommandFailure(arguments: ["swarmnetd", host], status: -1, stderr: (try? String(contentsOfFile: directory + "/swarmnetd.log", encoding: .utf8)) ?? "")
     }
+
+    /// The process id of `host`'s daemon (nsenter execs it).
+    func pid(_ host: String) -> Int32? { daemons[host].map(\.processIdentifier) }
 
     /// Kills the daemon of `host` with SIGKILL (no clean-up at all).
     func kill9(_ host: String) {

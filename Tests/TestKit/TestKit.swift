@@ -147,3 +147,66 @@ public func listeningTCPSocket(in namespace: NetworkNamespace, port: UInt16, bac
         return fd
     }
 }
+
+/// A connected stream socket to the unix socket at `path` (a daemon's
+/// API), for tests that hold connections open or speak HTTP by hand.
+public func connectedUnixSocket(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw CommandFailed(command: ["socket"], status: errno, stderr: String(cString: strerror(errno))) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        let bytes = Array(path.utf8.prefix(raw.count - 1))
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else {
+        let saved = errno
+        close(fd)
+        throw CommandFailed(command: ["connect", path], status: saved, stderr: String(cString: strerror(saved)))
+    }
+    return fd
+}
+
+/// Sends all of `bytes` on socket `fd`, or throws (never SIGPIPE: the
+/// peer closing is an error to see, not the end of the test process).
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard written > 0 else { throw CommandFailed(command: ["write"], status: errno, stderr: String(cString: strerror(errno))) }
+        offset += written
+    }
+}
+
+/// Reads `fd` until the peer closes it or `seconds` pass; what was read,
+/// and whether the peer closed.
+public func readUntilClosed(_ fd: Int32, seconds: Double) -> (bytes: [UInt8], closed: Bool) {
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 100) == 1 else { continue }
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count <= 0 { return (received, true) }
+        received += buffer[0..<count]
+    }
+    return (received, false)
+}
+
+/// Raises this process's soft descriptor limit to at least `count` (within the hard limit).
+public func raiseDescriptorLimit(to count: UInt64) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, UInt64(limit.rlim_cur) < count else { return }
+    limit.rlim_cur = min(rlim_t(count), limit.rlim_max)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+/// Descriptors process `pid` has open.
+public func openDescriptors(of pid: Int32) -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+}
