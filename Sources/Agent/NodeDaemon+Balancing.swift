@@ -75,8 +75,12 @@ extension NodeDaemon {
         return work
     }
 
-    /// One pass over every balancer; returns what failed (the next pass retries).
-    func reconcileBalancing() async -> [String] {
+    /// One pass over every balancer; returns what failed (the next pass
+    /// retries). A full pass reconciles every balancer with the kernel; a
+    /// change's pass (`full` false) only those whose desired services
+    /// differ from what they last programmed, so a change costs the
+    /// workloads it touches, not every workload on the host (issue 17).
+    func reconcileBalancing(full: Bool = true) async -> [String] {
         let sweepErrors = await sweepLeftoverHostBalancers()
         if state.services.isEmpty && balancers.isEmpty && !configuration.embeddedDNS { return sweepErrors }
         if state.services.values.contains(where: \.isPublished) {
@@ -111,6 +115,10 @@ extension NodeDaemon {
                 _ = registry.remove(stale)
             }
             for item in work {
+                if !full, let programmed = registry.programmed(item.id), programmed == item.services,
+                   registry.existing(item.id, settings: item.settings) != nil {
+                    continue
+                }
                 do {
                     let namespace = NetworkNamespace.path(item.namespacePath)
                     guard namespace.exists else { continue }
@@ -121,6 +129,7 @@ extension NodeDaemon {
                         return try item.settings.open(for: item.role, in: namespace)
                     }
                     let changes = try balancer.reconcile(to: item.services)
+                    registry.setProgrammed(item.id, item.services)
                     if let failure = changes.connectionCleanupError {
                         // The table is right; established connections to a
                         // removed backend live on until the retry succeeds.
@@ -347,16 +356,24 @@ struct BalancerWork: Sendable {
 /// the type Sendable.
 final class BalancerRegistry: @unchecked Sendable {
     private let lock = NSLock()
-    private var open: [String: (settings: BalancerSettings, balancer: any DaemonBalancer)] = [:]
+    /// Each open balancer, with the services its last reconcile programmed
+    /// (nil until one succeeds).
+    private var open: [String: (settings: BalancerSettings, balancer: any DaemonBalancer, programmed: [VirtualService]?)] = [:]
 
     /// The open balancer of `id`, or a new one when there is none or its
     /// settings changed (host-mode ports name their local backends in them).
     func balancer(_ id: String, settings: BalancerSettings, make: () throws -> any DaemonBalancer) throws -> any DaemonBalancer {
         if let existing = existing(id, settings: settings) { return existing }
         let made = try make()
-        lock.withLock { open[id] = (settings, made) }
+        lock.withLock { open[id] = (settings, made, nil) }
         return made
     }
+
+    /// The services the balancer of `id` last programmed, if it is open.
+    func programmed(_ id: String) -> [VirtualService]? { lock.withLock { open[id]?.programmed } }
+
+    /// Records what a reconcile of `id`'s balancer programmed.
+    func setProgrammed(_ id: String, _ services: [VirtualService]) { lock.withLock { open[id]?.programmed = services } }
 
     /// The open balancer of `id` if its settings are still `settings`.
     func existing(_ id: String, settings: BalancerSettings) -> (any DaemonBalancer)? {

@@ -46,7 +46,7 @@ extension NodeDaemon {
             if next != state {
                 let servicesChanged = next.services != state.services
                 try? commit(next)
-                if servicesChanged { wake() }
+                if servicesChanged { wakeForChange() }
             }
         }
         // Follow every network's endpoint table (not only those with local
@@ -65,7 +65,7 @@ extension NodeDaemon {
             let backendsChanged = updated.filter { $0.value.serviceID != nil } != remoteEndpoints.filter { $0.value.serviceID != nil }
             remoteEndpoints = updated
             syncPeersSoon(of: changed)
-            if backendsChanged { wake() }
+            if backendsChanged { wakeForChange() }
         }
     }
 

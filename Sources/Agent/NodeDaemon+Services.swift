@@ -27,7 +27,7 @@ extension NodeDaemon {
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
         }
         publish(record)
-        wake()
+        wakeForChange()
         logger.info("created service", metadata: [
             "service": "\(record.name)", "id": "\(record.id.prefix(12))", "mode": "\(record.endpointMode.rawValue)",
             "vips": "\(record.virtualIPs.map(\.address.description))",
@@ -66,7 +66,7 @@ extension NodeDaemon {
             logger.error("withdrawing service", metadata: ["service": "\(record.name)", "error": "\(error)"])
         }
         for endpoint in localEndpoints() where state.endpoints[endpoint.id] != nil { publish(endpoint) }
-        wake()
+        wakeForChange()
         logger.info("removed service", metadata: ["service": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
 

@@ -11,6 +11,7 @@ import NIOPosix
 import Namespaces
 import Netlink
 import Overlay
+import Synchronization
 
 /// One host's swarmnet: the cluster state it keeps, the Docker-shaped API it
 /// serves, and the reconciler that makes the kernel match the state.
@@ -31,6 +32,8 @@ public actor NodeDaemon: DockerBackend {
     var remoteEndpoints: [String: EndpointRecord] = [:]
     private let wakeReconciler: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
+    /// Whether the next pass is a full resync or only a change's.
+    private let passRequest = PassRequest()
     private let watcher: SandboxWatcher
     /// The gossip layer, once started; nil runs the node alone.
     var gossip: ClusterGossip?
@@ -67,7 +70,10 @@ public actor NodeDaemon: DockerBackend {
         let (wakeups, wakeReconciler) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wakeups = wakeups
         self.wakeReconciler = wakeReconciler
-        watcher = SandboxWatcher(wake: { wakeReconciler.yield() })
+        watcher = SandboxWatcher(wake: { [passRequest] in
+            passRequest.requestFull()
+            wakeReconciler.yield()
+        })
     }
 
     /// A node keeps its identity across restarts. A new state directory
@@ -204,7 +210,7 @@ public actor NodeDaemon: DockerBackend {
                 throw error
             }
         }
-        wake() // starts watching the sandbox's events, programs the balancers
+        wakeForChange() // starts watching the sandbox's events, programs the balancers
     }
 
     /// Allocates (here on a manager, at the manager on a worker), records,
@@ -303,7 +309,7 @@ public actor NodeDaemon: DockerBackend {
            }) {
             await detachEndpoint(meshEndpoint)
         }
-        wake()
+        wakeForChange()
     }
 
     /// Forgets an endpoint (the record first: a reconciler pass must not put
@@ -450,8 +456,18 @@ public actor NodeDaemon: DockerBackend {
 
     // MARK: - Reconciler
 
-    /// Asks the reconciler to run soon (events, changes).
-    public nonisolated func wake() { wakeReconciler.yield() }
+    /// Asks for a full pass soon: every sandbox, endpoint and balancer
+    /// compared with the kernel (the timer, netlink delete events, a failed
+    /// change).
+    public nonisolated func wake() {
+        passRequest.requestFull()
+        wakeReconciler.yield()
+    }
+
+    /// Asks for a change's pass soon: the balancers and DNS tables whose
+    /// desired state changed, and the sandbox watchers. The change itself
+    /// (an endpoint's veth, a network's peers) was made by its request.
+    public nonisolated func wakeForChange() { wakeReconciler.yield() }
 
     /// Runs the reconciler: now, on every wake-up and every interval, until cancelled.
     public func runReconciler() async {
@@ -466,7 +482,7 @@ public actor NodeDaemon: DockerBackend {
             }
             for await _ in wakeups {
                 if Task.isCancelled { break }
-                await reconcileOnce()
+                await reconcileOnce(full: passRequest.takeFull())
             }
             group.cancelAll()
         }
@@ -475,9 +491,12 @@ public actor NodeDaemon: DockerBackend {
     /// One pass: every network with local endpoints gets its sandbox, its
     /// endpoints' veths and exactly the peers it should have; sandboxes no
     /// network needs (left by a crash, or a removed network) are removed;
-    /// endpoints whose workload namespace has gone are forgotten.
+    /// endpoints whose workload namespace has gone are forgotten. A
+    /// change's pass (`full` false) leaves the overlay to the request that
+    /// made the change and reconciles only the balancers and DNS tables
+    /// whose desired state moved.
     @discardableResult
-    public func reconcileOnce() async -> ReconcileReport {
+    public func reconcileOnce(full: Bool = true) async -> ReconcileReport {
         let local = state.endpoints.values.filter { $0.node == nodeID }
         var plan: [(OverlayNetwork, [EndpointRecord], [Peer])] = []
         for record in state.networks.values {
@@ -490,8 +509,8 @@ public actor NodeDaemon: DockerBackend {
         // Unwatch first: a watched namespace would outlive its removal.
         watcher.retain(only: wantedSandboxes)
         defer { watcher.watch(wantedSandboxes) }
-        var outcome: ReconcileReport
-        do {
+        var outcome = ReconcileReport()
+        if full { do {
             outcome = try await worker.run { [driver, plan] in
                 var report = ReconcileReport()
                 for vni in try driver.existingSandboxVNIs() where !wanted.contains(vni) {
@@ -536,7 +555,7 @@ public actor NodeDaemon: DockerBackend {
         } catch {
             logger.error("reconcile failed", metadata: ["error": "\(error)"])
             return ReconcileReport(errors: ["\(error)"])
-        }
+        } }
         for foreign in outcome.foreignSandboxes where !foreignSandboxesLogged.contains(foreign.vni) {
             foreignSandboxesLogged.insert(foreign.vni)
             logger.warning("leaving a sandbox that is not proven to be this node's", metadata: [
@@ -554,7 +573,7 @@ public actor NodeDaemon: DockerBackend {
                 if !configuration.isManager { await releaseAtManager(id) }
             }
         }
-        outcome.errors += await reconcileBalancing()
+        outcome.errors += await reconcileBalancing(full: full)
         if outcome.changed || !outcome.errors.isEmpty {
             logger.notice("reconciled", metadata: [
                 "sandboxesRepaired": "\(outcome.sandboxesRepaired)", "sandboxesRemoved": "\(outcome.sandboxesRemoved)", "endpointsRepaired": "\(outcome.endpointsRepaired)", "endpointsRemoved": "\(outcome.endpointsRemoved)",
@@ -590,6 +609,15 @@ public struct ReconcileReport: Sendable, Equatable {
     public var changed: Bool {
         sandboxesRepaired + sandboxesRemoved + endpointsRepaired + endpointsRemoved + staleEndpoints.count + peerEntriesAdded + peerEntriesRemoved > 0
     }
+}
+
+/// Which pass the reconciler runs next: a full one once any caller asked
+/// for it since the last pass, else a change's.
+final class PassRequest: Sendable {
+    private let full = Mutex(true)
+    func requestFull() { full.withLock { $0 = true } }
+    /// Whether a full pass was asked for; the request is consumed.
+    func takeFull() -> Bool { full.withLock { value in defer { value = false }; return value } }
 }
 
 /// A sandbox another node identity marked (or none did).

@@ -45,11 +45,26 @@ public struct SubnetAllocator: Sendable {
         guard case .v4(let base) = pool.network.address, size >= pool.length, size <= 30 else {
             throw ClusterError.invalidRequest("default address pool \(pool) cannot be cut into /\(size)s")
         }
-        let count = UInt64(1) << UInt64(size - pool.length)
         let step = UInt64(1) << UInt64(32 - size)
-        for index in 0..<count {
-            let candidate = try IPPrefix(address: .v4(IPv4Address(UInt32(UInt64(base.value) + index * step))), length: size)
-            if !taken.contains(where: { $0.overlaps(candidate) }) { return candidate }
+        let end = UInt64(base.value) + (UInt64(1) << UInt64(32 - pool.length))
+        // One walk over the taken ranges in address order, jumping past
+        // each one the candidate meets: comparing every candidate with
+        // every network made the k-th create cost k² checks (130 ms at
+        // 300 networks, issue 17).
+        let ranges = taken.compactMap { prefix -> (first: UInt64, last: UInt64)? in
+            guard case .v4(let network) = prefix.network.address else { return nil }
+            let first = UInt64(network.value)
+            return (first, first + (UInt64(1) << UInt64(32 - prefix.length)) - 1)
+        }.sorted { $0.first < $1.first }
+        var candidate = UInt64(base.value)
+        var index = 0
+        while candidate + step <= end {
+            while index < ranges.count && ranges[index].last < candidate { index += 1 }
+            guard index < ranges.count, ranges[index].first <= candidate + step - 1 else {
+                return try IPPrefix(address: .v4(IPv4Address(UInt32(candidate))), length: size)
+            }
+            // The first aligned subnet after the range met.
+            candidate = (ranges[index].last + 1 + step - 1) / step * step
         }
         throw ClusterError.exhausted("no free /\(size) subnet left in the default address pool \(pool)")
     }

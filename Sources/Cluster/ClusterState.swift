@@ -214,38 +214,3 @@ public struct ClusterState: Codable, Sendable, Equatable {
         }
     }
 }
-
-/// The node's state on disk: one JSON file, replaced atomically (write to a
-/// temporary file, fsync, rename), so a crash leaves the old or the new
-/// state, never half of one.
-public struct StateFile: Sendable {
-    public let path: String
-
-    public init(directory: String) {
-        path = directory + "/state.json"
-    }
-
-    public func load() throws -> ClusterState {
-        guard FileManager.default.fileExists(atPath: path) else { return ClusterState() }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(ClusterState.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-    }
-
-    public func save(_ state: ClusterState) throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(state)
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary]) }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
-    }
-}

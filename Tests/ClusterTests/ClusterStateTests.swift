@@ -88,6 +88,33 @@ import Addressing
         #expect(state.networks.isEmpty)
     }
 
+    /// The allocator's walk over taken ranges gives what checking every
+    /// candidate against every range gives (random taken sets, nested and
+    /// overlapping ranges, host routes outside the pool, a full pool).
+    @Test func subnetAllocationMatchesTheExhaustiveSearch() throws {
+        let allocator = SubnetAllocator(pool: try IPPrefix(parsing: "10.0.0.0/20"), size: 24)
+        var seed: UInt64 = 42
+        func next(_ bound: UInt64) -> UInt64 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return (seed >> 33) % bound
+        }
+        for trial in 0..<300 {
+            var taken: [IPPrefix] = []
+            for _ in 0..<next(trial % 10 == 0 ? 40 : 8) {
+                let length = Int(18 + next(13))
+                let address = UInt32(0x0A00_0000) &+ UInt32(next(1 << 13) << 8) &+ UInt32(next(256))
+                taken.append(try IPPrefix(address: .v4(IPv4Address(address)), length: length).network)
+            }
+            var expected: IPPrefix?
+            for index in 0..<16 {
+                let candidate = try IPPrefix(address: .v4(IPv4Address(0x0A00_0000 + UInt32(index) << 8)), length: 24)
+                if !taken.contains(where: { $0.overlaps(candidate) }) { expected = candidate; break }
+            }
+            let got = try? allocator.allocate(avoiding: taken)
+            #expect(got == expected, "taken \(taken)")
+        }
+    }
+
     @Test func stateFilesRoundTripAtomically() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swarmnet-state-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -97,6 +124,43 @@ import Addressing
         let file = StateFile(directory: directory)
         try file.save(state)
         #expect(try file.load() == state)
+        #expect(try StateFile(directory: directory).load() == state)
         #expect(!FileManager.default.fileExists(atPath: file.path + ".tmp"))
+    }
+
+    /// A change appends what it changed; the snapshot is rewritten only
+    /// when the journal grows past the state; a change torn by a crash is
+    /// not replayed.
+    @Test func changesAreJournalledAndCompacted() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swarmnet-journal-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = StateFile(directory: directory, compactionFloor: 20)
+        var state = try file.load()
+        #expect(state == ClusterState())
+        var snapshots = 0
+        var lastSnapshot = Date.distantPast
+        for index in 0..<30 {
+            _ = try state.createNetwork(.init(name: "n\(index)"), id: "id\(index)", now: now, hostRoutes: [])
+            if index % 3 == 0 { _ = try state.removeNetwork("n\(index)") }
+            try file.save(state)
+            // Every save is on disk: a new reader sees exactly it.
+            #expect(try StateFile(directory: directory).load() == state)
+            let modified = (try? FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date) ?? .distantPast
+            if modified != lastSnapshot { snapshots += 1; lastSnapshot = modified }
+            // The journal never holds more lines than the floor or the state's records.
+            let lines = (FileManager.default.contents(atPath: file.journalPath) ?? Data()).split(separator: UInt8(ascii: "\n")).count
+            #expect(lines <= max(20, state.networks.count))
+        }
+        #expect(snapshots >= 1 && snapshots < 30, "snapshots are written now and then, not per change: \(snapshots)")
+
+        // A torn change: its lines without the commit line are not replayed.
+        let before = try StateFile(directory: directory).load()
+        let handle = try #require(FileHandle(forWritingAtPath: file.journalPath))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"deleted":"id1","kind":"network"}"#.utf8 + [UInt8(ascii: "\n")]))
+        handle.write(Data(#"{"network":{"id":"torn""#.utf8))
+        try handle.close()
+        #expect(try StateFile(directory: directory).load() == before)
     }
 }
