@@ -3,6 +3,7 @@ import Foundation
 import Gossip
 import GossipRuntime
 import Logging
+import Synchronization
 
 /// Carries the cluster's facts between daemons over gossip, the way
 /// libnetwork's NetworkDB does:
@@ -29,6 +30,11 @@ public final class ClusterGossip: Sendable {
 
     public let node: LiveGossipNode
     let logger: Logger
+    /// Endpoint records decoded earlier, by network and key, with the
+    /// bytes they came from: every gossip event reads every endpoint, and
+    /// decoding each one's JSON every time made a host's work per event
+    /// grow with the cluster's endpoints (issue 17).
+    private let decoded = Mutex<[String: (bytes: [UInt8], record: EndpointRecord)]>([:])
 
     public init(name: String, configuration: GossipConfiguration, keyring: Keyring?, logger: Logger) {
         node = LiveGossipNode(name: name, configuration: configuration, keyring: keyring, logger: logger)
@@ -126,9 +132,22 @@ public final class ClusterGossip: Sendable {
 
     /// Endpoint records of every network this node has joined.
     public func endpoints() -> [EndpointRecord] {
-        node.networks().filter { $0 != Self.clusterNetwork }.flatMap { network in
-            node.entries(network: network, table: Self.endpointsTable).compactMap { try? Self.decode(EndpointRecord.self, $0.value) }
+        var seen: [String: (bytes: [UInt8], record: EndpointRecord)] = [:]
+        let known = decoded.withLock { $0 }
+        let records = node.networks().filter { $0 != Self.clusterNetwork }.flatMap { network in
+            node.entries(network: network, table: Self.endpointsTable).compactMap { entry -> EndpointRecord? in
+                let id = network + "/" + entry.key
+                if let cached = known[id], cached.bytes == entry.value {
+                    seen[id] = cached
+                    return cached.record
+                }
+                guard let record = try? Self.decode(EndpointRecord.self, entry.value) else { return nil }
+                seen[id] = (entry.value, record)
+                return record
+            }
         }
+        decoded.withLock { $0 = seen }
+        return records
     }
 
     /// Every change the gossip layer reports (members, entries).

@@ -14,6 +14,8 @@ import DockerAPI
 extension NodeDaemon {
     /// The table in each workload namespace.
     static let workloadTable = "swarmnet"
+    /// Balancers reconciled per turn of the kernel worker in a pass.
+    static let balancersPerTurn = 16
     /// The routing mesh's table (ingress-mode ports) in the daemon's namespace.
     static let meshTable = "swarmnet-mesh"
     /// Host-mode ports: local backends only, never masqueraded, so that the
@@ -97,7 +99,7 @@ extension NodeDaemon {
         let work = balancerWork(plan: plan, mesh: meshGateway != nil)
         let registry = balancers
         let kind = balancerKind
-        let outcome = try? await worker.run { [work] () -> [String] in
+        let removalErrors = try? await worker.run { [work] () -> [String] in
             var errors: [String] = []
             let wanted = Set(work.map(\.id))
             for stale in registry.ids() where !wanted.contains(stale) {
@@ -114,35 +116,44 @@ extension NodeDaemon {
                 }
                 _ = registry.remove(stale)
             }
-            for item in work {
-                if !full, let programmed = registry.programmed(item.id), programmed == item.services,
-                   registry.existing(item.id, settings: item.settings) != nil {
-                    continue
-                }
-                do {
-                    let namespace = NetworkNamespace.path(item.namespacePath)
-                    guard namespace.exists else { continue }
-                    let balancer = try registry.balancer(item.id, settings: item.settings) {
-                        // A daemon restarted with another --lb-backend: the
-                        // old back end's programming of this role goes first.
-                        try kind.retireOtherBackend(of: item.role, in: namespace)
-                        return try item.settings.open(for: item.role, in: namespace)
-                    }
-                    let changes = try balancer.reconcile(to: item.services)
-                    registry.setProgrammed(item.id, item.services)
-                    if let failure = changes.connectionCleanupError {
-                        // The table is right; established connections to a
-                        // removed backend live on until the retry succeeds.
-                        errors.append("\(item.id): deleting conntrack entries of removed backends: \(failure)")
-                    }
-                } catch {
-                    errors.append("\(item.id): \(error)")
-                    _ = registry.remove(item.id) // reopened next pass
-                }
-            }
             return errors
         }
-        return sweepErrors + dnsErrors + (outcome ?? ["the kernel worker has stopped"])
+        let due = full ? work : work.filter { item in
+            registry.programmed(item.id) != item.services || registry.existing(item.id, settings: item.settings) == nil
+        }
+        var outcome = removalErrors ?? ["the kernel worker has stopped"]
+        // A few balancers per turn of the kernel worker: a request (an
+        // attach) waits for one turn, not for the whole pass.
+        for start in stride(from: 0, to: due.count, by: Self.balancersPerTurn) {
+            let turn = Array(due[start..<min(start + Self.balancersPerTurn, due.count)])
+            outcome += (try? await worker.run { () -> [String] in
+                var errors: [String] = []
+                for item in turn {
+                    do {
+                        let namespace = NetworkNamespace.path(item.namespacePath)
+                        guard namespace.exists else { continue }
+                        let balancer = try registry.balancer(item.id, settings: item.settings) {
+                            // A daemon restarted with another --lb-backend: the
+                            // old back end's programming of this role goes first.
+                            try kind.retireOtherBackend(of: item.role, in: namespace)
+                            return try item.settings.open(for: item.role, in: namespace)
+                        }
+                        let changes = try balancer.reconcile(to: item.services)
+                        registry.setProgrammed(item.id, item.services)
+                        if let failure = changes.connectionCleanupError {
+                            // The table is right; established connections to a
+                            // removed backend live on until the retry succeeds.
+                            errors.append("\(item.id): deleting conntrack entries of removed backends: \(failure)")
+                        }
+                    } catch {
+                        errors.append("\(item.id): \(error)")
+                        _ = registry.remove(item.id) // reopened next pass
+                    }
+                }
+                return errors
+            }) ?? ["the kernel worker has stopped"]
+        }
+        return sweepErrors + dnsErrors + outcome
     }
 
     /// Once per run, on the first pass (and each pass until it succeeds): the routing mesh's and the

@@ -528,6 +528,7 @@ public actor NodeDaemon: DockerBackend {
                 for (network, endpoints, peers) in plan {
                     do {
                         if try driver.ensureSandbox(network) { report.sandboxesRepaired += 1 }
+                        let present = try driver.endpointInterfaces(on: network)
                         for endpoint in endpoints {
                             let workload = NetworkNamespace.path(endpoint.namespacePath)
                             guard workload.exists else {
@@ -535,14 +536,14 @@ public actor NodeDaemon: DockerBackend {
                                 report.staleEndpoints.append(endpoint.id)
                                 continue
                             }
-                            if try !driver.hasEndpoint(endpoint.id, on: network) {
+                            if !present.contains(OverlayDriver.hostInterfaceName(endpointID: endpoint.id)) {
                                 try driver.attach(EndpointSpec(id: endpoint.id, workload: workload, address: endpoint.address,
                                                                mac: endpoint.mac, interfaceName: endpoint.workloadInterface,
                                                                defaultRoute: endpoint.isIngressGateway != true), to: network)
                                 report.endpointsRepaired += 1
                             }
                         }
-                        report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: endpoints.map(\.id), on: network)
+                        report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: endpoints.map(\.id), on: network, present: present)
                         let sync = try driver.syncPeers(peers, on: network)
                         report.peerEntriesAdded += sync.added
                         report.peerEntriesRemoved += sync.removed

@@ -18,12 +18,12 @@ import Foundation
 /// - a context is made with them closed just before, so the kernel's
 ///   lowest-free rule puts the new socket there (or lower), after the
 ///   descriptors opened on the way (the namespace's, files nft_ctx_new reads);
-/// - the socket it got is found by comparing the process's netfilter
-///   sockets before and after (by inode, since numbers are reused). Every
-///   netfilter socket swarmnet opens is opened under the same lock
-///   (`MnlSocket`), so the one new socket is the context's. A context whose
-///   socket still landed at 1024 or above (another thread took the slot in
-///   between) is freed and made again.
+/// - the process's netfilter sockets at 1024 and above are compared before
+///   and after (by inode, since numbers are reused). Every netfilter socket
+///   swarmnet opens is opened under the same lock (`MnlSocket`), so a new
+///   one there is the context's: it landed high after all (another thread
+///   took the freed slots in between), and the context is freed and made
+///   again.
 ///
 /// Nothing else in the process uses select(2); the daemon raises its
 /// descriptor limit at start-up (`raiseDescriptorLimit`).
@@ -70,11 +70,10 @@ public enum NetfilterSockets {
                 // Take back at once what `open` left free, before another
                 // thread's socket or connection takes it for good.
                 topUpReserve()
+                // A new netfilter socket at 1024 or above can only be the
+                // context's (ours are opened under the lock).
                 let new = netfilterSockets().subtracting(before)
-                // One new socket, low: the context's. None (it opened none,
-                // or reused a number after a close we cannot tell apart) is
-                // taken as it comes: nothing to check.
-                if new.allSatisfy({ $0.descriptor < selectLimit }) { return made }
+                if new.isEmpty { return made }
                 landed = new.map(\.descriptor).sorted()
                 close(made)
             }
@@ -131,7 +130,10 @@ public enum NetfilterSockets {
         var inode: UInt64
     }
 
-    /// The process's NETLINK_NETFILTER sockets, by descriptor and inode.
+    /// The process's NETLINK_NETFILTER sockets at descriptors of 1024 and
+    /// above, by descriptor and inode: a new one there is the only kind
+    /// that matters, and a process with fewer descriptors pays only the
+    /// directory listing.
     static func netfilterSockets() -> Set<Socket> {
         guard let directory = opendir("/proc/self/fd") else { return [] }
         defer { closedir(directory) }
@@ -139,7 +141,7 @@ public enum NetfilterSockets {
         var found: Set<Socket> = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd != own else { continue }
+            guard let fd = Int32(name), fd >= selectLimit, fd != own else { continue }
             var info = stat()
             guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { continue }
             var domain: Int32 = 0, proto: Int32 = 0

@@ -358,17 +358,28 @@ extension OverlayDriver {
 }
 
 extension OverlayDriver {
+    /// The host-side veths in the network's sandbox, by name: one dump,
+    /// where asking for each endpoint's veth cost a socket in the sandbox
+    /// per endpoint on every pass.
+    public func endpointInterfaces(on network: OverlayNetwork) throws -> Set<String> {
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
+        return Set(try inside.links().map(\.name).filter { $0.hasPrefix("ve-") })
+    }
+
     /// Deletes endpoint veths in the sandbox that belong to no endpoint in
     /// `endpointIDs` (left by a crash between attach and record, or by a
-    /// detach that was recorded but not carried out). Returns how many.
+    /// detach that was recorded but not carried out). `present` is what
+    /// `endpointInterfaces` found. Returns how many.
     @discardableResult
-    public func removeStrayEndpoints(keeping endpointIDs: [String], on network: OverlayNetwork) throws -> Int {
-        let inside = try RouteNetlink(namespace: sandbox(for: network))
+    public func removeStrayEndpoints(keeping endpointIDs: [String], on network: OverlayNetwork, present: Set<String>) throws -> Int {
         let keep = Set(endpointIDs.map(Self.hostInterfaceName))
+        let strays = present.subtracting(keep)
+        guard !strays.isEmpty else { return 0 }
+        let inside = try RouteNetlink(namespace: sandbox(for: network))
         var removed = 0
-        for link in try inside.links() where link.name.hasPrefix("ve-") && !keep.contains(link.name) {
+        for name in strays.sorted() {
             do {
-                try inside.linkDelete(name: link.name)
+                try inside.linkDelete(name: name)
                 removed += 1
             } catch NetlinkError.linkNotFound {}
         }
