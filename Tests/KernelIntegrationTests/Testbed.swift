@@ -27,6 +27,7 @@ final class Testbed: @unchecked Sendable {
             for host in hosts { try start(host.name, reconcileInterval: reconcileInterval) }
         } catch {
             lab.down()
+            try? FileManager.default.removeItem(atPath: "/run/swarmnet-test/\(lab.prefix.dropLast())")
             throw error
         }
     }
@@ -67,6 +68,10 @@ final class Testbed: @unchecked Sendable {
             if (try? docker(host, ["version", "--format", "{{.Server.Version}}"])) != nil { return }
             guard process.isRunning else { break }
             usleep(100_000)
+        }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
         }
         throw CommandFailure(arguments: ["swarmnetd", host], status: -1, stderr: (try? String(contentsOfFile: directory + "/swarmnetd.log", encoding: .utf8)) ?? "")
     }
