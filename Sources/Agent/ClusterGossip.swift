@@ -134,8 +134,9 @@ public final class ClusterGossip: Sendable {
     public func endpoints() -> [EndpointRecord] {
         var seen: [String: (bytes: [UInt8], record: EndpointRecord)] = [:]
         let known = decoded.withLock { $0 }
-        let records = node.networks().filter { $0 != Self.clusterNetwork }.flatMap { network in
-            node.entries(network: network, table: Self.endpointsTable).compactMap { entry -> EndpointRecord? in
+        let joined = Set(node.networks()).subtracting([Self.clusterNetwork])
+        let records = node.entries(table: Self.endpointsTable).filter { joined.contains($0.key) }.flatMap { network, entries in
+            entries.compactMap { entry -> EndpointRecord? in
                 let id = network + "/" + entry.key
                 if let cached = known[id], cached.bytes == entry.value {
                     seen[id] = cached

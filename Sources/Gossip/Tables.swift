@@ -79,6 +79,17 @@ extension GossipNode {
             .map { (key: $0.key.key, owner: $0.value.owner, value: $0.value.value) }
     }
 
+    /// The visible entries of `table` in every network, by network: one
+    /// pass over the store (asking network by network walked the whole
+    /// store once per network, which grew as networks times entries).
+    public func entries(table: String) -> [String: [(key: String, owner: String, value: [UInt8])]] {
+        var found: [String: [(key: String, owner: String, value: [UInt8])]] = [:]
+        for (key, entry) in entries where key.table == table && isVisible(entry) {
+            found[key.network, default: []].append((key: key.key, owner: entry.owner, value: entry.value))
+        }
+        return found.mapValues { $0.sorted { $0.key < $1.key } }
+    }
+
     /// Everything stored, tombstones and suspended entries included, for debugging dumps.
     public var storedEntries: [(key: EntryKey, entry: StoredEntry)] {
         entries.sorted { $0.key < $1.key }.map { (key: $0.key, entry: $0.value) }

@@ -313,6 +313,13 @@ public final class LiveGossipNode: Sendable {
         }
     }
 
+    /// The visible entries of `table` in every network, by network (one pass).
+    public func entries(table: String) -> [String: [Entry]] {
+        state.withLock { state in
+            state.core?.entries(table: table).mapValues { $0.map { Entry(key: $0.key, owner: $0.owner, value: $0.value) } } ?? [:]
+        }
+    }
+
     /// The networks this node has joined.
     public func networks() -> [String] {
         state.withLock { $0.core?.networks ?? [] }

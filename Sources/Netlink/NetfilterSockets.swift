@@ -18,12 +18,13 @@ import Foundation
 /// - a context is made with them closed just before, so the kernel's
 ///   lowest-free rule puts the new socket there (or lower), after the
 ///   descriptors opened on the way (the namespace's, files nft_ctx_new reads);
-/// - the process's netfilter sockets at 1024 and above are compared before
-///   and after (by inode, since numbers are reused). Every netfilter socket
-///   swarmnet opens is opened under the same lock (`MnlSocket`), so a new
-///   one there is the context's: it landed high after all (another thread
-///   took the freed slots in between), and the context is freed and made
-///   again.
+/// - every netfilter socket swarmnet opens is opened under the same lock
+///   (`MnlSocket`), so a netfilter socket found in a freed slot is the
+///   context's. When none is (another thread took the slots in between),
+///   the context is freed and made again, this time comparing the
+///   process's netfilter sockets at 1024 and above before and after (by
+///   inode, since numbers are reused): a new one there is the context's,
+///   landed high, and the context is freed again.
 ///
 /// Nothing else in the process uses select(2); the daemon raises its
 /// descriptor limit at start-up (`raiseDescriptorLimit`).
@@ -55,26 +56,36 @@ public enum NetfilterSockets {
         try lock.withLock {
             let attempts = 4
             var landed: [Int32] = []
-            for _ in 0..<attempts {
+            for attempt in 0..<attempts {
                 topUpReserve()
-                let before = netfilterSockets()
+                // After a first attempt that could not tell where its
+                // socket went, the exact (and costlier) check: a listing
+                // of every descriptor from 1024 up, before and after.
+                let before = attempt == 0 ? nil : netfilterSockets()
                 // All of them: opening the namespace for nft_ctx_new's
                 // thread takes a descriptor too, before the socket.
-                for slot in reserve { Glibc.close(slot) }
+                let freed = reserve
+                for slot in freed { Glibc.close(slot) }
                 reserve = []
                 let made: T
                 do { made = try open() } catch {
                     topUpReserve()
                     throw error
                 }
+                // The usual case, cheap to see: the socket took one of the
+                // freed slots (a netfilter socket there is the context's:
+                // ours are opened under the lock).
+                let inReserve = freed.contains(where: isNetfilterSocket)
                 // Take back at once what `open` left free, before another
                 // thread's socket or connection takes it for good.
                 topUpReserve()
-                // A new netfilter socket at 1024 or above can only be the
-                // context's (ours are opened under the lock).
-                let new = netfilterSockets().subtracting(before)
-                if new.isEmpty { return made }
-                landed = new.map(\.descriptor).sorted()
+                if inReserve { return made }
+                if let before {
+                    // A new netfilter socket at 1024 or above can only be the context's.
+                    let new = netfilterSockets().subtracting(before)
+                    if new.isEmpty { return made }
+                    landed = new.map(\.descriptor).sorted()
+                }
                 close(made)
             }
             throw Exhausted(attempts: attempts, landed: landed)
@@ -125,6 +136,16 @@ public enum NetfilterSockets {
         }
     }
 
+    static func isNetfilterSocket(_ fd: Int32) -> Bool {
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return false }
+        var domain: Int32 = 0, proto: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_NETLINK else { return false }
+        length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &length) == 0 && proto == NETLINK_NETFILTER
+    }
+
     struct Socket: Hashable {
         var descriptor: Int32
         var inode: UInt64
@@ -141,14 +162,9 @@ public enum NetfilterSockets {
         var found: Set<Socket> = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd >= selectLimit, fd != own else { continue }
+            guard let fd = Int32(name), fd >= selectLimit, fd != own, isNetfilterSocket(fd) else { continue }
             var info = stat()
-            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { continue }
-            var domain: Int32 = 0, proto: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_NETLINK else { continue }
-            length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &length) == 0, proto == NETLINK_NETFILTER else { continue }
+            guard fstat(fd, &info) == 0 else { continue }
             found.insert(Socket(descriptor: fd, inode: UInt64(info.st_ino)))
         }
         return found

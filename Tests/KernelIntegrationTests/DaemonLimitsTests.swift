@@ -172,7 +172,7 @@ import Glibc
 
             // The node itself, back with its identity: its leftover (no network wants it now) goes.
             try nodeID.write(toFile: testbed.stateDirectory("h1") + "/node-id", atomically: true, encoding: .utf8)
-            try FileManager.default.removeItem(atPath: testbed.stateDirectory("h1") + "/state.json")
+            for file in ["state.json", "state.journal"] { try? FileManager.default.removeItem(atPath: testbed.stateDirectory("h1") + "/" + file) }
             try testbed.start("h1")
             #expect(eventually(5) { (try? NetworkNamespace.list().contains(sandbox)) == false }, "this node's own leftover is removed")
         }
