@@ -15,7 +15,7 @@ extension NodeDaemon {
     /// The table in each workload namespace.
     static let workloadTable = "swarmnet"
     /// Balancers reconciled per turn of the kernel worker in a pass.
-    static let balancersPerTurn = 16
+    static let balancersPerTurn = 4
     /// The routing mesh's table (ingress-mode ports) in the daemon's namespace.
     static let meshTable = "swarmnet-mesh"
     /// Host-mode ports: local backends only, never masqueraded, so that the

@@ -137,6 +137,10 @@ public actor NodeDaemon: DockerBackend {
         for key in filters.keys where !["name", "id", "driver", "label", "scope", "type"].contains(key) {
             throw APIError(.badRequest, "invalid filter '\(key)'")
         }
+        // Endpoints grouped once: a resource per network filtering every
+        // endpoint made `network ls` networks times endpoints.
+        let local = Dictionary(grouping: state.endpoints.values.filter { $0.node == nodeID }, by: \.networkID)
+        let remote = Dictionary(grouping: remoteEndpoints.values, by: \.networkID)
         return state.networks.values
             .filter { network in
                 (filters["name"].map { names in names.contains { network.name.contains($0) } } ?? true)
@@ -146,7 +150,7 @@ public actor NodeDaemon: DockerBackend {
                     && (filters["label"].map { labels in labels.allSatisfy { Self.matches(label: $0, network.labels) } } ?? true)
             }
             .sorted { $0.created < $1.created }
-            .map(resource)
+            .map { resource($0, local: local[$0.id] ?? [], remote: remote[$0.id] ?? []) }
     }
 
     public func inspectNetwork(_ reference: String) async throws -> NetworkResource {
@@ -412,8 +416,12 @@ public actor NodeDaemon: DockerBackend {
     }
 
     func resource(_ record: NetworkRecord) -> NetworkResource {
-        let local = state.endpoints.values.filter { $0.networkID == record.id && $0.node == nodeID }
-        let remote = remoteEndpoints.values.filter { $0.networkID == record.id }
+        resource(record, local: state.endpoints.values.filter { $0.networkID == record.id && $0.node == nodeID },
+                 remote: remoteEndpoints.values.filter { $0.networkID == record.id })
+    }
+
+    /// The network's resource, given its endpoints here and elsewhere.
+    func resource(_ record: NetworkRecord, local: [EndpointRecord], remote: [EndpointRecord]) -> NetworkResource {
         var peers = Set(remote.map { "\($0.nodeName ?? $0.node) \($0.vtep)" })
         if !local.isEmpty { peers.insert("\(configuration.nodeName) \(configuration.dataPathAddress)") }
         return NetworkResource(

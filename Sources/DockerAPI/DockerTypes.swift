@@ -312,10 +312,9 @@ public struct ErrorResponse: Codable, Sendable {
 
 extension Date {
     /// RFC 3339 with fractional seconds in UTC, as Docker writes times.
-    public var rfc3339: String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: self)
-    }
+    public var rfc3339: String { formatted(Self.rfc3339Style) }
+
+    /// A value, so shared without a lock: making an ISO8601DateFormatter
+    /// per date was a quarter of `network ls` at 1,000 networks.
+    private static let rfc3339Style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
 }
