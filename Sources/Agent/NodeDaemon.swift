@@ -482,10 +482,10 @@ public actor NodeDaemon: DockerBackend {
         if configuration.embeddedDNS { Self.removeOrphanResolvConfs() }
         await reconcileOnce()
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { [configuration, wakeReconciler] in
+            group.addTask { [configuration, self] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: configuration.reconcileInterval)
-                    wakeReconciler.yield()
+                    wake() // the periodic resync is a full pass
                 }
             }
             for await _ in wakeups {
