@@ -620,13 +620,16 @@ final class NFTablesContext: @unchecked Sendable {
         // nft_ctx_new opens the mnl socket: open it on a thread inside the
         // namespace, at a descriptor that select(2) can take.
         let make = { () -> UInt in UInt(bitPattern: nft_ctx_new(0)) }
-        let address = try NetfilterSockets.openBelowSelectLimit({ try namespace.map { try $0.run(make) } ?? make() }) { address in
+        let address = try NetfilterSockets.openBelowSelectLimit({
+            let address = try namespace.map { try $0.run(make) } ?? make()
+            guard address != 0 else {
+                throw LoadBalancerError.unavailable("nft_ctx_new failed in \(namespace?.description ?? "this namespace")")
+            }
+            return address
+        }) { address in
             OpaquePointer(bitPattern: address).map { nft_ctx_free($0) }
         }
-        guard let handle = OpaquePointer(bitPattern: address) else {
-            throw LoadBalancerError.unavailable("nft_ctx_new failed in \(namespace?.description ?? "this namespace")")
-        }
-        self.handle = handle
+        handle = OpaquePointer(bitPattern: address)!
         nft_ctx_buffer_output(handle)
         nft_ctx_buffer_error(handle)
     }
