@@ -16,8 +16,12 @@ public struct NodeConfiguration: Sendable {
     public var vxlanPort: UInt16
     /// The MTU of the underlay; overlays get 50 bytes less.
     public var underlayMTU: UInt32
-    /// How often the reconciler compares desired state with the kernel.
+    /// How often the reconciler compares all desired state with the
+    /// kernel (a full pass); changes and netlink delete events are applied
+    /// as they come, in between.
     public var reconcileInterval: Duration
+    /// How often local backends with a TCP health port are probed.
+    public var healthInterval: Duration
     /// Until the Raft layer is wired in, one node allocates networks.
     public var isManager: Bool
     /// Where a manager serves the cluster API ("HOST:PORT"), published
@@ -34,7 +38,9 @@ public struct NodeConfiguration: Sendable {
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
                 reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil,
-                embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil, loadBalancer: LoadBalancerChoice = .auto) {
+                embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil, loadBalancer: LoadBalancerChoice = .auto,
+                healthInterval: Duration = .seconds(5)) {
+        self.healthInterval = healthInterval
         self.loadBalancer = loadBalancer
         self.embeddedDNS = embeddedDNS
         self.dnsUpstreams = dnsUpstreams

@@ -16,6 +16,9 @@ import Namespaces
 extension NodeDaemon {
     static let healthProbeTimeout: Int32 = 500 // milliseconds
 
+    /// Whether any service asks for TCP health probes.
+    func hasHealthChecks() -> Bool { state.services.values.contains { $0.healthPort != nil } }
+
     func probeLocalBackends() async {
         let local = state.endpoints.values.filter { $0.node == nodeID && $0.serviceID != nil && $0.isIngressGateway != true }
         let ingressID = state.ingressNetwork?.id

@@ -488,6 +488,15 @@ public actor NodeDaemon: DockerBackend {
                     wake() // the periodic resync is a full pass
                 }
             }
+            // Health probes ride a change's pass, on a timer of their own:
+            // the full resync can then be rare (its cost grows with the
+            // workloads) without slowing the probes down.
+            group.addTask { [configuration, self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: configuration.healthInterval)
+                    if await hasHealthChecks() { wakeForChange() }
+                }
+            }
             for await _ in wakeups {
                 if Task.isCancelled { break }
                 await reconcileOnce(full: passRequest.takeFull())

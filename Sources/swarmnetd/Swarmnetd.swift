@@ -47,8 +47,11 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "UDP destination port of VXLAN.")
     var vxlanPort: UInt16 = 4789
 
-    @Option(help: "Seconds between reconciler passes (it also runs on every change).")
-    var reconcileInterval: Double = 5
+    @Option(help: "Seconds between full resyncs, which compare every sandbox, endpoint and balancer with the kernel (changes and netlink delete events are applied as they come).")
+    var reconcileInterval: Double = 30
+
+    @Option(help: "Seconds between TCP health probes of local backends (services created with a health TCP port).")
+    var healthInterval: Double = 5
 
     @Flag(help: "Run as a worker: this node does not allocate networks.")
     var worker = false
@@ -95,6 +98,7 @@ struct Swarmnetd: AsyncParsableCommand {
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
+        guard healthInterval > 0 else { throw ValidationError("--health-interval must be positive") }
         guard apiIdleTimeout > 0 else { throw ValidationError("--api-idle-timeout must be positive") }
         guard apiMaxBody > 0 else { throw ValidationError("--api-max-body must be positive") }
         guard ["lan", "fast"].contains(gossipProfile) else { throw ValidationError("--gossip-profile is lan or fast") }
@@ -126,7 +130,7 @@ struct Swarmnetd: AsyncParsableCommand {
             reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
             clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)",
             embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream,
-            loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!)
+            loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!, healthInterval: .milliseconds(Int(healthInterval * 1000)))
         try FileManager.default.createDirectory(
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])

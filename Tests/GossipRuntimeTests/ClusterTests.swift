@@ -10,13 +10,13 @@ struct ClusterTests {
         try await withCluster(4) { nodes in
             try await waitForMembership(nodes)
             for node in nodes { try node.joinNetwork("net1") }
-            try await eventually("every node to see 4 members of net1", within: .seconds(2)) {
+            try await eventually("every node to see 4 members of net1", within: .seconds(5)) {
                 nodes.allSatisfy { $0.dump().networks.first?.members.count == 4 }
             }
             var changes = nodes[3].changes(network: "net1", table: "endpoints").makeAsyncIterator()
 
             try nodes[0].put(network: "net1", table: "endpoints", key: "ep1", value: Array("10.0.0.2".utf8))
-            let spread = try await eventually("the entry on every node", within: .seconds(2)) {
+            let spread = try await eventually("the entry on every node", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "endpoints") == [.init(key: "ep1", owner: "n0", value: Array("10.0.0.2".utf8))] }
             }
             print("put reached 4 nodes in \(spread)")
@@ -24,13 +24,13 @@ struct ClusterTests {
             #expect(created == TableChange(kind: .created, network: "net1", table: "endpoints", key: "ep1", owner: "n0", value: Array("10.0.0.2".utf8)))
 
             try nodes[0].put(network: "net1", table: "endpoints", key: "ep1", value: Array("10.0.0.3".utf8))
-            try await eventually("the update on every node", within: .seconds(2)) {
+            try await eventually("the update on every node", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "endpoints").first?.value == Array("10.0.0.3".utf8) }
             }
             #expect(await changes.next()?.kind == .updated)
 
             try nodes[0].delete(network: "net1", table: "endpoints", key: "ep1")
-            try await eventually("the entry gone from every node", within: .seconds(2)) {
+            try await eventually("the entry gone from every node", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "endpoints").isEmpty }
             }
             let deleted = await changes.next()
@@ -47,11 +47,11 @@ struct ClusterTests {
             try nodes[0].joinNetwork("a")
             try nodes[1].joinNetwork("a")
             try nodes[2].joinNetwork("b")
-            try await eventually("n1 to see n0 in network a", within: .seconds(2)) {
+            try await eventually("n1 to see n0 in network a", within: .seconds(5)) {
                 nodes[1].dump(network: "a").networks.first?.members.count == 2
             }
             try nodes[0].put(network: "a", table: "t", key: "k", value: [1])
-            try await eventually("the entry on n1", within: .seconds(2)) { nodes[1].entries(network: "a", table: "t").count == 1 }
+            try await eventually("the entry on n1", within: .seconds(5)) { nodes[1].entries(network: "a", table: "t").count == 1 }
             #expect(throws: GossipTableError.self) { try nodes[1].put(network: "a", table: "t", key: "k", value: [2]) }
             #expect(throws: GossipTableError.self) { try nodes[2].put(network: "a", table: "t", key: "x", value: [2]) }
             // Well past several gossip and push-pull rounds.
@@ -65,16 +65,16 @@ struct ClusterTests {
         try await withCluster(3) { nodes in
             try await waitForMembership(nodes)
             for node in nodes { try node.joinNetwork("net1") }
-            try await eventually("net1 membership", within: .seconds(2)) {
+            try await eventually("net1 membership", within: .seconds(5)) {
                 nodes.allSatisfy { $0.dump().networks.first?.members.count == 3 }
             }
             try nodes[2].put(network: "net1", table: "t", key: "mine", value: [7])
-            try await eventually("n2's entry everywhere", within: .seconds(2)) {
+            try await eventually("n2's entry everywhere", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "t").count == 1 }
             }
             try await nodes[2].leave()
             await nodes[2].shutdown()
-            try await eventually("n2 seen as left", within: .seconds(2)) {
+            try await eventually("n2 seen as left", within: .seconds(5)) {
                 nodes[0..<2].allSatisfy { $0.members().first { $0.name == "n2" }?.status == .left }
             }
             #expect(nodes[0..<2].allSatisfy { $0.entries(network: "net1", table: "t").isEmpty })

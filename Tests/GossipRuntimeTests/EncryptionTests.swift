@@ -98,7 +98,7 @@ struct EncryptedClusterTests {
             try await waitForMembership(nodes)
             for node in nodes { try node.joinNetwork("net1") }
             try nodes[1].put(network: "net1", table: "t", key: "before", value: [1])
-            try await eventually("the first entry everywhere", within: .seconds(2)) {
+            try await eventually("the first entry everywhere", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "t").count == 1 }
             }
             // Install everywhere, then switch, then remove: gossip runs throughout.
@@ -112,7 +112,7 @@ struct EncryptedClusterTests {
             try await Task.sleep(for: .milliseconds(200))
             for node in nodes { try node.removeKey(old) }
             try nodes[3].put(network: "net1", table: "t", key: "after", value: [3])
-            try await eventually("all three entries everywhere", within: .seconds(2)) {
+            try await eventually("all three entries everywhere", within: .seconds(5)) {
                 nodes.allSatisfy { $0.entries(network: "net1", table: "t").map(\.key) == ["after", "before", "during"] }
             }
             // Past a few probe and push-pull rounds on the new key alone.
