@@ -527,53 +527,14 @@ public actor NodeDaemon: DockerBackend {
         watcher.retain(only: wantedSandboxes)
         defer { watcher.watch(wantedSandboxes) }
         var outcome = ReconcileReport()
-        if full { do {
-            outcome = try await worker.run { [driver, plan] in
-                var report = ReconcileReport()
-                for vni in try driver.existingSandboxVNIs() where !wanted.contains(vni) {
-                    // Only what is proven to be this node's goes: a sandbox
-                    // of another identity (a fresh --state-dir with the same
-                    // prefix) still serves its workloads.
-                    let owner = try driver.sandboxOwner(vni: vni)
-                    guard owner == driver.owner else {
-                        report.foreignSandboxes.append(ForeignSandbox(vni: vni, owner: owner))
-                        continue
-                    }
-                    try driver.removeSandbox(vni: vni)
-                    report.sandboxesRemoved += 1
-                }
-                for (network, endpoints, peers) in plan {
-                    do {
-                        if try driver.ensureSandbox(network) { report.sandboxesRepaired += 1 }
-                        let present = try driver.endpointInterfaces(on: network)
-                        for endpoint in endpoints {
-                            let workload = NetworkNamespace.path(endpoint.namespacePath)
-                            guard workload.exists else {
-                                try driver.detach(endpointID: endpoint.id, from: network)
-                                report.staleEndpoints.append(endpoint.id)
-                                continue
-                            }
-                            if !present.contains(OverlayDriver.hostInterfaceName(endpointID: endpoint.id)) {
-                                try driver.attach(EndpointSpec(id: endpoint.id, workload: workload, address: endpoint.address,
-                                                               mac: endpoint.mac, interfaceName: endpoint.workloadInterface,
-                                                               defaultRoute: endpoint.isIngressGateway != true), to: network)
-                                report.endpointsRepaired += 1
-                            }
-                        }
-                        report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: endpoints.map(\.id), on: network, present: present)
-                        let sync = try driver.syncPeers(peers, on: network)
-                        report.peerEntriesAdded += sync.added
-                        report.peerEntriesRemoved += sync.removed
-                    } catch {
-                        report.errors.append("network \(network.id.prefix(12)): \(error)")
-                    }
-                }
-                return report
+        if full {
+            do {
+                outcome = try await worker.run { [driver, plan] in try Self.reconcileOverlay(plan, keeping: wanted, driver: driver) }
+            } catch {
+                logger.error("reconcile failed", metadata: ["error": "\(error)"])
+                return ReconcileReport(errors: ["\(error)"])
             }
-        } catch {
-            logger.error("reconcile failed", metadata: ["error": "\(error)"])
-            return ReconcileReport(errors: ["\(error)"])
-        } }
+        }
         for foreign in outcome.foreignSandboxes where !foreignSandboxesLogged.contains(foreign.vni) {
             foreignSandboxesLogged.insert(foreign.vni)
             logger.warning("leaving a sandbox that is not proven to be this node's", metadata: [
@@ -599,6 +560,53 @@ public actor NodeDaemon: DockerBackend {
                 "peerEntriesRemoved": "\(outcome.peerEntriesRemoved)", "errors": "\(outcome.errors)"])
         }
         return outcome
+    }
+
+    /// The overlay part of a full pass, on the kernel worker: sandboxes no
+    /// network wants and that are this node's go; every wanted network's
+    /// sandbox, endpoint veths and peers are made to match `plan`.
+    private static func reconcileOverlay(_ plan: [(OverlayNetwork, [EndpointRecord], [Peer])], keeping wanted: Set<UInt32>,
+                                         driver: OverlayDriver) throws -> ReconcileReport {
+        var report = ReconcileReport()
+        for vni in try driver.existingSandboxVNIs() where !wanted.contains(vni) {
+            // Only what is proven to be this node's goes: a sandbox
+            // of another identity (a fresh --state-dir with the same
+            // prefix) still serves its workloads.
+            let owner = try driver.sandboxOwner(vni: vni)
+            guard owner == driver.owner else {
+                report.foreignSandboxes.append(ForeignSandbox(vni: vni, owner: owner))
+                continue
+            }
+            try driver.removeSandbox(vni: vni)
+            report.sandboxesRemoved += 1
+        }
+        for (network, endpoints, peers) in plan {
+            do {
+                if try driver.ensureSandbox(network) { report.sandboxesRepaired += 1 }
+                let present = try driver.endpointInterfaces(on: network)
+                for endpoint in endpoints {
+                    let workload = NetworkNamespace.path(endpoint.namespacePath)
+                    guard workload.exists else {
+                        try driver.detach(endpointID: endpoint.id, from: network)
+                        report.staleEndpoints.append(endpoint.id)
+                        continue
+                    }
+                    if !present.contains(OverlayDriver.hostInterfaceName(endpointID: endpoint.id)) {
+                        try driver.attach(EndpointSpec(id: endpoint.id, workload: workload, address: endpoint.address,
+                                                       mac: endpoint.mac, interfaceName: endpoint.workloadInterface,
+                                                       defaultRoute: endpoint.isIngressGateway != true), to: network)
+                        report.endpointsRepaired += 1
+                    }
+                }
+                report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: endpoints.map(\.id), on: network, present: present)
+                let sync = try driver.syncPeers(peers, on: network)
+                report.peerEntriesAdded += sync.added
+                report.peerEntriesRemoved += sync.removed
+            } catch {
+                report.errors.append("network \(network.id.prefix(12)): \(error)")
+            }
+        }
+        return report
     }
 
     public func shutdown() async {
