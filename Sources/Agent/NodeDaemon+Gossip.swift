@@ -51,11 +51,21 @@ extension NodeDaemon {
         }
         // Follow every network's endpoint table (not only those with local
         // endpoints, as NetworkDB does): allocation needs the addresses in use.
-        let joined = Set(gossip.node.networks())
-        for id in state.networks.keys where !joined.contains(id) { try? gossip.node.joinNetwork(id) }
-        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil
-            && !state.endpoints.values.contains(where: { $0.networkID == id }) {
-            try? gossip.node.leaveNetwork(id)
+        // Only when the networks or endpoints changed since the last time:
+        // this runs on every gossip event, and walking every network each
+        // time made a network create cost more with every network (issue
+        // 17). Unchanged dictionaries compare equal at once (same storage).
+        if gossipFollows?.networks != state.networks || gossipFollows?.endpoints != state.endpoints {
+            let joined = Set(gossip.node.networks())
+            var followed = true // a failure is tried again on the next event
+            for id in state.networks.keys where !joined.contains(id) {
+                do { try gossip.node.joinNetwork(id) } catch { followed = false }
+            }
+            let endpointNetworks = Set(state.endpoints.values.map(\.networkID))
+            for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil && !endpointNetworks.contains(id) {
+                do { try gossip.node.leaveNetwork(id) } catch { followed = false }
+            }
+            gossipFollows = followed ? (state.networks, state.endpoints) : nil
         }
         let remote = gossip.endpoints().filter { $0.node != nodeID }
         let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })

@@ -30,6 +30,9 @@ public actor NodeDaemon: DockerBackend {
     var state: ClusterState
     /// Endpoints on other nodes, as gossip reports them.
     var remoteEndpoints: [String: EndpointRecord] = [:]
+    /// The networks and endpoints the gossip layer's network memberships
+    /// were last made to follow (`refreshFromGossip`).
+    var gossipFollows: (networks: [String: NetworkRecord], endpoints: [String: EndpointRecord])?
     private let wakeReconciler: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
     /// Whether the next pass is a full resync or only a change's.
@@ -126,7 +129,7 @@ public actor NodeDaemon: DockerBackend {
                     isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:]),
                 id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         }
-        try commit(next)
+        try commit(next, touching: [.network(record.id)])
         publish(record)
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
@@ -166,7 +169,7 @@ public actor NodeDaemon: DockerBackend {
         // before the await, which would undo concurrent changes).
         var next = state
         _ = try Self.mapping { try next.removeNetwork(record.id) }
-        try commit(next)
+        try commit(next, touching: [.network(record.id)])
         try? gossip?.withdraw(networkID: record.id)
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
@@ -258,7 +261,7 @@ public actor NodeDaemon: DockerBackend {
             next.endpoints[endpoint.id] = endpoint
         }
         let network = try overlayNetwork(record)
-        try commit(next)
+        try commit(next, touching: [.endpoint(endpoint.id)])
         let peers = peers(of: record.id)
         let attached: AttachedEndpoint?
         do {
@@ -277,7 +280,7 @@ public actor NodeDaemon: DockerBackend {
         } catch {
             var undo = state
             undo.endpoints[endpoint.id] = nil
-            try? commit(undo)
+            try? commit(undo, touching: [.endpoint(endpoint.id)])
             if !configuration.isManager { await releaseAtManager(endpoint.id) }
             wake()
             throw APIError(.internalServerError, "attaching \(name) to network \(record.name): \(error)")
@@ -286,7 +289,7 @@ public actor NodeDaemon: DockerBackend {
             var named = state
             named.endpoints[endpoint.id]?.hostInterface = attached.hostInterface
             named.endpoints[endpoint.id]?.workloadInterface = attached.workloadInterface
-            try commit(named)
+            try commit(named, touching: [.endpoint(endpoint.id)])
         }
         if let recorded = state.endpoints[endpoint.id] { publish(recorded) }
         logger.info("attached endpoint", metadata: ["network": "\(record.name)", "container": "\(name)",
@@ -323,7 +326,7 @@ public actor NodeDaemon: DockerBackend {
         guard let record = state.networks[endpoint.networkID], let network = try? overlayNetwork(record) else { return }
         var next = state
         next.endpoints[endpoint.id] = nil
-        try? commit(next)
+        try? commit(next, touching: [.endpoint(endpoint.id)])
         let last = !state.endpoints.values.contains { $0.networkID == endpoint.networkID && $0.node == nodeID }
         try? gossip?.withdraw(endpoint: endpoint, lastOnNetwork: last)
         if !configuration.isManager { await releaseAtManager(endpoint.id) }
@@ -371,8 +374,11 @@ public actor NodeDaemon: DockerBackend {
 
     // MARK: - State
 
-    func commit(_ next: ClusterState) throws {
-        try stateFile.save(next)
+    /// Makes `next` the state, on disk first. `touching` names every
+    /// record the change can have touched, where the caller knows them
+    /// (see `StateFile.save`).
+    func commit(_ next: ClusterState, touching records: [RecordReference]? = nil) throws {
+        try stateFile.save(next, touching: records)
         state = next
     }
 

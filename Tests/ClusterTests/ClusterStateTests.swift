@@ -154,6 +154,14 @@ import Addressing
         }
         #expect(snapshots >= 1 && snapshots < 30, "snapshots are written now and then, not per change: \(snapshots)")
 
+        // A save that names the records it touched journals just those.
+        _ = try state.createNetwork(.init(name: "named"), id: "named-id", now: now, hostRoutes: [])
+        try file.save(state, touching: [.network("named-id")])
+        #expect(try StateFile(directory: directory).load() == state)
+        _ = try state.removeNetwork("named")
+        try file.save(state, touching: [.network("named-id")])
+        #expect(try StateFile(directory: directory).load() == state)
+
         // A torn change: its lines without the commit line are not replayed.
         let before = try StateFile(directory: directory).load()
         let handle = try #require(FileHandle(forWritingAtPath: file.journalPath))
