@@ -250,15 +250,16 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         if head.method != .HEAD && response.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        // The state moves on before the end is written: NIO's pipelining
+        // handler delivers a request it held back as soon as it is.
         if keepAlive {
             state = .idle
             arm(limits.idleTimeout, context: context, reason: "no complete request head")
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
             state = .closing
             let channel = context.channel
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

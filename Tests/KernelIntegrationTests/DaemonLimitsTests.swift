@@ -86,6 +86,15 @@ import Glibc
                 let object = try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]
                 #expect(((object?["Labels"] as? [String: String])?["big"])?.count == label.count)
             }
+            // Two requests sent at once on one connection (pipelined) get two answers, in order.
+            let fd = try connectedUnixSocket(testbed.socket("h1"))
+            defer { close(fd) }
+            try writeAll(fd, Array("GET /_ping HTTP/1.1\r\nHost: x\r\n\r\nGET /networks/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+            let both = readUntilClosed(fd, seconds: 10)
+            let text = String(decoding: both.bytes, as: UTF8.self)
+            #expect(both.closed)
+            #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "two answers: \(text.prefix(300))")
+            #expect(text.hasSuffix("}\n") || text.hasSuffix("}"), "the second answer is whole")
         }
     }
 
