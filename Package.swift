@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "Addressing"]),
         .testTarget(
             name: "KernelIntegrationTests",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "TestKit", "swarmnet", "swarmnetd"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "Inspect", "Overlay", "Lab", "CTestSupport", "TestKit", "DockerAPI", "swarmnet", "swarmnetd"]),
 
         // Load balancing: the IPVS back end over generic netlink and its tests
         // (IPVSKernelTests need IPVS: scripts/test-ipvs runs them in scripts/ipvs-vm).

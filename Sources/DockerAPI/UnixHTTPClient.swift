@@ -53,7 +53,7 @@ public struct UnixHTTPClient: Sendable {
     }
 
     private func connected() throws -> Int32 {
-        guard let tcp else { return try connectedUnix() }
+        guard let tcp else { return try Self.connectedSocket(path: socketPath) }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
@@ -81,13 +81,15 @@ public struct UnixHTTPClient: Sendable {
     /// `socketPath` (a daemon is serving it); false for no file, a stale
     /// file, or anything else.
     public static func isServing(socketPath: String) -> Bool {
-        guard let fd = try? UnixHTTPClient(socketPath: socketPath).connectedUnix() else { return false }
+        guard let fd = try? connectedSocket(path: socketPath) else { return false }
         close(fd)
         return true
     }
 
-    private func connectedUnix() throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    /// A stream socket connected to the unix socket at `path`; the caller
+    /// closes it (tests hold many, or speak HTTP through it by hand).
+    public static func connectedSocket(path socketPath: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

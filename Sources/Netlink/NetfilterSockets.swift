@@ -136,14 +136,18 @@ public enum NetfilterSockets {
         }
     }
 
-    static func isNetfilterSocket(_ fd: Int32) -> Bool {
+    static func isNetfilterSocket(_ fd: Int32) -> Bool { netfilterSocketInode(fd) != nil }
+
+    /// The socket's inode when `fd` is a NETLINK_NETFILTER socket.
+    static func netfilterSocketInode(_ fd: Int32) -> UInt64? {
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return false }
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
         var domain: Int32 = 0, proto: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_NETLINK else { return false }
+        guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_NETLINK else { return nil }
         length = socklen_t(MemoryLayout<Int32>.size)
-        return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &length) == 0 && proto == NETLINK_NETFILTER
+        guard getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &length) == 0, proto == NETLINK_NETFILTER else { return nil }
+        return UInt64(info.st_ino)
     }
 
     struct Socket: Hashable {
@@ -162,10 +166,8 @@ public enum NetfilterSockets {
         var found: Set<Socket> = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd >= selectLimit, fd != own, isNetfilterSocket(fd) else { continue }
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { continue }
-            found.insert(Socket(descriptor: fd, inode: UInt64(info.st_ino)))
+            guard let fd = Int32(name), fd >= selectLimit, fd != own, let inode = netfilterSocketInode(fd) else { continue }
+            found.insert(Socket(descriptor: fd, inode: inode))
         }
         return found
     }

@@ -163,10 +163,13 @@ public struct OverlayDriver: Sendable {
 
     // MARK: - Endpoints
 
+    /// What every endpoint's host-side veth is named with.
+    static let hostInterfacePrefix = "ve-"
+
     /// The host-side veth of an endpoint: "ve-" and the first 8 characters
     /// of its id (15 bytes at most, as interface names must be).
     public static func hostInterfaceName(endpointID: String) -> String {
-        "ve-" + String(endpointID.filter { $0.isLetter || $0.isNumber }.prefix(8))
+        hostInterfacePrefix + String(endpointID.filter { $0.isLetter || $0.isNumber }.prefix(8))
     }
 
     /// Attaches a workload namespace to the network: a veth from the
@@ -363,7 +366,7 @@ extension OverlayDriver {
     /// per endpoint on every pass.
     public func endpointInterfaces(on network: OverlayNetwork) throws -> Set<String> {
         let inside = try RouteNetlink(namespace: sandbox(for: network))
-        return Set(try inside.links().map(\.name).filter { $0.hasPrefix("ve-") })
+        return Set(try inside.links().map(\.name).filter { $0.hasPrefix(Self.hostInterfacePrefix) })
     }
 
     /// Deletes endpoint veths in the sandbox that belong to no endpoint in

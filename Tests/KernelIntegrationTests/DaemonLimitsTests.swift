@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import DockerAPI
 import Namespaces
 import TestKit
 #if canImport(Glibc)
@@ -23,7 +24,7 @@ import Glibc
             try testbed.swarmnet("h1", ["service", "create", "--network", "web", "svc"])
             var held: [Int32] = []
             defer { held.forEach { close($0) } }
-            for _ in 0..<1_100 { held.append(try connectedUnixSocket(testbed.socket("h1"))) }
+            for _ in 0..<1_100 { held.append(try UnixHTTPClient.connectedSocket(path: testbed.socket("h1"))) }
             #expect(eventually(10) { openDescriptors(of: pid) > 1_100 }, "the daemon holds the connections: \(openDescriptors(of: pid))")
 
             // Each backend's namespace gets a table through libnftables.
@@ -87,7 +88,7 @@ import Glibc
                 #expect(((object?["Labels"] as? [String: String])?["big"])?.count == label.count)
             }
             // Two requests sent at once on one connection (pipelined) get two answers, in order.
-            let fd = try connectedUnixSocket(testbed.socket("h1"))
+            let fd = try UnixHTTPClient.connectedSocket(path: testbed.socket("h1"))
             defer { close(fd) }
             try writeAll(fd, Array("GET /_ping HTTP/1.1\r\nHost: x\r\n\r\nGET /networks/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
             let both = readUntilClosed(fd, seconds: 10)
@@ -105,7 +106,7 @@ import Glibc
             let pid = try #require(testbed.pid("h1"))
             let before = residentKilobytes(pid)
             // 200 MB announced: refused before any of it is read.
-            let fd = try connectedUnixSocket(testbed.socket("h1"))
+            let fd = try UnixHTTPClient.connectedSocket(path: testbed.socket("h1"))
             defer { close(fd) }
             try writeAll(fd, Array("POST /networks/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200000000\r\n\r\n{".utf8))
             let refused = readUntilClosed(fd, seconds: 5)
@@ -113,7 +114,7 @@ import Glibc
             #expect(String(decoding: refused.bytes, as: UTF8.self).contains("request body too large: the limit is 1048576 bytes"))
             #expect(refused.closed)
             // Chunked, no length: cut off when the limit is passed.
-            let chunked = try connectedUnixSocket(testbed.socket("h1"))
+            let chunked = try UnixHTTPClient.connectedSocket(path: testbed.socket("h1"))
             defer { close(chunked) }
             try writeAll(chunked, Array("POST /networks/create HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
             let chunk = Array("100000\r\n".utf8) + [UInt8](repeating: 0x20, count: 0x100000) + Array("\r\n".utf8)
@@ -127,7 +128,7 @@ import Glibc
             var slow: [Int32] = []
             defer { slow.forEach { close($0) } }
             for _ in 0..<50 {
-                let fd = try connectedUnixSocket(testbed.socket("h1"))
+                let fd = try UnixHTTPClient.connectedSocket(path: testbed.socket("h1"))
                 try writeAll(fd, Array("GET /version HTTP/1.1\r\nHost: x\r\n".utf8))
                 slow.append(fd)
             }
@@ -218,7 +219,7 @@ import Glibc
 
     /// One request with `Connection: close`, read to the end.
     func httpExchange(_ socket: String, _ method: String, _ path: String, body: String? = nil) throws -> Exchange {
-        let fd = try connectedUnixSocket(socket)
+        let fd = try UnixHTTPClient.connectedSocket(path: socket)
         defer { close(fd) }
         let payload = Array((body ?? "").utf8)
         var head = "\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"

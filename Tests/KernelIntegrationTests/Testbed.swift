@@ -19,15 +19,17 @@ final class Testbed: @unchecked Sendable {
     init(hosts count: Int, reconcileInterval: Double = 1, daemonArguments: [String] = []) throws {
         self.daemonArguments = daemonArguments
         try TestHost.requireRoot()
-        lab = Lab(prefix: TestHost.uniqueName() + "-")
-        root = "/run/swarmnet-test/\(lab.prefix.dropLast())"
+        let lab = Lab(prefix: TestHost.uniqueName() + "-")
+        let root = "/run/swarmnet-test/\(lab.prefix.dropLast())"
+        self.lab = lab
+        self.root = root
         binDirectory = URL(fileURLWithPath: TestHost.swarmnetExecutable).deletingLastPathComponent().path
         do {
             hosts = try lab.up(hosts: count)
             for host in hosts { try start(host.name, reconcileInterval: reconcileInterval) }
         } catch {
             lab.down()
-            try? FileManager.default.removeItem(atPath: "/run/swarmnet-test/\(lab.prefix.dropLast())")
+            try? FileManager.default.removeItem(atPath: root)
             throw error
         }
     }

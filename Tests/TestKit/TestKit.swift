@@ -148,29 +148,6 @@ public func listeningTCPSocket(in namespace: NetworkNamespace, port: UInt16, bac
     }
 }
 
-/// A connected stream socket to the unix socket at `path` (a daemon's
-/// API), for tests that hold connections open or speak HTTP by hand.
-public func connectedUnixSocket(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw CommandFailed(command: ["socket"], status: errno, stderr: String(cString: strerror(errno))) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        let bytes = Array(path.utf8.prefix(raw.count - 1))
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
-    }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard connected == 0 else {
-        let saved = errno
-        close(fd)
-        throw CommandFailed(command: ["connect", path], status: saved, stderr: String(cString: strerror(saved)))
-    }
-    return fd
-}
-
 /// Sends all of `bytes` on socket `fd`, or throws (never SIGPIPE: the
 /// peer closing is an error to see, not the end of the test process).
 public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
