@@ -25,6 +25,8 @@ let package = Package(
             name: "CLibMnl", path: "CShims/CLibMnl", pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]),
         .target(name: "CNetlinkShim", path: "CShims/CNetlinkShim"),
+        .target(name: "CExecutorShim", path: "CShims/CExecutorShim"),
+        .systemLibrary(name: "CZlib", path: "CShims/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Libraries.
         .target(name: "Addressing"),
@@ -46,9 +48,18 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing", "GossipRuntime", "Gossip", "LoadBalancing", "DNS",
+                "TaskExecution",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "TaskExecution",
+            dependencies: [
+                "CZlib", "CExecutorShim", "Namespaces",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(name: "swarmnet-shim", dependencies: ["CExecutorShim"]),
         .target(name: "Lab", dependencies: ["Netlink", "Namespaces", "Addressing"]),
         .target(name: "Gossip"),
         .target(
@@ -79,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnetd",
             dependencies: [
-                "Agent", "DockerAPI", "Netlink", "Addressing",
+                "Agent", "DockerAPI", "Netlink", "Addressing", "swarmnet-shim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -73,6 +73,21 @@ public struct BalancingPlan: Sendable, Equatable {
                     virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
                 }
             }
+            // Containers by name, on the networks this workload shares with
+            // them, as Docker's user-defined networks resolve them (a
+            // service's name wins over a container's).
+            var containers: [String: [String: [IPAddress]]] = [:]
+            for endpoint in endpoints where networkIDs.contains(endpoint.networkID) && endpoint.isIngressGateway != true {
+                let name = endpoint.name.lowercased()
+                guard Self.isHostName(name), names[name] == nil else { continue }
+                containers[name, default: [:]][endpoint.networkID, default: []].append(endpoint.address.address)
+            }
+            for (name, byNetwork) in containers {
+                names[name] = byNetwork.sorted { $0.key < $1.key }.map { networkID, addresses in
+                    Name(networkName: networks[networkID]?.name ?? networkID, endpointMode: .dnsrr, virtualIPs: [],
+                         backends: addresses.sorted(by: Self.order))
+                }
+            }
             plan.workloads[path] = virtualServices.sorted { $0.key < $1.key }
             plan.names[path] = names
         }
@@ -92,6 +107,13 @@ public struct BalancingPlan: Sendable, Equatable {
             }
         }
         return plan
+    }
+
+    /// Whether a container's name can be looked up by DNS (a namespace
+    /// named by path, say, cannot).
+    static func isHostName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 63 && name.first != "-"
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }
     }
 
     /// A VIP balances the service's target ports (one virtual service per

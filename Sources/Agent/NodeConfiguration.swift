@@ -34,6 +34,10 @@ public struct NodeConfiguration: Sendable {
     public var dnsUpstreams: [String]?
     /// Which kernel balancer programs VIPs and published ports.
     public var loadBalancer: LoadBalancerChoice
+    /// The OCI runtime tasks run with (`runc`, or a path).
+    public var runtime: String = "runc"
+    /// The runtime's state directory (`runc --root`), this daemon's own.
+    public var runtimeRoot: String = "/run/swarmnet/runc"
 
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,

@@ -41,17 +41,27 @@ public struct DockerRouter: Sendable {
 
     public let backend: DockerBackend
     public let debug: SwarmnetDebugBackend?
+    public let containers: ContainerBackend?
 
-    public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil) {
+    public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil, containers: ContainerBackend? = nil) {
         self.backend = backend
         self.debug = debug
+        self.containers = containers
+    }
+
+    /// Requests whose bodies are tarballs, which the server writes to a
+    /// file (`BodySpool`): `docker load` and `docker import`.
+    public static func spoolsBody(_ method: HTTPMethod, _ uri: String) -> Bool {
+        guard method == .POST else { return false }
+        let path = split(uri).path
+        return path == "/images/load" || path == "/images/create"
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let (path, query) = Self.split(request.uri)
         let segments = path.split(separator: "/").map(String.init)
         do {
-            var response = try await route(request.method, segments, query: query, body: request.body)
+            var response = try await route(request, segments, query: query)
             response.headers.replaceOrAdd(name: "API-Version", value: Self.apiVersion)
             response.headers.replaceOrAdd(name: "Server", value: "swarmnet")
             return response
@@ -64,7 +74,12 @@ public struct DockerRouter: Sendable {
         }
     }
 
-    private func route(_ method: HTTPMethod, _ segments: [String], query: [String: String], body: ByteBuffer) async throws -> HTTPResponse {
+    private func route(_ request: HTTPRequest, _ segments: [String], query: [String: String]) async throws -> HTTPResponse {
+        let (method, body) = (request.method, request.body)
+        if let containers, let first = segments.first, first == "containers" || first == "images" {
+            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+            return try await ContainerRoutes(backend: containers).route(method, decoded, query: query, request: request)
+        }
         let route = segments.joined(separator: "/")
         switch (method, route) {
         case (.GET, "_ping"), (.HEAD, "_ping"):

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import Synchronization
@@ -10,12 +13,39 @@ public struct HTTPRequest: Sendable {
     public var uri: String
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// The body, when it was written to a file instead (`BodySpool`).
+    public var spooledBody: SpooledBody?
 
-    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer(),
+                spooledBody: SpooledBody? = nil) {
         self.method = method
         self.uri = uri
         self.headers = headers
         self.body = body
+        self.spooledBody = spooledBody
+    }
+}
+
+/// A request body in an unnamed file (`O_TMPFILE`): it is freed when the
+/// server closes the descriptor after the handler returns, or when the
+/// process dies, so no upload is ever left on disk.
+public struct SpooledBody: Sendable {
+    public var descriptor: Int32
+    public var length: Int64
+}
+
+/// Which requests have their bodies written to a file rather than held in
+/// memory, and how large such a body may be: image tarballs (`docker
+/// load`, `docker import`) are larger than any JSON body.
+public struct BodySpool: Sendable {
+    public var directory: String
+    public var maxBytes: Int64
+    public var accepts: @Sendable (HTTPMethod, String) -> Bool
+
+    public init(directory: String, maxBytes: Int64, accepts: @escaping @Sendable (HTTPMethod, String) -> Bool) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        self.accepts = accepts
     }
 }
 
@@ -24,11 +54,16 @@ public struct HTTPResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// A body written as it comes (chunked), after `body`: `docker logs
+    /// --follow`.
+    public var stream: AsyncThrowingStream<[UInt8], Error>?
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer(),
+                stream: AsyncThrowingStream<[UInt8], Error>? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
     }
 }
 
@@ -47,13 +82,17 @@ public struct HTTPServerLimits: Sendable {
     public var bodyTimeout: TimeAmount
     /// Connections open at once; a connection past this is closed at once.
     public var maxConnections: Int
+    /// Requests whose bodies go to a file, with their own size limit and
+    /// ten times the body timeout.
+    public var spool: BodySpool?
 
     public init(maxBodyBytes: Int = 16 << 20, idleTimeout: TimeAmount = .seconds(60), bodyTimeout: TimeAmount = .seconds(60),
-                maxConnections: Int = 4096) {
+                maxConnections: Int = 4096, spool: BodySpool? = nil) {
         self.maxBodyBytes = maxBodyBytes
         self.idleTimeout = idleTimeout
         self.bodyTimeout = bodyTimeout
         self.maxConnections = maxConnections
+        self.spool = spool
     }
 }
 
@@ -162,6 +201,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         /// Waiting for the head of a request.
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
+        /// Receiving a body into a file (`BodySpool`).
+        case spooling(HTTPRequestHead, descriptor: Int32, length: Int64)
         /// The handler has the request; the response is not written yet.
         case responding
         /// Refused (413) or timed out: nothing more is read.
@@ -188,6 +229,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        if case .spooling(_, let descriptor, _) = state {
+            close(descriptor)
+            state = .closing
+        }
         context.fireChannelInactive()
     }
 
@@ -198,8 +243,39 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                 refuse(head, context: context)
                 return
             }
+            if let spool = limits.spool, spool.accepts(head.method, head.uri) {
+                if let length = head.headers.first(name: "Content-Length").flatMap(Int64.init), length > spool.maxBytes {
+                    refuse(head, limit: spool.maxBytes, context: context)
+                    return
+                }
+                let descriptor = open(spool.directory, Self.O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+                guard descriptor >= 0 else {
+                    logger.error("cannot spool a request body", metadata: ["directory": "\(spool.directory)", "errno": "\(errno)"])
+                    refuse(head, limit: 0, context: context)
+                    return
+                }
+                state = .spooling(head, descriptor: descriptor, length: 0)
+                arm(limits.bodyTimeout * 10, context: context, reason: "the request body took too long")
+                return
+            }
             state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
             arm(limits.bodyTimeout, context: context, reason: "the request body took too long")
+        case (.body(let chunk), .spooling(let head, let descriptor, let length)):
+            let total = length + Int64(chunk.readableBytes)
+            // Written on the event loop: this lands in the page cache at
+            // memory speed (no fsync), and only for the few routes spooled.
+            guard total <= limits.spool?.maxBytes ?? 0, Self.writeAll(descriptor, chunk) else {
+                close(descriptor)
+                refuse(head, limit: limits.spool?.maxBytes ?? 0, context: context)
+                return
+            }
+            state = .spooling(head, descriptor: descriptor, length: total)
+        case (.end, .spooling(let head, let descriptor, let length)):
+            deadline?.cancel()
+            deadline = nil
+            state = .responding
+            respond(to: head, body: context.channel.allocator.buffer(capacity: 0),
+                    spooled: SpooledBody(descriptor: descriptor, length: length), context: context)
         case (.body(var chunk), .receiving(let head, var body)):
             guard body.readableBytes + chunk.readableBytes <= limits.maxBodyBytes else {
                 refuse(head, context: context)
@@ -225,13 +301,14 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     /// Hands the request to the handler off the event loop and writes its
     /// answer back on it.
-    private func respond(to head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        let request = HTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body)
+    private func respond(to head: HTTPRequestHead, body: ByteBuffer, spooled: SpooledBody? = nil, context: ChannelHandlerContext) {
+        let request = HTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, spooledBody: spooled)
         let handler = handler
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         Task {
             let response = await handler(request)
+            if let spooled { close(spooled.descriptor) }
             eventLoop.execute {
                 let (connection, context) = loopBound.value
                 connection.write(response, for: head, context: context)
@@ -241,6 +318,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard case .responding = state, context.channel.isActive else { return }
+        if let stream = response.stream {
+            writeStreamed(response, stream, for: head, context: context)
+            return
+        }
         var response = response
         response.headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.readableBytes)")
         let keepAlive = head.isKeepAlive
@@ -263,22 +344,80 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// A streamed answer: chunked, each part flushed as it comes; the
+    /// connection closes after it (a follower usually ends by leaving).
+    /// Nothing times the connection out while the stream lasts.
+    private func writeStreamed(_ response: HTTPResponse, _ stream: AsyncThrowingStream<[UInt8], Error>, for head: HTTPRequestHead,
+                               context: ChannelHandlerContext) {
+        var headers = response.headers
+        headers.remove(name: "Content-Length")
+        headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        state = .closing
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))),
+                      promise: nil)
+        if response.body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil) }
+        context.flush()
+        let channel = context.channel
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let reader = Task {
+            do {
+                for try await part in stream {
+                    guard channel.isActive else { break }
+                    // Waits for each write, so a slow reader slows the
+                    // stream rather than growing the daemon's memory.
+                    try await eventLoop.flatSubmit {
+                        let (connection, context) = loopBound.value
+                        return context.writeAndFlush(connection.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: part)))))
+                    }.get()
+                }
+            } catch {}
+            eventLoop.execute {
+                let (connection, context) = loopBound.value
+                context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+        channel.closeFuture.whenComplete { _ in reader.cancel() }
+    }
+
     /// 413, then the connection closes once the answer is written.
-    private func refuse(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func refuse(_ head: HTTPRequestHead, limit: Int64? = nil, context: ChannelHandlerContext) {
         state = .closing
         deadline?.cancel()
         deadline = nil
-        let message = "request body too large: the limit is \(limits.maxBodyBytes) bytes"
+        let message = limit == 0 ? "the request body could not be stored (see the daemon's log)"
+            : "request body too large: the limit is \(limit ?? Int64(limits.maxBodyBytes)) bytes"
         var body = context.channel.allocator.buffer(capacity: message.utf8.count + 16)
         body.writeString("{\"message\":\"\(message)\"}\n")
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(body.readableBytes)"),
                                    ("Connection", "close")])
         headers.replaceOrAdd(name: "Server", value: "swarmnet")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .payloadTooLarge, headers: headers))),
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: limit == 0 ? .internalServerError : .payloadTooLarge,
+                                                                          headers: headers))),
                       promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// `O_TMPFILE` (`__O_TMPFILE | O_DIRECTORY` on Linux), which Swift's
+    /// Glibc module does not import.
+    private static let O_TMPFILE: Int32 = 0o20000000 | O_DIRECTORY
+
+    private static func writeAll(_ descriptor: Int32, _ chunk: ByteBuffer) -> Bool {
+        chunk.withUnsafeReadableBytes { bytes in
+            var written = 0
+            while written < bytes.count {
+                let result = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                written += result
+            }
+            return true
+        }
     }
 
     /// Closes the connection unless the next step comes within `timeout`.

@@ -92,6 +92,18 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "Largest request body the API takes, in bytes (larger ones get 413).")
     var apiMaxBody = 16 << 20
 
+    @Option(help: "OCI runtime that runs tasks' containers (a name on PATH or a path); it takes runc's command line.")
+    var runtime = "runc"
+
+    @Option(help: "The runtime's state directory (runc --root; default: runc/ beside the API socket).")
+    var runtimeRoot: String?
+
+    @Option(help: "The task shim's executable (default: swarmnet-shim beside swarmnetd).")
+    var shim: String?
+
+    @Option(help: "Largest image tarball `docker load` and `docker import` take, in bytes (spooled to the state directory, not memory).")
+    var apiMaxImage: Int64 = 16 << 30
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -124,13 +136,15 @@ struct Swarmnetd: AsyncParsableCommand {
         let (address, device, mtu) = try Self.underlay(address: dataPathAddr, device: underlayDev)
         let name = nodeName ?? ProcessInfo.processInfo.hostName
         logger[metadataKey: "node"] = "\(name)"
-        let configuration = NodeConfiguration(
+        var configuration = NodeConfiguration(
             nodeName: name, stateDirectory: stateDir, socketPath: socket, dataPathAddress: address,
             underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
             reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
             clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)",
             embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream,
             loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!, healthInterval: .milliseconds(Int(healthInterval * 1000)))
+        configuration.runtime = runtime
+        configuration.runtimeRoot = runtimeRoot ?? ((socket as NSString).deletingLastPathComponent + "/runc")
         try FileManager.default.createDirectory(
             atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
@@ -149,9 +163,17 @@ struct Swarmnetd: AsyncParsableCommand {
                                            "stateDir": "\(stateDir)", "manager": "\(!worker)", "descriptorLimit": "\(descriptorLimit)",
                                            "loadBalancer": "\(daemon.balancerKind)"])
         let limits = HTTPServerLimits(maxBodyBytes: apiMaxBody, idleTimeout: .milliseconds(Int64(apiIdleTimeout * 1000)))
+        let containers = try ContainerService.open(
+            configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
+        // Tasks a previous run left: adopted (or reported ended) before the
+        // API answers, so no client ever sees a stale state.
+        await containers.executor.adopt()
+        var socketLimits = limits
+        socketLimits.spool = BodySpool(directory: configuration.stateDirectory + "/images/tmp", maxBytes: apiMaxImage,
+                                       accepts: DockerRouter.spoolsBody)
         let api = APIService(
-            server: UnixHTTPServer(path: socket, logger: logger, limits: limits, handler: { request in
-                await DockerRouter(backend: daemon, debug: daemon).handle(request)
+            server: UnixHTTPServer(path: socket, logger: logger, limits: socketLimits, handler: { request in
+                await DockerRouter(backend: daemon, debug: daemon, containers: containers).handle(request)
             }),
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReconcilerService(daemon: daemon))]
@@ -182,6 +204,12 @@ struct Swarmnetd: AsyncParsableCommand {
         unlink(socket)
         if let failure { throw failure }
         logger.info("stopped")
+    }
+
+    /// A file in swarmnetd's own directory (the shim is built beside it).
+    static func besideExecutable(_ name: String) -> String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (executable as NSString).deletingLastPathComponent + "/" + name
     }
 
     /// True when /run/netns is mounted as a slave of another mount namespace,

@@ -1,0 +1,70 @@
+import Foundation
+
+/// swarmkit's task states, in order (api/types.proto's TaskState). The
+/// executor moves a task through preparing → ready → starting → running,
+/// and to complete, failed or shutdown at its end; the orchestrator owns
+/// the states before (new … accepted).
+public enum TaskState: String, Codable, Sendable, Comparable, CaseIterable {
+    case new, pending, assigned, accepted, preparing, ready, starting, running, complete, shutdown, failed, rejected, remove, orphaned
+
+    public static func < (lhs: TaskState, rhs: TaskState) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+
+    /// The task's process has ended (or never will run).
+    public var isTerminal: Bool { self >= .complete }
+}
+
+/// A health check's state and last results, as `docker inspect` shows them.
+public struct HealthStatus: Codable, Sendable, Equatable {
+    /// starting, healthy or unhealthy.
+    public var status: String
+    public var failingStreak: Int
+    public var log: [HealthResult]
+
+    enum CodingKeys: String, CodingKey { case status = "Status", failingStreak = "FailingStreak", log = "Log" }
+
+    public init(status: String = "starting", failingStreak: Int = 0, log: [HealthResult] = []) {
+        self.status = status
+        self.failingStreak = failingStreak
+        self.log = log
+    }
+}
+
+public struct HealthResult: Codable, Sendable, Equatable {
+    public var start: Date
+    public var end: Date
+    public var exitCode: Int32
+    public var output: String
+
+    enum CodingKeys: String, CodingKey { case start = "Start", end = "End", exitCode = "ExitCode", output = "Output" }
+}
+
+/// One task on this node, as the executor keeps it (`TASK_DIR/task.json`).
+public struct TaskRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var spec: TaskSpec
+    public var imageID: String
+    /// The process as the image and spec resolve it.
+    public var args: [String]
+    public var env: [String]
+    public var hostname: String
+    public var created: Date
+    public var state: TaskState
+    /// What happened last, in words (swarmkit's status message).
+    public var message: String
+    /// Why the task failed, when it did.
+    public var error: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var exitCode: Int32?
+    public var oomKilled: Bool
+    public var pid: Int32?
+    /// The task's network namespace (`/run/netns/NAME`).
+    public var namespace: String
+    public var attachments: [NetworkAttachment]
+    public var healthcheck: HealthConfig?
+    public var health: HealthStatus?
+
+    public var shortID: String { String(id.prefix(12)) }
+}
