@@ -113,7 +113,9 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
-        .target(name: "TestKit", dependencies: ["Namespaces"], path: "Tests/TestKit"),
+        .target(
+            name: "TestKit", dependencies: ["Namespaces", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/TestKit"),
+        .testTarget(name: "TaskExecutionTests", dependencies: ["TaskExecution", "TestKit", "CExecutorShim"]),
         .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "TestKit"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),

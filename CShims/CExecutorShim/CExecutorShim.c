@@ -13,6 +13,10 @@ int cex_lsetxattr(const char *path, const char *name, const void *value, size_t 
     return lsetxattr(path, name, value, size, 0);
 }
 
+ssize_t cex_lgetxattr(const char *path, const char *name, void *value, size_t size) {
+    return lgetxattr(path, name, value, size);
+}
+
 int cex_wifexited(int status) { return WIFEXITED(status); }
 int cex_wexitstatus(int status) { return WEXITSTATUS(status); }
 int cex_wifsignaled(int status) { return WIFSIGNALED(status); }

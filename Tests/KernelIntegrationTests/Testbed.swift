@@ -115,10 +115,28 @@ final class Testbed: @unchecked Sendable {
         (try? String(contentsOfFile: "\(root)/\(host)/swarmnetd.log", encoding: .utf8)) ?? ""
     }
 
+    /// The OCI runtime's state directory of `host`'s daemon (its default:
+    /// beside the socket).
+    func runtimeRoot(_ host: String) -> String { "\(root)/\(host)/runc" }
+
     func tearDown() {
+        // Containers outlive their daemon by design: remove them while the
+        // daemons live to reap their shims.
+        for host in hosts.map(\.name) {
+            let ids = (try? TestHost.run(["runc", "--root", runtimeRoot(host), "list", "-q"])) ?? ""
+            for id in ids.split(separator: "\n") {
+                _ = try? TestHost.run(["runc", "--root", runtimeRoot(host), "delete", "--force", String(id)])
+            }
+        }
         for host in daemons.keys { stop(host) }
+        _ = try? TestHost.run(["pkill", "-KILL", "-f", "swarmnet-shim \(root)/"])
+        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n").reversed() {
+            let fields = line.split(separator: " ")
+            if fields.count > 1, fields[1].hasPrefix(root + "/") { umount2(String(fields[1]), Int32(MNT_DETACH)) }
+        }
         lab.down()
-        try? FileManager.default.removeItem(atPath: root)
+        _ = try? TestHost.run(["rm", "-rf", "--one-file-system", root])
     }
 }
 

@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 
 int cex_lsetxattr(const char *path, const char *name, const void *value, size_t size);
+ssize_t cex_lgetxattr(const char *path, const char *name, void *value, size_t size);
 
 int cex_wifexited(int status);
 int cex_wexitstatus(int status);
