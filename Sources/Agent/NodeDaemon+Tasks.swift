@@ -26,7 +26,9 @@ extension NodeDaemon: TaskNetworking {
             await detach(namespace: namespace)
             throw error
         }
-        if !attached.isEmpty { wakeForChange() }
+        // The task's DNS server and balancers are in place before its
+        // process starts: its first lookup must not fail.
+        if !attached.isEmpty { await waitForNextPass() }
         return attached
     }
 

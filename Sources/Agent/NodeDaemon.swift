@@ -54,6 +54,9 @@ public actor NodeDaemon: DockerBackend {
     /// Sandboxes with this daemon's prefix that are not proven to be this
     /// node's, already logged (they are left alone, and logged once).
     private var foreignSandboxesLogged: Set<UInt32> = []
+    /// Reconciler passes begun and ended (`waitForNextPass`).
+    private var passesStarted = 0
+    private var passesFinished = 0
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -483,6 +486,18 @@ public actor NodeDaemon: DockerBackend {
     /// (an endpoint's veth, a network's peers) was made by its request.
     public nonisolated func wakeForChange() { wakeReconciler.yield() }
 
+    /// Returns once a pass that started after this call has finished (or
+    /// after `timeout`): a task's namespace then has its DNS server and
+    /// balancers before its process starts.
+    func waitForNextPass(timeout: Duration = .seconds(5)) async {
+        let target = passesStarted + 1
+        wakeForChange()
+        let deadline = ContinuousClock.now + timeout
+        while passesFinished < target, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Runs the reconciler: now, on every wake-up and every interval, until cancelled.
     public func runReconciler() async {
         if configuration.embeddedDNS { Self.removeOrphanResolvConfs() }
@@ -505,7 +520,9 @@ public actor NodeDaemon: DockerBackend {
             }
             for await _ in wakeups {
                 if Task.isCancelled { break }
+                passesStarted += 1
                 await reconcileOnce(full: passRequest.takeFull())
+                passesFinished = passesStarted
             }
             group.cancelAll()
         }

@@ -1,0 +1,225 @@
+import Foundation
+import Testing
+import TestKit
+
+/// Tasks as containers, driven with the stock docker CLI (`docker load`,
+/// `docker run -d`, `logs`, `inspect`, `stop`, `rm`), checked with second
+/// readers: `runc state`, /proc/PID (namespaces, environment, user), cgroup
+/// files, `ip -j`, /proc/mounts.
+@Suite(.serialized) struct ContainerTests {
+    /// A test bed with the scripted images loaded on every host and one
+    /// overlay network.
+    func withContainerTestbed(hosts: Int = 1, _ body: (Testbed) throws -> Void) throws {
+        let busybox = try TestImages.path("busybox")
+        let whoami = try TestImages.path("whoami")
+        try withTestbed(hosts: hosts) { testbed in
+            for host in testbed.hosts.map(\.name) {
+                let loaded = try testbed.docker(host, ["load", "-i", busybox]) + testbed.docker(host, ["load", "-i", whoami])
+                #expect(loaded.contains("Loaded image: busybox:latest") && loaded.contains("Loaded image: whoami:latest"))
+            }
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.93.0.0/24", "web"])
+            try body(testbed)
+        }
+    }
+
+    func runtimeState(_ testbed: Testbed, _ host: String, _ id: String) throws -> [String: Any]? {
+        guard let text = try? TestHost.run(["runc", "--root", testbed.runtimeRoot(host), "state", id]) else { return nil }
+        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    func inspect(_ testbed: Testbed, _ host: String, _ name: String) throws -> [String: Any] {
+        let text = try testbed.docker(host, ["inspect", name])
+        return try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first)
+    }
+
+    func state(_ testbed: Testbed, _ host: String, _ name: String) throws -> [String: Any] {
+        try #require(try inspect(testbed, host, name)["State"] as? [String: Any])
+    }
+
+    func identity(_ path: String) -> (UInt64, UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    /// What a task leaves while it exists: its runtime container, network
+    /// namespace, overlay mount and directory.
+    func traces(_ testbed: Testbed, _ host: String) throws -> [String] {
+        var found: [String] = []
+        found += try TestHost.run(["runc", "--root", testbed.runtimeRoot(host), "list", "-q"]).split(separator: "\n").map { "runc \($0)" }
+        found += try TestHost.run(["ip", "netns", "list"]).split(separator: "\n")
+            .filter { $0.hasPrefix("\(testbed.lab.prefix)\(host)-t-") }.map { "netns \($0)" }
+        found += try String(contentsOfFile: "/proc/mounts", encoding: .utf8).split(separator: "\n")
+            .filter { $0.contains(testbed.stateDirectory(host) + "/tasks/") }.map { "mount \($0)" }
+        found += ((try? FileManager.default.contentsOfDirectory(atPath: testbed.stateDirectory(host) + "/tasks")) ?? []).map { "dir \($0)" }
+        return found
+    }
+
+    @Test func aTaskRunsInItsOwnNamespacesWithItsNetworkAttachedFirst() throws {
+        try withContainerTestbed { testbed in
+            let id = try testbed.docker("h1", [
+                "run", "-d", "--name", "one", "--network", "web", "--hostname", "web-one", "--env", "FOO=bar", "--user", "nobody",
+                "-m", "64m", "busybox", "sleep", "1000",
+            ]).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(id.count == 64)
+            let runtime = try #require(try runtimeState(testbed, "h1", id))
+            #expect(runtime["status"] as? String == "running")
+            let pid = try #require(runtime["pid"] as? Int)
+            // The container's network namespace is the task's, which holds
+            // the overlay address the network allocated.
+            let namespace = "\(testbed.lab.prefix)h1-t-\(id.prefix(12))"
+            let taskNamespace = try #require(identity("/run/netns/\(namespace)"))
+            let processNamespace = try #require(identity("/proc/\(pid)/ns/net"))
+            #expect(taskNamespace == processNamespace)
+            let addresses = try TestHost.json(["ip", "-j", "-n", namespace, "-4", "addr", "show", "dev", "eth0"])
+            let address = try #require((addresses.first?["addr_info"] as? [[String: Any]])?.first?["local"] as? String)
+            #expect(address.hasPrefix("10.93.0."))
+            let networks = try #require(try inspect(testbed, "h1", "one")["NetworkSettings"] as? [String: Any])
+            #expect(((networks["Networks"] as? [String: Any])?["web"] as? [String: Any])?["IPAddress"] as? String == address)
+            // Its own uts, pid and mount namespaces.
+            for kind in ["uts", "pid", "mnt"] {
+                #expect(identity("/proc/\(pid)/ns/\(kind)").map { "\($0)" } != identity("/proc/self/ns/\(kind)").map { "\($0)" })
+            }
+            #expect(try TestHost.run(["nsenter", "-t", "\(pid)", "-u", "hostname"]) == "web-one\n")
+            let resolv = try String(contentsOfFile: "/proc/\(pid)/root/etc/resolv.conf", encoding: .utf8)
+            #expect(resolv.contains("nameserver 127.0.0.11"))
+            let hosts = try String(contentsOfFile: "/proc/\(pid)/root/etc/hosts", encoding: .utf8)
+            #expect(hosts.contains("\(address)\tweb-one"))
+            let environment = try String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8).split(separator: "\0")
+            #expect(environment.contains("FOO=bar") && environment.contains("HOSTNAME=web-one"))
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            #expect(status.split(separator: "\n").contains { $0.hasPrefix("Uid:") && $0.contains("65534") })
+            // The memory limit is the cgroup's.
+            let limit = try String(contentsOfFile: "/sys/fs/cgroup/memory/swarmnet/\(id)/memory.limit_in_bytes", encoding: .utf8)
+            #expect(limit.trimmingCharacters(in: .whitespacesAndNewlines) == "\(64 << 20)")
+            #expect(try testbed.docker("h1", ["ps", "--format", "{{.Names}} {{.Status}}"]).hasPrefix("one Up"))
+
+            // Removal takes everything with it.
+            try testbed.docker("h1", ["rm", "-f", "one"])
+            #expect(try runtimeState(testbed, "h1", id) == nil)
+            #expect(try traces(testbed, "h1").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/swarmnet/\(id)"))
+            let network = try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{len .Containers}}"])
+            #expect(network.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        }
+    }
+
+    @Test func containersReachEachOtherByNameAcrossHosts() throws {
+        try withContainerTestbed(hosts: 2) { testbed in
+            try testbed.docker("h1", ["run", "-d", "--name", "who", "--network", "web", "whoami"])
+            try testbed.docker("h2", ["run", "-d", "--name", "client", "--network", "web", "busybox", "sh", "-c",
+                                      "for i in $(seq 40); do wget -q -O - http://who/ 2>/dev/null && break; sleep 0.5; done"])
+            var logs = ""
+            // (No `wget -T`: Debian's static busybox crashes with it.)
+            #expect(try eventually(20) {
+                logs = try TestHost.run(["sh", "-c", "docker logs client 2>&1"], environment: ["DOCKER_HOST": "unix://\(testbed.socket("h2"))"])
+                return logs.contains("Hostname:")
+            }, "logs: \(logs)\nh2: \(testbed.log("h2").suffix(3000))\nh1: \(testbed.log("h1").suffix(2000))")
+            let whoHostname = try #require(try inspect(testbed, "h1", "who")["Config"] as? [String: Any])["Hostname"] as? String
+            #expect(logs.contains("Hostname: \(whoHostname ?? "-")"))
+        }
+    }
+
+    @Test func logsTailAndFollowUntilTheTaskEnds() throws {
+        try withContainerTestbed { testbed in
+            try testbed.docker("h1", ["run", "-d", "--name", "talker", "busybox", "sh", "-c",
+                                      "for i in 1 2 3 4 5; do echo out $i; echo err $i >&2; sleep 0.3; done"])
+            // Follow returns once the task ends, with every line.
+            let followed = try TestHost.run(["sh", "-c", "timeout 20 docker logs -f talker 2>&1"],
+                                            environment: ["DOCKER_HOST": "unix://\(testbed.socket("h1"))"])
+            for index in 1...5 { #expect(followed.contains("out \(index)") && followed.contains("err \(index)")) }
+            #expect(try TestHost.run(["sh", "-c", "docker logs talker 2>/dev/null"],
+                                     environment: ["DOCKER_HOST": "unix://\(testbed.socket("h1"))"])
+                    == (1...5).map { "out \($0)\n" }.joined())
+            let tail = try testbed.docker("h1", ["logs", "--tail", "2", "-t", "talker"])
+            #expect(tail.split(separator: "\n").count <= 2)
+            let ended = try state(testbed, "h1", "talker")
+            #expect(ended["Status"] as? String == "exited")
+            #expect(ended["ExitCode"] as? Int == 0)
+        }
+    }
+
+    @Test func anOOMKillIsReported() throws {
+        try withContainerTestbed { testbed in
+            try testbed.docker("h1", ["run", "-d", "--name", "hog", "-m", "8m", "busybox", "sh", "-c",
+                                      "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo $x"])
+            #expect(try eventually(20) { try state(testbed, "h1", "hog")["Status"] as? String == "exited" })
+            let ended = try state(testbed, "h1", "hog")
+            #expect(ended["OOMKilled"] as? Bool == true)
+            #expect(ended["ExitCode"] as? Int == 137)
+        }
+    }
+
+    @Test func healthGoesFromStartingToHealthyToUnhealthy() throws {
+        try withContainerTestbed { testbed in
+            // Healthy for three runs, failing after.
+            let check = "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; [ $n -le 3 ]"
+            try testbed.docker("h1", ["run", "-d", "--name", "sick", "--health-cmd", check, "--health-interval", "300ms",
+                                      "--health-retries", "2", "busybox", "sleep", "1000"])
+            #expect(try (state(testbed, "h1", "sick")["Health"] as? [String: Any])?["Status"] as? String == "starting")
+            #expect(try eventually(10) { try (state(testbed, "h1", "sick")["Health"] as? [String: Any])?["Status"] as? String == "healthy" })
+            #expect(try eventually(10) { try (state(testbed, "h1", "sick")["Health"] as? [String: Any])?["Status"] as? String == "unhealthy" })
+            let health = try #require(try state(testbed, "h1", "sick")["Health"] as? [String: Any])
+            #expect((health["FailingStreak"] as? Int ?? 0) >= 2)
+            #expect(!((health["Log"] as? [[String: Any]]) ?? []).isEmpty)
+            #expect(try testbed.docker("h1", ["ps", "--format", "{{.Status}}"]).contains("(unhealthy)"))
+        }
+    }
+
+    @Test func aRestartedDaemonAdoptsLiveTasksAndReportsDeadOnes() throws {
+        try withContainerTestbed { testbed in
+            let keep = try testbed.docker("h1", ["run", "-d", "--name", "keep", "busybox", "sleep", "1000"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let doomed = try testbed.docker("h1", ["run", "-d", "--name", "doomed", "busybox", "sleep", "1000"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let keepPid = try #require(try runtimeState(testbed, "h1", keep)?["pid"] as? Int)
+            let doomedPid = try #require(try runtimeState(testbed, "h1", doomed)?["pid"] as? Int)
+            testbed.kill9("h1")
+            // Killed while no daemon watched it.
+            kill(Int32(doomedPid), SIGKILL)
+            #expect(eventually(5) { kill(Int32(doomedPid), 0) != 0 || (try? String(contentsOfFile: "/proc/\(doomedPid)/stat", encoding: .utf8))?.contains(" Z ") == true })
+            try testbed.start("h1")
+            let kept = try state(testbed, "h1", "keep")
+            #expect(kept["Status"] as? String == "running")
+            #expect(kept["Pid"] as? Int == keepPid)
+            #expect(try runtimeState(testbed, "h1", keep)?["status"] as? String == "running")
+            #expect(try eventually(5) { try state(testbed, "h1", "doomed")["Status"] as? String == "exited" })
+            #expect(try state(testbed, "h1", "doomed")["ExitCode"] as? Int == 137)
+            // The adopted task still stops and goes.
+            try testbed.docker("h1", ["rm", "-f", "keep", "doomed"])
+            #expect(try traces(testbed, "h1").isEmpty)
+        }
+    }
+
+    @Test func badRequestsAreRefusedAndLeaveNothing() throws {
+        try withContainerTestbed { testbed in
+            func refusal(_ arguments: [String]) -> String {
+                do {
+                    try testbed.docker("h1", arguments)
+                    return "accepted"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            #expect(refusal(["run", "-d", "--name", "a", "--network", "web", "nosuch:1.99"]).contains("no registry is reachable"))
+            #expect(refusal(["image", "inspect", "nosuch:1.99"]).contains("No such image: nosuch:1.99"))
+            #expect(refusal(["run", "-d", "--name", "b", "--network", "web", "busybox", "/no/such/command"])
+                .contains("no such file or directory"))
+            #expect(refusal(["run", "-d", "--name", "c", "-v", "/no/such/dir:/data", "busybox", "true"])
+                .contains("bind source path does not exist: /no/such/dir"))
+            #expect(refusal(["run", "-d", "--name", "d", "-m", "4m", "busybox", "true"]).contains("Minimum memory limit"))
+            #expect(refusal(["run", "-d", "--name", "e", "--network", "nosuchnet", "busybox", "true"]).contains("nosuchnet"))
+            #expect(refusal(["run", "-d", "--name", "f", "--user", "ghost", "busybox", "true"]).contains("unable to find user ghost"))
+            #expect(try traces(testbed, "h1").isEmpty)
+            let network = try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{len .Containers}}"])
+            #expect(network.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            #expect(try testbed.docker("h1", ["ps", "-aq"]).isEmpty)
+            // A name in use.
+            try testbed.docker("h1", ["run", "-d", "--name", "taken", "busybox", "sleep", "100"])
+            #expect(refusal(["run", "-d", "--name", "taken", "busybox", "true"]).contains("is already in use"))
+            #expect(refusal(["rm", "taken"]).contains("Stop the container before attempting removal"))
+            // An image in use.
+            #expect(refusal(["rmi", "busybox"]).contains("conflict"))
+        }
+    }
+}
