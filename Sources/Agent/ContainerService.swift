@@ -256,6 +256,12 @@ public final class ContainerService: ContainerBackend {
             networks.append(NetworkAttachmentSpec(network: network, aliases: config.aliases ?? [],
                                                   address: config.ipamConfig?.ipv4Address.flatMap { $0.isEmpty ? nil : $0 }))
         }
+        // `--label com.swarmnet.service=NAME`: the task is a backend of that
+        // service on the networks they share (as `docker network connect
+        // --driver-opt com.swarmnet.service=NAME` makes a namespace one).
+        if let service = request.labels?[EndpointSettings.serviceOption] {
+            for index in networks.indices { networks[index].service = service }
+        }
         if mode == "default" || mode == "bridge" {
             warnings.append("swarmnet has no bridge network: the container has only loopback; give it an overlay network with --network")
         }

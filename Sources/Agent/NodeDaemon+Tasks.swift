@@ -13,11 +13,8 @@ extension NodeDaemon: TaskNetworking {
         do {
             for spec in networks {
                 let record = try Self.mapping { try state.network(spec.network) }
-                if record.isIngress {
-                    throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: a container cannot join it directly")
-                }
-                let endpoint = try await attachEndpoint(
-                    network: record, namespace: .path(namespace), name: task, requestedAddress: spec.address, serviceID: nil)
+                let endpoint = try await attachWorkload(network: record.id, namespace: .path(namespace), name: task,
+                                                        requestedAddress: spec.address, service: spec.service)
                 attached.append(NetworkAttachment(
                     network: record.name, networkID: record.id, endpointID: endpoint.id, address: "\(endpoint.address)",
                     gateway: "\(record.gateway)", mac: "\(endpoint.mac)"))
@@ -30,6 +27,29 @@ extension NodeDaemon: TaskNetworking {
         // process starts: its first lookup must not fail.
         if !attached.isEmpty { await waitForNextPass() }
         return attached
+    }
+
+    /// A task's health decides whether its endpoints are service
+    /// backends (Swarm's rule): an unhealthy (or not yet healthy) task
+    /// leaves every balancer and DNS answer, on every host, in the next pass.
+    public func setHealth(namespace: String, healthy: Bool) async {
+        var next = state
+        var changed: [EndpointRecord] = []
+        for endpoint in next.endpoints.values where endpoint.node == nodeID && endpoint.namespacePath == namespace && endpoint.serviceID != nil {
+            let flag: Bool? = healthy ? nil : true
+            guard endpoint.unhealthy != flag else { continue }
+            next.endpoints[endpoint.id]?.unhealthy = flag
+            changed.append(next.endpoints[endpoint.id]!)
+        }
+        guard !changed.isEmpty else { return }
+        do {
+            try commit(next, touching: changed.map { .endpoint($0.id) })
+        } catch {
+            logger.error("recording a task's health", metadata: ["error": "\(error)"])
+            return
+        }
+        for endpoint in changed { publish(endpoint) }
+        await waitForNextPass()
     }
 
     public func detach(namespace: String) async {

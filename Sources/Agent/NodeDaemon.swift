@@ -189,13 +189,24 @@ public actor NodeDaemon: DockerBackend {
         guard namespace.exists else {
             throw APIError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
         }
+        try await attachWorkload(network: reference, namespace: namespace, name: request.container,
+                                 requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, service: request.service)
+        wakeForChange() // starts watching the sandbox's events, programs the balancers
+    }
+
+    /// Attaches a workload's namespace to a network, as a backend of
+    /// `service` when one is named (then also to the ingress network when
+    /// the service publishes ports). Returns the endpoint on `reference`.
+    @discardableResult
+    func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
+                        service serviceName: String?) async throws -> EndpointRecord {
         let record = try Self.mapping { try state.network(reference) }
         if record.isIngress {
             throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
         }
         var service: ServiceRecord?
-        if let name = request.service {
-            let found = try Self.mapping { try state.service(name) }
+        if let serviceName {
+            let found = try Self.mapping { try state.service(serviceName) }
             guard found.networks.contains(record.id) else {
                 let names = found.networks.compactMap { state.networks[$0]?.name }
                 throw APIError(.badRequest, "service \(found.name) is not attached to network \(record.name) (its networks: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
@@ -208,19 +219,18 @@ public actor NodeDaemon: DockerBackend {
         var meshGateway: EndpointRecord?
         if service?.isPublished == true { meshGateway = try await ensureIngressGateway() }
         let endpoint = try await attachEndpoint(
-            network: record, namespace: namespace, name: request.container,
-            requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, serviceID: service?.id)
+            network: record, namespace: namespace, name: name, requestedAddress: requestedAddress, serviceID: service?.id)
         if let service, service.isPublished, let ingress = state.ingressNetwork,
            !state.endpoints.values.contains(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
             do {
-                try await attachEndpoint(network: ingress, namespace: namespace, name: request.container, requestedAddress: nil,
+                try await attachEndpoint(network: ingress, namespace: namespace, name: name, requestedAddress: nil,
                                          serviceID: service.id, defaultGateway: meshGateway?.address.address)
             } catch {
                 await detachEndpoint(endpoint)
                 throw error
             }
         }
-        wakeForChange() // starts watching the sandbox's events, programs the balancers
+        return endpoint
     }
 
     /// Allocates (here on a manager, at the manager on a worker), records,

@@ -166,6 +166,42 @@ import TestKit
         }
     }
 
+    /// Swarm's rule: a task with a health check is a service backend only
+    /// while it is healthy; the balancer (nft's DNAT map, read with `nft
+    /// -j`) and DNS (`tasks.NAME`, read with dig) follow its health.
+    @Test func aTaskIsABackendOnlyWhileHealthy() throws {
+        try withContainerTestbed { testbed in
+            try testbed.swarmnet("h1", ["service", "create", "--network", "web", "hs"])
+            let client = try testbed.workload("hsc")
+            try testbed.swarmnet("h1", ["network", "connect", "web", client.name!])
+            // Distinct backend addresses in the client's DNAT map (a VIP with
+            // no ports maps TCP and UDP).
+            func backends() -> Int { Set(ServiceTests.dnatTargets(client.name!, table: "swarmnet")).count }
+            // Healthy from its second run for ever; the other for three runs.
+            try testbed.docker("h1", ["run", "-d", "--name", "steady", "--label", "com.swarmnet.service=hs", "--network", "web",
+                                      "--health-cmd", "test -f /tmp/seen || { touch /tmp/seen; exit 1; }", "--health-interval", "500ms",
+                                      "--health-retries", "1", "busybox", "sleep", "1000"])
+            let flakyCheck = "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; [ $n -le 3 ]"
+            try testbed.docker("h1", ["run", "-d", "--name", "flaky", "--label", "com.swarmnet.service=hs", "--network", "web",
+                                      "--health-cmd", flakyCheck, "--health-interval", "500ms", "--health-retries", "1",
+                                      "busybox", "sleep", "1000"])
+            // Starting: no backend yet (steady's first check fails).
+            #expect(backends() == 0)
+            #expect(eventually(10) { backends() == 2 })
+            #expect(eventually(5) { ServiceTests.dig(client.name!, "tasks.hs").count == 2 })
+            // flaky turns unhealthy: it leaves both.
+            #expect(eventually(10) { backends() == 1 },
+                    "\(ServiceTests.dnatTargets(client.name!, table: "swarmnet"))")
+            #expect(eventually(5) { ServiceTests.dig(client.name!, "tasks.hs").count == 1 })
+            let steadyAddress = try #require(((try inspect(testbed, "h1", "steady")["NetworkSettings"] as? [String: Any])?["Networks"]
+                as? [String: Any])?["web"] as? [String: Any])["IPAddress"] as? String
+            #expect(ServiceTests.dig(client.name!, "tasks.hs") == [steadyAddress].compactMap { $0 })
+            // A task that stops leaves too.
+            try testbed.docker("h1", ["rm", "-f", "steady"])
+            #expect(eventually(5) { backends() == 0 })
+        }
+    }
+
     @Test func aRestartedDaemonAdoptsLiveTasksAndReportsDeadOnes() throws {
         try withContainerTestbed { testbed in
             let keep = try testbed.docker("h1", ["run", "-d", "--name", "keep", "busybox", "sleep", "1000"])

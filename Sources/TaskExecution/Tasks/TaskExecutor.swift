@@ -114,6 +114,8 @@ public actor TaskExecutor {
             try persist(record)
             try await Self.blocking { [name = namespacePrefix + id.prefix(12)] in _ = try NetworkNamespace.create(named: name) }
             record.attachments = try await networking.attach(namespace: record.namespace, task: spec.name, networks: spec.networks)
+            // A task with a health check is no backend until it is healthy.
+            if record.healthcheck != nil { await networking.setHealth(namespace: record.namespace, healthy: false) }
             tasks[id] = record
             let layers = images.layerDirectories(image)
             let volumes = root + "/../volumes"
@@ -412,6 +414,7 @@ public actor TaskExecutor {
         try? persist(record)
         if health.status != before {
             logger.info("task health changed", metadata: ["task": "\(record.shortID)", "health": "\(health.status)"])
+            await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy")
             listener?(record)
         }
     }

@@ -76,11 +76,14 @@ public struct NetworkAttachmentSpec: Codable, Sendable, Equatable {
     public var network: String
     public var aliases: [String]
     public var address: String?
+    /// The service the task is a backend of on this network.
+    public var service: String?
 
-    public init(network: String, aliases: [String] = [], address: String? = nil) {
+    public init(network: String, aliases: [String] = [], address: String? = nil, service: String? = nil) {
         self.network = network
         self.aliases = aliases
         self.address = address
+        self.service = service
     }
 }
 
@@ -114,4 +117,7 @@ public protocol TaskNetworking: Sendable {
     func attach(namespace: String, task: String, networks: [NetworkAttachmentSpec]) async throws -> [NetworkAttachment]
     /// Detaches every endpoint in the namespace.
     func detach(namespace: String) async
+    /// Whether the task's endpoints are service backends: false from
+    /// attach until its health check passes, and whenever it fails.
+    func setHealth(namespace: String, healthy: Bool) async
 }
