@@ -104,6 +104,37 @@ import TestKit
         }
     }
 
+    @Test func mountsReadOnlyRootsAndLimits() throws {
+        try withContainerTestbed { testbed in
+            let source = testbed.root + "/bind-source"
+            try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+            try "from the host\n".write(toFile: source + "/file", atomically: true, encoding: .utf8)
+            let id = try testbed.docker("h1", [
+                "run", "-d", "--name", "mounts", "--read-only", "--tmpfs", "/scratch", "-v", "\(source):/host:ro", "-v", "vol1:/data",
+                "--pids-limit", "50", "--cpus", "0.5", "busybox", "sh", "-c",
+                "cat /host/file; touch /rootfs-write 2>&1 || echo root-readonly; touch /host/x 2>&1 || echo bind-readonly; "
+                    + "echo kept > /data/kept && echo data-ok; touch /scratch/x && echo tmpfs-ok; sleep 1000",
+            ]).trimmingCharacters(in: .whitespacesAndNewlines)
+            var logs = ""
+            #expect(eventually(10) {
+                logs = (try? TestHost.run(["sh", "-c", "docker logs mounts 2>&1"], environment: ["DOCKER_HOST": "unix://\(testbed.socket("h1"))"])) ?? ""
+                return logs.contains("tmpfs-ok")
+            }, "\(logs)")
+            #expect(logs.contains("from the host") && logs.contains("root-readonly") && logs.contains("bind-readonly") && logs.contains("data-ok"))
+            // The named volume is a directory the daemon keeps.
+            let volume = testbed.stateDirectory("h1") + "/volumes/vol1/_data/kept"
+            #expect((try? String(contentsOfFile: volume, encoding: .utf8)) == "kept\n")
+            // The cgroup holds the limits (runc writes them; the kernel reads them back).
+            let pids = try String(contentsOfFile: "/sys/fs/cgroup/pids/swarmnet/\(id)/pids.max", encoding: .utf8)
+            #expect(pids.trimmingCharacters(in: .whitespacesAndNewlines) == "50")
+            let quota = try String(contentsOfFile: "/sys/fs/cgroup/cpu/swarmnet/\(id)/cpu.cfs_quota_us", encoding: .utf8)
+            #expect(quota.trimmingCharacters(in: .whitespacesAndNewlines) == "50000")
+            try testbed.docker("h1", ["rm", "-f", "mounts"])
+            #expect(try traces(testbed, "h1").isEmpty)
+            #expect((try? String(contentsOfFile: volume, encoding: .utf8)) == "kept\n", "a volume outlives its container")
+        }
+    }
+
     @Test func containersReachEachOtherByNameAcrossHosts() throws {
         try withContainerTestbed(hosts: 2) { testbed in
             try testbed.docker("h1", ["run", "-d", "--name", "who", "--network", "web", "whoami"])
