@@ -152,7 +152,32 @@ public struct UnixHTTPClient: Sendable {
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         var body = Data(data[separator.upperBound...])
-        if let length = headers["content-length"].flatMap(Int.init), body.count > length { body = body.prefix(length) }
+        if headers["transfer-encoding"]?.lowercased() == "chunked" {
+            body = try dechunk(body)
+        } else if let length = headers["content-length"].flatMap(Int.init), body.count > length {
+            body = body.prefix(length)
+        }
         return Response(status: status, headers: headers, body: body)
+    }
+
+    /// A chunked body (streamed answers: logs, wait) joined; a stream cut
+    /// off before its last chunk keeps what arrived.
+    static func dechunk(_ data: Data) throws -> Data {
+        var result = Data()
+        var index = data.startIndex
+        let crlf = Data("\r\n".utf8)
+        while index < data.endIndex {
+            guard let lineEnd = data.range(of: crlf, in: index..<data.endIndex) else { break }
+            let sizeText = String(decoding: data[index..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
+                throw ClientError.malformed("chunk size '\(sizeText)'")
+            }
+            if size == 0 { break }
+            let start = lineEnd.upperBound
+            let end = min(start + size, data.endIndex)
+            result.append(data[start..<end])
+            index = min(end + 2, data.endIndex)
+        }
+        return result
     }
 }

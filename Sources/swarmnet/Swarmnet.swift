@@ -5,7 +5,7 @@ struct Swarmnet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swarmnet",
         abstract: "Overlay networks, service VIPs and a routing mesh for clusters of Linux hosts.",
-        subcommands: [Network.self, Service.self, Gossip.self, Debug.self, Demo.self, LabCommand.self])
+        subcommands: [Network.self, Service.self, TaskCommand.self, Gossip.self, Debug.self, Demo.self, LabCommand.self])
 }
 
 /// `swarmnet debug ...`: read what the kernel holds, through swarmnet's own
