@@ -104,6 +104,35 @@ import TestKit
         }
     }
 
+    /// Images go both ways with Docker's engine (Debian's docker.io, run
+    /// by scripts/docker-peer in namespaces of its own): it loads and runs
+    /// our scripted tarballs, and swarmnet loads what its `docker save`
+    /// writes, with the same image IDs.
+    @Test func imagesRoundTripThroughDockersEngine() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/docker-peer").path
+        let peer = TestHost.uniqueName("dk")
+        let built = ["SWARMNET_BIN": URL(fileURLWithPath: TestHost.swarmnetExecutable).deletingLastPathComponent().path]
+        defer { _ = try? TestHost.run([script, "down", peer], environment: built) }
+        let socket = try TestHost.run([script, "up", peer, "1"], environment: built).trimmingCharacters(in: .whitespacesAndNewlines)
+        let docker = ["DOCKER_HOST": "unix://\(socket)"]
+        let saved = "/run/docker-peer/\(peer)/saved.tar"
+        for image in ["busybox", "whoami"] {
+            #expect(try TestHost.run(["docker", "load", "-i", try TestImages.path(image)], environment: docker).contains("Loaded image"))
+        }
+        #expect(try TestHost.run(["docker", "run", "--rm", "busybox", "echo", "ran in docker"], environment: docker) == "ran in docker\n")
+        try TestHost.run(["docker", "save", "-o", saved, "busybox:latest", "whoami:latest"], environment: docker)
+        let theirs = try TestHost.run(["docker", "image", "ls", "--no-trunc", "--format", "{{.Repository}} {{.ID}}"], environment: docker)
+        try withTestbed(hosts: 1) { testbed in
+            let loaded = try testbed.docker("h1", ["load", "-i", saved])
+            #expect(loaded.contains("Loaded image: busybox:latest") && loaded.contains("Loaded image: whoami:latest"))
+            let ours = try testbed.docker("h1", ["image", "ls", "--no-trunc", "--format", "{{.Repository}} {{.ID}}"])
+            #expect(Set(ours.split(separator: "\n")) == Set(theirs.split(separator: "\n")))
+            try testbed.docker("h1", ["run", "-d", "--name", "saved", "whoami"])
+            #expect(try testbed.docker("h1", ["ps", "--format", "{{.Names}} {{.State}}"]).contains("saved running"))
+        }
+    }
+
     @Test func mountsReadOnlyRootsAndLimits() throws {
         try withContainerTestbed { testbed in
             let source = testbed.root + "/bind-source"
@@ -162,6 +191,10 @@ import TestKit
             #expect(try TestHost.run(["sh", "-c", "docker logs talker 2>/dev/null"],
                                      environment: ["DOCKER_HOST": "unix://\(testbed.socket("h1"))"])
                     == (1...5).map { "out \($0)\n" }.joined())
+            // swarmnet's own view of the node's tasks.
+            #expect(try testbed.swarmnet("h1", ["task", "logs", "talker"]).contains("out 5"))
+            let listed = try JSONSerialization.jsonObject(with: Data(try testbed.swarmnet("h1", ["task", "ps", "--format", "json"]).utf8))
+            #expect(((listed as? [[String: Any]])?.first?["State"] as? String) == "exited")
             let tail = try testbed.docker("h1", ["logs", "--tail", "2", "-t", "talker"])
             #expect(tail.split(separator: "\n").count <= 2)
             let ended = try state(testbed, "h1", "talker")
