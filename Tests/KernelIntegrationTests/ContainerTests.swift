@@ -180,6 +180,22 @@ import TestKit
         }
     }
 
+    /// The scripted nginx (Debian's, workers as nobody) serves its page to
+    /// another container by name; stopping it uses its StopSignal (SIGQUIT).
+    @Test func nginxServesItsPage() throws {
+        let nginx = try TestImages.path("nginx")
+        try withContainerTestbed { testbed in
+            #expect(try testbed.docker("h1", ["load", "-i", nginx]).contains("Loaded image: nginx:latest"))
+            try testbed.docker("h1", ["run", "-d", "--name", "web1", "--network", "web", "nginx"])
+            try testbed.docker("h1", ["run", "-d", "--name", "fetch", "--network", "web", "busybox", "sh", "-c",
+                                      "for i in $(seq 20); do wget -q -O - http://web1/ && break; sleep 0.3; done"])
+            #expect(try eventually(15) { try testbed.docker("h1", ["logs", "fetch"]).contains("Welcome to nginx!") })
+            #expect(try testbed.docker("h1", ["logs", "web1"]).contains("\"GET / HTTP/1.1\" 200"))
+            try testbed.docker("h1", ["stop", "web1"])
+            #expect(try state(testbed, "h1", "web1")["ExitCode"] as? Int == 0, "nginx quits on SIGQUIT, before the grace period")
+        }
+    }
+
     @Test func logsTailAndFollowUntilTheTaskEnds() throws {
         try withContainerTestbed { testbed in
             try testbed.docker("h1", ["run", "-d", "--name", "talker", "busybox", "sh", "-c",

@@ -270,7 +270,9 @@ public final class ImageStore: Sendable {
         let directory = layerDirectory(actual)
         if FileTree.exists(directory) { return (actual, false) }
         let unpacked = scratch + "/rootfs"
-        try FileTree.makeDirectory(unpacked)
+        // The layer's root is the container's / (unless the tarball has a
+        // "./" member of its own): everyone traverses it.
+        try FileTree.makeDirectory(unpacked, mode: 0o755)
         var unpacker = LayerUnpacker(root: unpacked)
         do {
             try unpacker.unpack(region)

@@ -57,6 +57,8 @@ public enum FileTree {
             partial += "/" + component
             if mkdir(partial, mode) != 0, errno != EEXIST { throw LayerError.system("mkdir", path: partial, errno) }
         }
+        // mkdir's mode passes through the umask; the caller's is meant.
+        if chmod(path, mode) != 0 { throw LayerError.system("chmod", path: path, errno) }
     }
 
     /// Writes a file whole: a temporary file, fsync, then rename, so that a

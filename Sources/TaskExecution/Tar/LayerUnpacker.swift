@@ -66,7 +66,11 @@ public struct LayerUnpacker {
     }
 
     private mutating func unpack(_ entry: TarEntry, from archive: FileRegion) throws {
-        guard let components = try Self.normalise(entry.path) else { return }
+        guard let components = try Self.normalise(entry.path) else {
+            // "./": the layer's root itself takes its mode.
+            if entry.kind == .directory { chmod(root, mode_t(entry.mode & 0o7777)) }
+            return
+        }
         let name = components.last!
         let parent = try ensureParents(components.dropLast(), for: entry.path)
         if name == ".wh..wh..opq" {

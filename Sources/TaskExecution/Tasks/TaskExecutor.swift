@@ -439,7 +439,10 @@ public actor TaskExecutor {
     /// container bind-mounts.
     static func prepareFilesystem(_ record: TaskRecord, directory: String, layers: [String], volumes: String) throws {
         let rootfs = directory + "/bundle/rootfs"
-        for path in [directory + "/upper", directory + "/work", rootfs, directory + "/empty"] { try FileTree.makeDirectory(path) }
+        // The upper directory's root is the container's / (overlayfs takes
+        // its owner and mode): 0755, as a root filesystem's.
+        for path in [directory + "/upper", rootfs, directory + "/empty"] { try FileTree.makeDirectory(path, mode: 0o755) }
+        try FileTree.makeDirectory(directory + "/work")
         // overlayfs lists the top layer first; an image with no layer gets
         // an empty lower directory.
         let lower = layers.isEmpty ? [directory + "/empty"] : layers.reversed()
