@@ -160,7 +160,7 @@ public final class ContainerService: ContainerBackend {
     public func loadImages(archive: SpooledBody, quiet: Bool) async throws -> [String] {
         let images = images
         return try await mapping {
-            try await Self.blocking {
+            try await NodeDaemon.blocking {
                 try images.load(FileRegion(descriptor: archive.descriptor, length: archive.length))
             }
         }
@@ -174,7 +174,7 @@ public final class ContainerService: ContainerBackend {
         let defaults = try mapping { try ImageChanges.apply(changes, to: ImageRuntimeConfig()) }
         let images = images
         let image = try await mapping {
-            try await Self.blocking { [reference] in
+            try await NodeDaemon.blocking { [reference] in
                 try images.importRootFS(FileRegion(descriptor: archive.descriptor, length: archive.length), tag: reference,
                                         defaults: defaults, comment: message)
             }
@@ -209,7 +209,7 @@ public final class ContainerService: ContainerBackend {
         let tasks = await executor.list()
         let images = images
         let removed = try await mapping {
-            try await Self.blocking {
+            try await NodeDaemon.blocking {
                 try images.remove(reference, force: force) { id in
                     tasks.first { $0.imageID == id }.map { "container \($0.shortID)" }
                 }
@@ -424,12 +424,6 @@ public final class ContainerService: ContainerBackend {
             }
         default:
             return APIError(.internalServerError, "\(error)")
-        }
-    }
-
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
         }
     }
 }

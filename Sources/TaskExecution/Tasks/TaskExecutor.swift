@@ -482,8 +482,9 @@ public actor TaskExecutor {
         defer { if shimLog >= 0 { close(shimLog) } }
         let arguments = [shimPath, directory] + runtime.createArguments(
             id: id, bundle: directory + "/bundle", pidFile: directory + "/init.pid", logFile: directory + "/runtime.log")
+        let shim: pid_t
         do {
-            _ = try Subprocess.spawn(arguments, descriptors: [-1, shimLog, shimLog, ready[1]], newSession: true)
+            shim = try Subprocess.spawn(arguments, descriptors: [-1, shimLog, shimLog, ready[1]], newSession: true)
         } catch {
             close(ready[1])
             throw ExecutorError.runtime("starting the task shim: \(error)")
@@ -502,6 +503,10 @@ public actor TaskExecutor {
         }
         let text = String(decoding: answer, as: UTF8.self).trimmingTrailingWhitespace()
         if text.hasPrefix("ok "), let pid = Int32(text.dropFirst(3)) { return pid }
+        // The shim failed (it exits after saying so) or hangs: it is ours
+        // to end and reap.
+        kill(shim, SIGKILL)
+        Subprocess.wait(shim)
         let reason = runtimeError(directory + "/runtime.log") ?? (text.isEmpty ? "the task shim gave no answer" : text)
         throw ExecutorError.runtime("\(runtime.binary) create: \(reason)")
     }
