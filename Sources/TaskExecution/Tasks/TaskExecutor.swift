@@ -505,7 +505,7 @@ public actor TaskExecutor {
         if text.hasPrefix("ok "), let pid = Int32(text.dropFirst(3)) { return pid }
         // The shim failed (it exits after saying so) or hangs: it is ours
         // to end and reap.
-        kill(shim, SIGKILL)
+        Glibc.kill(shim, SIGKILL)
         Subprocess.wait(shim)
         let reason = runtimeError(directory + "/runtime.log") ?? (text.isEmpty ? "the task shim gave no answer" : text)
         throw ExecutorError.runtime("\(runtime.binary) create: \(reason)")
