@@ -97,7 +97,7 @@ import TestKit
             // Removal takes everything with it.
             try testbed.docker("h1", ["rm", "-f", "one"])
             #expect(try runtimeState(testbed, "h1", id) == nil)
-            #expect(try traces(testbed, "h1").isEmpty)
+            #expect(try traces(testbed, "h1") == [])
             #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/swarmnet/\(id)"))
             let network = try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{len .Containers}}"])
             #expect(network.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
@@ -159,7 +159,7 @@ import TestKit
             let quota = try String(contentsOfFile: "/sys/fs/cgroup/cpu/swarmnet/\(id)/cpu.cfs_quota_us", encoding: .utf8)
             #expect(quota.trimmingCharacters(in: .whitespacesAndNewlines) == "50000")
             try testbed.docker("h1", ["rm", "-f", "mounts"])
-            #expect(try traces(testbed, "h1").isEmpty)
+            #expect(try traces(testbed, "h1") == [])
             #expect((try? String(contentsOfFile: volume, encoding: .utf8)) == "kept\n", "a volume outlives its container")
         }
     }
@@ -303,7 +303,7 @@ import TestKit
             #expect(try state(testbed, "h1", "doomed")["ExitCode"] as? Int == 137)
             // The adopted task still stops and goes.
             try testbed.docker("h1", ["rm", "-f", "keep", "doomed"])
-            #expect(try traces(testbed, "h1").isEmpty)
+            #expect(try traces(testbed, "h1") == [])
         }
     }
 
@@ -326,7 +326,7 @@ import TestKit
             #expect(refusal(["run", "-d", "--name", "d", "-m", "4m", "busybox", "true"]).contains("Minimum memory limit"))
             #expect(refusal(["run", "-d", "--name", "e", "--network", "nosuchnet", "busybox", "true"]).contains("nosuchnet"))
             #expect(refusal(["run", "-d", "--name", "f", "--user", "ghost", "busybox", "true"]).contains("unable to find user ghost"))
-            #expect(try traces(testbed, "h1").isEmpty)
+            #expect(try traces(testbed, "h1") == [])
             let network = try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{len .Containers}}"])
             #expect(network.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
             #expect(try testbed.docker("h1", ["ps", "-aq"]).isEmpty)

@@ -207,6 +207,34 @@ import Glibc
         }
     }
 
+    /// An OCI image layout (index.json → manifest → config and layers as
+    /// blobs, a gzip layer among them), as skopeo and Docker 25's save
+    /// write it; the tag comes from the index's annotation.
+    @Test func loadsAnOCILayout() throws {
+        try withStore { store, directory in
+            let plain = layer { $0.file("etc/os-release", "ID=test\n") }
+            let plainPath = directory + "/oci-layer.tar"
+            FileManager.default.createFile(atPath: plainPath, contents: Data(plain))
+            try run(["gzip", "-k", plainPath])
+            let compressed = Array(try Data(contentsOf: URL(fileURLWithPath: plainPath + ".gz")))
+            let config = Array(#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["\#(DockerArchive.digest(plain))"]}}"#.utf8)
+            let manifest = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(DockerArchive.digest(config))","size":\#(config.count)},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"\#(DockerArchive.digest(compressed))","size":\#(compressed.count)}]}"#.utf8)
+            let index = #"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(DockerArchive.digest(manifest))","size":\#(manifest.count),"annotations":{"io.containerd.image.name":"docker.io/library/oci:7"}}]}"#
+            var archive = TarWriter()
+            archive.file("oci-layout", #"{"imageLayoutVersion":"1.0.0"}"#)
+            archive.file("index.json", index)
+            for blob in [config, manifest, compressed] {
+                archive.file("blobs/sha256/" + DockerArchive.digest(blob).dropFirst(7), blob)
+            }
+            let lines = try withArchive(archive.finished(), in: directory) { try store.load($0) }
+            #expect(lines == ["Loaded image: oci:7"])
+            let image = try store.image("oci:7")
+            #expect(image.id == DockerArchive.digest(config))
+            let root = try #require(store.layerDirectories(image).first)
+            #expect(try String(contentsOfFile: root + "/etc/os-release", encoding: .utf8) == "ID=test\n")
+        }
+    }
+
     @Test func importMakesAOneLayerImageWithChanges() throws {
         try withStore { store, directory in
             let rootfs = layer { $0.file("bin/tool", "#!/bin/sh\n", mode: 0o755) }

@@ -26,6 +26,10 @@ public actor TaskExecutor {
     let logger: Logger
     private var tasks: [String: TaskRecord] = [:]
     private var stopping: Set<String> = []
+    /// Tasks whose end `finished` is recording (it releases their kernel
+    /// objects across awaits); a removal waits for it, or the two would
+    /// release the same mount, namespace and directory at once.
+    private var finishing: Set<String> = []
     private var healthChecks: [String: Task<Void, Never>] = [:]
     private let exits = ExitWatcher()
     private var listener: (@Sendable (TaskRecord) -> Void)?
@@ -204,6 +208,7 @@ public actor TaskExecutor {
             }
             try await stop(record.id, timeout: 0)
         }
+        while finishing.contains(record.id) { try? await Task.sleep(for: .milliseconds(10)) }
         guard let current = tasks[record.id] else { return }
         exits.unwatch(key: record.id)
         await release(current, removeDirectory: true)
@@ -254,7 +259,9 @@ public actor TaskExecutor {
 
     /// The shim ended: records how the task ended and frees what it held.
     private func finished(_ id: String) async {
-        guard var record = tasks[id], !record.state.isTerminal else { return }
+        guard var record = tasks[id], !record.state.isTerminal, !finishing.contains(id) else { return }
+        finishing.insert(id)
+        defer { finishing.remove(id) }
         healthChecks.removeValue(forKey: id)?.cancel()
         let directory = directory(id)
         let exit = (try? FileTree.read(directory + "/exit.json")).flatMap { try? JSONDecoder().decode(ExitFile.self, from: Data($0)) }
