@@ -306,7 +306,38 @@ public final class ContainerService: ContainerBackend {
         spec.stopSignal = nonEmpty(request.stopSignal)
         spec.stopTimeout = request.stopTimeout.map(Double.init)
         spec.networks = networks
+        if let log = host.logConfig {
+            if let type = log.type, !type.isEmpty, type != "json-file" {
+                throw APIError(.badRequest, "log driver \(type) is not supported: tasks log as json-file")
+            }
+            for (key, value) in log.config ?? [:] {
+                switch key {
+                case "max-size":
+                    guard let bytes = Self.byteSize(value) else { throw APIError(.badRequest, "invalid log-opt max-size=\(value): use a size such as 10m") }
+                    spec.logMaxBytes = bytes
+                case "max-file":
+                    guard let count = Int(value) else { throw APIError(.badRequest, "invalid log-opt max-file=\(value): a number") }
+                    spec.logMaxFiles = count
+                default:
+                    throw APIError(.badRequest, "unknown log opt '\(key)' for the json-file log driver (max-size and max-file are supported)")
+                }
+            }
+        }
         return (spec, warnings)
+    }
+
+    /// Docker's sizes: `512`, `10k`, `10m`, `1g` (powers of 1024).
+    static func byteSize(_ text: String) -> Int64? {
+        let lowered = text.lowercased().trimmingCharacters(in: .whitespaces)
+        let units: [Character: Int64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
+        var digits = Substring(lowered)
+        var multiplier: Int64 = 1
+        if let last = digits.last, let unit = units[last] {
+            multiplier = unit
+            digits = digits.dropLast()
+        }
+        guard let number = Int64(digits), number > 0 else { return nil }
+        return number * multiplier
     }
 
     static func networks(_ record: TaskRecord) -> [String: ContainerNetwork] {

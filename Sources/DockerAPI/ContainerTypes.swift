@@ -67,14 +67,23 @@ public struct HostConfig: Codable, Sendable {
     public var autoRemove: Bool?
     public var privileged: Bool?
     public var portBindings: [String: [PortBinding]]?
+    public var logConfig: LogConfig?
 
     enum CodingKeys: String, CodingKey {
         case binds = "Binds", networkMode = "NetworkMode", memory = "Memory", nanoCpus = "NanoCpus", pidsLimit = "PidsLimit"
         case readonlyRootfs = "ReadonlyRootfs", mounts = "Mounts", tmpfs = "Tmpfs", autoRemove = "AutoRemove"
-        case privileged = "Privileged", portBindings = "PortBindings"
+        case privileged = "Privileged", portBindings = "PortBindings", logConfig = "LogConfig"
     }
 
     public init(networkMode: String? = nil) { self.networkMode = networkMode }
+}
+
+/// `--log-driver` and `--log-opt`: only json-file (with max-size and
+/// max-file) is served.
+public struct LogConfig: Codable, Sendable {
+    public var type: String?
+    public var config: [String: String]?
+    enum CodingKeys: String, CodingKey { case type = "Type", config = "Config" }
 }
 
 public struct PortBinding: Codable, Sendable {

@@ -211,11 +211,40 @@ import TestKit
             #expect(try testbed.swarmnet("h1", ["task", "logs", "talker"]).contains("out 5"))
             let listed = try JSONSerialization.jsonObject(with: Data(try testbed.swarmnet("h1", ["task", "ps", "--format", "json"]).utf8))
             #expect(((listed as? [[String: Any]])?.first?["State"] as? String) == "exited")
+            // --since: a time after every line leaves nothing.
+            #expect(try testbed.docker("h1", ["logs", "--since", "\(Int(Date().timeIntervalSince1970) + 5)", "talker"]).isEmpty)
             let tail = try testbed.docker("h1", ["logs", "--tail", "2", "-t", "talker"])
             #expect(tail.split(separator: "\n").count <= 2)
             let ended = try state(testbed, "h1", "talker")
             #expect(ended["Status"] as? String == "exited")
             #expect(ended["ExitCode"] as? Int == 0)
+        }
+    }
+
+    /// `--log-opt max-size/max-file`: the log rotates, the oldest lines go,
+    /// and `docker logs` reads across the files that remain.
+    @Test func logsRotateAtTheirCap() throws {
+        try withContainerTestbed { testbed in
+            let id = try testbed.docker("h1", ["run", "-d", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=2",
+                                               "busybox", "sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try eventually(10) { try state(testbed, "h1", "chatty")["Status"] as? String == "exited" })
+            let directory = testbed.stateDirectory("h1") + "/tasks/" + id
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("container.log") }.sorted()
+            #expect(files == ["container.log", "container.log.1"])
+            for file in files {
+                let size = try FileManager.default.attributesOfItem(atPath: directory + "/" + file)[.size] as? Int ?? 0
+                #expect(size <= 2048)
+            }
+            let logs = try testbed.docker("h1", ["logs", "chatty"]).split(separator: "\n")
+            #expect(logs.last == "line-200")
+            #expect(!logs.contains("line-1"), "the oldest lines were rotated away")
+            #expect(logs.count > 20 && logs.count < 200)
+            let numbers = logs.compactMap { Int($0.dropFirst(5)) }
+            #expect(numbers == Array((numbers.first ?? 0)...200), "what remains is in order, with no gap")
+            #expect(throws: (any Error).self) {
+                try testbed.docker("h1", ["run", "-d", "--log-driver", "syslog", "busybox", "true"])
+            }
         }
     }
 

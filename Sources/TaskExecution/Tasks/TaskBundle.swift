@@ -46,6 +46,8 @@ public enum TaskBundle {
         }
         if let cpus = spec.nanoCPUs, cpus < 0 { throw ExecutorError.invalid("invalid CPU limit \(cpus): must be positive") }
         if let pids = spec.pidsLimit, pids < 0 { throw ExecutorError.invalid("invalid pids limit \(pids): must be positive") }
+        if let size = spec.logMaxBytes, size < 1024 { throw ExecutorError.invalid("invalid log max-size \(size): at least 1k") }
+        if let files = spec.logMaxFiles, files < 1 { throw ExecutorError.invalid("invalid log max-file \(files): at least 1") }
         for mount in spec.mounts {
             guard mount.target.hasPrefix("/"), mount.target != "/" else {
                 throw ExecutorError.invalid("invalid mount target \"\(mount.target)\": it must be an absolute path other than /")

@@ -126,8 +126,9 @@ public actor TaskExecutor {
             try await Self.blocking { [record] in
                 try Self.prepareFilesystem(record, directory: directory, layers: layers, volumes: volumes)
             }
+            let logLimits = ["SWARMNET_LOG_MAX_SIZE=\(spec.logMaxBytes ?? 10 << 20)", "SWARMNET_LOG_MAX_FILES=\(spec.logMaxFiles ?? 3)"]
             let pid = try await Self.blocking { [runtime, shimPath] in
-                try Self.createContainer(id: id, directory: directory, runtime: runtime, shimPath: shimPath)
+                try Self.createContainer(id: id, directory: directory, runtime: runtime, shimPath: shimPath, environment: logLimits)
             }
             record.pid = pid
             record.state = .ready
@@ -481,7 +482,7 @@ public actor TaskExecutor {
     /// Starts the task's shim, which runs `runc create`, and waits for its
     /// answer. Returns the container's pid; an error carries the runtime's
     /// own reason.
-    static func createContainer(id: String, directory: String, runtime: OCIRuntime, shimPath: String) throws -> Int32 {
+    static func createContainer(id: String, directory: String, runtime: OCIRuntime, shimPath: String, environment: [String]) throws -> Int32 {
         var ready: [Int32] = [0, 0]
         guard cex_pipe_cloexec(&ready) == 0 else { throw ExecutorError.runtime("pipe2: \(String(cString: strerror(errno)))") }
         defer { close(ready[0]) }
@@ -491,7 +492,9 @@ public actor TaskExecutor {
             id: id, bundle: directory + "/bundle", pidFile: directory + "/init.pid", logFile: directory + "/runtime.log")
         let shim: pid_t
         do {
-            shim = try Subprocess.spawn(arguments, descriptors: [-1, shimLog, shimLog, ready[1]], newSession: true)
+            shim = try Subprocess.spawn(arguments, descriptors: [-1, shimLog, shimLog, ready[1]],
+                                        environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + environment,
+                                        newSession: true)
         } catch {
             close(ready[1])
             throw ExecutorError.runtime("starting the task shim: \(error)")

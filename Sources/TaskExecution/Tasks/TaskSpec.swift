@@ -27,6 +27,10 @@ public struct TaskSpec: Codable, Sendable, Equatable {
     /// Seconds between the stop signal and SIGKILL (Docker's default 10).
     public var stopTimeout: Double?
     public var networks: [NetworkAttachmentSpec]
+    /// The log's cap before it rotates (`--log-opt max-size`), and how many
+    /// files are kept (`max-file`); nil: 10 MiB and 3.
+    public var logMaxBytes: Int64?
+    public var logMaxFiles: Int?
 
     public init(name: String, image: String, entrypoint: [String]? = nil, command: [String]? = nil, env: [String] = [],
                 workingDir: String? = nil, user: String? = nil, hostname: String? = nil, labels: [String: String] = [:],
