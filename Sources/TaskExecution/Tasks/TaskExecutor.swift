@@ -142,8 +142,9 @@ public actor TaskExecutor {
         } catch {
             await release(record, removeDirectory: true)
             tasks[id] = nil
-            if let failure = error as? ExecutorError { throw failure }
-            throw ExecutorError.runtime("\(error)")
+            // The network layer's errors keep their own meaning (a network
+            // not found is the caller's mistake, not the runtime's).
+            throw error
         }
     }
 
@@ -234,11 +235,6 @@ public actor TaskExecutor {
             try await Task.sleep(for: .milliseconds(50))
         }
         return tasks[record.id] ?? record
-    }
-
-    /// Whether a task (not yet removed) uses the image.
-    public func user(ofImage id: String) -> String? {
-        tasks.values.first { $0.imageID == id }.map { "container \($0.shortID)" }
     }
 
     // MARK: - Exits
