@@ -29,6 +29,24 @@ public final class ContainerService: ContainerBackend {
         return ContainerService(images: images, executor: executor, logger: logger)
     }
 
+    /// Before the API serves: `--rm` containers are removed when they end,
+    /// and tasks a previous run left are adopted (or reported ended).
+    public func start() async {
+        let executor = executor
+        let logger = logger
+        await executor.setListener { record in
+            guard record.spec.autoRemove == true, record.state.isTerminal else { return }
+            Task {
+                do {
+                    try await executor.remove(record.id, force: true)
+                } catch {
+                    logger.warning("removing a --rm container that ended", metadata: ["task": "\(record.shortID)", "error": "\(error)"])
+                }
+            }
+        }
+        await executor.adopt()
+    }
+
     // MARK: - Containers
 
     public func createContainer(name: String?, _ request: ContainerCreateRequest) async throws -> ContainerCreateResponse {
@@ -284,7 +302,6 @@ public final class ContainerService: ContainerBackend {
         if !(host.portBindings ?? [:]).isEmpty {
             warnings.append("published ports are not supported for containers (create a service with -p instead); none was published")
         }
-        if host.autoRemove == true { warnings.append("--rm is not supported yet: remove the container with docker rm") }
         if host.privileged == true { throw APIError(.badRequest, "privileged containers are not supported") }
         let nonEmpty: (String?) -> String? = { $0?.isEmpty == false ? $0 : nil }
         let positive: (Int64?) -> Int64? = { ($0 ?? 0) > 0 ? $0 : nil }
@@ -306,6 +323,7 @@ public final class ContainerService: ContainerBackend {
         spec.stopSignal = nonEmpty(request.stopSignal)
         spec.stopTimeout = request.stopTimeout.map(Double.init)
         spec.networks = networks
+        spec.autoRemove = host.autoRemove == true ? true : nil
         if let log = host.logConfig {
             if let type = log.type, !type.isEmpty, type != "json-file" {
                 throw APIError(.badRequest, "log driver \(type) is not supported: tasks log as json-file")

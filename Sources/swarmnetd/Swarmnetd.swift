@@ -167,7 +167,7 @@ struct Swarmnetd: AsyncParsableCommand {
             configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
         // Tasks a previous run left: adopted (or reported ended) before the
         // API answers, so no client ever sees a stale state.
-        await containers.executor.adopt()
+        await containers.start()
         var socketLimits = limits
         socketLimits.spool = BodySpool(directory: configuration.stateDirectory + "/images/tmp", maxBytes: apiMaxImage,
                                        accepts: DockerRouter.spoolsBody)

@@ -248,6 +248,18 @@ import TestKit
         }
     }
 
+    /// `docker run --rm`: gone, with everything it held, once it ends.
+    @Test func anAutoRemovedContainerGoesWhenItEnds() throws {
+        try withContainerTestbed { testbed in
+            try testbed.docker("h1", ["run", "-d", "--rm", "--name", "brief", "--network", "web", "busybox", "sleep", "0.5"])
+            #expect(try testbed.docker("h1", ["ps", "-a", "--format", "{{.Names}}"]).contains("brief"))
+            #expect(try eventually(10) { try testbed.docker("h1", ["ps", "-aq"]).isEmpty })
+            #expect(try eventually(5) { try traces(testbed, "h1").isEmpty })
+            let network = try testbed.docker("h1", ["network", "inspect", "web", "--format", "{{len .Containers}}"])
+            #expect(network.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        }
+    }
+
     @Test func anOOMKillIsReported() throws {
         try withContainerTestbed { testbed in
             try testbed.docker("h1", ["run", "-d", "--name", "hog", "-m", "8m", "busybox", "sh", "-c",

@@ -31,6 +31,9 @@ public struct TaskSpec: Codable, Sendable, Equatable {
     /// files are kept (`max-file`); nil: 10 MiB and 3.
     public var logMaxBytes: Int64?
     public var logMaxFiles: Int?
+    /// `docker run --rm`: the task is removed once it ends (by the API
+    /// layer, on the executor's report; the executor itself only reports).
+    public var autoRemove: Bool?
 
     public init(name: String, image: String, entrypoint: [String]? = nil, command: [String]? = nil, env: [String] = [],
                 workingDir: String? = nil, user: String? = nil, hostname: String? = nil, labels: [String: String] = [:],
