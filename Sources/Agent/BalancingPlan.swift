@@ -78,9 +78,10 @@ public struct BalancingPlan: Sendable, Equatable {
             // service's name wins over a container's).
             var containers: [String: [String: [IPAddress]]] = [:]
             for endpoint in endpoints where networkIDs.contains(endpoint.networkID) && endpoint.isIngressGateway != true {
-                let name = endpoint.name.lowercased()
-                guard Self.isHostName(name), names[name] == nil else { continue }
-                containers[name, default: [:]][endpoint.networkID, default: []].append(endpoint.address.address)
+                for name in Set(([endpoint.name] + (endpoint.aliases ?? [])).map { $0.lowercased() }) {
+                    guard Self.isHostName(name), names[name] == nil else { continue }
+                    containers[name, default: [:]][endpoint.networkID, default: []].append(endpoint.address.address)
+                }
             }
             for (name, byNetwork) in containers {
                 names[name] = byNetwork.sorted { $0.key < $1.key }.map { networkID, addresses in

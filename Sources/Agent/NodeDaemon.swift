@@ -199,7 +199,7 @@ public actor NodeDaemon: DockerBackend {
     /// the service publishes ports). Returns the endpoint on `reference`.
     @discardableResult
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
-                        service serviceName: String?) async throws -> EndpointRecord {
+                        service serviceName: String?, aliases: [String] = []) async throws -> EndpointRecord {
         let record = try Self.mapping { try state.network(reference) }
         if record.isIngress {
             throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
@@ -219,7 +219,8 @@ public actor NodeDaemon: DockerBackend {
         var meshGateway: EndpointRecord?
         if service?.isPublished == true { meshGateway = try await ensureIngressGateway() }
         let endpoint = try await attachEndpoint(
-            network: record, namespace: namespace, name: name, requestedAddress: requestedAddress, serviceID: service?.id)
+            network: record, namespace: namespace, name: name, requestedAddress: requestedAddress, serviceID: service?.id,
+            aliases: aliases)
         if let service, service.isPublished, let ingress = state.ingressNetwork,
            !state.endpoints.values.contains(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
             do {
@@ -239,7 +240,8 @@ public actor NodeDaemon: DockerBackend {
     @discardableResult
     func attachEndpoint(
         network record: NetworkRecord, namespace: NetworkNamespace, name: String, requestedAddress: String?, serviceID: String?,
-        interfaceName: String? = nil, defaultRoute: Bool = true, defaultGateway: IPAddress? = nil, isIngressGateway: Bool = false
+        interfaceName: String? = nil, defaultRoute: Bool = true, defaultGateway: IPAddress? = nil, isIngressGateway: Bool = false,
+        aliases: [String] = []
     ) async throws -> EndpointRecord {
         // The record comes first, so that a reconciler pass running meanwhile
         // sees the endpoint and neither removes nor duplicates its veth.
@@ -264,15 +266,17 @@ public actor NodeDaemon: DockerBackend {
         // answered would overwrite what concurrent attaches committed
         // meanwhile (their endpoints vanished from `network inspect`).
         var next: ClusterState
-        let endpoint: EndpointRecord
+        var allocated: EndpointRecord
         if configuration.isManager {
             next = state
-            endpoint = try Self.mapping { try next.addEndpointRecord(allocation) }
+            allocated = try Self.mapping { try next.addEndpointRecord(allocation) }
         } else {
-            endpoint = try await askManager(allocation)
+            allocated = try await askManager(allocation)
             next = state
-            next.endpoints[endpoint.id] = endpoint
         }
+        allocated.aliases = aliases.isEmpty ? nil : aliases
+        next.endpoints[allocated.id] = allocated
+        let endpoint = allocated
         let network = try overlayNetwork(record)
         try commit(next, touching: [.endpoint(endpoint.id)])
         let peers = peers(of: record.id)

@@ -65,6 +65,9 @@ public struct EndpointRecord: Codable, Sendable, Hashable {
     /// Set while the service's health check fails for this backend: it
     /// leaves every balancer and DNS answer until the check passes again.
     public var unhealthy: Bool?
+    /// More names the endpoint answers to in DNS on its network
+    /// (`docker run --network-alias`), beside `name`.
+    public var aliases: [String]?
 
     public init(id: String, networkID: String, node: String, namespacePath: String, name: String,
                 address: IPPrefix, mac: MACAddress, vtep: IPAddress, hostInterface: String? = nil, workloadInterface: String? = nil) {

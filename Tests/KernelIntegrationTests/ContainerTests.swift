@@ -166,9 +166,10 @@ import TestKit
 
     @Test func containersReachEachOtherByNameAcrossHosts() throws {
         try withContainerTestbed(hosts: 2) { testbed in
-            try testbed.docker("h1", ["run", "-d", "--name", "who", "--network", "web", "whoami"])
+            try testbed.docker("h1", ["run", "-d", "--name", "who", "--network", "web", "--network-alias", "whoami-alias", "whoami"])
             try testbed.docker("h2", ["run", "-d", "--name", "client", "--network", "web", "busybox", "sh", "-c",
-                                      "for i in $(seq 40); do wget -q -O - http://who/ 2>/dev/null && break; sleep 0.5; done"])
+                                      "for i in $(seq 40); do wget -q -O - http://who/ 2>/dev/null && break; sleep 0.5; done; "
+                                        + "wget -q -O - http://whoami-alias/ | head -1 | sed 's/^/alias /'"])
             var logs = ""
             // (No `wget -T`: Debian's static busybox crashes with it.)
             #expect(try eventually(20) {
@@ -177,6 +178,11 @@ import TestKit
             }, "logs: \(logs)\nh2: \(testbed.log("h2").suffix(3000))\nh1: \(testbed.log("h1").suffix(2000))")
             let whoHostname = try #require(try inspect(testbed, "h1", "who")["Config"] as? [String: Any])["Hostname"] as? String
             #expect(logs.contains("Hostname: \(whoHostname ?? "-")"))
+            // Its --network-alias answers too, from the other host.
+            #expect(try eventually(10) {
+                try TestHost.run(["sh", "-c", "docker logs client 2>&1"], environment: ["DOCKER_HOST": "unix://\(testbed.socket("h2"))"])
+                    .contains("alias Hostname: \(whoHostname ?? "-")")
+            })
         }
     }
 
