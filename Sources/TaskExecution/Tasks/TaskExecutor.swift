@@ -277,7 +277,7 @@ public actor TaskExecutor {
             record.message = "finished"
         } else {
             record.state = .failed
-            record.message = "started"
+            record.message = "failed"
             record.error = record.oomKilled ? "task: non-zero exit (\(record.exitCode!)): OOM killed" : "task: non-zero exit (\(record.exitCode!))"
         }
         if let health = record.health, health.status == "unhealthy", record.state == .failed || record.state == .shutdown {
