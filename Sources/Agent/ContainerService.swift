@@ -116,10 +116,14 @@ public final class ContainerService: ContainerBackend {
             hostname: record.hostname, user: record.spec.user ?? "", env: record.env, cmd: record.spec.command,
             entrypoint: record.spec.entrypoint, image: record.spec.image, workingDir: record.spec.workingDir ?? "",
             labels: record.spec.labels, healthcheck: record.healthcheck.map(Self.healthcheck), stopSignal: record.spec.stopSignal)
-        return ContainerInspect(
+        var inspected = ContainerInspect(
             id: record.id, created: Self.timestamp(record.created), path: record.args.first ?? "", args: Array(record.args.dropFirst()),
             state: state, image: record.imageID, name: "/" + record.spec.name, config: config, hostConfig: hostConfig,
             networks: Self.networks(record), mounts: mounts, directory: await executor.directory(record.id))
+        inspected.taskHistory = record.history?.map {
+            TaskStatusView(state: $0.state.rawValue, timestamp: Self.timestamp($0.timestamp), message: $0.message, err: $0.error)
+        }
+        return inspected
     }
 
     public func containerLogs(_ reference: String, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error> {

@@ -221,12 +221,14 @@ public struct ContainerInspect: Codable, Sendable {
     public var hostnamePath: String
     public var hostsPath: String
     public var resolvConfPath: String
+    /// swarmnet's addition: the task's states, as swarmkit's TaskStatus.
+    public var taskHistory: [TaskStatusView]?
 
     enum CodingKeys: String, CodingKey {
         case id = "Id", created = "Created", path = "Path", args = "Args", state = "State", image = "Image", name = "Name"
         case restartCount = "RestartCount", driver = "Driver", platform = "Platform", config = "Config", hostConfig = "HostConfig"
         case networkSettings = "NetworkSettings", mounts = "Mounts", logPath = "LogPath", hostnamePath = "HostnamePath"
-        case hostsPath = "HostsPath", resolvConfPath = "ResolvConfPath"
+        case hostsPath = "HostsPath", resolvConfPath = "ResolvConfPath", taskHistory = "TaskHistory"
     }
 
     public init(id: String, created: String, path: String, args: [String], state: ContainerState, image: String, name: String,
@@ -250,6 +252,23 @@ public struct ContainerInspect: Codable, Sendable {
         self.hostnamePath = directory + "/hostname"
         self.hostsPath = directory + "/hosts"
         self.resolvConfPath = directory + "/resolv.conf"
+    }
+}
+
+/// One task state with its time and message (swarmkit's TaskStatus
+/// fields: State, Timestamp, Message, Err).
+public struct TaskStatusView: Codable, Sendable {
+    public var state: String
+    public var timestamp: String
+    public var message: String
+    public var err: String?
+    enum CodingKeys: String, CodingKey { case state = "State", timestamp = "Timestamp", message = "Message", err = "Err" }
+
+    public init(state: String, timestamp: String, message: String, err: String?) {
+        self.state = state
+        self.timestamp = timestamp
+        self.message = message
+        self.err = err
     }
 }
 

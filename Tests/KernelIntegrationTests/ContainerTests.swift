@@ -224,6 +224,10 @@ import TestKit
             let ended = try state(testbed, "h1", "talker")
             #expect(ended["Status"] as? String == "exited")
             #expect(ended["ExitCode"] as? Int == 0)
+            // Every state swarmkit's way, each with its time and message.
+            let history = try #require(try inspect(testbed, "h1", "talker")["TaskHistory"] as? [[String: Any]])
+            #expect(history.compactMap { $0["State"] as? String } == ["preparing", "ready", "starting", "running", "complete"])
+            #expect(history.allSatisfy { ($0["Timestamp"] as? String)?.hasPrefix("20") == true && !($0["Message"] as? String ?? "").isEmpty })
         }
     }
 
@@ -274,6 +278,9 @@ import TestKit
             let ended = try state(testbed, "h1", "hog")
             #expect(ended["OOMKilled"] as? Bool == true)
             #expect(ended["ExitCode"] as? Int == 137)
+            let last = try #require((try inspect(testbed, "h1", "hog")["TaskHistory"] as? [[String: Any]])?.last)
+            #expect(last["State"] as? String == "failed")
+            #expect(last["Err"] as? String == "task: non-zero exit (137): OOM killed")
         }
     }
 

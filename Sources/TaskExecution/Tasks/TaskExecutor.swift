@@ -110,7 +110,8 @@ public actor TaskExecutor {
             hostname: hostname, created: Date(), state: .preparing, message: "preparing", error: nil,
             startedAt: nil, finishedAt: nil, exitCode: nil, oomKilled: false, pid: nil,
             namespace: "/run/netns/\(namespacePrefix)\(id.prefix(12))", attachments: [],
-            healthcheck: Self.healthcheck(spec: spec, image: imageConfig), health: nil)
+            healthcheck: Self.healthcheck(spec: spec, image: imageConfig), health: nil, history: nil)
+        record.transition(to: .preparing, message: "preparing")
         let directory = directory(id)
         try FileTree.makeDirectory(directory)
         tasks[id] = record
@@ -131,8 +132,7 @@ public actor TaskExecutor {
                 try Self.createContainer(id: id, directory: directory, runtime: runtime, shimPath: shimPath, environment: logLimits)
             }
             record.pid = pid
-            record.state = .ready
-            record.message = "created"
+            record.transition(to: .ready, message: "created")
             tasks[id] = record
             try persist(record)
             watchShim(id)
@@ -157,7 +157,7 @@ public actor TaskExecutor {
         default:
             throw ExecutorError.conflict("container \(record.shortID) is \(record.state.rawValue): only a created container starts (the orchestrator makes a new task instead)")
         }
-        record.state = .starting
+        record.transition(to: .starting, message: "starting")
         tasks[record.id] = record
         do {
             try await Self.blocking { [runtime, id = record.id] in try runtime.start(id) }
@@ -169,8 +169,7 @@ public actor TaskExecutor {
             throw ExecutorError.runtime("starting container \(record.shortID): \(error)")
         }
         guard var current = tasks[record.id], !current.state.isTerminal else { return tasks[record.id] ?? record }
-        current.state = .running
-        current.message = "started"
+        current.transition(to: .running, message: "started")
         current.startedAt = Date()
         if let healthcheck = current.healthcheck { current.health = HealthStatus(); startHealthChecks(current.id, healthcheck) }
         tasks[current.id] = current
@@ -266,19 +265,14 @@ public actor TaskExecutor {
         record.exitCode = exit?.exitCode ?? 255
         record.finishedAt = Date()
         if stopping.remove(id) != nil {
-            record.state = .shutdown
-            record.message = "shutdown"
+            record.transition(to: .shutdown, message: "shutdown")
         } else if exit == nil {
-            record.state = .failed
-            record.message = "failed"
-            record.error = "the task's shim ended without recording an exit status"
+            record.transition(to: .failed, message: "failed", error: "the task's shim ended without recording an exit status")
         } else if record.exitCode == 0 {
-            record.state = .complete
-            record.message = "finished"
+            record.transition(to: .complete, message: "finished")
         } else {
-            record.state = .failed
-            record.message = "failed"
-            record.error = record.oomKilled ? "task: non-zero exit (\(record.exitCode!)): OOM killed" : "task: non-zero exit (\(record.exitCode!))"
+            record.transition(to: .failed, message: "failed", error: record.oomKilled
+                ? "task: non-zero exit (\(record.exitCode!)): OOM killed" : "task: non-zero exit (\(record.exitCode!))")
         }
         if let health = record.health, health.status == "unhealthy", record.state == .failed || record.state == .shutdown {
             record.error = (record.error ?? "") + " (unhealthy container)"

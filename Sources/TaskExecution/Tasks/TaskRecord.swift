@@ -40,6 +40,15 @@ public struct HealthResult: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case start = "Start", end = "End", exitCode = "ExitCode", output = "Output" }
 }
 
+/// One step of a task's life: swarmkit's TaskStatus (state, when, what
+/// happened, and the error when it failed).
+public struct TaskStatusEntry: Codable, Sendable, Equatable {
+    public var state: TaskState
+    public var timestamp: Date
+    public var message: String
+    public var error: String?
+}
+
 /// One task on this node, as the executor keeps it (`TASK_DIR/task.json`).
 public struct TaskRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -65,6 +74,17 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     public var attachments: [NetworkAttachment]
     public var healthcheck: HealthConfig?
     public var health: HealthStatus?
+    /// Every state the task went through, oldest first (optional: records
+    /// written before it existed have none).
+    public var history: [TaskStatusEntry]?
 
     public var shortID: String { String(id.prefix(12)) }
+
+    /// Moves to `state`, noting when and why.
+    public mutating func transition(to state: TaskState, message: String, error: String? = nil) {
+        self.state = state
+        self.message = message
+        if let error { self.error = error }
+        history = (history ?? []) + [TaskStatusEntry(state: state, timestamp: Date(), message: message, error: error)]
+    }
 }
