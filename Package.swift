@@ -115,7 +115,9 @@ let package = Package(
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
         .target(
             name: "TestKit", dependencies: ["Namespaces", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/TestKit"),
-        .testTarget(name: "TaskExecutionTests", dependencies: ["TaskExecution", "TestKit", "CExecutorShim"]),
+        .testTarget(
+            name: "TaskExecutionTests",
+            dependencies: ["TaskExecution", "TestKit", "CExecutorShim", "Namespaces", "swarmnet-shim", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GossipRuntimeTests", dependencies: ["GossipRuntime", "Gossip", "gossip-node", "TestKit"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], resources: [.copy("testdata")]),
         .testTarget(name: "RaftStorageTests", dependencies: ["Raft", "RaftStorage", "raft-crash-writer"]),

@@ -30,6 +30,9 @@ public actor TaskExecutor {
     /// objects across awaits); a removal waits for it, or the two would
     /// release the same mount, namespace and directory at once.
     private var finishing: Set<String> = []
+    /// Tasks stopped because they turned unhealthy (`failWhenUnhealthy`):
+    /// they end failed, not shut down.
+    private var unhealthy: Set<String> = []
     private var healthChecks: [String: Task<Void, Never>] = [:]
     private let exits = ExitWatcher()
     private var listener: (@Sendable (TaskRecord) -> Void)?
@@ -264,7 +267,10 @@ public actor TaskExecutor {
         record.oomKilled = Self.oomKilled(id)
         record.exitCode = exit?.exitCode ?? 255
         record.finishedAt = Date()
-        if stopping.remove(id) != nil {
+        if unhealthy.remove(id) != nil {
+            stopping.remove(id)
+            record.transition(to: .failed, message: "failed", error: "task: container unhealthy (exit \(record.exitCode!))")
+        } else if stopping.remove(id) != nil {
             record.transition(to: .shutdown, message: "shutdown")
         } else if exit == nil {
             record.transition(to: .failed, message: "failed", error: "the task's shim ended without recording an exit status")
@@ -277,8 +283,10 @@ public actor TaskExecutor {
         if let health = record.health, health.status == "unhealthy", record.state == .failed || record.state == .shutdown {
             record.error = (record.error ?? "") + " (unhealthy container)"
         }
-        tasks[id] = record
+        // Released first, then reported: whoever sees the task ended finds
+        // its namespace, endpoints and mount already gone.
         await release(record, removeDirectory: false)
+        tasks[id] = record
         try? persist(record)
         listener?(record)
         logger.info("task ended", metadata: ["task": "\(record.shortID)", "state": "\(record.state.rawValue)",
@@ -414,6 +422,10 @@ public actor TaskExecutor {
             logger.info("task health changed", metadata: ["task": "\(record.shortID)", "health": "\(health.status)"])
             await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy")
             listener?(record)
+            if health.status == "unhealthy", record.spec.failWhenUnhealthy == true {
+                unhealthy.insert(id)
+                try? await stop(id)
+            }
         }
     }
 

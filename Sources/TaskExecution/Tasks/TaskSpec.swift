@@ -34,6 +34,10 @@ public struct TaskSpec: Codable, Sendable, Equatable {
     /// `docker run --rm`: the task is removed once it ends (by the API
     /// layer, on the executor's report; the executor itself only reports).
     public var autoRemove: Bool?
+    /// Swarm's rule for service tasks: an unhealthy task fails (it is
+    /// stopped and reported failed, and the orchestrator replaces it).
+    /// A plain container (`docker run`) only reports its health.
+    public var failWhenUnhealthy: Bool?
 
     public init(name: String, image: String, entrypoint: [String]? = nil, command: [String]? = nil, env: [String] = [],
                 workingDir: String? = nil, user: String? = nil, hostname: String? = nil, labels: [String: String] = [:],
