@@ -76,7 +76,7 @@ import Glibc
             _ = try await executor.start(created.id)
             let ended = try await waitFor(executor, created.id) { $0.state.isTerminal }
             #expect(ended.state == .failed)
-            #expect(ended.error?.contains("container unhealthy") == true, "\(ended.error ?? "-")")
+            #expect(ended.error == "task: container unhealthy (exit 137)", "\(ended.error ?? "-")")
             #expect(ended.health?.status == "unhealthy")
             #expect(ended.history?.map(\.state) == [.preparing, .ready, .starting, .running, .failed])
             // Its process is gone: the runtime no longer runs it.

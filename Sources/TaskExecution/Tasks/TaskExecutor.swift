@@ -280,7 +280,8 @@ public actor TaskExecutor {
             record.transition(to: .failed, message: "failed", error: record.oomKilled
                 ? "task: non-zero exit (\(record.exitCode!)): OOM killed" : "task: non-zero exit (\(record.exitCode!))")
         }
-        if let health = record.health, health.status == "unhealthy", record.state == .failed || record.state == .shutdown {
+        if let health = record.health, health.status == "unhealthy", record.state == .failed || record.state == .shutdown,
+           record.error?.contains("unhealthy") != true {
             record.error = (record.error ?? "") + " (unhealthy container)"
         }
         // Released first, then reported: whoever sees the task ended finds
