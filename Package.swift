@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "TaskExecution",
             dependencies: [
-                "CZlib", "CExecutorShim", "Namespaces",
+                "CZlib", "CExecutorShim", "Namespaces", "Cluster",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

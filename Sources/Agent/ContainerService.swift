@@ -96,14 +96,14 @@ public final class ContainerService: ContainerBackend {
         let record = try await mapping { try await executor.task(reference) }
         let health = record.health.map { health in
             ContainerHealth(status: health.status, failingStreak: health.failingStreak, log: health.log.map {
-                ContainerHealthResult(start: Self.timestamp($0.start), end: Self.timestamp($0.end), exitCode: $0.exitCode, output: $0.output)
+                ContainerHealthResult(start: $0.start.rfc3339, end: $0.end.rfc3339, exitCode: $0.exitCode, output: $0.output)
             })
         }
         let state = ContainerState(
             status: Self.dockerState(record), running: record.state == .running, oomKilled: record.oomKilled,
             pid: record.state == .running ? record.pid ?? 0 : 0, exitCode: record.exitCode ?? 0, error: record.error ?? "",
-            startedAt: record.startedAt.map(Self.timestamp) ?? "0001-01-01T00:00:00Z",
-            finishedAt: record.finishedAt.map(Self.timestamp) ?? "0001-01-01T00:00:00Z", health: health)
+            startedAt: record.startedAt.map(\.rfc3339) ?? "0001-01-01T00:00:00Z",
+            finishedAt: record.finishedAt.map(\.rfc3339) ?? "0001-01-01T00:00:00Z", health: health)
         var hostConfig = HostConfig(networkMode: record.spec.networks.first?.network ?? "none")
         hostConfig.memory = record.spec.memoryLimit ?? 0
         hostConfig.nanoCpus = record.spec.nanoCPUs ?? 0
@@ -117,11 +117,11 @@ public final class ContainerService: ContainerBackend {
             entrypoint: record.spec.entrypoint, image: record.spec.image, workingDir: record.spec.workingDir ?? "",
             labels: record.spec.labels, healthcheck: record.healthcheck.map(Self.healthcheck), stopSignal: record.spec.stopSignal)
         var inspected = ContainerInspect(
-            id: record.id, created: Self.timestamp(record.created), path: record.args.first ?? "", args: Array(record.args.dropFirst()),
+            id: record.id, created: record.created.rfc3339, path: record.args.first ?? "", args: Array(record.args.dropFirst()),
             state: state, image: record.imageID, name: "/" + record.spec.name, config: config, hostConfig: hostConfig,
             networks: Self.networks(record), mounts: mounts, directory: await executor.directory(record.id))
         inspected.taskHistory = record.history?.map {
-            TaskStatusView(state: $0.state.rawValue, timestamp: Self.timestamp($0.timestamp), message: $0.message, err: $0.error)
+            TaskStatusView(state: $0.state.rawValue, timestamp: $0.timestamp.rfc3339, message: $0.message, err: $0.error)
         }
         return inspected
     }
@@ -416,20 +416,16 @@ public final class ContainerService: ContainerBackend {
                           retries: config.retries)
     }
 
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
-
+    /// An image config's `created` (RFC 3339, with or without a fraction)
+    /// as Unix seconds; 0 when absent or unreadable.
     static func unixTime(_ text: String?) -> Int64 {
         guard let text else { return 0 }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970) }
-        formatter.formatOptions = [.withInternetDateTime]
-        return Int64(formatter.date(from: text)?.timeIntervalSince1970 ?? 0)
+        let date = (try? Date(text, strategy: Self.rfc3339Fractional)) ?? (try? Date(text, strategy: Self.rfc3339Whole))
+        return Int64(date?.timeIntervalSince1970 ?? 0)
     }
+
+    private static let rfc3339Fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let rfc3339Whole = Date.ISO8601FormatStyle()
 
     /// Docker's way of naming an unnamed container: adjective_scientist.
     static func randomName() -> String {

@@ -43,27 +43,39 @@ extension NodeDaemon {
             for await result in group { all.append(result) }
             return all
         }
+        let changed = recordBackendHealth(results.map { (path: $0.0, serviceID: $0.1, healthy: $0.2) })
+        for endpoint in changed {
+            logger.notice(endpoint.unhealthy == true ? "backend unhealthy: it leaves the balancers and DNS" : "backend healthy again",
+                          metadata: ["backend": "\(endpoint.name)", "address": "\(endpoint.address.address)",
+                                     "service": "\(state.services[endpoint.serviceID ?? ""]?.name ?? "-")"])
+        }
+    }
+
+    /// Marks local backends healthy or not: those in namespace `path`, of
+    /// `serviceID` (nil: of every service). The change is committed and
+    /// gossiped, so every host's balancers and DNS follow it on their next
+    /// pass. Returns the endpoints whose flag changed.
+    func recordBackendHealth(_ results: [(path: String, serviceID: String?, healthy: Bool)]) -> [EndpointRecord] {
         var next = state
         var changed: [EndpointRecord] = []
         for (path, serviceID, healthy) in results {
-            for endpoint in next.endpoints.values where endpoint.node == nodeID && endpoint.namespacePath == path && endpoint.serviceID == serviceID {
+            for endpoint in next.endpoints.values where endpoint.node == nodeID && endpoint.namespacePath == path && endpoint.serviceID != nil
+                && (serviceID == nil || endpoint.serviceID == serviceID) {
                 let flag: Bool? = healthy ? nil : true
                 guard endpoint.unhealthy != flag else { continue }
                 next.endpoints[endpoint.id]?.unhealthy = flag
                 changed.append(next.endpoints[endpoint.id]!)
             }
         }
-        guard !changed.isEmpty else { return }
-        do { try commit(next) } catch {
+        guard !changed.isEmpty else { return [] }
+        do {
+            try commit(next, touching: changed.map { .endpoint($0.id) })
+        } catch {
             logger.error("recording backend health", metadata: ["error": "\(error)"])
-            return
+            return []
         }
-        for endpoint in changed {
-            publish(endpoint)
-            logger.notice(endpoint.unhealthy == true ? "backend unhealthy: it leaves the balancers and DNS" : "backend healthy again",
-                          metadata: ["backend": "\(endpoint.name)", "address": "\(endpoint.address.address)",
-                                     "service": "\(state.services[endpoint.serviceID ?? ""]?.name ?? "-")"])
-        }
+        for endpoint in changed { publish(endpoint) }
+        return changed
     }
 
     /// Whether a TCP connection to `address:port` made inside `namespace`

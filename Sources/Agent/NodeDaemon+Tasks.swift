@@ -33,23 +33,7 @@ extension NodeDaemon: TaskNetworking {
     /// backends (Swarm's rule): an unhealthy (or not yet healthy) task
     /// leaves every balancer and DNS answer, on every host, in the next pass.
     public func setHealth(namespace: String, healthy: Bool) async {
-        var next = state
-        var changed: [EndpointRecord] = []
-        for endpoint in next.endpoints.values where endpoint.node == nodeID && endpoint.namespacePath == namespace && endpoint.serviceID != nil {
-            let flag: Bool? = healthy ? nil : true
-            guard endpoint.unhealthy != flag else { continue }
-            next.endpoints[endpoint.id]?.unhealthy = flag
-            changed.append(next.endpoints[endpoint.id]!)
-        }
-        guard !changed.isEmpty else { return }
-        do {
-            try commit(next, touching: changed.map { .endpoint($0.id) })
-        } catch {
-            logger.error("recording a task's health", metadata: ["error": "\(error)"])
-            return
-        }
-        for endpoint in changed { publish(endpoint) }
-        await waitForNextPass()
+        if !recordBackendHealth([(path: namespace, serviceID: nil, healthy: healthy)]).isEmpty { await waitForNextPass() }
     }
 
     public func detach(namespace: String) async {

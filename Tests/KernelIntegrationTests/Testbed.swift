@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Lab
 import Namespaces
+import TestKit
 
 /// A test bed for daemon tests: lab hosts, each running its own swarmnetd
 /// (entered with `nsenter --net`, as scripts/testbed does), torn down
@@ -122,19 +123,10 @@ final class Testbed: @unchecked Sendable {
     func tearDown() {
         // Containers outlive their daemon by design: remove them while the
         // daemons live to reap their shims.
-        for host in hosts.map(\.name) {
-            let ids = (try? TestHost.run(["runc", "--root", runtimeRoot(host), "list", "-q"])) ?? ""
-            for id in ids.split(separator: "\n") {
-                _ = try? TestHost.run(["runc", "--root", runtimeRoot(host), "delete", "--force", String(id)])
-            }
-        }
+        for host in hosts.map(\.name) { removeTasks(runtimeRoot: runtimeRoot(host), mountsUnder: root) }
         for host in daemons.keys { stop(host) }
         _ = try? TestHost.run(["pkill", "-KILL", "-f", "swarmnet-shim \(root)/"])
-        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n").reversed() {
-            let fields = line.split(separator: " ")
-            if fields.count > 1, fields[1].hasPrefix(root + "/") { umount2(String(fields[1]), Int32(MNT_DETACH)) }
-        }
+        unmountAll(under: root)
         lab.down()
         _ = try? TestHost.run(["rm", "-rf", "--one-file-system", root])
     }

@@ -195,10 +195,7 @@ import Glibc
     @Test func gzipLayersAreInflatedAndVerifiedUncompressed() throws {
         try withStore { store, directory in
             let plain = layer { $0.file("hello", "world\n") }
-            let plainPath = directory + "/layer.tar"
-            FileManager.default.createFile(atPath: plainPath, contents: Data(plain))
-            try run(["gzip", "-k", plainPath])
-            let compressed = Array(try Data(contentsOf: URL(fileURLWithPath: plainPath + ".gz")))
+            let compressed = try gzipped(plain, in: directory)
             let archive = DockerArchive.make(tag: "gz:1", layers: [compressed], diffIDs: [DockerArchive.digest(plain)])
             _ = try withArchive(archive, in: directory) { try store.load($0) }
             let root = try #require(store.layerDirectories(try store.image("gz:1")).first)
@@ -213,10 +210,7 @@ import Glibc
     @Test func loadsAnOCILayout() throws {
         try withStore { store, directory in
             let plain = layer { $0.file("etc/os-release", "ID=test\n") }
-            let plainPath = directory + "/oci-layer.tar"
-            FileManager.default.createFile(atPath: plainPath, contents: Data(plain))
-            try run(["gzip", "-k", plainPath])
-            let compressed = Array(try Data(contentsOf: URL(fileURLWithPath: plainPath + ".gz")))
+            let compressed = try gzipped(plain, in: directory)
             let config = Array(#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["\#(DockerArchive.digest(plain))"]}}"#.utf8)
             let manifest = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(DockerArchive.digest(config))","size":\#(config.count)},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"\#(DockerArchive.digest(compressed))","size":\#(compressed.count)}]}"#.utf8)
             let index = #"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(DockerArchive.digest(manifest))","size":\#(manifest.count),"annotations":{"io.containerd.image.name":"docker.io/library/oci:7"}}]}"#

@@ -26,13 +26,7 @@ import Glibc
         let directory = "/tmp/swarmnet-executor-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let runtimeRoot = directory + "/runc"
         defer {
-            for id in ((try? run(["runc", "--root", runtimeRoot, "list", "-q"])) ?? "").split(separator: "\n") {
-                _ = try? run(["runc", "--root", runtimeRoot, "delete", "--force", String(id)])
-            }
-            let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
-            for line in mounts.split(separator: "\n") where line.contains(directory + "/") {
-                umount2(String(line.split(separator: " ")[1]), Int32(MNT_DETACH))
-            }
+            removeTasks(runtimeRoot: runtimeRoot, mountsUnder: directory)
             _ = try? run(["rm", "-rf", "--one-file-system", directory])
         }
         let images = try ImageStore(root: directory + "/images")
@@ -57,7 +51,9 @@ import Glibc
         return spec
     }
 
-    func waitFor(_ executor: TaskExecutor, _ id: String, seconds: Double = 15, _ condition: (TaskRecord) -> Bool) async throws -> TaskRecord {
+    /// Generous: under load (suites run side by side on two cores) one
+    /// `runc exec` of a health check has taken seconds.
+    func waitFor(_ executor: TaskExecutor, _ id: String, seconds: Double = 60, _ condition: (TaskRecord) -> Bool) async throws -> TaskRecord {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             let record = try await executor.task(id)

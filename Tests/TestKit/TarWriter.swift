@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Builds tar archives in memory for tests (ustar, with GNU long names),
 /// including the hostile ones the image store must refuse: `..` members,
@@ -120,5 +123,33 @@ public enum TestImages {
             throw CommandFailed(command: [script], status: 0, stderr: "\(path) was not built")
         }
         return path
+    }
+}
+
+/// `bytes` compressed by gzip(1), through a scratch file in `directory`.
+public func gzipped(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+    let path = directory + "/gzip-\(UInt32.random(in: 0...UInt32.max))"
+    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    defer { try? FileManager.default.removeItem(atPath: path + ".gz") }
+    try run(["gzip", path])
+    return Array(try Data(contentsOf: URL(fileURLWithPath: path + ".gz")))
+}
+
+/// What tasks leave when a test ends early: every container `runc --root
+/// runtimeRoot` knows is deleted (its process killed), and every mount
+/// under `directory` (tasks' root filesystems) detached, deepest first.
+public func removeTasks(runtimeRoot: String, mountsUnder directory: String) {
+    for id in ((try? run(["runc", "--root", runtimeRoot, "list", "-q"])) ?? "").split(separator: "\n") {
+        _ = try? run(["runc", "--root", runtimeRoot, "delete", "--force", String(id)])
+    }
+    unmountAll(under: directory)
+}
+
+/// Detaches every mount below `directory`, deepest first.
+public func unmountAll(under directory: String) {
+    let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+    for line in mounts.split(separator: "\n").reversed() {
+        let fields = line.split(separator: " ")
+        if fields.count > 1, fields[1].hasPrefix(directory + "/") { umount2(String(fields[1]), Int32(MNT_DETACH)) }
     }
 }

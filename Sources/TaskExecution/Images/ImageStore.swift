@@ -126,7 +126,7 @@ public final class ImageStore: Sendable {
                     }
                     for (layer, diffID) in zip(image.layers, config.rootfs.diffIDs) {
                         progress("Loading layer \(diffID.dropFirst(7).prefix(12))")
-                        if try addLayer(archive.member(layer), diffID: diffID, name: layer.path) { added.append(diffID) }
+                        if try storeLayer(archive.member(layer), diffID: diffID, name: layer.path).isNew { added.append(diffID) }
                     }
                     pending.append((id, raw, config, image.tags))
                 }
@@ -162,7 +162,7 @@ public final class ImageStore: Sendable {
         try writer.withLock { _ in
             let added = try storeLayer(archive, diffID: nil, name: "the tarball")
             let layerID = added.diffID
-            let created = Self.timestamp(Date())
+            let created = Date().formatted(Self.rfc3339)
             let config = ImageConfig(
                 created: created, config: defaults ?? ImageRuntimeConfig(), rootfs: .init(diffIDs: [layerID]),
                 history: [.init(created: created, comment: comment?.isEmpty == false ? comment : "Imported from -")])
@@ -241,10 +241,6 @@ public final class ImageStore: Sendable {
     /// Verifies a layer's digest (of its uncompressed tar) and unpacks it,
     /// once: an existing layer with that digest is kept. Returns whether it
     /// was new. With `diffID` nil the digest is what the content has.
-    private func addLayer(_ compressed: FileRegion, diffID expected: String, name: String) throws -> Bool {
-        try storeLayer(compressed, diffID: expected, name: name).isNew
-    }
-
     private func storeLayer(_ compressed: FileRegion, diffID expected: String?, name: String) throws -> (diffID: String, isNew: Bool) {
         let scratch = root + "/tmp/" + UUID().uuidString
         try FileTree.makeDirectory(scratch)
@@ -427,9 +423,6 @@ public final class ImageStore: Sendable {
         return "sha256:" + name
     }
 
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    /// RFC 3339 with fractional seconds in UTC, as Docker writes `created`.
+    static let rfc3339 = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
 }

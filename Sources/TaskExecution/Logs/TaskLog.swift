@@ -62,16 +62,16 @@ public enum TaskLog {
     }
 
     static func parseTime(_ text: String) -> Date? {
-        // 2026-12-06T20:55:00.123456789Z: seconds, then the fraction.
-        guard text.count >= 20 else { return nil }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        let seconds = String(text.prefix(19)) + "Z"
-        guard let base = formatter.date(from: seconds) else { return nil }
+        // 2026-12-06T20:55:00.123456789Z: seconds, then the fraction (nine
+        // digits, more than the format style reads).
+        guard text.count >= 20, let base = try? Date(String(text.prefix(19)) + "Z", strategy: wholeSeconds) else { return nil }
         var fraction = 0.0
         if let dot = text.firstIndex(of: "."), let end = text.firstIndex(of: "Z") {
             fraction = Double("0" + text[dot..<end]) ?? 0
         }
         return base.addingTimeInterval(fraction)
     }
+
+    /// A value, shared: one per line would cost more than the line.
+    private static let wholeSeconds = Date.ISO8601FormatStyle()
 }

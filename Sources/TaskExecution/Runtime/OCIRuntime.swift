@@ -1,9 +1,11 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The OCI runtime's command line (runc's, and crun's, which takes the
 /// same), as containerd's shim drives it: create and start are separate, so
-/// the network is in place before the process runs; state, kill, delete,
-/// and exec for health checks. Blocking: call it off the cooperative pool.
+/// the network is in place before the process runs; kill, delete, and
+/// exec for health checks. Blocking: call it off the cooperative pool.
 public struct OCIRuntime: Sendable {
     /// The runtime's binary (`runc`, or a path).
     public var binary: String
@@ -15,15 +17,6 @@ public struct OCIRuntime: Sendable {
     public init(binary: String = "runc", root: String) {
         self.binary = binary
         self.root = root
-    }
-
-    /// What `runc state` reports.
-    public struct State: Codable, Sendable {
-        public var id: String
-        public var pid: Int32
-        /// created, running, paused or stopped.
-        public var status: String
-        public var bundle: String
     }
 
     /// The binary's absolute path, found on PATH.
@@ -44,16 +37,6 @@ public struct OCIRuntime: Sendable {
 
     public func start(_ id: String) throws {
         try Subprocess.check([executable, "--root", root, "start", id])
-    }
-
-    /// The container's state, or nil when the runtime does not know it.
-    public func state(_ id: String) throws -> State? {
-        let result = try Subprocess.run([executable, "--root", root, "state", id], timeout: 30)
-        guard result.exitCode == 0 else {
-            if result.text.contains("does not exist") || result.text.contains("not exist") { return nil }
-            throw Subprocess.Failure(command: "\(binary) state \(id)", status: "exit status \(result.exitCode)", output: result.text)
-        }
-        return try JSONDecoder().decode(State.self, from: Data(result.output))
     }
 
     /// Signals the container's init (`all`: every process in it).

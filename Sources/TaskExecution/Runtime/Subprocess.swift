@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CExecutorShim
-import Dispatch
 
 /// Child processes: the OCI runtime's commands and the task shims. Spawned
 /// with posix_spawn (no fork of a threaded process), with exactly the
@@ -107,15 +106,6 @@ public enum Subprocess {
             throw Failure(command: arguments.prefix(4).joined(separator: " "), status: "exit status \(result.exitCode)", output: result.text)
         }
         return result.text
-    }
-
-    /// `run` on a thread of its own, for async callers.
-    public static func runDetached(_ arguments: [String], timeout: Double = 60) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Swift.Result { try run(arguments, timeout: timeout) })
-            }
-        }
     }
 
     /// Waits for a child; returns its exit code, or 128 + the signal.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CExecutorShim
 import Foundation
+import Cluster
 import Logging
 import Namespaces
 
@@ -103,14 +104,14 @@ public actor TaskExecutor {
         } catch ImageError.notFound {
             throw ExecutorError.noSuchImage(spec.image)
         }
-        let id = Self.randomID()
+        let id = Identifier.make()
         let hostname = spec.hostname?.isEmpty == false ? spec.hostname! : String(id.prefix(12))
         let imageConfig = image.config.config
         var record = TaskRecord(
             id: id, spec: spec, imageID: image.id,
             args: try TaskBundle.processArguments(spec: spec, image: imageConfig),
             env: TaskBundle.environment(spec: spec, image: imageConfig, hostname: hostname),
-            hostname: hostname, created: Date(), state: .preparing, message: "preparing", error: nil,
+            stopSignal: spec.stopSignal ?? imageConfig?.stopSignal, hostname: hostname, created: Date(), state: .preparing, message: "preparing", error: nil,
             startedAt: nil, finishedAt: nil, exitCode: nil, oomKilled: false, pid: nil,
             namespace: "/run/netns/\(namespacePrefix)\(id.prefix(12))", attachments: [],
             healthcheck: Self.healthcheck(spec: spec, image: imageConfig), health: nil, history: nil)
@@ -190,7 +191,7 @@ public actor TaskExecutor {
         guard !record.state.isTerminal else { return }
         stopping.insert(record.id)
         let grace = timeout ?? record.spec.stopTimeout ?? 10
-        let signal = record.spec.stopSignal ?? images.configSignal(record.imageID) ?? "SIGTERM"
+        let signal = record.stopSignal ?? "SIGTERM"
         if record.state == .ready || grace <= 0 {
             try? await Self.blocking { [runtime] in try runtime.kill(record.id, signal: "SIGKILL", all: true) }
         } else {
@@ -226,8 +227,8 @@ public actor TaskExecutor {
         guard record.state == .running || record.state == .ready else {
             throw ExecutorError.conflict("Container \(record.id) is not running")
         }
-        let name = signal.uppercased().hasPrefix("SIG") || Int(signal) != nil ? signal.uppercased() : "SIG" + signal.uppercased()
-        try await Self.blocking { [runtime] in try runtime.kill(record.id, signal: name) }
+        // runc takes KILL, SIGKILL and 9 alike.
+        try await Self.blocking { [runtime] in try runtime.kill(record.id, signal: signal) }
     }
 
     /// Returns once the task has ended (`docker wait`).
@@ -418,8 +419,10 @@ public actor TaskExecutor {
         }
         record.health = health
         tasks[id] = record
-        try? persist(record)
         if health.status != before {
+            // Written when the status moves, not per probe: a probe every
+            // few hundred milliseconds would fsync as often.
+            try? persist(record)
             logger.info("task health changed", metadata: ["task": "\(record.shortID)", "health": "\(health.status)"])
             await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy")
             listener?(record)
@@ -563,11 +566,6 @@ public actor TaskExecutor {
         return decoder
     }()
 
-    static func randomID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return hexString((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
-    }
-
     /// Runs blocking work (the runtime's commands, mounts, file writes) on
     /// a thread of its own, off the cooperative pool.
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -586,15 +584,8 @@ public actor TaskExecutor {
     }
 }
 
-/// What the shim writes when the container's init ends.
+/// What the shim writes when the container's init ends (`exitCode`; its
+/// `finishedAt` is for people reading the file).
 struct ExitFile: Codable {
     var exitCode: Int32
-    var finishedAt: String?
-}
-
-extension ImageStore {
-    /// The image's StopSignal, if it has one.
-    func configSignal(_ id: String) -> String? {
-        (try? image(id))?.config.config?.stopSignal
-    }
 }

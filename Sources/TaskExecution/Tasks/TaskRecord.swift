@@ -57,6 +57,8 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// The process as the image and spec resolve it.
     public var args: [String]
     public var env: [String]
+    /// The signal that stops it: the spec's, else the image's (nil: SIGTERM).
+    public var stopSignal: String?
     public var hostname: String
     public var created: Date
     public var state: TaskState
