@@ -40,7 +40,12 @@ import Glibc
             root: directory + "/tasks", images: images, runtime: OCIRuntime(root: runtimeRoot),
             shimPath: try builtExecutable("swarmnet-shim").path, networking: NoNetworks(),
             namespacePrefix: "snt\(String(getpid(), radix: 36))e-", logger: Logger(label: "TaskExecutorTests"))
-        try await body(executor)
+        // The executor removes what its tasks hold (container, namespace,
+        // mount), whatever the test did; the defer then takes what is left.
+        var failure: Error?
+        do { try await body(executor) } catch { failure = error }
+        for task in await executor.list() { try? await executor.remove(task.id, force: true) }
+        if let failure { throw failure }
     }
 
     /// Healthy for two runs, then failing, checked every 200 ms.
