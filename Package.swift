@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         // C: system libraries and the one small shim (see CShims/*/).
@@ -36,6 +39,33 @@ let package = Package(
             dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
         .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing"]),
         .target(name: "Cluster", dependencies: ["Addressing"]),
+
+        // The swarm's control plane: identities (CA, certificates, join
+        // tokens), the pure control rules, and the runtime that runs them
+        // (Raft member, manager endpoint over TLS, heartbeats).
+        .target(
+            name: "SwarmIdentity",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(name: "Control", dependencies: ["Cluster"]),
+        .target(
+            name: "Swarm",
+            dependencies: [
+                "SwarmIdentity", "Control", "Cluster", "DockerAPI", "RaftRuntime", "RaftTransport", "ReplicatedStore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "SwarmTests", dependencies: ["SwarmIdentity", "Control", "Cluster", .product(name: "X509", package: "swift-certificates")]),
         .target(
             name: "DockerAPI",
             dependencies: [
@@ -90,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnetd",
             dependencies: [
-                "Agent", "DockerAPI", "Netlink", "Addressing", "swarmnet-shim",
+                "Agent", "DockerAPI", "Netlink", "Addressing", "swarmnet-shim", "Swarm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -98,4 +98,12 @@ public enum Identifier {
         var generator = SystemRandomNumberGenerator()
         return make(using: &generator)
     }
+
+    /// A swarm object ID as Docker makes them (nodes, the swarm, services'
+    /// tasks): 25 characters of base 36.
+    public static func swarm() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+        return String((0..<25).map { _ in digits[Int.random(in: 0..<36, using: &generator)] })
+    }
 }

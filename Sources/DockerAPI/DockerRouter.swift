@@ -42,11 +42,14 @@ public struct DockerRouter: Sendable {
     public let backend: DockerBackend
     public let debug: SwarmnetDebugBackend?
     public let containers: ContainerBackend?
+    public let swarm: SwarmBackend?
 
-    public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil, containers: ContainerBackend? = nil) {
+    public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil, containers: ContainerBackend? = nil,
+                swarm: SwarmBackend? = nil) {
         self.backend = backend
         self.debug = debug
         self.containers = containers
+        self.swarm = swarm
     }
 
     /// Requests whose bodies are tarballs, which the server writes to a
@@ -80,6 +83,11 @@ public struct DockerRouter: Sendable {
             let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
             return try await ContainerRoutes(backend: containers).route(method, decoded, query: query, request: request)
         }
+        if let first = segments.first, first == "swarm" || first == "nodes" {
+            guard let swarm else { throw APIError(.serviceUnavailable, Self.notInSwarm) }
+            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+            if let response = try await SwarmRoutes(backend: swarm).route(method, decoded, query: query, body: body) { return response }
+        }
         let route = segments.joined(separator: "/")
         switch (method, route) {
         case (.GET, "_ping"), (.HEAD, "_ping"):
@@ -92,7 +100,9 @@ public struct DockerRouter: Sendable {
         case (.GET, "version"):
             return try Self.json(.ok, await backend.version())
         case (.GET, "info"):
-            return try Self.json(.ok, await backend.info())
+            var info = await backend.info()
+            if let swarm { info.swarm = await swarm.swarmInfo() }
+            return try Self.json(.ok, info)
         case (.GET, "networks"):
             return try Self.json(.ok, await backend.listNetworks(filters: try Self.filters(query["filters"])))
         case (.POST, "networks/create"):
@@ -164,6 +174,10 @@ public struct DockerRouter: Sendable {
         }
         throw APIError(.notFound, "page not found")
     }
+
+    /// Docker's answer to a swarm call on a node that is in no swarm.
+    public static let notInSwarm =
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
 
     /// Splits a request URI into a path without the API version prefix and
     /// its decoded query parameters.

@@ -288,8 +288,12 @@ public struct SwarmInfo: Codable, Sendable {
     public var error: String
     public var nodes: Int
     public var managers: Int
+    public var remoteManagers: [RemoteManager]?
+    /// The swarm, on managers (without its join tokens).
+    public var cluster: SwarmResource?
 
-    public init(nodeID: String, nodeAddr: String, localNodeState: String, controlAvailable: Bool, error: String, nodes: Int, managers: Int) {
+    public init(nodeID: String, nodeAddr: String, localNodeState: String, controlAvailable: Bool, error: String, nodes: Int, managers: Int,
+                remoteManagers: [RemoteManager]? = nil, cluster: SwarmResource? = nil) {
         self.nodeID = nodeID
         self.nodeAddr = nodeAddr
         self.localNodeState = localNodeState
@@ -297,11 +301,17 @@ public struct SwarmInfo: Codable, Sendable {
         self.error = error
         self.nodes = nodes
         self.managers = managers
+        self.remoteManagers = remoteManagers
+        self.cluster = cluster
     }
+
+    /// A node that is in no swarm.
+    public static let inactive = SwarmInfo(nodeID: "", nodeAddr: "", localNodeState: "inactive", controlAvailable: false, error: "",
+                                           nodes: 0, managers: 0)
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "NodeID", nodeAddr = "NodeAddr", localNodeState = "LocalNodeState", controlAvailable = "ControlAvailable"
-        case error = "Error", nodes = "Nodes", managers = "Managers"
+        case error = "Error", nodes = "Nodes", managers = "Managers", remoteManagers = "RemoteManagers", cluster = "Cluster"
     }
 }
 

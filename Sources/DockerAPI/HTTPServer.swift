@@ -15,6 +15,9 @@ public struct HTTPRequest: Sendable {
     public var body: ByteBuffer
     /// The body, when it was written to a file instead (`BodySpool`).
     public var spooledBody: SpooledBody?
+    /// The client's certificate (DER), when the connection is TLS and the
+    /// client presented one that verified (`ConnectionSecurity`).
+    public var peerCertificate: [UInt8]?
 
     public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer(),
                 spooledBody: SpooledBody? = nil) {
@@ -46,6 +49,22 @@ public struct BodySpool: Sendable {
         self.directory = directory
         self.maxBytes = maxBytes
         self.accepts = accepts
+    }
+}
+
+/// TLS for a TCP listener, kept out of this module's dependencies: the
+/// owner of the certificates adds its handlers first on every connection,
+/// and says where a connection's verified client certificate is.
+public struct ConnectionSecurity: Sendable {
+    public var configure: @Sendable (any Channel) throws -> Void
+    /// The DER of the client's verified certificate, if it sent one; read
+    /// on the channel's event loop once the request has arrived.
+    public var peerCertificate: @Sendable (any Channel) -> [UInt8]?
+
+    public init(configure: @escaping @Sendable (any Channel) throws -> Void,
+                peerCertificate: @escaping @Sendable (any Channel) -> [UInt8]?) {
+        self.configure = configure
+        self.peerCertificate = peerCertificate
     }
 }
 
@@ -119,6 +138,8 @@ public struct UnixHTTPServer: Sendable {
     public let logger: Logger
     public let limits: HTTPServerLimits
     public let handler: @Sendable (HTTPRequest) async -> HTTPResponse
+    /// TLS on every connection (the manager endpoint); nil serves plain.
+    public var security: ConnectionSecurity?
 
     public var path: String { listen.description }
 
@@ -139,7 +160,7 @@ public struct UnixHTTPServer: Sendable {
     /// serves until the task is cancelled.
     public func run(ready: @Sendable () -> Void = {}) async throws {
         let connections = ConnectionCount(limit: limits.maxConnections)
-        let (limits, handler, logger) = (limits, handler, logger)
+        let (limits, handler, logger, security) = (limits, handler, logger, security)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -149,9 +170,11 @@ public struct UnixHTTPServer: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    try security?.configure(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionHandler(limits: limits, handler: handler, logger: logger))
+                        HTTPConnectionHandler(limits: limits, handler: handler, logger: logger,
+                                              peerCertificate: security?.peerCertificate))
                 }
             }
         let server: any Channel
@@ -212,13 +235,16 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     private let limits: HTTPServerLimits
     private let handler: @Sendable (HTTPRequest) async -> HTTPResponse
     private let logger: Logger
+    private let peerCertificate: (@Sendable (any Channel) -> [UInt8]?)?
     private var state = State.idle
     private var deadline: Scheduled<Void>?
 
-    init(limits: HTTPServerLimits, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse, logger: Logger) {
+    init(limits: HTTPServerLimits, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse, logger: Logger,
+         peerCertificate: (@Sendable (any Channel) -> [UInt8]?)? = nil) {
         self.limits = limits
         self.handler = handler
         self.logger = logger
+        self.peerCertificate = peerCertificate
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -302,7 +328,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     /// Hands the request to the handler off the event loop and writes its
     /// answer back on it.
     private func respond(to head: HTTPRequestHead, body: ByteBuffer, spooled: SpooledBody? = nil, context: ChannelHandlerContext) {
-        let request = HTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, spooledBody: spooled)
+        var request = HTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body, spooledBody: spooled)
+        request.peerCertificate = peerCertificate?(context.channel)
         let handler = handler
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

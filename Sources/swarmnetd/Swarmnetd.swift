@@ -11,6 +11,8 @@ import GossipRuntime
 import Logging
 import Netlink
 import ServiceLifecycle
+import Swarm
+import Synchronization
 
 /// swarmnetd: the root daemon on each host. Thin: the work is in Agent.
 @main
@@ -163,6 +165,17 @@ struct Swarmnetd: AsyncParsableCommand {
                                            "stateDir": "\(stateDir)", "manager": "\(!worker)", "descriptorLimit": "\(descriptorLimit)",
                                            "loadBalancer": "\(daemon.balancerKind)"])
         let limits = HTTPServerLimits(maxBodyBytes: apiMaxBody, idleTimeout: .milliseconds(Int64(apiIdleTimeout * 1000)))
+        // Before a swarm: the one-manager cluster API on the cluster port.
+        // Once this node inits or joins a swarm, the manager endpoint (TLS)
+        // takes the port.
+        let legacyClusterAPI = CancellableTask()
+        var swarmConfiguration = SwarmRuntime.Configuration(
+            directory: stateDir + "/swarm", hostname: name, defaultAddress: address.description, engineVersion: SwarmnetVersion.current)
+        swarmConfiguration.defaultPort = clusterPort
+        swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
+        let swarm = SwarmRuntime(configuration: swarmConfiguration, logger: logger)
+        try await swarm.start()
+        let inSwarm = await swarm.swarmInfo().localNodeState == "active"
         let containers = try ContainerService.open(
             configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
         // Tasks a previous run left: adopted (or reported ended) before the
@@ -173,7 +186,7 @@ struct Swarmnetd: AsyncParsableCommand {
                                        accepts: DockerRouter.spoolsBody)
         let api = APIService(
             server: UnixHTTPServer(path: socket, logger: logger, limits: socketLimits, handler: { request in
-                await DockerRouter(backend: daemon, debug: daemon, containers: containers).handle(request)
+                await DockerRouter(backend: daemon, debug: daemon, containers: containers, swarm: SwarmAPI(runtime: swarm)).handle(request)
             }),
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReconcilerService(daemon: daemon))]
@@ -184,11 +197,14 @@ struct Swarmnetd: AsyncParsableCommand {
                 daemon: daemon, gossip: gossip, bind: gossipAddr ?? address.description, port: gossipPort, seeds: join)))
         }
         services.append(.init(service: api))
-        if !worker {
-            services.append(.init(service: APIService(
-                server: UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger, limits: limits,
-                                       handler: { request in await ClusterAPI(daemon: daemon).handle(request) }),
-                logger: logger)))
+        if !worker && !inSwarm {
+            let server = UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger, limits: limits,
+                                        handler: { request in await ClusterAPI(daemon: daemon).handle(request) })
+            legacyClusterAPI.start { [logger] in
+                do { try await server.run() } catch is CancellationError {} catch {
+                    logger.error("the cluster API stopped", metadata: ["error": "\(error)"])
+                }
+            }
         }
         let group = ServiceGroup(
             configuration: .init(
@@ -200,6 +216,8 @@ struct Swarmnetd: AsyncParsableCommand {
         // kernel worker) whatever way it ends.
         var failure: Error?
         do { try await group.run() } catch is CancellationError {} catch { failure = error }
+        await legacyClusterAPI.cancel()
+        await swarm.shutdown()
         await daemon.shutdown()
         unlink(socket)
         if let failure { throw failure }
@@ -247,6 +265,22 @@ struct Swarmnetd: AsyncParsableCommand {
             throw ValidationError("device \(deviceName) has no IPv4 address: give --data-path-addr")
         }
         return (chosen, deviceName, link.mtu)
+    }
+}
+
+/// A task that can be stopped from elsewhere, and waited for.
+final class CancellableTask: Sendable {
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    func start(_ body: @escaping @Sendable () async -> Void) {
+        task.withLock { $0 = Task { await body() } }
+    }
+
+    /// Cancels the task and returns once it has ended.
+    func cancel() async {
+        guard let running = task.withLock({ current -> Task<Void, Never>? in defer { current = nil }; return current }) else { return }
+        running.cancel()
+        await running.value
     }
 }
 

@@ -1,0 +1,47 @@
+/// Why the control role refused a request, in gRPC's terms as swarmkit
+/// reports them; the API edge maps the kind to an HTTP status, and the
+/// message is what the docker CLI prints.
+public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        case invalidArgument
+        case notFound
+        case failedPrecondition
+        case conflict
+        /// No leader, no quorum, not a manager.
+        case unavailable
+        case permissionDenied
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// Docker's text for a swarmkit gRPC error (`rpc error: code = … desc = …`),
+    /// which the CLI prints as it is.
+    public static func rpc(_ kind: Kind, _ code: String, _ text: String) -> ControlError {
+        ControlError(kind, "rpc error: code = \(code) desc = \(text)")
+    }
+
+    public static let noLeader = rpc(
+        .unavailable, "Unknown",
+        "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.")
+
+    public static let alreadyInSwarm = ControlError(
+        .unavailable, "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.")
+
+    public static let notManager = ControlError(
+        .unavailable,
+        "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+
+    public static let invalidToken = rpc(.invalidArgument, "InvalidArgument", "A valid join token is necessary to join this cluster")
+
+    public static func outOfSequence(_ what: String) -> ControlError {
+        rpc(.conflict, "Unknown", "update out of sequence")
+    }
+}

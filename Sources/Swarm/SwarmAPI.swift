@@ -1,0 +1,60 @@
+import Control
+import DockerAPI
+import NIOHTTP1
+
+/// The swarm behind Docker's `/swarm` and `/nodes` paths: the runtime's
+/// answers, with control errors turned into HTTP statuses here, at the
+/// edge.
+public struct SwarmAPI: SwarmBackend {
+    public let runtime: SwarmRuntime
+
+    public init(runtime: SwarmRuntime) {
+        self.runtime = runtime
+    }
+
+    public func swarmInfo() async -> SwarmInfo { await runtime.swarmInfo() }
+
+    public func initialize(_ request: SwarmInitRequest) async throws -> String {
+        try await edge { try await runtime.initialize(request) }
+    }
+
+    public func join(_ request: SwarmJoinRequest) async throws {
+        try await edge { try await runtime.join(request) }
+    }
+
+    public func leave(force: Bool) async throws {
+        try await edge { try await runtime.leave(force: force) }
+    }
+
+    public func inspectSwarm() async throws -> SwarmResource {
+        try await edge { try await runtime.inspectSwarm() }
+    }
+
+    public func updateSwarm(_ spec: SwarmSpec, _ flags: SwarmUpdateFlags) async throws {
+        try await edge { try await runtime.updateSwarm(spec, flags) }
+    }
+
+    public func listNodes(filters: [String: [String]]) async throws -> [NodeResource] {
+        try await edge { try await runtime.listNodes(filters: filters) }
+    }
+
+    public func inspectNode(_ reference: String) async throws -> NodeResource {
+        try await edge { try await runtime.inspectNode(reference) }
+    }
+
+    public func updateNode(_ reference: String, version: UInt64, _ spec: NodeSpec) async throws {
+        try await edge { try await runtime.updateNode(reference, version: version, spec) }
+    }
+
+    public func removeNode(_ reference: String, force: Bool) async throws {
+        try await edge { try await runtime.removeNode(reference, force: force) }
+    }
+
+    private func edge<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ControlError {
+            throw APIError(SwarmRuntime.status(error), error.message)
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import Cluster
+import Control
+import DockerAPI
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RaftRuntime
+import RaftTransport
+import SwarmIdentity
+import X509
+
+/// The manager endpoint (TCP 2377, TLS): joins, heartbeats, the CA. Every
+/// route but `ca` and `join` needs a verified node certificate of this
+/// swarm whose node has not been removed.
+extension SwarmRuntime {
+    /// Binds the endpoint; the server runs in a task of the membership.
+    func startEndpoint(local: LocalSwarmState, identity: NodeIdentity) async throws {
+        await configuration.beforeBindingEndpoint()
+        var server = UnixHTTPServer(
+            listen: .tcp(host: local.listenHost, port: local.listenPort), logger: logger,
+            limits: HTTPServerLimits(maxBodyBytes: 1 << 20, idleTimeout: .seconds(10), bodyTimeout: .seconds(10), maxConnections: 4096),
+            handler: { [weak self] request in
+                guard let self else { return Self.answer(.serviceUnavailable, ErrorBody(message: "the manager is stopping")) }
+                return await self.serve(request)
+            })
+        server.security = ControlTLS.endpointSecurity(try ControlTLS.endpointContext(identity))
+        let bound = AsyncStream<Result<Void, any Error>>.makeStream()
+        let task = Task { [logger] in
+            do {
+                try await server.run(ready: { bound.continuation.yield(.success(())) })
+            } catch {
+                bound.continuation.yield(.failure(error))
+                logger.error("the manager endpoint stopped", metadata: ["error": "\(error)"])
+            }
+        }
+        for await result in bound.stream {
+            if case .failure(let error) = result {
+                throw SwarmRuntimeError("cannot listen on \(local.listenHost):\(local.listenPort): \(error)")
+            }
+            break
+        }
+        endpointTask = task
+    }
+
+    func serve(_ request: HTTPRequest) async -> HTTPResponse {
+        let path = request.uri.split(separator: "?").first.map(String.init) ?? request.uri
+        do {
+            switch (request.method, path) {
+            case (.GET, "/swarmnet/ca"):
+                guard let membership else { throw ControlError.notManager }
+                return HTTPResponse(status: .ok, headers: ["Content-Type": "application/x-pem-file"],
+                                    body: ByteBuffer(string: membership.identity.rootCAPEM))
+            case (.POST, "/swarmnet/join"):
+                return Self.answer(.ok, try await admit(try Self.decode(JoinRequest.self, request.body)))
+            case (.POST, "/swarmnet/heartbeat"):
+                let peer = try authenticate(request)
+                return try await heartbeat(from: peer, try Self.decode(Heartbeat.self, request.body))
+            case (.GET, "/swarmnet/raft"):
+                let peer = try authenticate(request)
+                guard peer.role == .manager else {
+                    throw ControlError(.permissionDenied, "\(peer) is not a manager: this call is for managers only")
+                }
+                guard let raft = membership?.raft else { throw ControlError.notManager }
+                return Self.answer(.ok, await raft.statusReport())
+            default:
+                return Self.answer(.notFound, ErrorBody(message: "page not found"))
+            }
+        } catch let error as ControlError {
+            return Self.answer(Self.status(error), ErrorBody(message: error.message))
+        } catch {
+            return Self.answer(.badRequest, ErrorBody(message: "\(error)"))
+        }
+    }
+
+    /// The caller's identity from its verified certificate.
+    func authenticate(_ request: HTTPRequest) throws(ControlError) -> PeerIdentity {
+        guard let der = request.peerCertificate else {
+            throw ControlError(.permissionDenied, "a node certificate of this swarm is required")
+        }
+        guard let peer = try? PeerIdentity(der: der) else {
+            throw ControlError(.permissionDenied, "the certificate is not a swarm node's")
+        }
+        guard let membership, peer.clusterID == membership.local.clusterID else {
+            throw ControlError(.permissionDenied, "\(peer) belongs to another swarm")
+        }
+        if let store = membership.store, store.isRemoved(peer.nodeID) {
+            throw ControlError(.permissionDenied, "node \(peer.nodeID) was removed from the swarm")
+        }
+        return peer
+    }
+
+    /// A node asks to join with a token: checked, recorded (a manager also
+    /// as a Raft learner), and given its certificate.
+    func admit(_ request: JoinRequest) async throws(ControlError) -> JoinResponse {
+        guard let membership, let store = membership.store, let raft = membership.raft else { throw ControlError.notManager }
+        guard let swarm = store.swarm()?.object else { throw ControlError.noLeader }
+        guard let token = try? JoinToken(parsing: request.token) else { throw ControlError.invalidToken }
+        let role: SwarmRole
+        if let worker = try? JoinToken(parsing: swarm.workerToken), token.caDigest == worker.caDigest, token.hasSecret(of: worker) {
+            role = .worker
+        } else if let manager = try? JoinToken(parsing: swarm.managerToken), token.caDigest == manager.caDigest, token.hasSecret(of: manager) {
+            role = .manager
+        } else {
+            throw ControlError.invalidToken
+        }
+        let csr: CertificateSigningRequest
+        do {
+            csr = try CertificateSigningRequest(pemEncoded: request.csrPEM)
+        } catch {
+            throw ControlError(.invalidArgument, "the certificate signing request is not valid PEM: \(error)")
+        }
+        let address = try Self.advertiseAddress(request.address, default: "")
+        let nodeID = Identifier.swarm()
+        var managerInfo: SwarmNode.ManagerInfo?
+        if role == .manager {
+            guard let endpoint = request.endpoint, let raftAddress = request.raftAddress,
+                  let peer = try? PeerAddress(parsing: Substring(raftAddress))
+            else { throw ControlError(.invalidArgument, "a manager must say where its endpoint and Raft listen") }
+            do {
+                let member = try await raft.addMember(id: nil, address: peer, asLearner: true)
+                managerInfo = .init(endpoint: endpoint, raftAddress: raftAddress, raftID: member.id)
+            } catch {
+                throw ControlError(.unavailable, "cannot add the new manager to the Raft group: \(error)")
+            }
+        }
+        let now = Date()
+        var node = SwarmNode(id: nodeID, createdAt: now, role: role, description: request.description, address: address, manager: managerInfo)
+        node.availability = request.availability ?? .active
+        try await store.write(SwarmStore.create(node))
+        liveness.track([nodeID], at: self.now)
+        let certificate: Certificate
+        do {
+            let authority = try CertificateAuthority(certificatePEM: swarm.rootCACertificatePEM, keyPEM: swarm.rootCAKeyPEM)
+            certificate = try authority.issue(for: csr, nodeID: nodeID, role: role == .manager ? .manager : .worker, clusterID: swarm.id,
+                                              validity: swarm.settings.nodeCertificateValidity.timeInterval, now: now)
+        } catch {
+            throw ControlError(.invalidArgument, "cannot issue a certificate: \(error)")
+        }
+        logger.info("a node joined", metadata: ["node": "\(nodeID)", "hostname": "\(request.description.hostname)", "role": "\(role)"])
+        let members = await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
+        return JoinResponse(
+            nodeID: nodeID, clusterID: swarm.id, role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "",
+            managers: managerEndpoints(), raftID: managerInfo?.raftID, raftPeers: role == .manager ? members : nil)
+    }
+
+    /// A node's heartbeat. Only the leader tracks them; a follower points
+    /// the node at the leader.
+    func heartbeat(from peer: PeerIdentity, _ heartbeat: Heartbeat) async throws(ControlError) -> HTTPResponse {
+        guard let membership, let store = membership.store, let raft = membership.raft else { throw ControlError.notManager }
+        guard let current = store.node(peer.nodeID) else {
+            throw ControlError(.permissionDenied, "node \(peer.nodeID) is not a member of the swarm")
+        }
+        let leaderID = await raft.statusReport().leader
+        guard leaderID == raft.id else {
+            let leader = store.nodes().first { $0.object.manager?.raftID == leaderID }?.object.manager?.endpoint
+            return Self.answer(.misdirectedRequest, NotLeader(leader: leader))
+        }
+        liveness.heartbeat(from: peer.nodeID, at: now)
+        if current.object.state != .ready || current.object.address != heartbeat.address {
+            var node = current.object
+            node.state = .ready
+            node.stateMessage = nil
+            node.updatedAt = Date()
+            if (try? Self.advertiseAddress(heartbeat.address, default: "")) != nil { node.address = heartbeat.address }
+            try? await store.write(SwarmStore.update(node, version: current.version))
+        }
+        let period = store.swarm()?.object.settings.heartbeatPeriod ?? .seconds(1)
+        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints()))
+    }
+
+    func managerEndpoints() -> [String] {
+        (membership?.store?.nodes() ?? []).compactMap { $0.object.role == .manager ? $0.object.manager?.endpoint : nil }.sorted()
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws(ControlError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+        } catch {
+            throw ControlError(.invalidArgument, "malformed request: \(error)")
+        }
+    }
+
+    static func answer<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) -> HTTPResponse {
+        HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: SwarmStore.encode(value)))
+    }
+
+    static func status(_ error: ControlError) -> HTTPResponseStatus {
+        switch error.kind {
+        case .invalidArgument, .failedPrecondition: .badRequest
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .unavailable: .serviceUnavailable
+        case .permissionDenied: .forbidden
+        }
+    }
+}

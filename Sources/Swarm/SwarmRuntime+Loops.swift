@@ -1,0 +1,123 @@
+import Cluster
+import Control
+import Foundation
+import Logging
+import NIOCore
+import RaftRuntime
+
+/// The two loops of a member: heartbeats (every node), and the leader's
+/// duties (managers): marking silent nodes down, promoting caught-up
+/// learners.
+extension SwarmRuntime {
+    func startLoops() {
+        guard var membership else { return }
+        membership.tasks.append(Task { [weak self] in await self?.sendHeartbeats() })
+        if membership.raft != nil {
+            membership.tasks.append(Task { [weak self] in await self?.leadWhileLeader() })
+        }
+        self.membership = membership
+    }
+
+    /// Sends a heartbeat every period to the leader (found through any
+    /// manager), rotating through the known managers when one fails.
+    private func sendHeartbeats() async {
+        guard let identity = membership?.identity,
+              let client = try? ControlClient(context: ControlTLS.clientContext(identity: identity, root: identity.rootCA), timeout: .seconds(2))
+        else { return }
+        var target: String?
+        var attempt = 0
+        var period: Duration = .seconds(1)
+        var failures = 0
+        while !Task.isCancelled {
+            guard let local = membership?.local else { return }
+            let managers = local.managers.isEmpty ? [local.endpoint] : local.managers
+            let address = target ?? managers[attempt % managers.count]
+            do {
+                let answer = try await client.request(.POST, address, "/swarmnet/heartbeat",
+                                                      body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress)))
+                switch answer.status {
+                case 200:
+                    let response = try JSONDecoder().decode(HeartbeatResponse.self, from: Data(answer.body))
+                    period = .nanoseconds(max(response.periodNanoseconds, 100_000_000))
+                    target = address
+                    failures = 0
+                    if !response.managers.isEmpty, response.managers != local.managers { updateManagers(response.managers) }
+                case 421:
+                    let leader = try? JSONDecoder().decode(NotLeader.self, from: Data(answer.body)).leader
+                    target = leader
+                    if leader == nil { attempt += 1 }
+                    continue
+                case 403:
+                    let message = (try? JSONDecoder().decode(ErrorBody.self, from: Data(answer.body)))?.message ?? "refused"
+                    logger.error("the managers refuse this node's heartbeats: \(message)")
+                    target = nil
+                    attempt += 1
+                default:
+                    target = nil
+                    attempt += 1
+                }
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 30 == 0 {
+                    logger.warning("heartbeat failed", metadata: ["manager": "\(address)", "error": "\(error)"])
+                }
+                target = nil
+                attempt += 1
+            }
+            try? await Task.sleep(for: period)
+        }
+    }
+
+    private func updateManagers(_ managers: [String]) {
+        guard var membership else { return }
+        membership.local.managers = managers
+        self.membership = membership
+        try? membership.local.save(directory: configuration.directory)
+    }
+
+    /// On the leader: nodes whose heartbeats stopped are marked down, and
+    /// learners that caught up become voters.
+    private func leadWhileLeader() async {
+        while !Task.isCancelled {
+            guard let membership, let raft = membership.raft, let store = membership.store else { return }
+            let status = await raft.statusReport()
+            let nodes = store.nodes()
+            if status.leader == raft.id {
+                let period = store.swarm()?.object.settings.heartbeatPeriod ?? .seconds(1)
+                if liveness.period != period { liveness.period = period }
+                if !leading {
+                    // Every node gets a full grace period from the new leader.
+                    liveness.forgetAll()
+                    leading = true
+                    logger.info("this manager leads the swarm")
+                }
+                let known = Set(nodes.map(\.object.id))
+                liveness.track(nodes.filter { $0.object.state != .down }.map(\.object.id), at: now)
+                for id in liveness.expired(at: now) {
+                    guard known.contains(id) else {
+                        liveness.forget(id)
+                        continue
+                    }
+                    guard let current = nodes.first(where: { $0.object.id == id }), current.object.state == .ready else { continue }
+                    var node = current.object
+                    node.state = .down
+                    node.stateMessage = "heartbeat failure"
+                    node.updatedAt = Date()
+                    do {
+                        try await store.write(SwarmStore.update(node, version: current.version))
+                        logger.warning("node is down: no heartbeat", metadata: ["node": "\(id)", "hostname": "\(node.description.hostname)"])
+                    } catch {
+                        logger.debug("could not mark a node down", metadata: ["error": "\(error)"])
+                    }
+                }
+                for member in status.members where member.suffrage == "learner" {
+                    try? await raft.promoteMember(member.id)
+                }
+            } else if leading {
+                leading = false
+                liveness.forgetAll()
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}

@@ -1,0 +1,472 @@
+import Cluster
+import Control
+import Crypto
+import DockerAPI
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import RaftRuntime
+import RaftTransport
+import ReplicatedStore
+import Synchronization
+import SwarmIdentity
+import X509
+
+/// This node's part in a swarm: nothing (not in a swarm), a worker, or a
+/// manager. A manager runs a Raft member holding the swarm's objects, the
+/// manager endpoint (TCP 2377, TLS) that nodes join through and send their
+/// heartbeats to, and, while it leads, the dispatcher's liveness checks.
+/// Every node sends heartbeats to the managers over mutual TLS.
+///
+/// Requests are checked by `Control`'s pure rules and written as one store
+/// operation each; this actor does the I/O around them.
+public actor SwarmRuntime {
+    public struct Configuration: Sendable {
+        /// `STATE/swarm`: certificates, Raft's log, the local state.
+        public var directory: String
+        public var hostname: String
+        /// The default advertise address: the node's data-path address.
+        public var defaultAddress: String
+        public var engineVersion: String
+        public var defaultPort = 2377
+        /// Raft's timings (tests and benchmarks may shorten them).
+        public var raftOptions = RaftServer.Options()
+        /// Called before the manager endpoint binds its port (the daemon
+        /// stops the pre-swarm cluster API there).
+        public var beforeBindingEndpoint: @Sendable () async -> Void = {}
+
+        public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String) {
+            self.directory = directory
+            self.hostname = hostname
+            self.defaultAddress = defaultAddress
+            self.engineVersion = engineVersion
+        }
+    }
+
+    /// A node in a swarm.
+    struct Membership {
+        var local: LocalSwarmState
+        var identity: NodeIdentity
+        /// Managers only.
+        var raft: RaftServer?
+        var tasks: [Task<Void, Never>] = []
+        var store: SwarmStore? { raft.map(SwarmStore.init) }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    var membership: Membership?
+    /// The manager endpoint's server, while this node is a manager.
+    var endpointTask: Task<Void, Never>?
+    /// A join or init in progress: a second one is refused.
+    var changing = false
+    /// The leader's table of node heartbeats.
+    var liveness = NodeLiveness(period: .seconds(1), missed: SwarmSettings.missedHeartbeats)
+    var leading = false
+    /// Monotonic time for liveness, from this origin.
+    let origin = ContinuousClock.now
+    var now: Duration { origin.duration(to: .now) }
+    /// What the Raft port's TLS checks (the store of this manager).
+    let raftAuthority = RaftAuthority()
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "component"] = "swarm"
+        self.logger = logger
+    }
+
+    var identityDirectory: String { configuration.directory + "/certificates" }
+    var raftDirectory: String { configuration.directory + "/raft" }
+
+    // MARK: - Start, init, join, leave
+
+    /// Resumes the swarm this node was in before it restarted.
+    public func start() async throws {
+        guard let local = try LocalSwarmState.load(directory: configuration.directory) else { return }
+        guard let identity = try NodeIdentity.load(directory: identityDirectory) else {
+            throw SwarmRuntimeError("\(configuration.directory) has a swarm state but no certificates; remove it to leave the swarm")
+        }
+        var membership = Membership(local: local, identity: identity)
+        if local.role == .manager {
+            membership.raft = try await startRaft(local: local, identity: identity, joinExisting: true)
+            try await startEndpoint(local: local, identity: identity)
+        }
+        self.membership = membership
+        startLoops()
+        logger.info("rejoined the swarm", metadata: ["node": "\(local.nodeID)", "role": "\(local.role)", "cluster": "\(local.clusterID)"])
+    }
+
+    /// Stops everything (the daemon is stopping); the membership stays on disk.
+    public func shutdown() async {
+        endpointTask?.cancel()
+        endpointTask = nil
+        guard let membership else { return }
+        for task in membership.tasks { task.cancel() }
+        await membership.raft?.stop()
+        raftAuthority.set(nil)
+        self.membership = nil
+        leading = false
+        liveness.forgetAll()
+    }
+
+    public func initialize(_ request: SwarmInitRequest) async throws(ControlError) -> String {
+        guard membership == nil, !changing else { throw ControlError.alreadyInSwarm }
+        changing = true
+        defer { changing = false }
+        if request.forceNewCluster == true {
+            throw ControlError(.invalidArgument, "--force-new-cluster is not supported by swarmnet yet")
+        }
+        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort)
+        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress)
+        let pool = request.defaultAddrPool ?? []
+        let subnetSize = request.subnetSize.flatMap { $0 == 0 ? nil : $0 } ?? 24
+        guard (16...29).contains(subnetSize) else {
+            throw ControlError(.invalidArgument, "invalid subnet size \(subnetSize): it must be between 16 and 29")
+        }
+        do {
+            let now = Date()
+            let authority = try CertificateAuthority.create(now: now)
+            let clusterID = Identifier.swarm(), nodeID = Identifier.swarm()
+            var settings = SwarmSettings()
+            if let spec = request.spec { try Self.apply(spec, to: &settings) }
+            let (key, csrPEM) = try NodeIdentity.makeRequest()
+            let certificate = try authority.issue(
+                for: try CertificateSigningRequest(pemEncoded: csrPEM), nodeID: nodeID, role: .manager, clusterID: clusterID,
+                validity: settings.nodeCertificateValidity.timeInterval, now: now)
+            let identity = try NodeIdentity(key: key, certificate: certificate, rootCA: authority.certificate)
+            var local = LocalSwarmState(
+                nodeID: nodeID, clusterID: clusterID, role: .manager, listenHost: listenHost, listenPort: listenPort,
+                advertiseAddress: advertise, managers: [], raftID: UInt64.random(in: 1...UInt64.max), raftPeers: nil)
+            local.managers = [local.endpoint]
+            local.raftPeers = [RaftPeer(id: local.raftID!, address: local.raftAddress)]
+            let der = authority.certificateDER
+            let swarm = SwarmObject(
+                id: clusterID, createdAt: now, settings: settings, rootCACertificatePEM: authority.certificatePEM,
+                rootCAKeyPEM: authority.keyPEM, workerToken: JoinToken.generate(caCertificateDER: der).description,
+                managerToken: JoinToken.generate(caCertificateDER: der).description,
+                defaultAddressPool: pool.isEmpty ? ["10.0.0.0/8"] : pool, subnetSize: subnetSize,
+                dataPathPort: request.dataPathPort.flatMap { $0 == 0 ? nil : $0 } ?? 4789)
+            let node = SwarmNode(
+                id: nodeID, createdAt: now, role: .manager, description: describeSelf(), address: advertise,
+                manager: .init(endpoint: local.endpoint, raftAddress: local.raftAddress, raftID: local.raftID!))
+
+            try? FileManager.default.removeItem(atPath: configuration.directory)
+            try identity.save(directory: identityDirectory)
+            let raft = try await startRaft(local: local, identity: identity, joinExisting: false)
+            do {
+                try await waitForLeader(raft)
+                try await SwarmStore(raft: raft).write(.transaction([
+                    .create(collection: SwarmObject.collection, key: SwarmObject.key, value: SwarmStore.encode(swarm)),
+                    SwarmStore.create(node),
+                    .create(collection: RaftServer.memberAddressCollection, key: String(local.raftID!), value: Array(local.raftAddress.utf8)),
+                ]))
+                try await startEndpoint(local: local, identity: identity)
+                try local.save(directory: configuration.directory)
+            } catch {
+                await raft.stop()
+                try? FileManager.default.removeItem(atPath: configuration.directory)
+                throw error
+            }
+            membership = Membership(local: local, identity: identity, raft: raft)
+            startLoops()
+            logger.info("initialized a swarm", metadata: ["cluster": "\(clusterID)", "node": "\(nodeID)", "endpoint": "\(local.endpoint)"])
+            return nodeID
+        } catch let error as ControlError {
+            throw error
+        } catch {
+            throw ControlError(.unavailable, "swarm init failed: \(error)")
+        }
+    }
+
+    public func join(_ request: SwarmJoinRequest) async throws(ControlError) {
+        guard membership == nil, !changing else { throw ControlError.alreadyInSwarm }
+        changing = true
+        defer { changing = false }
+        let token: JoinToken
+        do {
+            token = try JoinToken(parsing: request.joinToken ?? "")
+        } catch {
+            throw ControlError(.invalidArgument, "\(error)")
+        }
+        guard let remotes = request.remoteAddrs, !remotes.isEmpty else {
+            throw ControlError(.invalidArgument, "at least 1 RemoteAddr is required to join")
+        }
+        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort)
+        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress)
+        var lastError = ControlError(.unavailable, "no manager answered")
+        for remote in remotes {
+            let address = remote.contains(":") ? remote : "\(remote):\(configuration.defaultPort)"
+            do {
+                try await join(through: address, token: token, listenHost: listenHost, listenPort: listenPort, advertise: advertise,
+                               availability: request.availability.flatMap(NodeAvailability.init(rawValue:)))
+                return
+            } catch let error as ControlError {
+                lastError = error
+                // A refusal is the swarm's answer; only an unreachable manager is worth another try.
+                if error.kind != .unavailable { throw error }
+            } catch {
+                lastError = ControlError(.unavailable, "\(error)")
+            }
+        }
+        throw lastError
+    }
+
+    private func join(through manager: String, token: JoinToken, listenHost: String, listenPort: Int, advertise: String,
+                      availability: NodeAvailability?) async throws {
+        // 1. The manager's CA, taken without trusting anything, is checked
+        //    against the token's digest before any secret is sent.
+        let anonymous = ControlClient(context: try ControlTLS.clientContext(identity: nil, root: nil))
+        let caAnswer = try await anonymous.request(.GET, manager, "/swarmnet/ca")
+        guard caAnswer.status == 200, let root = try? Certificate(pemEncoded: String(decoding: caAnswer.body, as: UTF8.self)) else {
+            throw ControlError(.unavailable, "\(manager) is not a swarm manager (it answered \(caAnswer.status) for the CA certificate)")
+        }
+        let rootDER = Array(Self.der(root))
+        guard token.matches(caCertificateDER: rootDER) else {
+            throw ControlError(.invalidArgument, "remote CA does not match fingerprint. Expected: \(token.caDigest)")
+        }
+        // 2. The token and a CSR, over TLS that verifies the manager
+        //    against that CA.
+        let (key, csrPEM) = try NodeIdentity.makeRequest()
+        let join = JoinRequest(
+            token: token.description, csrPEM: csrPEM, description: describeSelf(), address: advertise,
+            endpoint: "\(advertise):\(listenPort)", raftAddress: "\(advertise):\(listenPort + 1)", availability: availability)
+        let verified = ControlClient(context: try ControlTLS.clientContext(identity: nil, root: root), timeout: .seconds(30))
+        let answer = try await verified.request(.POST, manager, "/swarmnet/join", body: SwarmStore.encode(join))
+        guard answer.status == 200 else { throw Self.remoteError(answer, from: manager) }
+        let response = try JSONDecoder().decode(JoinResponse.self, from: Data(answer.body))
+        let identity = try NodeIdentity(key: key, certificate: try Certificate(pemEncoded: response.certificatePEM), rootCA: root)
+        guard identity.peer.nodeID == response.nodeID, identity.peer.clusterID == response.clusterID else {
+            throw ControlError(.unavailable, "manager \(manager) issued a certificate for another node")
+        }
+        let local = LocalSwarmState(
+            nodeID: response.nodeID, clusterID: response.clusterID, role: response.role, listenHost: listenHost, listenPort: listenPort,
+            advertiseAddress: advertise, managers: response.managers.isEmpty ? [manager] : response.managers,
+            raftID: response.raftID, raftPeers: response.raftPeers)
+        try? FileManager.default.removeItem(atPath: configuration.directory)
+        try identity.save(directory: identityDirectory)
+        var membership = Membership(local: local, identity: identity)
+        do {
+            if local.role == .manager {
+                let raft = try await startRaft(local: local, identity: identity, joinExisting: true)
+                membership.raft = raft
+                // Serves once it holds the swarm: the leader sends the log.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while SwarmStore(raft: raft).swarm() == nil {
+                    guard ContinuousClock.now < deadline else {
+                        await raft.stop()
+                        throw ControlError(.unavailable, "joined as a manager, but the leader did not send the swarm's state within 30 s")
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                try await startEndpoint(local: local, identity: identity)
+            }
+            try local.save(directory: configuration.directory)
+        } catch {
+            await membership.raft?.stop()
+            try? FileManager.default.removeItem(atPath: configuration.directory)
+            throw error
+        }
+        self.membership = membership
+        startLoops()
+        logger.info("joined a swarm", metadata: ["cluster": "\(local.clusterID)", "node": "\(local.nodeID)", "role": "\(local.role)",
+                                                 "through": "\(manager)"])
+    }
+
+    public func leave(force: Bool) async throws(ControlError) {
+        guard let membership, !changing else {
+            throw ControlError(.unavailable, "This node is not part of a swarm")
+        }
+        changing = true
+        defer { changing = false }
+        if let store = membership.store, let raft = membership.raft {
+            let managers = store.nodes().map(\.object).filter { $0.role == .manager }
+            try NodeRules.checkLeave(managers: managers, leaving: membership.local.nodeID, force: force)
+            if managers.count > 1, let me = store.node(membership.local.nodeID) {
+                // The node stays listed (down), as Docker's does, until `node rm`.
+                var node = me.object
+                node.role = .worker
+                node.desiredRole = .worker
+                node.manager = nil
+                node.state = .down
+                node.stateMessage = "left the swarm"
+                try? await store.write(SwarmStore.update(node, version: me.version))
+                do {
+                    try await raft.removeMember(raft.id)
+                } catch {
+                    logger.warning("could not leave the Raft group cleanly", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        await shutdown()
+        try? FileManager.default.removeItem(atPath: configuration.directory)
+        logger.info("left the swarm")
+    }
+
+    // MARK: - Pieces
+
+    func startRaft(local: LocalSwarmState, identity: NodeIdentity, joinExisting: Bool) async throws -> RaftServer {
+        guard let raftID = local.raftID else { throw SwarmRuntimeError("a manager without a Raft ID") }
+        var options = configuration.raftOptions
+        options.joinExisting = joinExisting
+        let serverContext = try ControlTLS.mutualContext(identity, server: true)
+        let clientContext = try ControlTLS.mutualContext(identity, server: false)
+        let authority = raftAuthority
+        let clusterID = local.clusterID
+        let logger = logger
+        options.transport.configureSecurity = { channel, isServer in
+            if isServer {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverContext))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: clientContext, serverHostname: nil))
+            }
+            try channel.pipeline.syncOperations.addHandler(PeerAuthorization(
+                allow: { peer in authority.refusal(for: peer, clusterID: clusterID) },
+                onRefusal: { logger.warning("raft: \($0)") }))
+        }
+        var peers: [UInt64: PeerAddress] = [:]
+        for peer in local.raftPeers ?? [] {
+            if let address = try? PeerAddress(parsing: Substring(peer.address)) { peers[peer.id] = address }
+        }
+        peers[raftID] = PeerAddress(host: local.advertiseAddress, port: local.raftPort)
+        try FileManager.default.createDirectory(atPath: raftDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let raft = try RaftServer(id: raftID, peers: peers, dataDirectory: raftDirectory, options: options, logger: logger)
+        authority.set(raft)
+        do {
+            try await raft.start(listenHost: local.listenHost, listenPort: local.raftPort)
+        } catch {
+            await raft.stop()
+            throw SwarmRuntimeError("cannot listen for Raft on \(local.listenHost):\(local.raftPort): \(error)")
+        }
+        return raft
+    }
+
+    func waitForLeader(_ raft: RaftServer) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if await raft.statusReport().leader != 0 { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ControlError.noLeader
+    }
+
+    /// What this node tells the managers about itself.
+    nonisolated func describeSelf() -> SwarmNode.Description {
+        var name = utsname()
+        uname(&name)
+        let machine = withUnsafeBytes(of: name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return SwarmNode.Description(
+            hostname: configuration.hostname, os: "linux", architecture: machine,
+            nanoCPUs: Int64(ProcessInfo.processInfo.activeProcessorCount) * 1_000_000_000,
+            memoryBytes: Int64(ProcessInfo.processInfo.physicalMemory), engineVersion: configuration.engineVersion)
+    }
+
+    static func der(_ certificate: Certificate) -> [UInt8] {
+        (try? ControlTLS.certificate(certificate).toDERBytes()) ?? []
+    }
+
+    static func remoteError(_ answer: ControlClient.Response, from manager: String) -> ControlError {
+        let message = (try? JSONDecoder().decode(ErrorBody.self, from: Data(answer.body)))?.message ?? "status \(answer.status)"
+        switch answer.status {
+        case 400: return ControlError(.invalidArgument, message)
+        case 403: return ControlError(.permissionDenied, message)
+        case 404: return ControlError(.notFound, message)
+        default: return ControlError(.unavailable, "manager \(manager): \(message)")
+        }
+    }
+
+    /// `ListenAddr`: HOST:PORT, HOST or :PORT; the default is 0.0.0.0:2377.
+    static func listenAddress(_ text: String?, defaultPort: Int) throws(ControlError) -> (String, Int) {
+        guard let text, !text.isEmpty else { return ("0.0.0.0", defaultPort) }
+        var host = text, port = defaultPort
+        if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon])
+            guard let p = Int(text[text.index(after: colon)...]), (1...65534).contains(p) else {
+                throw ControlError(.invalidArgument, "invalid listen address \(text): the port must be a number from 1 to 65534")
+            }
+            port = p
+        }
+        if host.isEmpty { host = "0.0.0.0" }
+        guard isIPv4(host) else {
+            throw ControlError(.invalidArgument, "invalid listen address \(text): give an IPv4 address (interface names are not supported)")
+        }
+        return (host, port)
+    }
+
+    /// `AdvertiseAddr`: an IPv4 address, with an optional port (ignored:
+    /// the listen port is advertised).
+    static func advertiseAddress(_ text: String?, default fallback: String) throws(ControlError) -> String {
+        guard let text, !text.isEmpty else { return fallback }
+        let host = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? text
+        guard isIPv4(host), host != "0.0.0.0", !host.hasPrefix("127.") else {
+            throw ControlError(.invalidArgument, "advertise address must be a non-zero IPv4 address that other nodes can reach, not '\(text)'")
+        }
+        return host
+    }
+
+    static func isIPv4(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in UInt8(part) != nil && (part == "0" || !part.hasPrefix("0")) }
+    }
+
+    /// Applies the parts of a Docker swarm spec that swarmnet uses.
+    static func apply(_ spec: SwarmSpec, to settings: inout SwarmSettings) throws(ControlError) {
+        if let name = spec.name, !name.isEmpty, name != "default" {
+            throw ControlError(.invalidArgument, "swarm spec must be named \"default\"")
+        }
+        settings.labels = spec.labels ?? settings.labels
+        if let limit = spec.orchestration?.taskHistoryRetentionLimit {
+            guard limit >= 0 else { throw ControlError(.invalidArgument, "task history retention limit must be non-negative") }
+            settings.taskHistoryLimit = limit
+        }
+        // The CLI sends zeros for what it leaves at the default.
+        if let period = spec.dispatcher?.heartbeatPeriod, period != 0 {
+            guard period >= 100_000_000 else {
+                throw ControlError(.invalidArgument, "heartbeat period must be at least 100ms (swarmnet allows sub-second periods)")
+            }
+            settings.heartbeatPeriod = .nanoseconds(period)
+        }
+        if let expiry = spec.caConfig?.nodeCertExpiry, expiry != 0 {
+            guard expiry >= 3_600_000_000_000 else { throw ControlError(.invalidArgument, "minimum certificate expiry time is 1h0m0s") }
+            settings.nodeCertificateValidity = .nanoseconds(expiry)
+        }
+        if let raft = spec.raft {
+            if let interval = raft.snapshotInterval, interval != 0 { settings.snapshotInterval = interval }
+            if let tick = raft.electionTick, tick != 0 { settings.electionTick = tick }
+            if let tick = raft.heartbeatTick, tick != 0 { settings.heartbeatTick = tick }
+        }
+        if spec.encryptionConfig?.autoLockManagers == true {
+            throw ControlError(.invalidArgument, "swarmnet does not lock managers (--autolock is not supported)")
+        }
+    }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Who may connect to this manager's Raft port: managers of this swarm
+/// that have not been removed.
+final class RaftAuthority: Sendable {
+    private let raft = Mutex<RaftServer?>(nil)
+
+    func set(_ server: RaftServer?) { raft.withLock { $0 = server } }
+
+    func refusal(for peer: PeerIdentity, clusterID: String) -> String? {
+        guard peer.clusterID == clusterID else { return "\(peer) belongs to another swarm (\(peer.clusterID))" }
+        guard peer.role == .manager else { return "\(peer) is not a manager" }
+        if let raft = raft.withLock({ $0 }), raft.store.get(RemovedNode.collection, peer.nodeID) != nil {
+            return "\(peer) was removed from the swarm"
+        }
+        return nil
+    }
+}

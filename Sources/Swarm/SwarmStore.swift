@@ -1,0 +1,89 @@
+import Cluster
+import Control
+import Foundation
+import RaftRuntime
+import ReplicatedStore
+
+/// The swarm's objects in the Raft-replicated store, typed. Reads are this
+/// manager's applied state (any manager answers reads); writes go through
+/// Raft (a follower forwards them to the leader) and fail with Docker's
+/// errors when there is no leader or the object moved on.
+struct SwarmStore: Sendable {
+    let raft: RaftServer
+
+    struct Versioned<T: Sendable>: Sendable {
+        var object: T
+        var version: UInt64
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    func swarm() -> Versioned<SwarmObject>? {
+        raft.store.get(SwarmObject.collection, SwarmObject.key).flatMap(Self.decode)
+    }
+
+    func nodes() -> [Versioned<SwarmNode>] {
+        raft.store.list(SwarmNode.collection).compactMap(Self.decode)
+    }
+
+    func node(_ id: String) -> Versioned<SwarmNode>? {
+        raft.store.get(SwarmNode.collection, id).flatMap(Self.decode)
+    }
+
+    func isRemoved(_ id: String) -> Bool {
+        raft.store.get(RemovedNode.collection, id) != nil
+    }
+
+    static func decode<T: Decodable & Sendable>(_ object: StoredObject) -> Versioned<T>? {
+        guard let value = try? JSONDecoder().decode(T.self, from: Data(object.value)) else { return nil }
+        return Versioned(object: value, version: object.version)
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        Array((try? encoder.encode(value)) ?? Data())
+    }
+
+    static func create(_ node: SwarmNode) -> StoreOperation {
+        .create(collection: SwarmNode.collection, key: node.id, value: encode(node))
+    }
+
+    static func update(_ node: SwarmNode, version: UInt64?) -> StoreOperation {
+        .update(collection: SwarmNode.collection, key: node.id, value: encode(node), expectedVersion: version)
+    }
+
+    static func update(_ swarm: SwarmObject, version: UInt64?) -> StoreOperation {
+        .update(collection: SwarmObject.collection, key: SwarmObject.key, value: encode(swarm), expectedVersion: version)
+    }
+
+    /// Writes one operation (or transaction) and returns once it is applied
+    /// here.
+    func write(_ operation: StoreOperation) async throws(ControlError) {
+        let applied: AppliedCommand
+        do {
+            applied = try await raft.propose(operation)
+        } catch let failure as RaftServer.Failure {
+            switch failure {
+            case .dropped, .stopped: throw ControlError.noLeader
+            case .leadershipLost, .timeout:
+                throw ControlError(.unavailable, "the swarm's managers did not confirm the change in time (\(failure)); it may or may not have been applied")
+            }
+        } catch {
+            throw ControlError(.unavailable, "\(error)")
+        }
+        switch applied.result {
+        case .success: return
+        case .failure(.versionMismatch):
+            throw ControlError.rpc(.conflict, "Unknown", "update out of sequence")
+        case .failure(.notFound(_, let key)):
+            throw ControlError(.notFound, "\(key) not found")
+        case .failure(.alreadyExists(_, let key)):
+            throw ControlError(.conflict, "\(key) already exists")
+        case .failure(let error):
+            throw ControlError(.invalidArgument, "\(error)")
+        }
+    }
+}
