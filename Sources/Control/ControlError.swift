@@ -10,6 +10,8 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
         /// No leader, no quorum, not a manager.
         case unavailable
         case permissionDenied
+        /// The caller's node was removed from the swarm (`docker node rm`).
+        case removed
     }
 
     public var kind: Kind
@@ -38,6 +40,10 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
     public static let notManager = ControlError(
         .unavailable,
         "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+
+    public static func removed(_ node: String) -> ControlError {
+        ControlError(.removed, "node \(node) was removed from the swarm")
+    }
 
     public static let invalidToken = rpc(.invalidArgument, "InvalidArgument", "A valid join token is necessary to join this cluster")
 

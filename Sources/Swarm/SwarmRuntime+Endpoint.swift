@@ -84,7 +84,7 @@ extension SwarmRuntime {
             throw ControlError(.permissionDenied, "\(peer) belongs to another swarm")
         }
         if let store = membership.store, store.isRemoved(peer.nodeID) {
-            throw ControlError(.permissionDenied, "node \(peer.nodeID) was removed from the swarm")
+            throw ControlError.removed(peer.nodeID)
         }
         return peer
     }
@@ -191,6 +191,7 @@ extension SwarmRuntime {
         case .conflict: .conflict
         case .unavailable: .serviceUnavailable
         case .permissionDenied: .forbidden
+        case .removed: .gone
         }
     }
 }

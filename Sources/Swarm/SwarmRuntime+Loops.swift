@@ -47,6 +47,11 @@ extension SwarmRuntime {
                     target = leader
                     if leader == nil { attempt += 1 }
                     continue
+                case 410:
+                    // `docker node rm`: this node is no longer in the swarm.
+                    logger.error("this node was removed from the swarm; leaving it")
+                    await leaveAfterRemoval()
+                    return
                 case 403:
                     let message = (try? JSONDecoder().decode(ErrorBody.self, from: Data(answer.body)))?.message ?? "refused"
                     logger.error("the managers refuse this node's heartbeats: \(message)")
@@ -66,6 +71,15 @@ extension SwarmRuntime {
             }
             try? await Task.sleep(for: period)
         }
+    }
+
+    /// Forgets the swarm this node was removed from, as Docker's node does.
+    private func leaveAfterRemoval() async {
+        guard let membership else { return }
+        let identity = membership.identity
+        await shutdown()
+        try? FileManager.default.removeItem(atPath: configuration.directory)
+        lastError = "node \(identity.peer.nodeID) was removed from the swarm"
     }
 
     private func updateManagers(_ managers: [String]) {

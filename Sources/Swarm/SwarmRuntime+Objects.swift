@@ -16,7 +16,11 @@ extension SwarmRuntime {
     }
 
     public func swarmInfo() async -> SwarmInfo {
-        guard let membership else { return .inactive }
+        guard let membership else {
+            var info = SwarmInfo.inactive
+            info.error = lastError
+            return info
+        }
         let local = membership.local
         var info = SwarmInfo(
             nodeID: local.nodeID, nodeAddr: local.advertiseAddress, localNodeState: "active", controlAvailable: local.role == .manager,

@@ -57,6 +57,9 @@ public actor SwarmRuntime {
     let configuration: Configuration
     let logger: Logger
     var membership: Membership?
+    /// Why this node left its swarm without being asked (removed), shown
+    /// as the Error of `docker info` until it joins again.
+    var lastError = ""
     /// The manager endpoint's server, while this node is a manager.
     var endpointTask: Task<Void, Never>?
     /// A join or init in progress: a second one is refused.
@@ -269,6 +272,7 @@ public actor SwarmRuntime {
             throw error
         }
         self.membership = membership
+        lastError = ""
         startLoops()
         logger.info("joined a swarm", metadata: ["cluster": "\(local.clusterID)", "node": "\(local.nodeID)", "role": "\(local.role)",
                                                  "through": "\(manager)"])
@@ -372,6 +376,7 @@ public actor SwarmRuntime {
         case 400: return ControlError(.invalidArgument, message)
         case 403: return ControlError(.permissionDenied, message)
         case 404: return ControlError(.notFound, message)
+        case 410: return ControlError(.removed, message)
         default: return ControlError(.unavailable, "manager \(manager): \(message)")
         }
     }

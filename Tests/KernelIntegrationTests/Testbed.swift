@@ -149,3 +149,57 @@ func eventually(_ seconds: Double = 5, _ condition: () throws -> Bool) rethrows 
     } while Date() < deadline
     return try condition()
 }
+
+// MARK: - Swarms
+
+extension Testbed {
+    /// The manager endpoint of `host` (HOST:2377).
+    func endpoint(_ host: String) -> String {
+        "\(hosts.first { $0.name == host }!.address):2377"
+    }
+
+    func token(_ host: String, _ role: String) throws -> String {
+        try docker(host, ["swarm", "join-token", "-q", role]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Forms a swarm with the stock CLI: init on the first of `managers`,
+    /// the others join with the manager token, `workers` with the worker
+    /// token. Returns the init command's output.
+    @discardableResult
+    func formSwarm(managers: [String], workers: [String]) throws -> String {
+        let output = try docker(managers[0], ["swarm", "init"])
+        let managerToken = try token(managers[0], "manager"), workerToken = try token(managers[0], "worker")
+        for host in managers.dropFirst() { try docker(host, ["swarm", "join", "--token", managerToken, endpoint(managers[0])]) }
+        for host in workers { try docker(host, ["swarm", "join", "--token", workerToken, endpoint(managers[0])]) }
+        return output
+    }
+
+    /// `docker node ls` on `host` as "HOSTNAME STATUS AVAILABILITY MANAGER-STATUS" lines, sorted.
+    func nodes(_ host: String) throws -> [String] {
+        try docker(host, ["node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}"])
+            .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.sorted()
+    }
+
+    /// The swarm files of `host`'s daemon.
+    func swarmDirectory(_ host: String) -> String { stateDirectory(host) + "/swarm" }
+
+    /// curl from `host`'s namespace to a manager endpoint, with `host`'s
+    /// own node certificate, another's (`certificateOf`), or none. Prints
+    /// the body and then the HTTP status.
+    func curlEndpoint(from host: String, to manager: String, _ method: String, _ path: String, body: String = "{}",
+                      certificateOf owner: String?) throws -> (status: Int, body: String) {
+        let address = hosts.first { $0.name == manager }!.address
+        var arguments = ["ip", "netns", "exec", "\(lab.prefix)\(host)", "curl", "-sS", "-m", "5", "-w", "\n%{http_code}",
+                         "--resolve", "swarm-manager:2377:\(address)", "-X", method, "-d", body]
+        if let owner {
+            let certificates = swarmDirectory(owner) + "/certificates"
+            arguments += ["--cacert", certificates + "/swarm-root-ca.crt", "--cert", certificates + "/swarm-node.crt",
+                          "--key", certificates + "/swarm-node.key"]
+        } else {
+            arguments += ["-k"]
+        }
+        let output = try TestHost.run(arguments + ["https://swarm-manager:2377\(path)"])
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+
+/// Swarm mode with the stock docker CLI on the test bed: init, join with
+/// tokens, nodes, the control plane's mutual TLS, leader failure and
+/// restarts. Every daemon is a real process in its own host namespace.
+@Suite(.serialized) struct SwarmTests {
+    /// What the CLI prints for an error from the daemon.
+    private func failure(_ body: () throws -> Any) -> String {
+        do {
+            _ = try body()
+            return "(no error)"
+        } catch let error as CommandFailure {
+            return error.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func formingASwarmWithTheStockCLIAndRefusedJoins() throws {
+        try withTestbed(hosts: 6) { testbed in
+            #expect(try testbed.docker("h1", ["info", "--format", "{{.Swarm.LocalNodeState}}"]).contains("inactive"))
+            #expect(failure { try testbed.docker("h1", ["node", "ls"]) }.contains(
+                "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."))
+
+            let initOutput = try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+            let nodeID = try testbed.docker("h1", ["info", "--format", "{{.Swarm.NodeID}}"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(initOutput.contains("Swarm initialized: current node (\(nodeID)) is now a manager."))
+            let workerToken = try testbed.token("h1", "worker")
+            #expect(initOutput.contains("docker swarm join --token \(workerToken) \(testbed.endpoint("h1"))"))
+            #expect(workerToken.wholeMatch(of: /SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}/) != nil)
+
+            // Every manager lists the same nodes; a worker cannot.
+            let expected = ["h1 Ready Active Leader", "h2 Ready Active Reachable", "h3 Ready Active Reachable", "h4 Ready Active"]
+            for host in ["h1", "h2", "h3"] {
+                #expect(eventually(5) { (try? testbed.nodes(host)) == expected }, "node ls on \(host): \((try? testbed.nodes(host)) ?? [])")
+            }
+            #expect(failure { try testbed.docker("h4", ["node", "ls"]) }.contains("Worker nodes can't be used to view or modify cluster state"))
+            #expect(try testbed.docker("h4", ["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]).contains("active false"))
+            #expect(try testbed.docker("h2", ["info", "--format", "{{.Swarm.ControlAvailable}} {{.Swarm.Managers}} {{.Swarm.Nodes}}"])
+                .contains("true 3 4"))
+
+            // Refused joins: each with Docker's message, and h5 stays out.
+            let managerToken = try testbed.token("h1", "manager")
+            let wrongSecret = String(workerToken.dropLast(25)) + String(repeating: "a", count: 25)
+            #expect(failure { try testbed.docker("h5", ["swarm", "join", "--token", wrongSecret, testbed.endpoint("h1")]) }
+                .contains("A valid join token is necessary to join this cluster"))
+            #expect(failure { try testbed.docker("h5", ["swarm", "join", "--token", "SWMTKN-1-nope", testbed.endpoint("h1")]) }
+                .contains("invalid join token: it has 3 parts separated by '-', not 4"))
+            try testbed.docker("h6", ["swarm", "init"])
+            let foreign = try testbed.token("h6", "worker")
+            #expect(failure { try testbed.docker("h5", ["swarm", "join", "--token", foreign, testbed.endpoint("h1")]) }
+                .contains("remote CA does not match fingerprint. Expected: "))
+            try testbed.docker("h1", ["swarm", "join-token", "--rotate", "worker"])
+            #expect(failure { try testbed.docker("h5", ["swarm", "join", "--token", workerToken, testbed.endpoint("h1")]) }
+                .contains("A valid join token is necessary to join this cluster"))
+            #expect(try testbed.docker("h5", ["info", "--format", "{{.Swarm.LocalNodeState}}"]).contains("inactive"))
+            #expect(!FileManager.default.fileExists(atPath: testbed.swarmDirectory("h5")))
+            #expect(try testbed.nodes("h1").count == 4)
+            #expect(managerToken == (try testbed.token("h1", "manager")), "rotating the worker token leaves the manager token")
+
+            // The new token works.
+            try testbed.docker("h5", ["swarm", "join", "--token", try testbed.token("h2", "worker"), testbed.endpoint("h2")])
+            #expect(eventually(5) { (try? testbed.nodes("h3"))?.contains("h5 Ready Active") == true })
+
+            // Drain is recorded, seen from another manager.
+            try testbed.docker("h1", ["node", "update", "--availability", "drain", "h5"])
+            #expect(try testbed.docker("h3", ["node", "inspect", "h5", "--format", "{{.Spec.Availability}}"]).contains("drain"))
+            let pretty = try testbed.docker("h2", ["node", "inspect", "--pretty", "self"])
+            #expect(pretty.contains("Hostname:") && pretty.contains("h2") && pretty.contains("Manager Status:"))
+
+            // Bad input: clear errors, nothing changed.
+            #expect(failure { try testbed.docker("h1", ["swarm", "init"]) }.contains("This node is already part of a swarm."))
+            #expect(failure { try testbed.docker("h4", ["swarm", "join", "--token", managerToken, testbed.endpoint("h1")]) }
+                .contains("This node is already part of a swarm."))
+            #expect(failure { try testbed.docker("h6", ["swarm", "leave"]) }.contains("Removing the last manager erases all current state of the swarm"))
+            try testbed.docker("h6", ["swarm", "leave", "--force"])
+            #expect(failure { try testbed.docker("h6", ["swarm", "init", "--advertise-addr", "300.1.2.3"]) }
+                .contains("advertise address must be a non-zero IPv4 address"))
+            #expect(try testbed.docker("h6", ["info", "--format", "{{.Swarm.LocalNodeState}}"]).contains("inactive"))
+            #expect(failure { try testbed.docker("h1", ["node", "rm", "h4"]) }.contains("node \(try testbed.docker("h1", ["node", "inspect", "h4", "--format", "{{.ID}}"]).trimmingCharacters(in: .whitespacesAndNewlines)) is not down and can't be removed"))
+            #expect(failure { try testbed.docker("h1", ["node", "rm", "--force", "h2"]) }.contains("It must be demoted to worker before removal"))
+            #expect(failure { try testbed.docker("h1", ["node", "update", "--availability", "sleepy", "h4"]) }.contains("invalid"))
+            #expect(try testbed.nodes("h1").count == 5)
+        }
+    }
+
+    @Test func theControlPlaneRefusesPeersWithoutTheRightCertificate() throws {
+        try withTestbed(hosts: 4) { testbed in
+            try testbed.formSwarm(managers: ["h1"], workers: ["h2"])
+            try testbed.docker("h3", ["swarm", "init"]) // another swarm, whose manager certificate is valid, but not here
+
+            // h4 is a rogue on the underlay, with no certificate.
+            let anonymous = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/heartbeat", body: "{\"address\":\"192.0.2.14\"}",
+                                                     certificateOf: nil)
+            #expect(anonymous.status == 403 && anonymous.body.contains("a node certificate of this swarm is required"))
+            #expect(try testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: nil).status == 403)
+            // The pre-swarm cluster API is gone from the port: plain HTTP gets no answer.
+            let plain = try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)h4", "curl", "-s", "-m", "3", "-X", "POST",
+                                           "http://\(testbed.endpoint("h1"))/swarmnet/cluster/endpoints", "-d", "{}"])
+            #expect(plain == nil)
+            // Raft's port demands a certificate before anything else.
+            let raftAddress = testbed.endpoint("h1").replacingOccurrences(of: ":2377", with: ":2378")
+            let noCertificate = try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)h4", "sh", "-c",
+                                                   "printf x | timeout 5 openssl s_client -connect \(raftAddress) -quiet 2>&1"])
+            #expect(noCertificate.map { $0.contains("certificate required") } ?? true)
+
+            // A worker's certificate: heartbeats yes, manager calls no, Raft no.
+            let heartbeat = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/heartbeat", body: "{\"address\":\"192.0.2.12\"}",
+                                                     certificateOf: "h2")
+            #expect(heartbeat.status == 200)
+            let raftStatus = try testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: "h2")
+            #expect(raftStatus.status == 403 && raftStatus.body.contains("is not a manager"))
+            let certificates = testbed.swarmDirectory("h2") + "/certificates"
+            _ = try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)h4", "sh", "-c",
+                                   "printf x | timeout 5 openssl s_client -connect \(raftAddress) -cert \(certificates)/swarm-node.crt -key \(certificates)/swarm-node.key -quiet 2>&1"])
+            #expect(eventually(5) { testbed.log("h1").contains("(worker) is not a manager") })
+            // Another swarm's certificates: neither side verifies the other
+            // (curl, trusting h3's CA, refuses h1's certificate).
+            let other = try? testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: "h3")
+            #expect(other == nil)
+            #expect(try testbed.nodes("h1") == ["h1 Ready Active Leader", "h2 Ready Active"])
+        }
+    }
+
+    @Test func leaderFailureRestartsAndDeadNodes() throws {
+        try withTestbed(hosts: 4) { testbed in
+            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+            #expect(eventually(5) { (try? testbed.nodes("h3"))?.count == 4 })
+
+            // Kill the leader: another is elected and every write that was
+            // acknowledged survives.
+            testbed.kill9("h1")
+            var acknowledged: [String] = []
+            let deadline = Date().addingTimeInterval(20)
+            while acknowledged.count < 5 && Date() < deadline {
+                let label = "w\(acknowledged.count)=\(acknowledged.count)"
+                if (try? testbed.docker(acknowledged.count % 2 == 0 ? "h2" : "h3", ["node", "update", "--label-add", label, "h4"])) != nil {
+                    acknowledged.append(label)
+                }
+            }
+            #expect(acknowledged.count == 5, "writes after the leader died: \(acknowledged)")
+            #expect(eventually(10) { (try? testbed.nodes("h2"))?.contains("h1 Down Active Unreachable") == true })
+            let leaders = try testbed.nodes("h2").filter { $0.hasSuffix("Leader") }
+            #expect(leaders.count == 1 && !leaders[0].hasPrefix("h1"))
+
+            // The old leader comes back as a follower and catches up.
+            try testbed.start("h1")
+            #expect(eventually(10) { (try? testbed.nodes("h1"))?.contains("h1 Ready Active Reachable") == true })
+            #expect(eventually(5) {
+                let labels = (try? testbed.docker("h1", ["node", "inspect", "h4", "--format", "{{json .Spec.Labels}}"])) ?? ""
+                return acknowledged.allSatisfy { labels.contains("\"\($0.split(separator: "=")[0])\":\"\($0.split(separator: "=")[1])\"") }
+            })
+
+            // Every daemon restarts: the swarm is intact.
+            let before = try testbed.docker("h2", ["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])
+            for host in ["h1", "h2", "h3", "h4"] { testbed.stop(host) }
+            for host in ["h1", "h2", "h3", "h4"] { try testbed.start(host) }
+            #expect(eventually(15) { (try? testbed.nodes("h3")).map { $0.count == 4 && $0.allSatisfy { $0.contains("Ready") } } == true })
+            #expect(try testbed.docker("h1", ["node", "ls", "--format", "{{.ID}} {{.Hostname}}"]) == before)
+
+            // A dead worker is marked down; once removed, it is refused and
+            // leaves the swarm when it comes back.
+            testbed.kill9("h4")
+            let killed = Date()
+            #expect(eventually(10) { (try? testbed.nodes("h2"))?.contains("h4 Down Active") == true })
+            let down = Date().timeIntervalSince(killed)
+            #expect(down < 6, "a dead worker took \(down) s to be marked down")
+            try testbed.docker("h2", ["node", "rm", "h4"])
+            try testbed.start("h4")
+            #expect(eventually(10) {
+                (try? testbed.docker("h4", ["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Error}}"]))?.contains("inactive node") == true
+            })
+            #expect(try testbed.nodes("h1").count == 3)
+        }
+    }
+}
