@@ -29,8 +29,11 @@ public struct AllocationRequest: Codable, Sendable {
 ///   POST   /swarmnet/cluster/endpoints        AllocationRequest → EndpointRecord (201)
 ///   DELETE /swarmnet/cluster/endpoints/{id}   release (204)
 ///
-/// It carries no authentication yet: it belongs on the hosts' private
-/// data-path network until join tokens and mutual TLS exist.
+/// In a swarm it is served on the manager endpoint, over TLS, to nodes
+/// whose certificate verified: `caller` is the engine ID of the node the
+/// certificate names, and a node allocates and releases only its own
+/// endpoints. Before a swarm it is served on plain TCP to anyone (`caller`
+/// nil), as it always was.
 public struct ClusterAPI: Sendable {
     public let daemon: NodeDaemon
 
@@ -38,15 +41,18 @@ public struct ClusterAPI: Sendable {
         self.daemon = daemon
     }
 
-    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, caller: String? = nil) async -> HTTPResponse {
         let segments = request.uri.split(separator: "?").first.map { $0.split(separator: "/").map(String.init) } ?? []
         do {
             switch (request.method, segments.count) {
             case (.POST, 3) where segments == ["swarmnet", "cluster", "endpoints"]:
                 let allocation = try DockerRouter.decode(AllocationRequest.self, request.body)
+                if let caller, allocation.node != caller {
+                    throw APIError(.forbidden, "node \(caller) may allocate only for itself, not for node \(allocation.node)")
+                }
                 return try DockerRouter.json(.created, await daemon.allocate(for: allocation))
             case (.DELETE, 4) where Array(segments.prefix(3)) == ["swarmnet", "cluster", "endpoints"]:
-                try await daemon.release(endpointID: segments[3])
+                try await daemon.release(endpointID: segments[3], caller: caller)
                 return HTTPResponse(status: .noContent)
             default:
                 throw APIError(.notFound, "page not found")

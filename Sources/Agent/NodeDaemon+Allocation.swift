@@ -21,10 +21,13 @@ extension NodeDaemon {
     }
 
     /// The manager's side: forgets a worker's endpoint allocation.
-    public func release(endpointID: String) throws {
+    public func release(endpointID: String, caller: String? = nil) throws {
         guard let record = state.endpoints[endpointID] else { return }
         guard record.node != nodeID else {
             throw APIError(.forbidden, "endpoint \(endpointID) is attached on the manager itself")
+        }
+        if let caller, record.node != caller {
+            throw APIError(.forbidden, "endpoint \(endpointID) belongs to node \(record.node), not to node \(caller)")
         }
         var next = state
         next.endpoints[endpointID] = nil
@@ -37,12 +40,20 @@ extension NodeDaemon {
             throw APIError(.serviceUnavailable, "no manager is reachable to allocate an address (is the node joined to the cluster?)")
         }
         let body = try JSONEncoder.iso8601.encode(request)
-        let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
-        guard response.status == 201 else {
-            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: response.body))?.message ?? "status \(response.status)"
-            throw APIError(HTTPResponseStatus(statusCode: response.status), "manager \(manager): \(message)")
+        let (status, answer): (Int, Data)
+        if let secure = secureClusterTransport {
+            // In a swarm: over TLS, with this node's certificate.
+            let (code, bytes) = try await secure("POST", manager, "/swarmnet/cluster/endpoints", Array(body))
+            (status, answer) = (code, Data(bytes))
+        } else {
+            let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
+            (status, answer) = (response.status, response.body)
         }
-        return try JSONDecoder.iso8601.decode(EndpointRecord.self, from: response.body)
+        guard status == 201 else {
+            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: answer))?.message ?? "status \(status)"
+            throw APIError(HTTPResponseStatus(statusCode: status), "manager \(manager): \(message)")
+        }
+        return try JSONDecoder.iso8601.decode(EndpointRecord.self, from: answer)
     }
 
     /// The worker's side: tells the manager an endpoint is gone. Best effort:
@@ -50,10 +61,22 @@ extension NodeDaemon {
     func releaseAtManager(_ endpointID: String) async {
         guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else { return }
         do {
-            _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
+            if let secure = secureClusterTransport {
+                _ = try await secure("DELETE", manager, "/swarmnet/cluster/endpoints/\(endpointID)", nil)
+            } else {
+                _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
+            }
         } catch {
             logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
         }
+    }
+
+    /// In a swarm, requests to the manager go through this (TLS with the
+    /// node's certificate): method, HOST:PORT, path, body → status, body.
+    public typealias SecureClusterTransport = @Sendable (String, String, String, [UInt8]?) async throws -> (Int, [UInt8])
+
+    public func setSecureClusterTransport(_ transport: SecureClusterTransport?) {
+        secureClusterTransport = transport
     }
 
     static func client(for address: String) -> UnixHTTPClient? {

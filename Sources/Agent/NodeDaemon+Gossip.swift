@@ -1,5 +1,7 @@
 import Cluster
 import Foundation
+import Gossip
+import GossipRuntime
 import Overlay
 
 /// The daemon's side of the gossip layer: what it publishes and how it
@@ -10,6 +12,7 @@ extension NodeDaemon {
     /// every change until cancelled.
     public func runGossip(_ gossip: ClusterGossip) async {
         self.gossip = gossip
+        if let (keys, hosts, port) = swarmGossip { await enterSwarmGossip(keys: keys, managerHosts: hosts, port: port) }
         for endpoint in localEndpoints() { publish(endpoint) }
         if configuration.isManager {
             for network in state.networks.values { publish(network) }
@@ -122,4 +125,29 @@ extension NodeDaemon {
         }
     }
 
+}
+
+extension NodeDaemon {
+    /// Entering a swarm: gossip is encrypted with the swarm's keys from now
+    /// on (the first one seals; all open), and joins through the managers.
+    /// A node that leaves keeps its keys: it no longer hears the swarm.
+    public func enterSwarmGossip(keys: [String], managerHosts: [String], port: Int) async {
+        swarmGossip = (keys, managerHosts, port)
+        guard let gossip else { return } // applied when gossip starts (runGossip)
+        let parsed = keys.compactMap { try? GossipKey(base64: $0) }
+        guard let primary = parsed.first else {
+            logger.error("the swarm sent no usable gossip key; gossip stays as it was")
+            return
+        }
+        let current = gossip.node.keyring()?.keys ?? []
+        if current != parsed {
+            gossip.node.replaceKeyring(Keyring(primary: primary, others: Array(parsed.dropFirst())))
+            logger.notice("gossip is encrypted with the swarm's keys", metadata: ["primary": "\(primary.fingerprint)"])
+        }
+        let seeds = managerHosts.compactMap { try? NodeAddress(parsing: "\($0):\(port)") }
+        guard !seeds.isEmpty else { return }
+        if (try? await gossip.node.join(seeds)) == nil {
+            logger.warning("could not reach the managers' gossip yet", metadata: ["seeds": "\(seeds)"])
+        }
+    }
 }

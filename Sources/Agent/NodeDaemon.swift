@@ -27,6 +27,8 @@ public actor NodeDaemon: DockerBackend {
     let driver: OverlayDriver
     let stateFile: StateFile
     let nodeID: String
+    /// The daemon's identity (its endpoints' node), as the swarm knows it.
+    public nonisolated var engineID: String { nodeID }
     var state: ClusterState
     /// Endpoints on other nodes, as gossip reports them.
     var remoteEndpoints: [String: EndpointRecord] = [:]
@@ -40,6 +42,11 @@ public actor NodeDaemon: DockerBackend {
     private let watcher: SandboxWatcher
     /// The gossip layer, once started; nil runs the node alone.
     var gossip: ClusterGossip?
+    /// In a swarm: how this node reaches the managers' cluster API (TLS
+    /// with its certificate); nil before a swarm (plain TCP).
+    var secureClusterTransport: SecureClusterTransport?
+    /// The swarm's gossip keys and managers, once this node is in a swarm.
+    var swarmGossip: (keys: [String], managerHosts: [String], port: Int)?
     /// The load balancers opened in workload namespaces and the mesh's own.
     let balancers = BalancerRegistry()
     /// Whether this run has removed the host balancers an earlier run left

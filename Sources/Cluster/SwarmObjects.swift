@@ -22,9 +22,15 @@ public struct SwarmObject: Codable, Sendable, Equatable {
     public var defaultAddressPool: [String]
     public var subnetSize: UInt32
     public var dataPathPort: UInt32
+    /// AES-256 gossip keys (base64), the first one encrypting: gossip is
+    /// always encrypted in a swarm, and nodes get the keys over their TLS
+    /// session (join, heartbeats).
+    public var gossipKeys: [String]
 
     public init(id: String, createdAt: Date, settings: SwarmSettings, rootCACertificatePEM: String, rootCAKeyPEM: String,
-                workerToken: String, managerToken: String, defaultAddressPool: [String], subnetSize: UInt32, dataPathPort: UInt32) {
+                workerToken: String, managerToken: String, defaultAddressPool: [String], subnetSize: UInt32, dataPathPort: UInt32,
+                gossipKeys: [String]) {
+        self.gossipKeys = gossipKeys
         self.id = id
         self.createdAt = createdAt
         updatedAt = createdAt
@@ -91,6 +97,9 @@ public struct SwarmNode: Codable, Sendable, Equatable {
     /// Managers: where the manager endpoint and Raft listen, and the Raft
     /// member ID.
     public var manager: ManagerInfo?
+    /// The node's daemon identity: what its endpoint records name as their
+    /// node.
+    public var engineID: String?
 
     public struct Description: Codable, Sendable, Equatable {
         public var hostname: String

@@ -341,6 +341,13 @@ public final class LiveGossipNode: Sendable {
 
     // MARK: keyring
 
+    /// Seals and opens everything with `keyring` from now on (nil: plaintext).
+    /// A node that enters a swarm takes the swarm's keys this way, and from
+    /// then on hears only members that hold them.
+    public func replaceKeyring(_ keyring: Keyring?) {
+        state.withLock { $0.keyring = keyring }
+    }
+
     /// The keyring in use; nil when gossip is plaintext.
     public func keyring() -> Keyring? {
         state.withLock { $0.keyring }

@@ -19,6 +19,9 @@ struct JoinRequest: Codable, Sendable {
     var endpoint: String?
     var raftAddress: String?
     var availability: NodeAvailability?
+    /// The node's daemon identity (the owner of its sandboxes and
+    /// endpoints): the managers let a node allocate only in its own name.
+    var engineID: String
 }
 
 struct RaftPeer: Codable, Sendable, Hashable {
@@ -32,6 +35,7 @@ struct JoinResponse: Codable, Sendable {
     var role: SwarmRole
     var certificatePEM: String
     var managers: [String]
+    var gossipKeys: [String]
     /// For a manager: its Raft ID and the members to start with.
     var raftID: UInt64?
     var raftPeers: [RaftPeer]?
@@ -45,6 +49,7 @@ struct HeartbeatResponse: Codable, Sendable {
     /// Nanoseconds until the next heartbeat is due.
     var periodNanoseconds: Int64
     var managers: [String]
+    var gossipKeys: [String]
 }
 
 /// A follower's answer to a heartbeat: the leader takes them.

@@ -18,6 +18,8 @@ struct LocalSwarmState: Codable, Sendable, Equatable {
     /// Managers: this member's Raft ID, and the members it started with.
     var raftID: UInt64?
     var raftPeers: [RaftPeer]?
+    /// The swarm's gossip keys, as last heard (the first encrypts).
+    var gossipKeys: [String] = []
 
     var endpoint: String { "\(advertiseAddress):\(listenPort)" }
     var raftPort: Int { listenPort + 1 }

@@ -55,6 +55,14 @@ extension SwarmRuntime {
             case (.POST, "/swarmnet/heartbeat"):
                 let peer = try authenticate(request)
                 return try await heartbeat(from: peer, try Self.decode(Heartbeat.self, request.body))
+            case (_, _) where path.hasPrefix("/swarmnet/cluster/"):
+                // Endpoint allocation, for the node the certificate names.
+                let peer = try authenticate(request)
+                guard let handler = configuration.clusterAPI else { throw ControlError(.notFound, "page not found") }
+                guard let engineID = membership?.store?.node(peer.nodeID)?.object.engineID else {
+                    throw ControlError(.permissionDenied, "\(peer) has no engine identity on record")
+                }
+                return await handler(request, engineID)
             case (.GET, "/swarmnet/raft"):
                 let peer = try authenticate(request)
                 guard peer.role == .manager else {
@@ -126,6 +134,7 @@ extension SwarmRuntime {
         let now = Date()
         var node = SwarmNode(id: nodeID, createdAt: now, role: role, description: request.description, address: address, manager: managerInfo)
         node.availability = request.availability ?? .active
+        node.engineID = request.engineID
         try await store.write(SwarmStore.create(node))
         liveness.track([nodeID], at: self.now)
         let certificate: Certificate
@@ -140,7 +149,8 @@ extension SwarmRuntime {
         let members = await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
         return JoinResponse(
             nodeID: nodeID, clusterID: swarm.id, role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "",
-            managers: managerEndpoints(), raftID: managerInfo?.raftID, raftPeers: role == .manager ? members : nil)
+            managers: managerEndpoints(), gossipKeys: swarm.gossipKeys, raftID: managerInfo?.raftID,
+            raftPeers: role == .manager ? members : nil)
     }
 
     /// A node's heartbeat. Only the leader tracks them; a follower points
@@ -164,8 +174,10 @@ extension SwarmRuntime {
             if (try? Self.advertiseAddress(heartbeat.address, default: "")) != nil { node.address = heartbeat.address }
             try? await store.write(SwarmStore.update(node, version: current.version))
         }
-        let period = store.swarm()?.object.settings.heartbeatPeriod ?? .seconds(1)
-        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints()))
+        let swarm = store.swarm()?.object
+        let period = swarm?.settings.heartbeatPeriod ?? .seconds(1)
+        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints(),
+                                                  gossipKeys: swarm?.gossipKeys ?? []))
     }
 
     func managerEndpoints() -> [String] {

@@ -41,7 +41,9 @@ extension SwarmRuntime {
                     period = .nanoseconds(max(response.periodNanoseconds, 100_000_000))
                     target = address
                     failures = 0
-                    if !response.managers.isEmpty, response.managers != local.managers { updateManagers(response.managers) }
+                    if (!response.managers.isEmpty && response.managers != local.managers) || response.gossipKeys != local.gossipKeys {
+                        await update(managers: response.managers.isEmpty ? local.managers : response.managers, gossipKeys: response.gossipKeys)
+                    }
                 case 421:
                     let leader = try? JSONDecoder().decode(NotLeader.self, from: Data(answer.body)).leader
                     target = leader
@@ -79,14 +81,17 @@ extension SwarmRuntime {
         let identity = membership.identity
         await shutdown()
         try? FileManager.default.removeItem(atPath: configuration.directory)
+        await configuration.onNetworking(nil)
         lastError = "node \(identity.peer.nodeID) was removed from the swarm"
     }
 
-    private func updateManagers(_ managers: [String]) {
+    private func update(managers: [String], gossipKeys: [String]) async {
         guard var membership else { return }
         membership.local.managers = managers
+        membership.local.gossipKeys = gossipKeys
         self.membership = membership
         try? membership.local.save(directory: configuration.directory)
+        await notifyNetworking()
     }
 
     /// On the leader: nodes whose heartbeats stopped are marked down, and

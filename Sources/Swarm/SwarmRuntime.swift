@@ -5,6 +5,7 @@ import DockerAPI
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import RaftRuntime
 import RaftTransport
@@ -35,13 +36,29 @@ public actor SwarmRuntime {
         /// Called before the manager endpoint binds its port (the daemon
         /// stops the pre-swarm cluster API there).
         public var beforeBindingEndpoint: @Sendable () async -> Void = {}
+        /// The daemon's own identity (the node its endpoint records name).
+        public var engineID: String
+        /// Told what the data plane needs whenever it changes: the gossip
+        /// keys and the managers' addresses (nil: the node left the swarm).
+        public var onNetworking: @Sendable (SwarmNetworking?) async -> Void = { _ in }
+        /// Serves `/swarmnet/cluster/…` (endpoint allocation) for a node
+        /// whose certificate verified, named by its engine ID.
+        public var clusterAPI: (@Sendable (HTTPRequest, _ callerEngineID: String) async -> HTTPResponse)?
 
-        public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String) {
+        public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String, engineID: String) {
             self.directory = directory
             self.hostname = hostname
             self.defaultAddress = defaultAddress
             self.engineVersion = engineVersion
+            self.engineID = engineID
         }
+    }
+
+    /// What the data plane takes from the swarm.
+    public struct SwarmNetworking: Sendable, Equatable {
+        public var gossipKeys: [String]
+        /// The managers' addresses (hosts only): gossip joins through them.
+        public var managerHosts: [String]
     }
 
     /// A node in a swarm.
@@ -98,6 +115,7 @@ public actor SwarmRuntime {
         }
         self.membership = membership
         startLoops()
+        await notifyNetworking()
         logger.info("rejoined the swarm", metadata: ["node": "\(local.nodeID)", "role": "\(local.role)", "cluster": "\(local.clusterID)"])
     }
 
@@ -150,10 +168,13 @@ public actor SwarmRuntime {
                 rootCAKeyPEM: authority.keyPEM, workerToken: JoinToken.generate(caCertificateDER: der).description,
                 managerToken: JoinToken.generate(caCertificateDER: der).description,
                 defaultAddressPool: pool.isEmpty ? ["10.0.0.0/8"] : pool, subnetSize: subnetSize,
-                dataPathPort: request.dataPathPort.flatMap { $0 == 0 ? nil : $0 } ?? 4789)
-            let node = SwarmNode(
+                dataPathPort: request.dataPathPort.flatMap { $0 == 0 ? nil : $0 } ?? 4789,
+                gossipKeys: [Self.newGossipKey()])
+            local.gossipKeys = swarm.gossipKeys
+            var node = SwarmNode(
                 id: nodeID, createdAt: now, role: .manager, description: describeSelf(), address: advertise,
                 manager: .init(endpoint: local.endpoint, raftAddress: local.raftAddress, raftID: local.raftID!))
+            node.engineID = configuration.engineID
 
             try? FileManager.default.removeItem(atPath: configuration.directory)
             try identity.save(directory: identityDirectory)
@@ -234,7 +255,8 @@ public actor SwarmRuntime {
         let (key, csrPEM) = try NodeIdentity.makeRequest()
         let join = JoinRequest(
             token: token.description, csrPEM: csrPEM, description: describeSelf(), address: advertise,
-            endpoint: "\(advertise):\(listenPort)", raftAddress: "\(advertise):\(listenPort + 1)", availability: availability)
+            endpoint: "\(advertise):\(listenPort)", raftAddress: "\(advertise):\(listenPort + 1)", availability: availability,
+            engineID: configuration.engineID)
         let verified = ControlClient(context: try ControlTLS.clientContext(identity: nil, root: root), timeout: .seconds(30))
         let answer = try await verified.request(.POST, manager, "/swarmnet/join", body: SwarmStore.encode(join))
         guard answer.status == 200 else { throw Self.remoteError(answer, from: manager) }
@@ -246,7 +268,7 @@ public actor SwarmRuntime {
         let local = LocalSwarmState(
             nodeID: response.nodeID, clusterID: response.clusterID, role: response.role, listenHost: listenHost, listenPort: listenPort,
             advertiseAddress: advertise, managers: response.managers.isEmpty ? [manager] : response.managers,
-            raftID: response.raftID, raftPeers: response.raftPeers)
+            raftID: response.raftID, raftPeers: response.raftPeers, gossipKeys: response.gossipKeys)
         try? FileManager.default.removeItem(atPath: configuration.directory)
         try identity.save(directory: identityDirectory)
         var membership = Membership(local: local, identity: identity)
@@ -274,6 +296,7 @@ public actor SwarmRuntime {
         self.membership = membership
         lastError = ""
         startLoops()
+        await notifyNetworking()
         logger.info("joined a swarm", metadata: ["cluster": "\(local.clusterID)", "node": "\(local.nodeID)", "role": "\(local.role)",
                                                  "through": "\(manager)"])
     }
@@ -305,10 +328,32 @@ public actor SwarmRuntime {
         }
         await shutdown()
         try? FileManager.default.removeItem(atPath: configuration.directory)
+        await configuration.onNetworking(nil)
         logger.info("left the swarm")
     }
 
     // MARK: - Pieces
+
+    /// Tells the data plane the swarm's gossip keys and managers.
+    func notifyNetworking() async {
+        guard let local = membership?.local else { return }
+        let hosts = local.managers.compactMap { $0.split(separator: ":").first.map(String.init) }
+        await configuration.onNetworking(SwarmNetworking(gossipKeys: local.gossipKeys, managerHosts: hosts))
+    }
+
+    static func newGossipKey() -> String {
+        var random = SystemRandomNumberGenerator()
+        return Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }).base64EncodedString()
+    }
+
+    /// A request to a manager endpoint with this node's certificate (the
+    /// data plane's endpoint allocation).
+    public func managerRequest(_ method: HTTPMethod, _ address: String, _ path: String, body: [UInt8]?) async throws -> (Int, [UInt8]) {
+        guard let identity = membership?.identity else { throw ControlError(.unavailable, DockerRouter.notInSwarm) }
+        let client = ControlClient(context: try ControlTLS.clientContext(identity: identity, root: identity.rootCA))
+        let answer = try await client.request(method, address, path, body: body)
+        return (answer.status, answer.body)
+    }
 
     func startRaft(local: LocalSwarmState, identity: NodeIdentity, joinExisting: Bool) async throws -> RaftServer {
         guard let raftID = local.raftID else { throw SwarmRuntimeError("a manager without a Raft ID") }

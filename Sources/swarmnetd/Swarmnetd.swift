@@ -9,6 +9,7 @@ import Foundation
 import Gossip
 import GossipRuntime
 import Logging
+import NIOHTTP1
 import Netlink
 import ServiceLifecycle
 import Swarm
@@ -170,10 +171,25 @@ struct Swarmnetd: AsyncParsableCommand {
         // takes the port.
         let legacyClusterAPI = CancellableTask()
         var swarmConfiguration = SwarmRuntime.Configuration(
-            directory: stateDir + "/swarm", hostname: name, defaultAddress: address.description, engineVersion: SwarmnetVersion.current)
+            directory: stateDir + "/swarm", hostname: name, defaultAddress: address.description, engineVersion: SwarmnetVersion.current,
+            engineID: daemon.engineID)
         swarmConfiguration.defaultPort = clusterPort
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
+        swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
+        let swarmBox = SwarmBox()
+        swarmConfiguration.onNetworking = { [gossipPort] networking in
+            if let networking {
+                await daemon.enterSwarmGossip(keys: networking.gossipKeys, managerHosts: networking.managerHosts, port: gossipPort)
+                await daemon.setSecureClusterTransport { method, address, path, body in
+                    guard let swarm = swarmBox.runtime else { throw ValidationError("the swarm runtime is gone") }
+                    return try await swarm.managerRequest(HTTPMethod(rawValue: method), address, path, body: body)
+                }
+            } else {
+                await daemon.setSecureClusterTransport(nil)
+            }
+        }
         let swarm = SwarmRuntime(configuration: swarmConfiguration, logger: logger)
+        swarmBox.runtime = swarm
         try await swarm.start()
         let inSwarm = await swarm.swarmInfo().localNodeState == "active"
         let containers = try ContainerService.open(
@@ -265,6 +281,17 @@ struct Swarmnetd: AsyncParsableCommand {
             throw ValidationError("device \(deviceName) has no IPv4 address: give --data-path-addr")
         }
         return (chosen, deviceName, link.mtu)
+    }
+}
+
+/// The swarm runtime, for the closures it is configured with (they exist
+/// before it does).
+final class SwarmBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: SwarmRuntime?
+    var runtime: SwarmRuntime? {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
     }
 }
 
