@@ -194,7 +194,9 @@ public actor SwarmRuntime {
                 throw error
             }
             membership = Membership(local: local, identity: identity, raft: raft)
+            lastError = ""
             startLoops()
+            await notifyNetworking()
             logger.info("initialized a swarm", metadata: ["cluster": "\(clusterID)", "node": "\(nodeID)", "endpoint": "\(local.endpoint)"])
             return nodeID
         } catch let error as ControlError {

@@ -119,6 +119,36 @@ import Testing
             // (curl, trusting h3's CA, refuses h1's certificate).
             let other = try? testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: "h3")
             #expect(other == nil)
+            // A worker allocates addresses only in its own name.
+            let managerEngine = try String(contentsOfFile: testbed.stateDirectory("h1") + "/node-id", encoding: .utf8)
+            let forged = try testbed.curlEndpoint(
+                from: "h4", to: "h1", "POST", "/swarmnet/cluster/endpoints",
+                body: "{\"endpointID\":\"e1\",\"network\":\"x\",\"node\":\"\(managerEngine)\",\"nodeName\":\"h1\",\"namespacePath\":\"/run/netns/x\",\"name\":\"x\",\"vtep\":\"192.0.2.11\"}",
+                certificateOf: "h2")
+            #expect(forged.status == 403 && forged.body.contains("may allocate only for itself"), "\(forged)")
+
+            // Gossip is encrypted in a swarm: a keyless gossip node on the
+            // underlay hears nobody.
+            let control = testbed.root + "/rogue-gossip.sock"
+            let rogue = Process()
+            rogue.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            rogue.arguments = ["--net=/run/netns/\(testbed.lab.prefix)h4", testbed.binDirectory + "/gossip-node", "--name", "rogue",
+                               "--bind", "\(testbed.hosts[3].address):7947", "--join", "\(testbed.hosts[0].address):7946",
+                               "--profile", "fast", "--control", control]
+            rogue.standardOutput = FileHandle.nullDevice
+            rogue.standardError = FileHandle.nullDevice
+            try rogue.run()
+            defer {
+                rogue.terminate()
+                rogue.waitUntilExit()
+            }
+            sleep(3)
+            // The swarm's nodes never hear the rogue (what the rogue hears of
+            // them comes second-hand, from h4, which is in no swarm).
+            for host in ["h1", "h2"] {
+                let peers = try testbed.swarmnet(host, ["debug", "peers", "--format", "json"])
+                #expect(!peers.contains("rogue"), "\(host) hears the rogue: \(peers)")
+            }
             #expect(try testbed.nodes("h1") == ["h1 Ready Active Leader", "h2 Ready Active"])
         }
     }
@@ -172,6 +202,25 @@ import Testing
                 (try? testbed.docker("h4", ["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Error}}"]))?.contains("inactive node") == true
             })
             #expect(try testbed.nodes("h1").count == 3)
+        }
+    }
+
+    @Test func overlayNetworksWorkInASwarmWithEncryptedGossip() throws {
+        try withTestbed(hosts: 2) { testbed in
+            try testbed.formSwarm(managers: ["h1"], workers: ["h2"])
+            // Both hold the swarm's gossip key, handed over TLS.
+            let keys = try ["h1", "h2"].map { try testbed.swarmnet($0, ["gossip", "keys", "--format", "json"]) }
+            #expect(keys[0] == keys[1] && keys[0].contains("\"primary\" : true"), "\(keys)")
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.77.0.0/24", "red"])
+            #expect(eventually(5) { (try? testbed.docker("h2", ["network", "ls", "--format", "{{.Name}}"]))?.contains("red") == true })
+            let a = try testbed.workload("a"), b = try testbed.workload("b")
+            try testbed.docker("h1", ["network", "connect", "red", a.name!])
+            // The worker's address comes from the manager over TLS.
+            try testbed.docker("h2", ["network", "connect", "red", b.name!])
+            let address = try TestHost.run(["ip", "-n", b.name!, "-4", "-br", "addr", "show", "dev", "eth0"])
+                .split(separator: " ").first { $0.hasPrefix("10.77.") }.map { String($0.split(separator: "/")[0]) }
+            let target = try #require(address)
+            #expect(eventually(5) { (try? TestHost.run(["ip", "netns", "exec", a.name!, "ping", "-c", "1", "-W", "1", target])) != nil })
         }
     }
 }
