@@ -7,6 +7,9 @@ import Foundation
 //   GET  /swarmnet/ca         the root CA certificate (no client certificate needed)
 //   POST /swarmnet/join       JoinRequest → JoinResponse (join token instead of a certificate)
 //   POST /swarmnet/heartbeat  Heartbeat → HeartbeatResponse (a node's certificate)
+//   POST /swarmnet/renew      RenewRequest → RenewResponse (a node's certificate): a new
+//                             certificate for the role the operators want (promote,
+//                             demote), or the same role before the old one expires
 //   GET  /swarmnet/raft       the Raft members (a manager's certificate)
 
 struct JoinRequest: Codable, Sendable {
@@ -50,6 +53,26 @@ struct HeartbeatResponse: Codable, Sendable {
     var periodNanoseconds: Int64
     var managers: [String]
     var gossipKeys: [String]
+    /// The role the operators want for the node (`docker node promote`,
+    /// `demote`); the node renews its certificate when it differs.
+    var desiredRole: SwarmRole
+}
+
+struct RenewRequest: Codable, Sendable {
+    var csrPEM: String
+    /// Where the node's manager endpoint and Raft will listen, should it
+    /// become a manager.
+    var endpoint: String
+    var raftAddress: String
+}
+
+struct RenewResponse: Codable, Sendable {
+    var role: SwarmRole
+    var certificatePEM: String
+    var managers: [String]
+    /// For a manager: its Raft ID and the members to start with.
+    var raftID: UInt64?
+    var raftPeers: [RaftPeer]?
 }
 
 /// A follower's answer to a heartbeat: the leader takes them.

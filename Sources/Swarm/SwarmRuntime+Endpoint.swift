@@ -63,6 +63,9 @@ extension SwarmRuntime {
                     throw ControlError(.permissionDenied, "\(peer) has no engine identity on record")
                 }
                 return await handler(request, engineID)
+            case (.POST, "/swarmnet/renew"):
+                let peer = try authenticate(request)
+                return Self.answer(.ok, try await renew(for: peer, try Self.decode(RenewRequest.self, request.body)))
             case (.GET, "/swarmnet/raft"):
                 let peer = try authenticate(request)
                 guard peer.role == .manager else {
@@ -177,7 +180,60 @@ extension SwarmRuntime {
         let swarm = store.swarm()?.object
         let period = swarm?.settings.heartbeatPeriod ?? .seconds(1)
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints(),
-                                                  gossipKeys: swarm?.gossipKeys ?? []))
+                                                  gossipKeys: swarm?.gossipKeys ?? [], desiredRole: current.object.desiredRole))
+    }
+
+    /// A node's new certificate, for the role the operators want: a node
+    /// promoted joins Raft as a learner first (the leader makes it a voter
+    /// once it has caught up); a node demoted leaves Raft first.
+    func renew(for peer: PeerIdentity, _ request: RenewRequest) async throws(ControlError) -> RenewResponse {
+        guard let membership, let store = membership.store, let raft = membership.raft else { throw ControlError.notManager }
+        guard let swarm = store.swarm()?.object, let current = store.node(peer.nodeID) else {
+            throw ControlError(.permissionDenied, "node \(peer.nodeID) is not a member of the swarm")
+        }
+        let csr: CertificateSigningRequest
+        do {
+            csr = try CertificateSigningRequest(pemEncoded: request.csrPEM)
+        } catch {
+            throw ControlError(.invalidArgument, "the certificate signing request is not valid PEM: \(error)")
+        }
+        var node = current.object
+        let role = node.desiredRole
+        if role == .manager, node.manager == nil {
+            guard let peerAddress = try? PeerAddress(parsing: Substring(request.raftAddress)) else {
+                throw ControlError(.invalidArgument, "invalid Raft address \(request.raftAddress)")
+            }
+            do {
+                let member = try await raft.addMember(id: nil, address: peerAddress, asLearner: true)
+                node.manager = .init(endpoint: request.endpoint, raftAddress: request.raftAddress, raftID: member.id)
+            } catch {
+                throw ControlError(.unavailable, "cannot add the promoted node to the Raft group: \(error)")
+            }
+        } else if role == .worker, let manager = node.manager {
+            do {
+                try await raft.removeMember(manager.raftID)
+            } catch MembershipError.unknownMember {
+                // Already out of the group.
+            } catch {
+                throw ControlError(.unavailable, "cannot remove the demoted node from the Raft group: \(error)")
+            }
+            node.manager = nil
+        }
+        node.role = role
+        node.updatedAt = Date()
+        if node != current.object { try await store.write(SwarmStore.update(node, version: current.version)) }
+        let certificate: Certificate
+        do {
+            let authority = try CertificateAuthority(certificatePEM: swarm.rootCACertificatePEM, keyPEM: swarm.rootCAKeyPEM)
+            certificate = try authority.issue(for: csr, nodeID: peer.nodeID, role: role == .manager ? .manager : .worker, clusterID: swarm.id,
+                                              validity: swarm.settings.nodeCertificateValidity.timeInterval)
+        } catch {
+            throw ControlError(.invalidArgument, "cannot issue a certificate: \(error)")
+        }
+        logger.info("issued a node certificate", metadata: ["node": "\(peer.nodeID)", "role": "\(role)"])
+        let members = await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
+        return RenewResponse(role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "", managers: managerEndpoints(),
+                             raftID: node.manager?.raftID, raftPeers: role == .manager ? members : nil)
     }
 
     func managerEndpoints() -> [String] {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import RaftRuntime
+import X509
 
 /// The two loops of a member: heartbeats (every node), and the leader's
 /// duties (managers): marking silent nodes down, promoting caught-up
@@ -12,24 +13,30 @@ extension SwarmRuntime {
     func startLoops() {
         guard var membership else { return }
         membership.tasks.append(Task { [weak self] in await self?.sendHeartbeats() })
-        if membership.raft != nil {
-            membership.tasks.append(Task { [weak self] in await self?.leadWhileLeader() })
-        }
         self.membership = membership
+        if membership.raft != nil && leaderTask == nil {
+            leaderTask = Task { [weak self] in await self?.leadWhileLeader() }
+        }
     }
 
     /// Sends a heartbeat every period to the leader (found through any
     /// manager), rotating through the known managers when one fails.
     private func sendHeartbeats() async {
-        guard let identity = membership?.identity,
-              let client = try? ControlClient(context: ControlTLS.clientContext(identity: identity, root: identity.rootCA), timeout: .seconds(2))
-        else { return }
         var target: String?
+        var client: ControlClient?
+        var clientCertificate: Certificate?
+        var renewalFailures = 0
         var attempt = 0
         var period: Duration = .seconds(1)
         var failures = 0
         while !Task.isCancelled {
-            guard let local = membership?.local else { return }
+            guard let local = membership?.local, let identity = membership?.identity else { return }
+            if client == nil || clientCertificate != identity.certificate {
+                // Made again after a renewal: the new certificate from now on.
+                client = try? ControlClient(context: ControlTLS.clientContext(identity: identity, root: identity.rootCA), timeout: .seconds(2))
+                clientCertificate = identity.certificate
+            }
+            guard let client else { return }
             let managers = local.managers.isEmpty ? [local.endpoint] : local.managers
             let address = target ?? managers[attempt % managers.count]
             do {
@@ -43,6 +50,18 @@ extension SwarmRuntime {
                     failures = 0
                     if (!response.managers.isEmpty && response.managers != local.managers) || response.gossipKeys != local.gossipKeys {
                         await update(managers: response.managers.isEmpty ? local.managers : response.managers, gossipKeys: response.gossipKeys)
+                    }
+                    if response.desiredRole != local.role || identity.needsRenewal() {
+                        do {
+                            let renewing = ControlClient(context: client.context, timeout: .seconds(40))
+                            try await renewCertificate(through: address, client: renewing)
+                            renewalFailures = 0
+                        } catch {
+                            renewalFailures += 1
+                            if renewalFailures == 1 || renewalFailures % 30 == 0 {
+                                logger.error("could not renew this node's certificate", metadata: ["wanted": "\(response.desiredRole)", "error": "\(error)"])
+                            }
+                        }
                     }
                 case 421:
                     let leader = try? JSONDecoder().decode(NotLeader.self, from: Data(answer.body)).leader
@@ -96,7 +115,7 @@ extension SwarmRuntime {
 
     /// On the leader: nodes whose heartbeats stopped are marked down, and
     /// learners that caught up become voters.
-    private func leadWhileLeader() async {
+    func leadWhileLeader() async {
         while !Task.isCancelled {
             guard let membership, let raft = membership.raft, let store = membership.store else { return }
             let status = await raft.statusReport()

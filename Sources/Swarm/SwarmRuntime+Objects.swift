@@ -138,12 +138,6 @@ extension SwarmRuntime {
         guard let availability = NodeAvailability(rawValue: spec.availability.lowercased()) else {
             throw ControlError(.invalidArgument, "invalid availability '\(spec.availability)': it must be active, pause or drain")
         }
-        if role != current.object.desiredRole {
-            // Promotion and demotion need the node to change certificates
-            // and Raft membership while it runs; not built yet.
-            throw ControlError(.invalidArgument,
-                               "swarmnet cannot \(role == .manager ? "promote" : "demote") a node yet: join it again with the \(role.rawValue) token instead")
-        }
         var updated = try NodeRules.update(current.object, role: role, availability: availability, labels: spec.labels ?? [:], name: spec.name,
                                            among: all.map(\.object))
         updated.updatedAt = Date()

@@ -79,6 +79,10 @@ public actor SwarmRuntime {
     var lastError = ""
     /// The manager endpoint's server, while this node is a manager.
     var endpointTask: Task<Void, Never>?
+    /// The leader's duties, while this node is a manager.
+    var leaderTask: Task<Void, Never>?
+    /// Raft's TLS contexts (a renewed certificate replaces them).
+    let raftTLS = RaftTLS()
     /// A join or init in progress: a second one is refused.
     var changing = false
     /// The leader's table of node heartbeats.
@@ -123,6 +127,8 @@ public actor SwarmRuntime {
     public func shutdown() async {
         endpointTask?.cancel()
         endpointTask = nil
+        leaderTask?.cancel()
+        leaderTask = nil
         guard let membership else { return }
         for task in membership.tasks { task.cancel() }
         await membership.raft?.stop()
@@ -361,12 +367,13 @@ public actor SwarmRuntime {
         guard let raftID = local.raftID else { throw SwarmRuntimeError("a manager without a Raft ID") }
         var options = configuration.raftOptions
         options.joinExisting = joinExisting
-        let serverContext = try ControlTLS.mutualContext(identity, server: true)
-        let clientContext = try ControlTLS.mutualContext(identity, server: false)
+        try raftTLS.update(identity)
+        let contexts = raftTLS
         let authority = raftAuthority
         let clusterID = local.clusterID
         let logger = logger
         options.transport.configureSecurity = { channel, isServer in
+            let (serverContext, clientContext) = try contexts.current
             if isServer {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverContext))
             } else {
@@ -503,6 +510,25 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The TLS contexts of Raft's connections, made from the node's current
+/// certificate.
+final class RaftTLS: Sendable {
+    private let contexts = Mutex<(server: NIOSSLContext, client: NIOSSLContext)?>(nil)
+
+    func update(_ identity: NodeIdentity) throws {
+        let server = try ControlTLS.mutualContext(identity, server: true)
+        let client = try ControlTLS.mutualContext(identity, server: false)
+        contexts.withLock { $0 = (server, client) }
+    }
+
+    var current: (server: NIOSSLContext, client: NIOSSLContext) {
+        get throws {
+            guard let contexts = contexts.withLock({ $0 }) else { throw SwarmRuntimeError("no certificate for Raft yet") }
+            return contexts
+        }
     }
 }
 

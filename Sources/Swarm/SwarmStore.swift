@@ -62,6 +62,8 @@ struct SwarmStore: Sendable {
     /// Writes one operation (or transaction) and returns once it is applied
     /// here.
     func write(_ operation: StoreOperation) async throws(ControlError) {
+        // Without a leader nothing can commit: say so at once, as Docker does.
+        if await raft.statusReport().leader == 0 { throw ControlError.noLeader }
         let applied: AppliedCommand
         do {
             applied = try await raft.propose(operation)
