@@ -104,12 +104,13 @@ public final class RaftServer: @unchecked Sendable {
         var unreachable: Set<NodeID> = []
         var snapshotStatus: [(NodeID, Bool)] = []
         var queries: [@Sendable (RaftNode) -> Void] = []
+        var campaign = false
         var stop = false
         var stopped: [CheckedContinuation<Void, Never>] = []
 
         var isEmpty: Bool {
             messages.isEmpty && proposals.isEmpty && confChanges.isEmpty && reads.isEmpty && unreachable.isEmpty
-                && snapshotStatus.isEmpty && queries.isEmpty && !stop
+                && snapshotStatus.isEmpty && queries.isEmpty && !campaign && !stop
         }
     }
 
@@ -243,6 +244,13 @@ public final class RaftServer: @unchecked Sendable {
         return store.get(collection, key)
     }
 
+    /// Starts an election now instead of after the election timeout: a
+    /// group just bootstrapped with this member as its only voter has no
+    /// one else to wait for (`swarm init`).
+    public func campaign() {
+        enqueue { $0.campaign = true }
+    }
+
     /// Proposes a membership change; returns once it is accepted into the log (not applied).
     public func proposeConfChange(_ cc: ConfChange) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
@@ -308,6 +316,7 @@ public final class RaftServer: @unchecked Sendable {
     }
 
     private func step(_ work: Inbox) {
+        if work.campaign { core.campaign() }
         for m in work.messages { try? core.step(m) }
         for p in work.unreachable { core.reportUnreachable(p) }
         for (p, ok) in work.snapshotStatus { core.reportSnapshot(p, success: ok) }

@@ -186,7 +186,8 @@ public actor SwarmRuntime {
             try identity.save(directory: identityDirectory)
             let raft = try await startRaft(local: local, identity: identity, joinExisting: false)
             do {
-                try await waitForLeader(raft)
+                // The only voter: no reason to wait out an election timeout.
+                try await waitForLeader(raft, campaigning: true)
                 try await SwarmStore(raft: raft).write(.transaction([
                     .create(collection: SwarmObject.collection, key: SwarmObject.key, value: SwarmStore.encode(swarm)),
                     SwarmStore.create(node),
@@ -400,10 +401,14 @@ public actor SwarmRuntime {
         return raft
     }
 
-    func waitForLeader(_ raft: RaftServer) async throws {
+    /// Waits until the group has a leader; `campaigning` asks this member
+    /// to stand at once (and again until its bootstrap configuration is
+    /// applied, before which it cannot).
+    func waitForLeader(_ raft: RaftServer, campaigning: Bool = false) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             if await raft.statusReport().leader != 0 { return }
+            if campaigning { raft.campaign() }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ControlError.noLeader

@@ -223,4 +223,47 @@ import Testing
             #expect(eventually(5) { (try? TestHost.run(["ip", "netns", "exec", a.name!, "ping", "-c", "1", "-W", "1", target])) != nil })
         }
     }
+
+    @Test func promoteDemoteAndLosingTheQuorum() throws {
+        try withTestbed(hosts: 3) { testbed in
+            try testbed.formSwarm(managers: ["h1"], workers: ["h2", "h3"])
+            let promoted = try testbed.docker("h1", ["node", "promote", "h2", "h3"])
+            #expect(promoted.contains("Node h2 promoted to a manager in the swarm.") && promoted.contains("Node h3 promoted to a manager in the swarm."))
+            #expect(eventually(15) { (try? testbed.nodes("h1")) == ["h1 Ready Active Leader", "h2 Ready Active Reachable", "h3 Ready Active Reachable"] })
+            // h3 now holds a manager's certificate and answers manager calls.
+            let subject = try TestHost.run(["openssl", "x509", "-noout", "-subject", "-in",
+                                            testbed.swarmDirectory("h3") + "/certificates/swarm-node.crt"])
+            #expect(subject.contains("OU = swarm-manager"))
+            #expect(eventually(10) { (try? testbed.nodes("h3"))?.count == 3 })
+
+            // The three are voters: with h1 dead, h2 and h3 still commit.
+            testbed.kill9("h1")
+            #expect(eventually(10) { (try? testbed.docker("h2", ["node", "update", "--label-add", "after=kill", "h3"])) != nil })
+            try testbed.start("h1")
+            #expect(eventually(10) { (try? testbed.nodes("h2"))?.contains("h1 Ready Active Reachable") == true })
+
+            // Demotion: the node leaves Raft and takes a worker's certificate.
+            let demoted = try testbed.docker("h1", ["node", "demote", "h3"])
+            #expect(demoted.contains("Manager h3 demoted in the swarm."))
+            #expect(eventually(15) { (try? testbed.nodes("h1"))?.contains("h3 Ready Active") == true })
+            #expect(eventually(10) {
+                (try? TestHost.run(["openssl", "x509", "-noout", "-subject", "-in", testbed.swarmDirectory("h3") + "/certificates/swarm-node.crt"]))?
+                    .contains("OU = swarm-worker") == true
+            })
+            #expect(eventually(5) { failure { try testbed.docker("h3", ["node", "ls"]) }.contains("Worker nodes can't be used") })
+
+            // Two managers, one dies: no quorum. Writes get Docker's message;
+            // reads still answer.
+            testbed.kill9("h2")
+            #expect(eventually(15) {
+                failure { try testbed.docker("h1", ["node", "update", "--label-add", "lost=quorum", "h3"]) }
+                    .contains("The swarm does not have a leader. It's possible that too few managers are online.")
+            })
+            #expect(try testbed.nodes("h1").count == 3)
+            try testbed.start("h2")
+            #expect(eventually(15) { (try? testbed.docker("h1", ["node", "update", "--label-add", "back=again", "h3"])) != nil })
+            try testbed.docker("h1", ["node", "demote", "h2"])
+            #expect(failure { try testbed.docker("h1", ["node", "demote", "h1"]) }.contains("attempting to demote the last manager of the swarm"))
+        }
+    }
 }
