@@ -34,6 +34,23 @@ extension NodeDaemon {
         try commit(next)
     }
 
+    /// The manager's side: a node left the swarm for good (`docker node
+    /// rm`): the addresses allocated to it are free again. Nothing happens
+    /// on a daemon that does not allocate.
+    public func releaseAllocations(ofNode node: String) {
+        guard configuration.isManager, node != nodeID else { return }
+        let gone = state.endpoints.values.filter { $0.node == node }
+        guard !gone.isEmpty else { return }
+        var next = state
+        for endpoint in gone { next.endpoints[endpoint.id] = nil }
+        do {
+            try commit(next)
+            logger.info("released the addresses of a removed node", metadata: ["node": "\(node)", "endpoints": "\(gone.count)"])
+        } catch {
+            logger.error("could not release a removed node's addresses", metadata: ["node": "\(node)", "error": "\(error)"])
+        }
+    }
+
     /// The worker's side: asks the manager (found through gossip) to allocate.
     func askManager(_ request: AllocationRequest) async throws -> EndpointRecord {
         guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else {

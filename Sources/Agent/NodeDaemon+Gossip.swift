@@ -1,4 +1,5 @@
 import Cluster
+import DockerAPI
 import Foundation
 import Gossip
 import GossipRuntime
@@ -117,6 +118,28 @@ extension NodeDaemon {
         do { try gossip?.publish(service: service) } catch {
             logger.error("publishing service", metadata: ["service": "\(service.name)", "error": "\(error)"])
         }
+    }
+
+    /// Publishes a new definition before it is committed: one that gossip
+    /// cannot carry (larger than a packet) is refused at the API with what
+    /// to change, never recorded here and silently missing elsewhere.
+    func publishOrRefuse(_ network: NetworkRecord) throws {
+        do { try gossip?.publish(network: network) } catch let error as GossipTableError {
+            throw Self.refusal(error, what: "network \(network.name)", fix: "use fewer or shorter labels and options")
+        }
+    }
+
+    func publishOrRefuse(_ service: ServiceRecord) throws {
+        do { try gossip?.publish(service: service) } catch let error as GossipTableError {
+            throw Self.refusal(error, what: "service \(service.name)", fix: "use fewer or shorter labels, ports and networks")
+        }
+    }
+
+    static func refusal(_ error: GossipTableError, what: String, fix: String) -> APIError {
+        if case .tooLarge(_, let size, let limit) = error {
+            return APIError(.badRequest, "the definition of \(what) is \(size) bytes encoded, more than the \(limit) bytes one gossip message carries to the other nodes: \(fix)")
+        }
+        return APIError(.internalServerError, "cannot publish \(what) to the other nodes: \(error)")
     }
 
     func publish(_ network: NetworkRecord) {

@@ -21,12 +21,18 @@ extension NodeDaemon {
             ingressCreated = try Self.mapping { try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
         }
         let record = try Self.mapping { try next.createService(request, id: Identifier.make(), now: Date()) }
-        try commit(next)
+        try publishOrRefuse(record)
+        do {
+            if let ingressCreated { try publishOrRefuse(ingressCreated) }
+            try commit(next)
+        } catch {
+            try? gossip?.withdraw(serviceID: record.id)
+            if let ingressCreated { try? gossip?.withdraw(networkID: ingressCreated.id) }
+            throw error
+        }
         if let ingressCreated {
-            publish(ingressCreated)
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
         }
-        publish(record)
         wakeForChange()
         logger.info("created service", metadata: [
             "service": "\(record.name)", "id": "\(record.id.prefix(12))", "mode": "\(record.endpointMode.rawValue)",

@@ -139,8 +139,13 @@ public actor NodeDaemon: DockerBackend {
                     isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:]),
                 id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         }
-        try commit(next, touching: [.network(record.id)])
-        publish(record)
+        try publishOrRefuse(record)
+        do {
+            try commit(next, touching: [.network(record.id)])
+        } catch {
+            try? gossip?.withdraw(networkID: record.id)
+            throw error
+        }
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
         return NetworkCreateResponse(id: record.id)

@@ -69,13 +69,31 @@ public struct SubnetAllocator: Sendable {
         throw ClusterError.exhausted("no free /\(size) subnet left in the default address pool \(pool)")
     }
 
+    /// Ranges a network can never use: its workloads would get a gateway
+    /// the kernel refuses ("Nexthop has invalid gateway") or a default route
+    /// through loopback.
+    static let unusable: [(prefix: IPPrefix, what: String)] = [
+        (try! IPPrefix(parsing: "0.0.0.0/8"), "0.0.0.0/8 (\"this network\")"),
+        (try! IPPrefix(parsing: "127.0.0.0/8"), "127.0.0.0/8 (loopback)"),
+        (try! IPPrefix(parsing: "224.0.0.0/4"), "224.0.0.0/4 (multicast)"),
+        (try! IPPrefix(parsing: "240.0.0.0/4"), "240.0.0.0/4 (reserved)"),
+    ]
+
     /// Checks a user's subnet against the others and the host's routes.
-    public static func check(_ subnet: IPPrefix, networks: [(name: String, subnet: IPPrefix)], hostRoutes: [IPPrefix]) throws {
+    public static func check(_ subnet: IPPrefix, networks: [(name: String, subnet: IPPrefix)], hostRoutes: [IPPrefix],
+                             pool: IPPrefix = SubnetAllocator().pool) throws {
         guard subnet.isNetwork else {
             throw ClusterError.invalidRequest("invalid subnet \(subnet): host bits are set (did you mean \(subnet.network)?)")
         }
         guard subnet.address.isIPv4, subnet.length <= 30 else {
             throw ClusterError.invalidRequest("invalid subnet \(subnet): swarmnet overlay networks are IPv4 /30 or larger")
+        }
+        if let range = unusable.first(where: { $0.prefix.overlaps(subnet) }) {
+            throw ClusterError.invalidRequest("invalid subnet \(subnet): it overlaps \(range.what), which no network can use")
+        }
+        if subnet.length <= pool.length && subnet.overlaps(pool) {
+            throw ClusterError.invalidRequest(
+                "invalid subnet \(subnet): it would take the whole default address pool \(pool), leaving no subnet for networks created without one")
         }
         if let clash = networks.first(where: { $0.subnet.overlaps(subnet) }) {
             throw ClusterError.overlap("subnet \(subnet) overlaps network \(clash.name) (\(clash.subnet))")

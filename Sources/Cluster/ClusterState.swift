@@ -77,7 +77,7 @@ public struct ClusterState: Codable, Sendable, Equatable {
             do { subnet = try IPPrefix(parsing: text) } catch {
                 throw ClusterError.invalidRequest("invalid subnet \(text): not an IPv4 CIDR prefix like 10.1.0.0/24")
             }
-            try SubnetAllocator.check(subnet, networks: others, hostRoutes: hostRoutes)
+            try SubnetAllocator.check(subnet, networks: others, hostRoutes: hostRoutes, pool: pool.pool)
         } else {
             if request.gateway != nil {
                 throw ClusterError.invalidRequest("a gateway needs a subnet: give --subnet with --gateway")

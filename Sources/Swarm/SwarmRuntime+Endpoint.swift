@@ -178,7 +178,7 @@ extension SwarmRuntime {
             try? await store.write(SwarmStore.update(node, version: current.version))
         }
         let swarm = store.swarm()?.object
-        let period = swarm?.settings.heartbeatPeriod ?? .seconds(1)
+        let period = swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints(),
                                                   gossipKeys: swarm?.gossipKeys ?? [], desiredRole: current.object.desiredRole))
     }

@@ -27,7 +27,7 @@ extension SwarmRuntime {
         var clientCertificate: Certificate?
         var renewalFailures = 0
         var attempt = 0
-        var period: Duration = .seconds(1)
+        var period = SwarmSettings().heartbeatPeriod
         var failures = 0
         while !Task.isCancelled {
             guard let local = membership?.local, let identity = membership?.identity else { return }
@@ -94,6 +94,17 @@ extension SwarmRuntime {
         }
     }
 
+    /// Every manager tells its daemon of removed nodes, so that the one
+    /// holding the allocations releases theirs (the phantom entries of dead
+    /// nodes used to block `network rm` for good).
+    private func reportRemovals(_ store: SwarmStore) async {
+        for object in store.raft.store.list(RemovedNode.collection) where !removalsReported.contains(object.key) {
+            removalsReported.insert(object.key)
+            guard let removed: SwarmStore.Versioned<RemovedNode> = SwarmStore.decode(object), let engineID = removed.object.engineID else { continue }
+            await configuration.onNodeRemoved(engineID)
+        }
+    }
+
     /// Forgets the swarm this node was removed from, as Docker's node does.
     private func leaveAfterRemoval() async {
         guard let membership else { return }
@@ -120,8 +131,9 @@ extension SwarmRuntime {
             guard let membership, let raft = membership.raft, let store = membership.store else { return }
             let status = await raft.statusReport()
             let nodes = store.nodes()
+            await reportRemovals(store)
             if status.leader == raft.id {
-                let period = store.swarm()?.object.settings.heartbeatPeriod ?? .seconds(1)
+                let period = store.swarm()?.object.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod
                 if liveness.period != period { liveness.period = period }
                 if !leading {
                     // Every node gets a full grace period from the new leader.

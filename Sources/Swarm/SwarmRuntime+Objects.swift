@@ -152,7 +152,7 @@ extension SwarmRuntime {
         try NodeRules.checkRemoval(current.object, force: force)
         try await store.write(.transaction([
             .delete(collection: SwarmNode.collection, key: node.id, expectedVersion: current.version),
-            .create(collection: RemovedNode.collection, key: node.id, value: SwarmStore.encode(RemovedNode(id: node.id, removedAt: Date()))),
+            .create(collection: RemovedNode.collection, key: node.id, value: SwarmStore.encode(RemovedNode(id: node.id, removedAt: Date(), engineID: node.engineID))),
         ]))
         liveness.forget(node.id)
         logger.info("removed a node", metadata: ["node": "\(node.id)", "hostname": "\(node.description.hostname)"])

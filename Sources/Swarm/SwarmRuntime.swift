@@ -44,6 +44,9 @@ public actor SwarmRuntime {
         /// Serves `/swarmnet/cluster/…` (endpoint allocation) for a node
         /// whose certificate verified, named by its engine ID.
         public var clusterAPI: (@Sendable (HTTPRequest, _ callerEngineID: String) async -> HTTPResponse)?
+        /// Told, on every manager, the engine ID of each node removed from
+        /// the swarm (once per run): what it held is released.
+        public var onNodeRemoved: @Sendable (_ engineID: String) async -> Void = { _ in }
 
         public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String, engineID: String) {
             self.directory = directory
@@ -81,12 +84,14 @@ public actor SwarmRuntime {
     var endpointTask: Task<Void, Never>?
     /// The leader's duties, while this node is a manager.
     var leaderTask: Task<Void, Never>?
+    /// Removed nodes already reported through `onNodeRemoved`.
+    var removalsReported: Set<String> = []
     /// Raft's TLS contexts (a renewed certificate replaces them).
     let raftTLS = RaftTLS()
     /// A join or init in progress: a second one is refused.
     var changing = false
     /// The leader's table of node heartbeats.
-    var liveness = NodeLiveness(period: .seconds(1), missed: SwarmSettings.missedHeartbeats)
+    var liveness = NodeLiveness(period: SwarmSettings().heartbeatPeriod, missed: SwarmSettings.missedHeartbeats)
     var leading = false
     /// Monotonic time for liveness, from this origin.
     let origin = ContinuousClock.now

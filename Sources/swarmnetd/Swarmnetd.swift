@@ -176,6 +176,7 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.defaultPort = clusterPort
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
         swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
+        swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
             if let networking {

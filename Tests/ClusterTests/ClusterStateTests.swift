@@ -36,6 +36,27 @@ import Addressing
         #expect(state.networks.count == 2, "failed requests change nothing")
     }
 
+    @Test(arguments: [
+        ("0.0.0.0/8", "it overlaps 0.0.0.0/8 (\"this network\"), which no network can use"),
+        ("0.0.0.0/1", "it overlaps 0.0.0.0/8 (\"this network\"), which no network can use"),
+        ("127.0.0.0/8", "it overlaps 127.0.0.0/8 (loopback), which no network can use"),
+        ("127.5.0.0/24", "it overlaps 127.0.0.0/8 (loopback), which no network can use"),
+        ("224.0.0.0/4", "it overlaps 224.0.0.0/4 (multicast), which no network can use"),
+        ("240.1.0.0/16", "it overlaps 240.0.0.0/4 (reserved), which no network can use"),
+        ("10.0.0.0/8", "it would take the whole default address pool 10.0.0.0/8, leaving no subnet for networks created without one"),
+        ("8.0.0.0/5", "it would take the whole default address pool 10.0.0.0/8, leaving no subnet for networks created without one"),
+    ])
+    func subnetsNoNetworkCanUseAreRefused(subnet: String, why: String) throws {
+        var state = ClusterState()
+        #expect(throws: ClusterError.invalidRequest("invalid subnet \(subnet): \(why)")) {
+            try state.createNetwork(.init(name: "bad", subnet: subnet), id: "1", now: now, hostRoutes: [])
+        }
+        #expect(state.networks.isEmpty)
+        // A part of the pool is fine, and the pool still serves the rest.
+        _ = try state.createNetwork(.init(name: "good", subnet: "10.1.0.0/16"), id: "2", now: now, hostRoutes: [])
+        #expect(try state.createNetwork(.init(name: "pooled"), id: "3", now: now, hostRoutes: []).subnet.description == "10.0.0.0/24")
+    }
+
     @Test func namesAreUniqueAndWellFormed() throws {
         var state = ClusterState()
         _ = try state.createNetwork(.init(name: "web"), id: "1", now: now, hostRoutes: [])

@@ -190,13 +190,20 @@ import Testing
             #expect(try testbed.docker("h1", ["node", "ls", "--format", "{{.ID}} {{.Hostname}}"]) == before)
 
             // A dead worker is marked down; once removed, it is refused and
-            // leaves the swarm when it comes back.
+            // leaves the swarm when it comes back, and the addresses it held
+            // are released (they no longer block `network rm`).
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.78.0.0/24", "held"])
+            #expect(eventually(5) { (try? testbed.docker("h4", ["network", "ls", "--format", "{{.Name}}"]))?.contains("held") == true })
+            let workload = try testbed.workload("w4")
+            try testbed.docker("h4", ["network", "connect", "held", workload.name!])
             testbed.kill9("h4")
             let killed = Date()
             #expect(eventually(10) { (try? testbed.nodes("h2"))?.contains("h4 Down Active") == true })
             let down = Date().timeIntervalSince(killed)
             #expect(down < 6, "a dead worker took \(down) s to be marked down")
+            #expect(failure { try testbed.docker("h1", ["network", "rm", "held"]) }.contains("endpoint"))
             try testbed.docker("h2", ["node", "rm", "h4"])
+            #expect(eventually(5) { (try? testbed.docker("h1", ["network", "rm", "held"])) != nil })
             try testbed.start("h4")
             #expect(eventually(10) {
                 (try? testbed.docker("h4", ["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Error}}"]))?.contains("inactive node") == true
