@@ -26,11 +26,14 @@ public struct SwarmObject: Codable, Sendable, Equatable {
     /// always encrypted in a swarm, and nodes get the keys over their TLS
     /// session (join, heartbeats).
     public var gossipKeys: [String]
+    /// Where the rotation of `gossipKeys` stands.
+    public var gossipKeyRotation: GossipKeyRotation
 
     public init(id: String, createdAt: Date, settings: SwarmSettings, rootCACertificatePEM: String, rootCAKeyPEM: String,
                 workerToken: String, managerToken: String, defaultAddressPool: [String], subnetSize: UInt32, dataPathPort: UInt32,
                 gossipKeys: [String]) {
         self.gossipKeys = gossipKeys
+        gossipKeyRotation = GossipKeyRotation(step: .stable, since: createdAt)
         self.id = id
         self.createdAt = createdAt
         updatedAt = createdAt
@@ -42,6 +45,27 @@ public struct SwarmObject: Codable, Sendable, Equatable {
         self.defaultAddressPool = defaultAddressPool
         self.subnetSize = subnetSize
         self.dataPathPort = dataPathPort
+    }
+}
+
+/// The step a gossip key rotation is at (see `GossipKeySchedule`), and
+/// since when.
+public struct GossipKeyRotation: Codable, Sendable, Equatable {
+    public enum Step: String, Codable, Sendable {
+        /// One key.
+        case stable
+        /// A new key is installed second: every node opens it, none seals with it yet.
+        case installed
+        /// The new key seals; the old one still opens.
+        case using
+    }
+
+    public var step: Step
+    public var since: Date
+
+    public init(step: Step, since: Date) {
+        self.step = step
+        self.since = since
     }
 }
 

@@ -94,6 +94,26 @@ extension SwarmRuntime {
         }
     }
 
+    /// One step of the gossip key's rotation, when it is due; each step
+    /// waits four heartbeat periods, so that every live node holds it
+    /// before the next.
+    private func rotateGossipKeyWhenDue(_ store: SwarmStore, heartbeatPeriod: Duration) async {
+        guard let current = store.swarm(),
+              let next = GossipKeySchedule.next(
+                keys: current.object.gossipKeys, rotation: current.object.gossipKeyRotation, now: Date(),
+                interval: configuration.gossipKeyRotation, settle: heartbeatPeriod * 4, newKey: Self.newGossipKey)
+        else { return }
+        var swarm = current.object
+        swarm.gossipKeys = next.keys
+        swarm.gossipKeyRotation = next.rotation
+        do {
+            try await store.write(SwarmStore.update(swarm, version: current.version))
+            logger.info("gossip key rotation", metadata: ["step": "\(next.rotation.step.rawValue)", "keys": "\(next.keys.count)"])
+        } catch {
+            logger.debug("gossip key rotation step not written", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Every manager tells its daemon of removed nodes, so that the one
     /// holding the allocations releases theirs (the phantom entries of dead
     /// nodes used to block `network rm` for good).
@@ -163,6 +183,7 @@ extension SwarmRuntime {
                 for member in status.members where member.suffrage == "learner" {
                     try? await raft.promoteMember(member.id)
                 }
+                await rotateGossipKeyWhenDue(store, heartbeatPeriod: period)
             } else if leading {
                 leading = false
                 liveness.forgetAll()

@@ -33,6 +33,9 @@ public actor SwarmRuntime {
         public var defaultPort = 2377
         /// Raft's timings (tests and benchmarks may shorten them).
         public var raftOptions = RaftServer.Options()
+        /// How often the leader rotates the swarm's gossip key (Swarm
+        /// rotates its network keys every 12 hours).
+        public var gossipKeyRotation: Duration = .seconds(12 * 3600)
         /// Called before the manager endpoint binds its port (the daemon
         /// stops the pre-swarm cluster API there).
         public var beforeBindingEndpoint: @Sendable () async -> Void = {}

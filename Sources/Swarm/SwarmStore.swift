@@ -62,8 +62,13 @@ struct SwarmStore: Sendable {
     /// Writes one operation (or transaction) and returns once it is applied
     /// here.
     func write(_ operation: StoreOperation) async throws(ControlError) {
-        // Without a leader nothing can commit: say so at once, as Docker does.
-        if await raft.statusReport().leader == 0 { throw ControlError.noLeader }
+        // Without a leader nothing can commit: say so, as Docker does, once
+        // an election in progress (under a second) has had time to end.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while await raft.statusReport().leader == 0 {
+            guard ContinuousClock.now < deadline else { throw ControlError.noLeader }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
         let applied: AppliedCommand
         do {
             applied = try await raft.propose(operation)

@@ -71,6 +71,9 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "AES-256 gossip key, base64 (repeatable; the first one encrypts, all decrypt).", transform: { try GossipKey(base64: $0) })
     var gossipKey: [GossipKey] = []
 
+    @Option(help: "Seconds between rotations of a swarm's gossip key, on the leader (Swarm rotates its network keys every 12 hours).")
+    var gossipKeyRotation: Double = 12 * 3600
+
     @Option(help: "Gossip timings: lan (memberlist's defaults) or fast (ten times faster, for tests).")
     var gossipProfile = "lan"
 
@@ -114,6 +117,7 @@ struct Swarmnetd: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard reconcileInterval > 0 else { throw ValidationError("--reconcile-interval must be positive") }
         guard healthInterval > 0 else { throw ValidationError("--health-interval must be positive") }
+        guard gossipKeyRotation >= 1 else { throw ValidationError("--gossip-key-rotation must be at least 1 second") }
         guard apiIdleTimeout > 0 else { throw ValidationError("--api-idle-timeout must be positive") }
         guard apiMaxBody > 0 else { throw ValidationError("--api-max-body must be positive") }
         guard ["lan", "fast"].contains(gossipProfile) else { throw ValidationError("--gossip-profile is lan or fast") }
@@ -174,6 +178,7 @@ struct Swarmnetd: AsyncParsableCommand {
             directory: stateDir + "/swarm", hostname: name, defaultAddress: address.description, engineVersion: SwarmnetVersion.current,
             engineID: daemon.engineID)
         swarmConfiguration.defaultPort = clusterPort
+        swarmConfiguration.gossipKeyRotation = .milliseconds(Int64(gossipKeyRotation * 1000))
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
         swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
         swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }

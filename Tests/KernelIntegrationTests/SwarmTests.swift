@@ -273,4 +273,68 @@ import Testing
             #expect(failure { try testbed.docker("h1", ["node", "demote", "h1"]) }.contains("attempting to demote the last manager of the swarm"))
         }
     }
+
+    @Test func aPartitionedMinorityRefusesWritesAndEverythingConvergesAfterTheHeal() throws {
+        try withTestbed(hosts: 3) { testbed in
+            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: [])
+            #expect(eventually(10) { (try? testbed.nodes("h3")) == ["h1 Ready Active Leader", "h2 Ready Active Reachable", "h3 Ready Active Reachable"] })
+            // Cut h1 (the leader) off from the other two with nftables in its
+            // namespace, both ways.
+            let h1 = "\(testbed.lab.prefix)h1"
+            let others = "{ \(testbed.hosts[1].address), \(testbed.hosts[2].address) }"
+            let table = "swarmnet_partition"
+            try TestHost.run(["ip", "netns", "exec", h1, "nft", "add table inet \(table)"])
+            defer { _ = try? TestHost.run(["ip", "netns", "exec", h1, "nft", "delete table inet \(table)"]) }
+            try TestHost.run(["ip", "netns", "exec", h1, "nft",
+                              "add chain inet \(table) input { type filter hook input priority -10; policy accept; ip saddr \(others) drop; }"])
+            try TestHost.run(["ip", "netns", "exec", h1, "nft",
+                              "add chain inet \(table) output { type filter hook output priority -10; policy accept; ip daddr \(others) drop; }"])
+            let rules = try TestHost.run(["ip", "netns", "exec", h1, "nft", "-j", "list", "table", "inet", table])
+            #expect(rules.contains("\"drop\""))
+
+            // The majority elects a leader and takes writes.
+            #expect(eventually(15) { (try? testbed.docker("h2", ["node", "update", "--label-add", "side=majority", "h3"])) != nil })
+            #expect(eventually(10) { (try? testbed.nodes("h2"))?.contains("h1 Down Active Unreachable") == true })
+            // The minority refuses them, with Docker's message once it knows it
+            // has lost the quorum.
+            #expect(eventually(15) {
+                failure { try testbed.docker("h1", ["node", "update", "--label-add", "side=minority", "h2"]) }
+                    .contains("The swarm does not have a leader")
+            })
+
+            // Healed: everything converges on the majority's history.
+            _ = try TestHost.run(["ip", "netns", "exec", h1, "nft", "delete table inet \(table)"])
+            #expect(eventually(15) { (try? testbed.nodes("h1"))?.allSatisfy { $0.contains("Ready") } == true })
+            for host in ["h1", "h2", "h3"] {
+                #expect(eventually(10) {
+                    let labels = (try? testbed.docker(host, ["node", "inspect", "h3", "--format", "{{json .Spec.Labels}}"])) ?? ""
+                    return labels.contains("\"side\":\"majority\"")
+                }, "h3's labels on \(host)")
+                let h2Labels = try testbed.docker(host, ["node", "inspect", "h2", "--format", "{{json .Spec.Labels}}"])
+                #expect(!h2Labels.contains("minority"), "the minority's write was never applied")
+            }
+            #expect(Set(try ["h1", "h2", "h3"].map { try testbed.nodes($0).joined(separator: ",") }).count == 1, "node ls is the same on every manager")
+        }
+    }
+
+    @Test func theLeaderRotatesTheGossipKeyWithoutAGap() throws {
+        try withTestbed(hosts: 2, daemonArguments: ["--gossip-key-rotation", "3"]) { testbed in
+            try testbed.formSwarm(managers: ["h1"], workers: ["h2"])
+            func keys(_ host: String) -> String {
+                (try? testbed.swarmnet(host, ["gossip", "keys", "--format", "json"])) ?? ""
+            }
+            let first = keys("h1")
+            // A full rotation (install, use, remove) every few seconds: both
+            // nodes follow it and keep hearing each other.
+            #expect(eventually(20) { let now = keys("h1"); return now != first && now.components(separatedBy: "fingerprint").count == 2 && now == keys("h2") },
+                    "h1 \(keys("h1")), h2 \(keys("h2"))")
+            #expect(testbed.log("h1").contains("gossip key rotation"))
+            for host in ["h1", "h2"] {
+                let peers = try testbed.swarmnet(host, ["debug", "peers", "--format", "json"])
+                #expect(!peers.contains("\"dead\"") && !peers.contains("suspect"), "\(host): \(peers)")
+            }
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.79.0.0/24", "rotating"])
+            #expect(eventually(10) { (try? testbed.docker("h2", ["network", "ls", "--format", "{{.Name}}"]))?.contains("rotating") == true })
+        }
+    }
 }

@@ -96,3 +96,33 @@ import Testing
         try NodeRules.checkLeave(managers: allUp, leaving: "m1", force: false)
     }
 }
+
+@Suite struct GossipKeyScheduleTests {
+    let start = Date(timeIntervalSince1970: 1_000_000)
+
+    @Test func aRotationInstallsThenUsesThenRemoves() throws {
+        var keys = ["K1"]
+        var rotation = GossipKeyRotation(step: .stable, since: start)
+        var made = 0
+        func step(at seconds: TimeInterval) -> Bool {
+            guard let next = GossipKeySchedule.next(keys: keys, rotation: rotation, now: start + seconds, interval: .seconds(100),
+                                                    settle: .seconds(5), newKey: { made += 1; return "K\(made + 1)" })
+            else { return false }
+            (keys, rotation) = next
+            return true
+        }
+        #expect(!step(at: 99))
+        #expect(step(at: 100))
+        #expect(keys == ["K1", "K2"] && rotation.step == .installed)
+        // Each step waits for the heartbeats to carry the last one.
+        #expect(!step(at: 104))
+        #expect(step(at: 105))
+        #expect(keys == ["K2", "K1"] && rotation.step == .using)
+        #expect(!step(at: 109))
+        #expect(step(at: 110))
+        #expect(keys == ["K2"] && rotation.step == .stable)
+        #expect(!step(at: 209))
+        #expect(step(at: 210))
+        #expect(keys == ["K2", "K3"] && made == 2)
+    }
+}
