@@ -6,9 +6,10 @@ import NIOCore
 import RaftRuntime
 import X509
 
-/// The two loops of a member: heartbeats (every node), and the leader's
-/// duties (managers): marking silent nodes down, promoting caught-up
-/// learners.
+/// The loops of a member: heartbeats (every node, which also carry the
+/// role wanted and the gossip keys back), and on managers the leader's
+/// duties (marking silent nodes down, promoting caught-up learners,
+/// rotating the gossip key) and reporting removed nodes.
 extension SwarmRuntime {
     func startLoops() {
         guard var membership else { return }
@@ -67,6 +68,9 @@ extension SwarmRuntime {
                     let leader = try? JSONDecoder().decode(NotLeader.self, from: Data(answer.body)).leader
                     target = leader
                     if leader == nil { attempt += 1 }
+                    // Soon, not at once: during an election two followers
+                    // may point at each other.
+                    try? await Task.sleep(for: .milliseconds(50))
                     continue
                 case 410:
                     // `docker node rm`: this node is no longer in the swarm.

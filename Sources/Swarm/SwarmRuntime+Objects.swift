@@ -2,6 +2,7 @@ import Cluster
 import Control
 import DockerAPI
 import Foundation
+import RaftRuntime
 import SwarmIdentity
 import SwiftASN1
 import X509
@@ -12,6 +13,16 @@ extension SwarmRuntime {
     func managerStore() throws(ControlError) -> SwarmStore {
         guard let membership else { throw ControlError(.unavailable, DockerRouter.notInSwarm) }
         guard let store = membership.store else { throw ControlError.notManager }
+        return store
+    }
+
+    /// The store for a read that must see every write committed before it
+    /// (the CLI reads an object's version, then updates with it): a
+    /// ReadIndex round with the leader first. Without a leader the read is
+    /// served from this manager's replica as it is.
+    func currentStore() async throws(ControlError) -> SwarmStore {
+        let store = try managerStore()
+        if await store.hasLeader() { try? await store.raft.linearizableBarrier() }
         return store
     }
 
@@ -42,14 +53,14 @@ extension SwarmRuntime {
         return info
     }
 
-    public func inspectSwarm() throws(ControlError) -> SwarmResource {
-        let store = try managerStore()
+    public func inspectSwarm() async throws(ControlError) -> SwarmResource {
+        let store = try await currentStore()
         guard let swarm = store.swarm() else { throw ControlError.noLeader }
         return resource(swarm)
     }
 
     public func updateSwarm(_ spec: SwarmSpec, _ flags: SwarmUpdateFlags) async throws(ControlError) {
-        let store = try managerStore()
+        let store = try await currentStore()
         guard let current = store.swarm() else { throw ControlError.noLeader }
         guard current.version == flags.version else { throw ControlError.outOfSequence("swarm") }
         var swarm = current.object
@@ -98,7 +109,7 @@ extension SwarmRuntime {
         for key in filters.keys where !["id", "name", "role", "membership", "label", "node.label"].contains(key) {
             throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
-        let store = try managerStore()
+        let store = try await currentStore()
         let leader = await membership?.raft?.statusReport().leader
         return store.nodes()
             .filter { versioned in
@@ -120,14 +131,14 @@ extension SwarmRuntime {
     }
 
     public func inspectNode(_ reference: String) async throws(ControlError) -> NodeResource {
-        let store = try managerStore()
+        let store = try await currentStore()
         let node = try NodeRules.resolve(reference, in: store.nodes().map(\.object))
         guard let versioned = store.node(node.id) else { throw ControlError(.notFound, "node \(reference) not found") }
         return resource(versioned, leader: await membership?.raft?.statusReport().leader)
     }
 
     public func updateNode(_ reference: String, version: UInt64, _ spec: NodeSpec) async throws(ControlError) {
-        let store = try managerStore()
+        let store = try await currentStore()
         let all = store.nodes()
         let node = try NodeRules.resolve(reference, in: all.map(\.object))
         guard let current = all.first(where: { $0.object.id == node.id }) else { throw ControlError(.notFound, "node \(reference) not found") }
@@ -141,11 +152,24 @@ extension SwarmRuntime {
         var updated = try NodeRules.update(current.object, role: role, availability: availability, labels: spec.labels ?? [:], name: spec.name,
                                            among: all.map(\.object))
         updated.updatedAt = Date()
+        if role == .worker, current.object.state == .down, let manager = current.object.manager, let raft = membership?.raft {
+            // A dead manager cannot renew its certificate to leave Raft by
+            // itself: it leaves now (and takes a worker's certificate when
+            // it comes back).
+            do {
+                try await raft.removeMember(manager.raftID)
+            } catch MembershipError.unknownMember {
+            } catch {
+                throw ControlError(.unavailable, "cannot remove the demoted manager from the Raft group: \(error)")
+            }
+            updated.role = .worker
+            updated.manager = nil
+        }
         try await store.write(SwarmStore.update(updated, version: version))
     }
 
     public func removeNode(_ reference: String, force: Bool) async throws(ControlError) {
-        let store = try managerStore()
+        let store = try await currentStore()
         let all = store.nodes()
         let node = try NodeRules.resolve(reference, in: all.map(\.object))
         guard let current = all.first(where: { $0.object.id == node.id }) else { throw ControlError(.notFound, "node \(reference) not found") }

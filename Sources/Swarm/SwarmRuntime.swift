@@ -147,12 +147,10 @@ public actor SwarmRuntime {
     }
 
     public func initialize(_ request: SwarmInitRequest) async throws(ControlError) -> String {
+        if request.forceNewCluster == true, membership != nil { return try await forceNewCluster() }
         guard membership == nil, !changing else { throw ControlError.alreadyInSwarm }
         changing = true
         defer { changing = false }
-        if request.forceNewCluster == true {
-            throw ControlError(.invalidArgument, "--force-new-cluster is not supported by swarmnet yet")
-        }
         let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort)
         let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress)
         let pool = request.defaultAddrPool ?? []
@@ -218,6 +216,57 @@ public actor SwarmRuntime {
             throw error
         } catch {
             throw ControlError(.unavailable, "swarm init failed: \(error)")
+        }
+    }
+
+    /// `docker swarm init --force-new-cluster` on a manager: the swarm goes
+    /// on with this manager as its only Raft voter, keeping everything the
+    /// store held (nodes, networks, tokens, the CA). The other managers stay
+    /// listed, unreachable, until they are demoted or removed.
+    func forceNewCluster() async throws(ControlError) -> String {
+        guard let current = membership, !changing else { throw ControlError.alreadyInSwarm }
+        guard let raft = current.raft, let raftID = current.local.raftID else { throw ControlError.notManager }
+        changing = true
+        defer { changing = false }
+        do {
+            let (index, data) = raft.store.snapshot()
+            let term = await raft.statusReport().term
+            await shutdown()
+            try RaftServer.forceNewCluster(dataDirectory: raftDirectory, id: raftID, snapshot: data, index: index, term: term)
+            var local = current.local
+            local.raftPeers = [RaftPeer(id: raftID, address: local.raftAddress)]
+            let server = try await startRaft(local: local, identity: current.identity, joinExisting: true)
+            try await waitForLeader(server, campaigning: true)
+            let store = SwarmStore(raft: server)
+            // The old members' addresses go, so nothing dials them any more,
+            // and the other managers are workers now (down): if one comes
+            // back, it takes a worker's certificate and stops its Raft member.
+            let others = server.store.list(RaftServer.memberAddressCollection).filter { $0.key != String(raftID) }
+            var changes: [StoreOperation] = others.map {
+                .delete(collection: RaftServer.memberAddressCollection, key: $0.key, expectedVersion: $0.version)
+            }
+            for versioned in store.nodes() where versioned.object.id != local.nodeID && versioned.object.manager != nil {
+                var node = versioned.object
+                node.role = .worker
+                node.desiredRole = .worker
+                node.manager = nil
+                node.state = .down
+                node.stateMessage = "left the Raft group: another manager forced a new cluster"
+                node.updatedAt = Date()
+                changes.append(SwarmStore.update(node, version: versioned.version))
+            }
+            if !changes.isEmpty { try await store.write(.transaction(changes)) }
+            try await startEndpoint(local: local, identity: current.identity)
+            try local.save(directory: configuration.directory)
+            membership = Membership(local: local, identity: current.identity, raft: server)
+            startLoops()
+            await notifyNetworking()
+            logger.notice("forced a new cluster: this manager is the only Raft voter", metadata: ["snapshotIndex": "\(index)"])
+            return local.nodeID
+        } catch let error as ControlError {
+            throw error
+        } catch {
+            throw ControlError(.unavailable, "--force-new-cluster failed: \(error)")
         }
     }
 

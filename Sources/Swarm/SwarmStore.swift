@@ -59,16 +59,23 @@ struct SwarmStore: Sendable {
         .update(collection: SwarmObject.collection, key: SwarmObject.key, value: encode(swarm), expectedVersion: version)
     }
 
+    /// Whether the group has a leader, once an election in progress (or a
+    /// manager that just started and has not heard one yet) has had up to
+    /// two seconds to find it.
+    func hasLeader() async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(2)
+        while await raft.statusReport().leader == 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
     /// Writes one operation (or transaction) and returns once it is applied
     /// here.
     func write(_ operation: StoreOperation) async throws(ControlError) {
-        // Without a leader nothing can commit: say so, as Docker does, once
-        // an election in progress (under a second) has had time to end.
-        let deadline = ContinuousClock.now + .seconds(2)
-        while await raft.statusReport().leader == 0 {
-            guard ContinuousClock.now < deadline else { throw ControlError.noLeader }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+        // Without a leader nothing can commit: say so, as Docker does.
+        guard await hasLeader() else { throw ControlError.noLeader }
         let applied: AppliedCommand
         do {
             applied = try await raft.propose(operation)

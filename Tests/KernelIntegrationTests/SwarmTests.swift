@@ -337,4 +337,30 @@ import Testing
             #expect(eventually(10) { (try? testbed.docker("h2", ["network", "ls", "--format", "{{.Name}}"]))?.contains("rotating") == true })
         }
     }
+
+    @Test func forceNewClusterRecoversAManagerWhoseQuorumIsGone() throws {
+        try withTestbed(hosts: 4) { testbed in
+            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+            try testbed.docker("h1", ["node", "update", "--label-add", "kept=yes", "h4"])
+            #expect(eventually(10) { (try? testbed.nodes("h1"))?.filter { $0.contains("Reachable") || $0.contains("Leader") }.count == 3 })
+            // Two of three managers are gone for good.
+            testbed.kill9("h2")
+            testbed.kill9("h3")
+            #expect(eventually(15) {
+                failure { try testbed.docker("h1", ["node", "update", "--label-add", "x=y", "h4"]) }.contains("does not have a leader")
+            })
+            let output = try testbed.docker("h1", ["swarm", "init", "--force-new-cluster"])
+            #expect(output.contains("Swarm initialized"))
+            // The swarm goes on: its state is kept and writes commit.
+            try testbed.docker("h1", ["node", "update", "--label-add", "after=recovery", "h4"])
+            let labels = try testbed.docker("h1", ["node", "inspect", "h4", "--format", "{{json .Spec.Labels}}"])
+            #expect(labels.contains("\"kept\":\"yes\"") && labels.contains("\"after\":\"recovery\""))
+            #expect(eventually(10) { (try? testbed.nodes("h1"))?.contains("h4 Ready Active") == true })
+            // The dead managers are demoted and removed like any dead node.
+            #expect(eventually(10) { (try? testbed.nodes("h1"))?.contains("h2 Down Active") == true })
+            try testbed.docker("h1", ["node", "demote", "h2", "h3"])
+            try testbed.docker("h1", ["node", "rm", "h2", "h3"])
+            #expect(try testbed.nodes("h1") == ["h1 Ready Active Leader", "h4 Ready Active"])
+        }
+    }
 }
