@@ -140,16 +140,9 @@ extension SwarmRuntime {
         node.engineID = request.engineID
         try await store.write(SwarmStore.create(node))
         liveness.track([nodeID], at: self.now)
-        let certificate: Certificate
-        do {
-            let authority = try CertificateAuthority(certificatePEM: swarm.rootCACertificatePEM, keyPEM: swarm.rootCAKeyPEM)
-            certificate = try authority.issue(for: csr, nodeID: nodeID, role: role == .manager ? .manager : .worker, clusterID: swarm.id,
-                                              validity: swarm.settings.nodeCertificateValidity.timeInterval, now: now)
-        } catch {
-            throw ControlError(.invalidArgument, "cannot issue a certificate: \(error)")
-        }
+        let certificate = try Self.issue(csr, nodeID: nodeID, role: role, swarm: swarm, now: now)
         logger.info("a node joined", metadata: ["node": "\(nodeID)", "hostname": "\(request.description.hostname)", "role": "\(role)"])
-        let members = await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
+        let members = await Self.raftPeers(raft)
         return JoinResponse(
             nodeID: nodeID, clusterID: swarm.id, role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "",
             managers: managerEndpoints(), gossipKeys: swarm.gossipKeys, raftID: managerInfo?.raftID,
@@ -222,18 +215,28 @@ extension SwarmRuntime {
         node.role = role
         node.updatedAt = Date()
         if node != current.object { try await store.write(SwarmStore.update(node, version: current.version)) }
-        let certificate: Certificate
+        let certificate = try Self.issue(csr, nodeID: peer.nodeID, role: role, swarm: swarm, now: Date())
+        logger.info("issued a node certificate", metadata: ["node": "\(peer.nodeID)", "role": "\(role)"])
+        let members = await Self.raftPeers(raft)
+        return RenewResponse(role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "", managers: managerEndpoints(),
+                             raftID: node.manager?.raftID, raftPeers: role == .manager ? members : nil)
+    }
+
+    /// A node certificate signed with the swarm's CA (from the store).
+    static func issue(_ csr: CertificateSigningRequest, nodeID: String, role: SwarmRole, swarm: SwarmObject,
+                      now: Date) throws(ControlError) -> Certificate {
         do {
             let authority = try CertificateAuthority(certificatePEM: swarm.rootCACertificatePEM, keyPEM: swarm.rootCAKeyPEM)
-            certificate = try authority.issue(for: csr, nodeID: peer.nodeID, role: role == .manager ? .manager : .worker, clusterID: swarm.id,
-                                              validity: swarm.settings.nodeCertificateValidity.timeInterval)
+            return try authority.issue(for: csr, nodeID: nodeID, role: role == .manager ? .manager : .worker, clusterID: swarm.id,
+                                       validity: swarm.settings.nodeCertificateValidity.timeInterval, now: now)
         } catch {
             throw ControlError(.invalidArgument, "cannot issue a certificate: \(error)")
         }
-        logger.info("issued a node certificate", metadata: ["node": "\(peer.nodeID)", "role": "\(role)"])
-        let members = await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
-        return RenewResponse(role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "", managers: managerEndpoints(),
-                             raftID: node.manager?.raftID, raftPeers: role == .manager ? members : nil)
+    }
+
+    /// The Raft members with their addresses, for a manager to start with.
+    static func raftPeers(_ raft: RaftServer) async -> [RaftPeer] {
+        await raft.members().compactMap { member in member.address.map { RaftPeer(id: member.id, address: $0.description) } }
     }
 
     func managerEndpoints() -> [String] {

@@ -36,14 +36,7 @@ extension SwarmRuntime {
             next.raftID = response.raftID
             next.raftPeers = response.raftPeers
             let server = try await startRaft(local: next, identity: identity, joinExisting: true)
-            let deadline = ContinuousClock.now + .seconds(30)
-            while SwarmStore(raft: server).swarm() == nil {
-                guard ContinuousClock.now < deadline else {
-                    await server.stop()
-                    throw SwarmRuntimeError("promoted, but the leader did not send the swarm's state within 30 s")
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            try await waitForSwarmState(server)
             try await startEndpoint(local: next, identity: identity)
             raft = server
             logger.info("this node is a manager now", metadata: ["raftID": "\(response.raftID ?? 0)"])

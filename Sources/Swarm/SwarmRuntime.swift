@@ -342,15 +342,7 @@ public actor SwarmRuntime {
             if local.role == .manager {
                 let raft = try await startRaft(local: local, identity: identity, joinExisting: true)
                 membership.raft = raft
-                // Serves once it holds the swarm: the leader sends the log.
-                let deadline = ContinuousClock.now + .seconds(30)
-                while SwarmStore(raft: raft).swarm() == nil {
-                    guard ContinuousClock.now < deadline else {
-                        await raft.stop()
-                        throw ControlError(.unavailable, "joined as a manager, but the leader did not send the swarm's state within 30 s")
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
+                try await waitForSwarmState(raft)
                 try await startEndpoint(local: local, identity: identity)
             }
             try local.save(directory: configuration.directory)
@@ -456,6 +448,19 @@ public actor SwarmRuntime {
             throw SwarmRuntimeError("cannot listen for Raft on \(local.listenHost):\(local.raftPort): \(error)")
         }
         return raft
+    }
+
+    /// A new manager serves once it holds the swarm: the leader sends it the
+    /// log (or a snapshot) first. Stops the member if that takes too long.
+    func waitForSwarmState(_ raft: RaftServer) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while SwarmStore(raft: raft).swarm() == nil {
+            guard ContinuousClock.now < deadline else {
+                await raft.stop()
+                throw ControlError(.unavailable, "this node is a manager now, but the leader did not send the swarm's state within 30 s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Waits until the group has a leader; `campaigning` asks this member
