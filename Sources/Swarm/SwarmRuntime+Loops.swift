@@ -21,10 +21,12 @@ extension SwarmRuntime {
     }
 
     /// Sends a heartbeat every period to the leader (found through any
-    /// manager), rotating through the known managers when one fails.
+    /// manager), over one mutual-TLS session kept open with it, rotating
+    /// through the known managers when one fails.
     private func sendHeartbeats() async {
         var target: String?
         var client: ControlClient?
+        var session: ControlSession?
         var clientCertificate: Certificate?
         var renewalFailures = 0
         var attempt = 0
@@ -36,13 +38,19 @@ extension SwarmRuntime {
                 // Made again after a renewal: the new certificate from now on.
                 client = try? ControlClient(context: ControlTLS.clientContext(identity: identity, root: identity.rootCA), timeout: .seconds(2))
                 clientCertificate = identity.certificate
+                await session?.close()
+                session = nil
             }
             guard let client else { return }
             let managers = local.managers.isEmpty ? [local.endpoint] : local.managers
             let address = target ?? managers[attempt % managers.count]
+            if session?.address != address {
+                await session?.close()
+                session = ControlSession(address: address, context: client.context, timeout: client.timeout)
+            }
             do {
-                let answer = try await client.request(.POST, address, "/swarmnet/heartbeat",
-                                                      body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress)))
+                let answer = try await session!.request(.POST, "/swarmnet/heartbeat",
+                                                        body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress)))
                 switch answer.status {
                 case 200:
                     let response = try JSONDecoder().decode(HeartbeatResponse.self, from: Data(answer.body))
@@ -96,6 +104,7 @@ extension SwarmRuntime {
             }
             try? await Task.sleep(for: period)
         }
+        await session?.close()
     }
 
     /// One step of the gossip key's rotation, when it is due; each step

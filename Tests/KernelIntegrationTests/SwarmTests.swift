@@ -228,6 +228,18 @@ import Testing
                 .split(separator: " ").first { $0.hasPrefix("10.77.") }.map { String($0.split(separator: "/")[0]) }
             let target = try #require(address)
             #expect(eventually(5) { (try? TestHost.run(["ip", "netns", "exec", a.name!, "ping", "-c", "1", "-W", "1", target])) != nil })
+
+            // Heartbeats ride one session per node: over several periods the
+            // manager holds the same two connections (h1's own and h2's).
+            func sessions() throws -> Set<String> {
+                let lines = try TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)h1", "ss", "-Htn", "state", "established",
+                                              "( sport = :2377 )"])
+                return Set(lines.split(separator: "\n").compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).last.map(String.init) })
+            }
+            let before = try sessions()
+            sleep(3)
+            let after = try sessions()
+            #expect(before.count == 2 && after == before, "\(before) then \(after)")
         }
     }
 
