@@ -83,7 +83,7 @@ public struct DockerRouter: Sendable {
             let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
             return try await ContainerRoutes(backend: containers).route(method, decoded, query: query, request: request)
         }
-        if let first = segments.first, first == "swarm" || first == "nodes" {
+        if let first = segments.first, first == "swarm" || first == "nodes" || segments == ["swarmnet", "debug", "raft"] {
             guard let swarm else { throw APIError(.serviceUnavailable, Self.notInSwarm) }
             let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
             if let response = try await SwarmRoutes(backend: swarm).route(method, decoded, query: query, body: body) { return response }

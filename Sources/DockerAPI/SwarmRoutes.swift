@@ -26,6 +26,10 @@ struct SwarmRoutes {
             return HTTPResponse(status: .ok)
         case (.GET, ["swarm", "unlockkey"]), (.POST, ["swarm", "unlock"]):
             throw APIError(.badRequest, "swarmnet does not lock managers (autolock is not supported): the manager keys are root-only files in the state directory")
+        case (.GET, ["swarmnet", "debug", "raft"]):
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            return HTTPResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: try await backend.debugRaft()))
         case (.GET, ["nodes"]):
             return try DockerRouter.json(.ok, await backend.listNodes(filters: try DockerRouter.filters(query["filters"])))
         case (.GET, let s) where s.count == 2 && s[0] == "nodes":

@@ -329,4 +329,6 @@ public protocol SwarmBackend: Sendable {
     func inspectNode(_ reference: String) async throws -> NodeResource
     func updateNode(_ reference: String, version: UInt64, _ spec: NodeSpec) async throws
     func removeNode(_ reference: String, force: Bool) async throws
+    /// This manager's Raft member as `swarmnet debug raft` shows it (JSON).
+    func debugRaft() async throws -> [UInt8]
 }

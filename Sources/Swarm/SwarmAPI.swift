@@ -50,6 +50,10 @@ public struct SwarmAPI: SwarmBackend {
         try await edge { try await runtime.removeNode(reference, force: force) }
     }
 
+    public func debugRaft() async throws -> [UInt8] {
+        try await edge { try await runtime.debugRaft() }
+    }
+
     private func edge<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()

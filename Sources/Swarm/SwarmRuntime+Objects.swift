@@ -103,6 +103,14 @@ extension SwarmRuntime {
             joinTokens: JoinTokens(worker: object.workerToken, manager: object.managerToken))
     }
 
+    /// This manager's Raft member: term, leader, indexes, members' progress.
+    public func debugRaft() async throws(ControlError) -> [UInt8] {
+        let store = try managerStore()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return Array((try? encoder.encode(await store.raft.statusReport())) ?? Data())
+    }
+
     // MARK: - Nodes
 
     public func listNodes(filters: [String: [String]]) async throws(ControlError) -> [NodeResource] {

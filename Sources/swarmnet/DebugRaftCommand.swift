@@ -4,15 +4,18 @@ import Foundation
 import Inspect
 import RaftTransport
 
-/// `swarmnet debug raft`: one Raft member's view of its group, read from a `raft-node`'s
-/// `GET /debug/raft` until the daemon hosts Raft itself.
+/// `swarmnet debug raft`: one Raft member's view of its group: a swarm
+/// manager's (through the daemon's socket), or a standalone `raft-node`'s
+/// (`GET /debug/raft`).
 struct DebugRaft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft",
-        abstract: "Show a Raft member's term, leader, commit and applied index, and its members' progress (from a raft-node's /debug/raft).")
+        abstract: "Show a Raft member's term, leader, commit and applied index, and its members' progress (a swarm manager's, or a raft-node's with --endpoint).")
 
-    @Option(name: .long, help: "The raft-node client API to ask, host:port.")
-    var endpoint: String
+    @OptionGroup var daemon: DaemonOptions
+
+    @Option(name: .long, help: "A raft-node's client API to ask instead, host:port.")
+    var endpoint: String?
 
     @Option(name: .long, help: "Output format: table or json.")
     var format: OutputFormat = .table
@@ -21,6 +24,13 @@ struct DebugRaft: ParsableCommand {
     var timeout = 3
 
     func run() throws {
+        guard let endpoint else {
+            let report: RaftStatusReport = try reportingErrors {
+                try JSONDecoder().decode(RaftStatusReport.self, from: try daemon.call("GET", "/swarmnet/debug/raft"))
+            }
+            try show(report)
+            return
+        }
         let address: PeerAddress
         do {
             address = try PeerAddress(parsing: Substring(endpoint))
@@ -44,6 +54,10 @@ struct DebugRaft: ParsableCommand {
                 throw ValidationFailure(message: "\(endpoint) did not answer with a Raft status: \(error)")
             }
         }
+        try show(report)
+    }
+
+    private func show(_ report: RaftStatusReport) throws {
         switch format {
         case .json:
             let encoder = JSONEncoder()

@@ -254,6 +254,11 @@ import Testing
                                             testbed.swarmDirectory("h3") + "/certificates/swarm-node.crt"])
             #expect(subject.contains("OU = swarm-manager"))
             #expect(eventually(10) { (try? testbed.nodes("h3"))?.count == 3 })
+            // Raft's own view: three voters, read from the leader.
+            #expect(eventually(10) {
+                let raft = (try? testbed.swarmnet("h1", ["debug", "raft", "--format", "json"])) ?? ""
+                return raft.components(separatedBy: "\"suffrage\" : \"voter\"").count == 4
+            })
 
             // The three are voters: with h1 dead, h2 and h3 still commit.
             testbed.kill9("h1")
