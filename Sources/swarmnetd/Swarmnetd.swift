@@ -292,12 +292,11 @@ struct Swarmnetd: AsyncParsableCommand {
 
 /// The swarm runtime, for the closures it is configured with (they exist
 /// before it does).
-final class SwarmBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: SwarmRuntime?
+final class SwarmBox: Sendable {
+    private let value = Mutex<SwarmRuntime?>(nil)
     var runtime: SwarmRuntime? {
-        get { lock.withLock { value } }
-        set { lock.withLock { value = newValue } }
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }
 
