@@ -9,6 +9,10 @@ import Logging
 /// service's backends, wherever they run (see NodeDaemon+Balancing).
 extension NodeDaemon {
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
+        if forwardsClusterWrites {
+            let answer = try await forwardToAllocator("POST", "/services/create", body: try JSONEncoder().encode(spec))
+            return try JSONDecoder().decode(ServiceCreateResponse.self, from: answer)
+        }
         guard configuration.isManager else {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
         }
@@ -62,6 +66,11 @@ extension NodeDaemon {
     }
 
     public func removeService(_ reference: String) async throws {
+        if forwardsClusterWrites {
+            let id = (try? state.service(reference).id) ?? reference
+            _ = try await forwardToAllocator("DELETE", "/services/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)")
+            return
+        }
         guard configuration.isManager else {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.")
         }

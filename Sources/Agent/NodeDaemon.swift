@@ -45,6 +45,9 @@ public actor NodeDaemon: DockerBackend {
     /// In a swarm: how this node reaches the managers' cluster API (TLS
     /// with its certificate); nil before a swarm (plain TCP).
     var secureClusterTransport: SecureClusterTransport?
+    /// Whether this node is a swarm manager (it then forwards the cluster
+    /// writes it does not allocate itself).
+    var swarmManager = false
     /// The swarm's gossip keys and managers, once this node is in a swarm.
     var swarmGossip: (keys: [String], managerHosts: [String], port: Int)?
     /// The load balancers opened in workload namespaces and the mesh's own.
@@ -122,6 +125,10 @@ public actor NodeDaemon: DockerBackend {
     // MARK: - Networks
 
     public func createNetwork(_ request: NetworkCreateRequest) async throws -> NetworkCreateResponse {
+        if forwardsClusterWrites {
+            let answer = try await forwardToAllocator("POST", "/networks/create", body: try JSONEncoder().encode(request))
+            return try JSONDecoder().decode(NetworkCreateResponse.self, from: answer)
+        }
         guard configuration.isManager else {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
         }
@@ -176,6 +183,11 @@ public actor NodeDaemon: DockerBackend {
     }
 
     public func removeNetwork(_ reference: String) async throws {
+        if forwardsClusterWrites {
+            let id = (try? state.network(reference).id) ?? reference
+            _ = try await forwardToAllocator("DELETE", "/networks/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)")
+            return
+        }
         var check = state
         let record = try Self.mapping { try check.removeNetwork(reference) }
         let network = try overlayNetwork(record)

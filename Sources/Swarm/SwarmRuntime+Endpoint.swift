@@ -63,6 +63,18 @@ extension SwarmRuntime {
                     throw ControlError(.permissionDenied, "\(peer) has no engine identity on record")
                 }
                 return await handler(request, engineID)
+            case (.POST, "/swarmnet/forward"):
+                // A cluster write from another manager, for this node's daemon.
+                let peer = try authenticate(request)
+                guard peer.role == .manager else {
+                    throw ControlError(.permissionDenied, "\(peer) is not a manager: only managers forward cluster writes")
+                }
+                let forwarded = try Self.decode(ForwardedRequest.self, request.body)
+                guard forwarded.isClusterWrite, let handler = configuration.forwardedAPI else {
+                    throw ControlError(.permissionDenied, "\(forwarded.method) \(forwarded.path) is not a cluster write that can be forwarded")
+                }
+                return await handler(HTTPRequest(method: HTTPMethod(rawValue: forwarded.method), uri: forwarded.path,
+                                                 headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: forwarded.body)))
             case (.POST, "/swarmnet/renew"):
                 let peer = try authenticate(request)
                 return Self.answer(.ok, try await renew(for: peer, try Self.decode(RenewRequest.self, request.body)))

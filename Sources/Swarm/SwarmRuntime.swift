@@ -50,6 +50,9 @@ public actor SwarmRuntime {
         /// Told, on every manager, the engine ID of each node removed from
         /// the swarm (once per run): what it held is released.
         public var onNodeRemoved: @Sendable (_ engineID: String) async -> Void = { _ in }
+        /// Serves a cluster write another manager forwarded (the Docker
+        /// API of this node's daemon).
+        public var forwardedAPI: (@Sendable (HTTPRequest) async -> HTTPResponse)?
 
         public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String, engineID: String) {
             self.directory = directory
@@ -62,6 +65,7 @@ public actor SwarmRuntime {
 
     /// What the data plane takes from the swarm.
     public struct SwarmNetworking: Sendable, Equatable {
+        public var isManager: Bool
         public var gossipKeys: [String]
         /// The managers' addresses (hosts only): gossip joins through them.
         public var managerHosts: [String]
@@ -396,7 +400,7 @@ public actor SwarmRuntime {
     func notifyNetworking() async {
         guard let local = membership?.local else { return }
         let hosts = local.managers.compactMap { $0.split(separator: ":").first.map(String.init) }
-        await configuration.onNetworking(SwarmNetworking(gossipKeys: local.gossipKeys, managerHosts: hosts))
+        await configuration.onNetworking(SwarmNetworking(isManager: local.role == .manager, gossipKeys: local.gossipKeys, managerHosts: hosts))
     }
 
     static func newGossipKey() -> String {

@@ -182,8 +182,10 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
         swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
         swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }
+        swarmConfiguration.forwardedAPI = { request in await DockerRouter(backend: daemon).handle(request) }
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
+            await daemon.setSwarmManager(networking?.isManager ?? false)
             if let networking {
                 await daemon.enterSwarmGossip(keys: networking.gossipKeys, managerHosts: networking.managerHosts, port: gossipPort)
                 await daemon.setSecureClusterTransport { method, address, path, body in

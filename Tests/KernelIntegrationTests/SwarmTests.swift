@@ -63,6 +63,17 @@ import Testing
             try testbed.docker("h5", ["swarm", "join", "--token", try testbed.token("h2", "worker"), testbed.endpoint("h2")])
             #expect(eventually(5) { (try? testbed.nodes("h3"))?.contains("h5 Ready Active") == true })
 
+            // Cluster writes answer on every manager: h2 does not allocate
+            // and hands them to h1 over TLS; errors come back as they were.
+            try testbed.docker("h2", ["network", "create", "-d", "overlay", "--subnet", "10.61.0.0/24", "anywhere"])
+            #expect(try testbed.docker("h1", ["network", "ls", "--format", "{{.Name}}"]).contains("anywhere"))
+            #expect(failure { try testbed.docker("h3", ["network", "create", "-d", "overlay", "--subnet", "10.61.0.0/24", "clash"]) }
+                .contains("overlaps network anywhere"))
+            #expect(failure { try testbed.docker("h4", ["network", "create", "-d", "overlay", "nope"]) }
+                .contains("Worker nodes can't be used to view or modify cluster state"))
+            try testbed.docker("h3", ["network", "rm", "anywhere"])
+            #expect(try !testbed.docker("h1", ["network", "ls", "--format", "{{.Name}}"]).contains("anywhere"))
+
             // Drain is recorded, seen from another manager.
             try testbed.docker("h1", ["node", "update", "--availability", "drain", "h5"])
             #expect(try testbed.docker("h3", ["node", "inspect", "h5", "--format", "{{.Spec.Availability}}"]).contains("drain"))
@@ -119,6 +130,13 @@ import Testing
             // (curl, trusting h3's CA, refuses h1's certificate).
             let other = try? testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: "h3")
             #expect(other == nil)
+            // Forwarded cluster writes: managers only, and writes only.
+            let leave = "{\"method\":\"POST\",\"path\":\"/swarm/leave\",\"body\":\"\"}"
+            let byWorker = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/forward", body: leave, certificateOf: "h2")
+            #expect(byWorker.status == 403 && byWorker.body.contains("only managers forward cluster writes"), "\(byWorker)")
+            let notAWrite = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/forward", body: leave, certificateOf: "h1")
+            #expect(notAWrite.status == 403 && notAWrite.body.contains("is not a cluster write"), "\(notAWrite)")
+
             // A worker allocates addresses only in its own name.
             let managerEngine = try String(contentsOfFile: testbed.stateDirectory("h1") + "/node-id", encoding: .utf8)
             let forged = try testbed.curlEndpoint(
