@@ -80,6 +80,14 @@ import Testing
             let pretty = try testbed.docker("h2", ["node", "inspect", "--pretty", "self"])
             #expect(pretty.contains("Hostname:") && pretty.contains("h2") && pretty.contains("Manager Status:"))
 
+            // Filters, and settings through `docker swarm update`.
+            let managers = try testbed.docker("h1", ["node", "ls", "--filter", "role=manager", "--format", "{{.Hostname}}"])
+            #expect(managers.split(separator: "\n").sorted() == ["h1", "h2", "h3"])
+            try testbed.docker("h1", ["swarm", "update", "--dispatcher-heartbeat", "2s", "--task-history-limit", "7"])
+            let settings = try testbed.docker("h2", ["info", "--format", "{{.Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}} {{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}}"])
+            #expect(settings.contains("2s 7"), "\(settings)")
+            try testbed.docker("h1", ["swarm", "update", "--dispatcher-heartbeat", "750ms"])
+
             // Bad input: clear errors, nothing changed.
             #expect(failure { try testbed.docker("h1", ["swarm", "init"]) }.contains("This node is already part of a swarm."))
             #expect(failure { try testbed.docker("h4", ["swarm", "join", "--token", managerToken, testbed.endpoint("h1")]) }
@@ -93,6 +101,13 @@ import Testing
             #expect(failure { try testbed.docker("h1", ["node", "rm", "--force", "h2"]) }.contains("It must be demoted to worker before removal"))
             #expect(failure { try testbed.docker("h1", ["node", "update", "--availability", "sleepy", "h4"]) }.contains("invalid"))
             #expect(try testbed.nodes("h1").count == 5)
+
+            // A worker that leaves is shown down until it is removed.
+            try testbed.docker("h5", ["swarm", "leave"])
+            #expect(try testbed.docker("h5", ["info", "--format", "{{.Swarm.LocalNodeState}}"]).contains("inactive"))
+            #expect(eventually(10) { (try? testbed.nodes("h1"))?.contains("h5 Down Drain") == true })
+            try testbed.docker("h1", ["node", "rm", "h5"])
+            #expect(try testbed.nodes("h1").count == 4)
         }
     }
 
