@@ -47,7 +47,6 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public static let invalidToken = rpc(.invalidArgument, "InvalidArgument", "A valid join token is necessary to join this cluster")
 
-    public static func outOfSequence(_ what: String) -> ControlError {
-        rpc(.conflict, "Unknown", "update out of sequence")
-    }
+    /// The object changed since the version the request names.
+    public static let outOfSequence = rpc(.conflict, "Unknown", "update out of sequence")
 }

@@ -62,7 +62,7 @@ extension SwarmRuntime {
     public func updateSwarm(_ spec: SwarmSpec, _ flags: SwarmUpdateFlags) async throws(ControlError) {
         let store = try await currentStore()
         guard let current = store.swarm() else { throw ControlError.noLeader }
-        guard current.version == flags.version else { throw ControlError.outOfSequence("swarm") }
+        guard current.version == flags.version else { throw ControlError.outOfSequence }
         var swarm = current.object
         try Self.apply(spec, to: &swarm.settings)
         let der = Self.der(try rootCA(swarm))
@@ -150,7 +150,7 @@ extension SwarmRuntime {
         let all = store.nodes()
         let node = try NodeRules.resolve(reference, in: all.map(\.object))
         guard let current = all.first(where: { $0.object.id == node.id }) else { throw ControlError(.notFound, "node \(reference) not found") }
-        guard current.version == version else { throw ControlError.outOfSequence("node") }
+        guard current.version == version else { throw ControlError.outOfSequence }
         guard let role = SwarmRole(rawValue: spec.role.lowercased()) else {
             throw ControlError(.invalidArgument, "invalid role '\(spec.role)': it must be manager or worker")
         }

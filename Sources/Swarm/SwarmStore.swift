@@ -91,7 +91,7 @@ struct SwarmStore: Sendable {
         switch applied.result {
         case .success: return
         case .failure(.versionMismatch):
-            throw ControlError.rpc(.conflict, "Unknown", "update out of sequence")
+            throw ControlError.outOfSequence
         case .failure(.notFound(_, let key)):
             throw ControlError(.notFound, "\(key) not found")
         case .failure(.alreadyExists(_, let key)):

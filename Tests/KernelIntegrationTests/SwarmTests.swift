@@ -310,13 +310,22 @@ import Testing
             #expect(eventually(5) { failure { try testbed.docker("h3", ["node", "ls"]) }.contains("Worker nodes can't be used") })
 
             // Two managers, one dies: no quorum. Writes get Docker's message;
-            // reads still answer.
+            // reads still answer, and the data plane keeps carrying traffic.
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.62.0.0/24", "steady"])
+            #expect(eventually(5) { (try? testbed.docker("h3", ["network", "ls", "--format", "{{.Name}}"]))?.contains("steady") == true })
+            let a = try testbed.workload("a"), b = try testbed.workload("b")
+            try testbed.docker("h1", ["network", "connect", "steady", a.name!])
+            try testbed.docker("h3", ["network", "connect", "steady", b.name!])
+            let target = try #require(try TestHost.run(["ip", "-n", b.name!, "-4", "-br", "addr", "show", "dev", "eth0"])
+                .split(separator: " ").first { $0.hasPrefix("10.62.") }.map { String($0.split(separator: "/")[0]) })
             testbed.kill9("h2")
             #expect(eventually(15) {
                 failure { try testbed.docker("h1", ["node", "update", "--label-add", "lost=quorum", "h3"]) }
                     .contains("The swarm does not have a leader. It's possible that too few managers are online.")
             })
             #expect(try testbed.nodes("h1").count == 3)
+            #expect(eventually(5) { (try? TestHost.run(["ip", "netns", "exec", a.name!, "ping", "-c", "1", "-W", "1", target])) != nil },
+                    "the overlay works without a quorum")
             try testbed.start("h2")
             #expect(eventually(15) { (try? testbed.docker("h1", ["node", "update", "--label-add", "back=again", "h3"])) != nil })
             try testbed.docker("h1", ["node", "demote", "h2"])
