@@ -65,7 +65,8 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "SwarmTests", dependencies: ["SwarmIdentity", "Control", "Cluster", .product(name: "X509", package: "swift-certificates")]),
+        .testTarget(
+            name: "SwarmTests", dependencies: ["SwarmIdentity", "Control", "Cluster", "Swarm", .product(name: "X509", package: "swift-certificates")]),
         .target(
             name: "DockerAPI",
             dependencies: [

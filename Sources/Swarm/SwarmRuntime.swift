@@ -50,6 +50,9 @@ public actor SwarmRuntime {
         /// Told, on every manager, the engine ID of each node removed from
         /// the swarm (once per run): what it held is released.
         public var onNodeRemoved: @Sendable (_ engineID: String) async -> Void = { _ in }
+        /// The first IPv4 address of a network interface (`--advertise-addr
+        /// eth0`, `--listen-addr eth0:2377`), nil if it has none.
+        public var interfaceAddress: @Sendable (String) -> String? = { _ in nil }
         /// Serves a cluster write another manager forwarded (the Docker
         /// API of this node's daemon).
         public var forwardedAPI: (@Sendable (HTTPRequest) async -> HTTPResponse)?
@@ -155,8 +158,8 @@ public actor SwarmRuntime {
         guard membership == nil, !changing else { throw ControlError.alreadyInSwarm }
         changing = true
         defer { changing = false }
-        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort)
-        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress)
+        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort, interface: configuration.interfaceAddress)
+        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress, interface: configuration.interfaceAddress)
         let pool = request.defaultAddrPool ?? []
         let subnetSize = request.subnetSize.flatMap { $0 == 0 ? nil : $0 } ?? 24
         guard (16...29).contains(subnetSize) else {
@@ -287,8 +290,8 @@ public actor SwarmRuntime {
         guard let remotes = request.remoteAddrs, !remotes.isEmpty else {
             throw ControlError(.invalidArgument, "at least 1 RemoteAddr is required to join")
         }
-        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort)
-        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress)
+        let (listenHost, listenPort) = try Self.listenAddress(request.listenAddr, defaultPort: configuration.defaultPort, interface: configuration.interfaceAddress)
+        let advertise = try Self.advertiseAddress(request.advertiseAddr, default: configuration.defaultAddress, interface: configuration.interfaceAddress)
         var lastError = ControlError(.unavailable, "no manager answered")
         for remote in remotes {
             let address = remote.contains(":") ? remote : "\(remote):\(configuration.defaultPort)"
@@ -506,8 +509,10 @@ public actor SwarmRuntime {
         }
     }
 
-    /// `ListenAddr`: HOST:PORT, HOST or :PORT; the default is 0.0.0.0:2377.
-    static func listenAddress(_ text: String?, defaultPort: Int) throws(ControlError) -> (String, Int) {
+    /// `ListenAddr`: HOST:PORT, HOST or :PORT, where HOST is an IPv4
+    /// address or an interface name; the default is 0.0.0.0:2377.
+    static func listenAddress(_ text: String?, defaultPort: Int,
+                              interface: (String) -> String? = { _ in nil }) throws(ControlError) -> (String, Int) {
         guard let text, !text.isEmpty else { return ("0.0.0.0", defaultPort) }
         var host = text, port = defaultPort
         if let colon = text.lastIndex(of: ":") {
@@ -518,21 +523,30 @@ public actor SwarmRuntime {
             port = p
         }
         if host.isEmpty { host = "0.0.0.0" }
+        if !isIPv4(host), isInterfaceName(host), let address = interface(host) { host = address }
         guard isIPv4(host) else {
-            throw ControlError(.invalidArgument, "invalid listen address \(text): give an IPv4 address (interface names are not supported)")
+            throw ControlError(.invalidArgument, "invalid listen address \(text): give an IPv4 address or a network interface that has one")
         }
         return (host, port)
     }
 
-    /// `AdvertiseAddr`: an IPv4 address, with an optional port (ignored:
-    /// the listen port is advertised).
-    static func advertiseAddress(_ text: String?, default fallback: String) throws(ControlError) -> String {
+    /// `AdvertiseAddr`: an IPv4 address or an interface name, with an
+    /// optional port (ignored: the listen port is advertised).
+    static func advertiseAddress(_ text: String?, default fallback: String,
+                                 interface: (String) -> String? = { _ in nil }) throws(ControlError) -> String {
         guard let text, !text.isEmpty else { return fallback }
-        let host = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? text
+        var host = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? text
+        if !isIPv4(host), isInterfaceName(host), let address = interface(host) { host = address }
         guard isIPv4(host), host != "0.0.0.0", !host.hasPrefix("127.") else {
-            throw ControlError(.invalidArgument, "advertise address must be a non-zero IPv4 address that other nodes can reach, not '\(text)'")
+            throw ControlError(.invalidArgument,
+                               "advertise address must be a non-zero IPv4 address or a network interface with one, that other nodes can reach, not '\(text)'")
         }
         return host
+    }
+
+    /// What Linux accepts as an interface name (IFNAMSIZ, no '/' or blanks).
+    static func isInterfaceName(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count < 16 && !text.contains("/") && !text.contains(where: \.isWhitespace) && !text.contains(":")
     }
 
     static func isIPv4(_ text: String) -> Bool {

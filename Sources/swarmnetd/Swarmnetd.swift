@@ -183,6 +183,7 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
         swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }
         swarmConfiguration.forwardedAPI = { request in await DockerRouter(backend: daemon).handle(request) }
+        swarmConfiguration.interfaceAddress = { name in Self.interfaceAddress(name) }
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
             await daemon.setSwarmManager(networking?.isManager ?? false)
@@ -265,6 +266,15 @@ struct Swarmnetd: AsyncParsableCommand {
             return optional.contains { $0.hasPrefix("master:") } && !optional.contains { $0.hasPrefix("shared:") }
         }
         return false
+    }
+
+    /// The first global IPv4 address of interface `name`, in this
+    /// daemon's namespace (`--advertise-addr eth0`).
+    static func interfaceAddress(_ name: String) -> String? {
+        guard let session = try? RouteNetlink(), let link = try? session.links().first(where: { $0.name == name }),
+              let addresses = try? session.addresses(family: AF_INET)
+        else { return nil }
+        return addresses.first { $0.linkIndex == link.index && $0.scope == 0 }?.prefix.address.description
     }
 
     /// The data-path address, its device and MTU, from what was given.

@@ -59,8 +59,13 @@ import Testing
             #expect(try testbed.nodes("h1").count == 4)
             #expect(managerToken == (try testbed.token("h1", "manager")), "rotating the worker token leaves the manager token")
 
-            // The new token works.
-            try testbed.docker("h5", ["swarm", "join", "--token", try testbed.token("h2", "worker"), testbed.endpoint("h2")])
+            // The new token works; addresses may name an interface.
+            #expect(failure { try testbed.docker("h5", ["swarm", "join", "--advertise-addr", "nosuch0", "--token", try testbed.token("h2", "worker"),
+                                                        testbed.endpoint("h2")]) }.contains("advertise address must be"))
+            try testbed.docker("h5", ["swarm", "join", "--advertise-addr", "eth0", "--listen-addr", "eth0:2377",
+                                      "--token", try testbed.token("h2", "worker"), testbed.endpoint("h2")])
+            #expect(try testbed.docker("h1", ["node", "inspect", "h5", "--format", "{{.Status.Addr}}"])
+                .contains(testbed.hosts[4].address.description))
             #expect(eventually(5) { (try? testbed.nodes("h3"))?.contains("h5 Ready Active") == true })
 
             // Cluster writes answer on every manager: h2 does not allocate
