@@ -54,7 +54,8 @@ let package = Package(
         .target(
             name: "Swarm",
             dependencies: [
-                "SwarmIdentity", "Control", "Cluster", "DockerAPI", "RaftRuntime", "RaftTransport", "ReplicatedStore",
+                "SwarmIdentity", "Control", "Cluster", "DockerAPI", "RaftRuntime", "RaftTransport", "ReplicatedStore", "Addressing",
+                "GossipRuntime", "Raft",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

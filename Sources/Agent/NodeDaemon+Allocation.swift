@@ -53,19 +53,11 @@ extension NodeDaemon {
 
     /// The worker's side: asks the manager (found through gossip) to allocate.
     func askManager(_ request: AllocationRequest) async throws -> EndpointRecord {
-        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else {
+        guard let manager = gossip?.managerAddresses().first else {
             throw APIError(.serviceUnavailable, "no manager is reachable to allocate an address (is the node joined to the cluster?)")
         }
-        let body = try JSONEncoder.iso8601.encode(request)
-        let (status, answer): (Int, Data)
-        if let secure = secureClusterTransport {
-            // In a swarm: over TLS, with this node's certificate.
-            let (code, bytes) = try await secure("POST", manager, "/swarmnet/cluster/endpoints", Array(body))
-            (status, answer) = (code, Data(bytes))
-        } else {
-            let response = try await Self.blocking { try client.request("POST", "/swarmnet/cluster/endpoints", body: body) }
-            (status, answer) = (response.status, response.body)
-        }
+        let (status, answer) = try await exchange(with: manager, "POST", "/swarmnet/cluster/endpoints",
+                                                  body: try JSONEncoder.iso8601.encode(request))
         guard status == 201 else {
             let message = (try? JSONDecoder().decode(ErrorResponse.self, from: answer))?.message ?? "status \(status)"
             throw APIError(HTTPResponseStatus(statusCode: status), "manager \(manager): \(message)")
@@ -76,13 +68,9 @@ extension NodeDaemon {
     /// The worker's side: tells the manager an endpoint is gone. Best effort:
     /// a manager that cannot be reached keeps the allocation.
     func releaseAtManager(_ endpointID: String) async {
-        guard let manager = gossip?.managerAddresses().first, let client = Self.client(for: manager) else { return }
+        guard let manager = gossip?.managerAddresses().first else { return }
         do {
-            if let secure = secureClusterTransport {
-                _ = try await secure("DELETE", manager, "/swarmnet/cluster/endpoints/\(endpointID)", nil)
-            } else {
-                _ = try await Self.blocking { try client.request("DELETE", "/swarmnet/cluster/endpoints/\(endpointID)") }
-            }
+            _ = try await exchange(with: manager, "DELETE", "/swarmnet/cluster/endpoints/\(endpointID)")
         } catch {
             logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
         }
@@ -94,6 +82,20 @@ extension NodeDaemon {
 
     public func setSecureClusterTransport(_ transport: SecureClusterTransport?) {
         secureClusterTransport = transport
+    }
+
+    /// One request to the manager's cluster API: in a swarm over TLS with
+    /// this node's certificate, before one over plain TCP.
+    func exchange(with manager: String, _ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
+        if let secure = secureClusterTransport {
+            let (status, answer) = try await secure(method, manager, path, body.map(Array.init))
+            return (status, Data(answer))
+        }
+        guard let client = Self.client(for: manager) else {
+            throw APIError(.serviceUnavailable, "the manager's address \(manager) is not HOST:PORT")
+        }
+        let response = try await Self.blocking { try client.request(method, path, body: body) }
+        return (response.status, response.body)
     }
 
     static func client(for address: String) -> UnixHTTPClient? {

@@ -18,15 +18,15 @@ extension NodeDaemon {
     /// Sends a Docker API write to the allocating node and returns its
     /// answer's body; its errors come back as they were.
     func forwardToAllocator(_ method: String, _ path: String, body: Data = Data()) async throws -> Data {
-        guard let manager = gossip?.managerAddresses().first, let secure = secureClusterTransport else {
+        guard let manager = gossip?.managerAddresses().first else {
             throw APIError(.serviceUnavailable, "the node that allocates networks is not reachable (it is found through gossip)")
         }
         let request = ForwardedRequest(method: method, path: path, body: body)
-        let (status, answer) = try await secure("POST", manager, "/swarmnet/forward", Array(try JSONEncoder().encode(request)))
+        let (status, answer) = try await exchange(with: manager, "POST", "/swarmnet/forward", body: try JSONEncoder().encode(request))
         guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(answer)))?.message ?? "status \(status)"
+            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: answer))?.message ?? "status \(status)"
             throw APIError(HTTPResponseStatus(statusCode: status), message)
         }
-        return Data(answer)
+        return answer
     }
 }

@@ -15,18 +15,14 @@ public enum GossipKeySchedule {
         let elapsed = now.timeIntervalSince(rotation.since)
         switch rotation.step {
         case .stable:
-            guard elapsed >= seconds(interval), let current = keys.first else { return nil }
+            guard elapsed >= interval.timeInterval, let current = keys.first else { return nil }
             return ([current, newKey()], GossipKeyRotation(step: .installed, since: now))
         case .installed:
-            guard elapsed >= seconds(settle), keys.count >= 2 else { return nil }
+            guard elapsed >= settle.timeInterval, keys.count >= 2 else { return nil }
             return ([keys[1], keys[0]], GossipKeyRotation(step: .using, since: now))
         case .using:
-            guard elapsed >= seconds(settle), let current = keys.first else { return nil }
+            guard elapsed >= settle.timeInterval, let current = keys.first else { return nil }
             return ([current], GossipKeyRotation(step: .stable, since: now))
         }
-    }
-
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        TimeInterval(duration.components.seconds) + TimeInterval(duration.components.attoseconds) / 1e18
     }
 }

@@ -76,6 +76,8 @@ public final class RaftServer: @unchecked Sendable {
     let configuredPeers: [NodeID: PeerAddress]
 
     // Owned by the driver thread.
+    /// `campaign()` was asked for and has not taken effect yet.
+    private var campaignPending = false
     private var core: RaftNode
     private var lastHardState: HardState
     private var savedHardState: HardState
@@ -246,9 +248,16 @@ public final class RaftServer: @unchecked Sendable {
 
     /// Starts an election now instead of after the election timeout: a
     /// group just bootstrapped with this member as its only voter has no
-    /// one else to wait for (`swarm init`).
+    /// one else to wait for (`swarm init`). A member that cannot stand yet
+    /// (its bootstrap configuration not applied) stands as soon as it can.
     public func campaign() {
         enqueue { $0.campaign = true }
+    }
+
+    /// The leader this member knows of, or `noNode`: cheaper than
+    /// `statusReport()` for the many callers that only need this.
+    public func leader() async -> NodeID {
+        await query { $0.leader }
     }
 
     /// Proposes a membership change; returns once it is accepted into the log (not applied).
@@ -306,6 +315,16 @@ public final class RaftServer: @unchecked Sendable {
                 try handleReady()
                 // A snapshot made for a new member is sent at once, not a tick later.
                 if try maybeCompact() { try handleReady() }
+                // After handleReady: a member just bootstrapped cannot stand
+                // before its configuration entries are applied.
+                if campaignPending {
+                    if core.role != .follower || core.leader != noNode {
+                        campaignPending = false
+                    } else {
+                        core.campaign()
+                        try handleReady()
+                    }
+                }
             } catch {
                 // A node that cannot write must not go on: it could acknowledge what is not stored.
                 logger.critical("raft: storage failed, stopping: \(error)")
@@ -316,7 +335,7 @@ public final class RaftServer: @unchecked Sendable {
     }
 
     private func step(_ work: Inbox) {
-        if work.campaign { core.campaign() }
+        if work.campaign { campaignPending = true }
         for m in work.messages { try? core.step(m) }
         for p in work.unreachable { core.reportUnreachable(p) }
         for (p, ok) in work.snapshotStatus { core.reportSnapshot(p, success: ok) }

@@ -4,10 +4,11 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// A node's session with one manager: a single mutual-TLS connection kept
-/// open (HTTP/1.1 keep-alive) for its heartbeats, so that a heartbeat costs
-/// a request, not a handshake. A failure closes it; the next request dials
-/// again. Requests are answered in order.
+/// A session with one manager endpoint: a single TLS connection kept open
+/// (HTTP/1.1 keep-alive), so that a node's heartbeats cost a request each,
+/// not a handshake. A failure closes it; the next request dials again.
+/// Requests are answered in order; each is bounded in time and its answer
+/// in size.
 actor ControlSession {
     let address: String
     let context: NIOSSLContext
@@ -119,7 +120,7 @@ final class SessionCollector: ChannelInboundHandler, @unchecked Sendable {
             body.append(contentsOf: buffer.readableBytesView)
         case .end:
             guard !waiting.isEmpty else { return }
-            waiting.removeFirst().succeed(ControlClient.Response(status: status, body: body, serverCertificate: nil))
+            waiting.removeFirst().succeed(ControlClient.Response(status: status, body: body))
             body = []
         }
     }

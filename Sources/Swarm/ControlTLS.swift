@@ -13,9 +13,7 @@ import X509
 /// from its certificate's subject (`PeerIdentity`), checked per use.
 enum ControlTLS {
     static func certificate(_ certificate: Certificate) throws -> NIOSSLCertificate {
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
-        return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
+        try NIOSSLCertificate(bytes: certificate.derBytes, format: .der)
     }
 
     static func key(_ key: P256.Signing.PrivateKey) throws -> NIOSSLPrivateKey {

@@ -126,12 +126,7 @@ extension SwarmRuntime {
         } else {
             throw ControlError.invalidToken
         }
-        let csr: CertificateSigningRequest
-        do {
-            csr = try CertificateSigningRequest(pemEncoded: request.csrPEM)
-        } catch {
-            throw ControlError(.invalidArgument, "the certificate signing request is not valid PEM: \(error)")
-        }
+        let csr = try Self.signingRequest(request.csrPEM)
         let address = try Self.advertiseAddress(request.address, default: "")
         let nodeID = Identifier.swarm()
         var managerInfo: SwarmNode.ManagerInfo?
@@ -168,10 +163,10 @@ extension SwarmRuntime {
         guard let current = store.node(peer.nodeID) else {
             throw ControlError(.permissionDenied, "node \(peer.nodeID) is not a member of the swarm")
         }
-        let leaderID = await raft.statusReport().leader
+        let leaderID = await raft.leader()
+        let view = managerView(store)
         guard leaderID == raft.id else {
-            let leader = store.nodes().first { $0.object.manager?.raftID == leaderID }?.object.manager?.endpoint
-            return Self.answer(.misdirectedRequest, NotLeader(leader: leader))
+            return Self.answer(.misdirectedRequest, NotLeader(leader: view.endpointsByRaftID[leaderID]))
         }
         liveness.heartbeat(from: peer.nodeID, at: now)
         if current.object.state != .ready || current.object.address != heartbeat.address {
@@ -182,10 +177,8 @@ extension SwarmRuntime {
             if (try? Self.advertiseAddress(heartbeat.address, default: "")) != nil { node.address = heartbeat.address }
             try? await store.write(SwarmStore.update(node, version: current.version))
         }
-        let swarm = store.swarm()?.object
-        let period = swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod
-        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: period.nanoseconds, managers: managerEndpoints(),
-                                                  gossipKeys: swarm?.gossipKeys ?? [], desiredRole: current.object.desiredRole))
+        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
+                                                  gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole))
     }
 
     /// A node's new certificate, for the role the operators want: a node
@@ -196,12 +189,7 @@ extension SwarmRuntime {
         guard let swarm = store.swarm()?.object, let current = store.node(peer.nodeID) else {
             throw ControlError(.permissionDenied, "node \(peer.nodeID) is not a member of the swarm")
         }
-        let csr: CertificateSigningRequest
-        do {
-            csr = try CertificateSigningRequest(pemEncoded: request.csrPEM)
-        } catch {
-            throw ControlError(.invalidArgument, "the certificate signing request is not valid PEM: \(error)")
-        }
+        let csr = try Self.signingRequest(request.csrPEM)
         var node = current.object
         let role = node.desiredRole
         if role == .manager, node.manager == nil {
@@ -234,6 +222,16 @@ extension SwarmRuntime {
                              raftID: node.manager?.raftID, raftPeers: role == .manager ? members : nil)
     }
 
+    /// A joining or renewing node's request, read before anything is
+    /// recorded for it.
+    static func signingRequest(_ pem: String) throws(ControlError) -> CertificateSigningRequest {
+        do {
+            return try CertificateSigningRequest(pemEncoded: pem)
+        } catch {
+            throw ControlError(.invalidArgument, "the certificate signing request is not valid PEM: \(error)")
+        }
+    }
+
     /// A node certificate signed with the swarm's CA (from the store).
     static func issue(_ csr: CertificateSigningRequest, nodeID: String, role: SwarmRole, swarm: SwarmObject,
                       now: Date) throws(ControlError) -> Certificate {
@@ -252,7 +250,31 @@ extension SwarmRuntime {
     }
 
     func managerEndpoints() -> [String] {
-        (membership?.store?.nodes() ?? []).compactMap { $0.object.role == .manager ? $0.object.manager?.endpoint : nil }.sorted()
+        membership?.store.map { managerView($0).endpoints } ?? []
+    }
+
+    /// What heartbeat answers carry, decoded once per change of the store
+    /// rather than per heartbeat: decoding every node for every heartbeat
+    /// made the leader's work grow with the square of the nodes.
+    struct ManagerView: Sendable {
+        var index: UInt64
+        var endpoints: [String]
+        var endpointsByRaftID: [UInt64: String]
+        var heartbeatPeriod: Duration
+        var gossipKeys: [String]
+    }
+
+    func managerView(_ store: SwarmStore) -> ManagerView {
+        let index = store.raft.store.appliedIndex
+        if let cached = managerViewCache, cached.index == index { return cached }
+        let managers = store.nodes().compactMap { $0.object.role == .manager ? $0.object.manager : nil }
+        let swarm = store.swarm()?.object
+        let view = ManagerView(
+            index: index, endpoints: managers.map(\.endpoint).sorted(),
+            endpointsByRaftID: Dictionary(managers.map { ($0.raftID, $0.endpoint) }, uniquingKeysWith: { first, _ in first }),
+            heartbeatPeriod: swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod, gossipKeys: swarm?.gossipKeys ?? [])
+        managerViewCache = view
+        return view
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws(ControlError) -> T {

@@ -162,10 +162,9 @@ extension SwarmRuntime {
     func leadWhileLeader() async {
         while !Task.isCancelled {
             guard let membership, let raft = membership.raft, let store = membership.store else { return }
-            let status = await raft.statusReport()
-            let nodes = store.nodes()
             await reportRemovals(store)
-            if status.leader == raft.id {
+            if await raft.leader() == raft.id {
+                let nodes = store.nodes()
                 let period = store.swarm()?.object.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod
                 if liveness.period != period { liveness.period = period }
                 if !leading {
@@ -193,7 +192,7 @@ extension SwarmRuntime {
                         logger.debug("could not mark a node down", metadata: ["error": "\(error)"])
                     }
                 }
-                for member in status.members where member.suffrage == "learner" {
+                for member in await raft.members() where member.isLearner {
                     try? await raft.promoteMember(member.id)
                 }
                 await rotateGossipKeyWhenDue(store, heartbeatPeriod: period)

@@ -65,7 +65,7 @@ extension SwarmRuntime {
         guard current.version == flags.version else { throw ControlError.outOfSequence }
         var swarm = current.object
         try Self.apply(spec, to: &swarm.settings)
-        let der = Self.der(try rootCA(swarm))
+        let der = try rootCA(swarm).derBytes
         if flags.rotateWorkerToken { swarm.workerToken = JoinToken.generate(caCertificateDER: der).description }
         if flags.rotateManagerToken { swarm.managerToken = JoinToken.generate(caCertificateDER: der).description }
         swarm.updatedAt = Date()
@@ -93,8 +93,8 @@ extension SwarmRuntime {
         spec.taskDefaults = [:]
         spec.encryptionConfig = .init(autoLockManagers: false)
         let root = try? Certificate(pemEncoded: object.rootCACertificatePEM)
-        let subject = root.map { Data(Self.derSubject($0)).base64EncodedString() } ?? ""
-        let publicKey = root.map { Data(Self.derPublicKey($0)).base64EncodedString() } ?? ""
+        let subject = root.map { Data($0.subject.derBytes).base64EncodedString() } ?? ""
+        let publicKey = root.map { Data($0.publicKey.derBytes).base64EncodedString() } ?? ""
         return SwarmResource(
             id: object.id, version: ObjectVersion(index: swarm.version), createdAt: object.createdAt.rfc3339,
             updatedAt: object.updatedAt.rfc3339, spec: spec,
@@ -118,7 +118,7 @@ extension SwarmRuntime {
             throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
         let store = try await currentStore()
-        let leader = await membership?.raft?.statusReport().leader
+        let leader = await membership?.raft?.leader()
         return store.nodes()
             .filter { versioned in
                 let node = versioned.object
@@ -142,7 +142,7 @@ extension SwarmRuntime {
         let store = try await currentStore()
         let node = try NodeRules.resolve(reference, in: store.nodes().map(\.object))
         guard let versioned = store.node(node.id) else { throw ControlError(.notFound, "node \(reference) not found") }
-        return resource(versioned, leader: await membership?.raft?.statusReport().leader)
+        return resource(versioned, leader: await membership?.raft?.leader())
     }
 
     public func updateNode(_ reference: String, version: UInt64, _ spec: NodeSpec) async throws(ControlError) {
@@ -205,18 +205,5 @@ extension SwarmRuntime {
                 engine: .init(engineVersion: node.description.engineVersion), tlsInfo: nil),
             status: NodeStatus(state: node.state.rawValue, message: node.stateMessage, addr: node.address),
             managerStatus: node.role == .manager ? manager : nil)
-    }
-
-    /// The CA's subject and public key in DER, as Docker's TLSInfo shows them.
-    static func derSubject(_ certificate: Certificate) -> [UInt8] {
-        var serializer = DER.Serializer()
-        try? serializer.serialize(certificate.subject)
-        return serializer.serializedBytes
-    }
-
-    static func derPublicKey(_ certificate: Certificate) -> [UInt8] {
-        var serializer = DER.Serializer()
-        try? serializer.serialize(certificate.publicKey)
-        return serializer.serializedBytes
     }
 }

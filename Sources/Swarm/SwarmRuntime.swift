@@ -1,12 +1,15 @@
+import Addressing
 import Cluster
 import Control
 import Crypto
 import DockerAPI
 import Foundation
+import GossipRuntime
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Raft
 import RaftRuntime
 import RaftTransport
 import ReplicatedStore
@@ -94,6 +97,8 @@ public actor SwarmRuntime {
     var endpointTask: Task<Void, Never>?
     /// The leader's duties, while this node is a manager.
     var leaderTask: Task<Void, Never>?
+    /// The managers and settings heartbeats carry (`managerView`).
+    var managerViewCache: ManagerView?
     /// Removed nodes already reported through `onNodeRemoved`.
     var removalsReported: Set<String> = []
     /// Raft's TLS contexts (a renewed certificate replaces them).
@@ -138,12 +143,16 @@ public actor SwarmRuntime {
         logger.info("rejoined the swarm", metadata: ["node": "\(local.nodeID)", "role": "\(local.role)", "cluster": "\(local.clusterID)"])
     }
 
+    /// Whether this node is in a swarm.
+    public var isInSwarm: Bool { membership != nil }
+
     /// Stops everything (the daemon is stopping); the membership stays on disk.
     public func shutdown() async {
         endpointTask?.cancel()
         endpointTask = nil
         leaderTask?.cancel()
         leaderTask = nil
+        managerViewCache = nil
         guard let membership else { return }
         for task in membership.tasks { task.cancel() }
         await membership.raft?.stop()
@@ -319,8 +328,7 @@ public actor SwarmRuntime {
         guard caAnswer.status == 200, let root = try? Certificate(pemEncoded: String(decoding: caAnswer.body, as: UTF8.self)) else {
             throw ControlError(.unavailable, "\(manager) is not a swarm manager (it answered \(caAnswer.status) for the CA certificate)")
         }
-        let rootDER = Array(Self.der(root))
-        guard token.matches(caCertificateDER: rootDER) else {
+        guard token.matches(caCertificateDER: root.derBytes) else {
             throw ControlError(.invalidArgument, "remote CA does not match fingerprint. Expected: \(token.caDigest)")
         }
         // 2. The token and a CSR, over TLS that verifies the manager
@@ -407,8 +415,7 @@ public actor SwarmRuntime {
     }
 
     static func newGossipKey() -> String {
-        var random = SystemRandomNumberGenerator()
-        return Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }).base64EncodedString()
+        GossipKey.random().base64
     }
 
     /// A request to a manager endpoint with this node's certificate (the
@@ -471,13 +478,12 @@ public actor SwarmRuntime {
     }
 
     /// Waits until the group has a leader; `campaigning` asks this member
-    /// to stand at once (and again until its bootstrap configuration is
-    /// applied, before which it cannot).
+    /// to stand at once.
     func waitForLeader(_ raft: RaftServer, campaigning: Bool = false) async throws {
+        if campaigning { raft.campaign() }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            if await raft.statusReport().leader != 0 { return }
-            if campaigning { raft.campaign() }
+            if await raft.leader() != noNode { return }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ControlError.noLeader
@@ -492,10 +498,6 @@ public actor SwarmRuntime {
             hostname: configuration.hostname, os: "linux", architecture: machine,
             nanoCPUs: Int64(ProcessInfo.processInfo.activeProcessorCount) * 1_000_000_000,
             memoryBytes: Int64(ProcessInfo.processInfo.physicalMemory), engineVersion: configuration.engineVersion)
-    }
-
-    static func der(_ certificate: Certificate) -> [UInt8] {
-        (try? ControlTLS.certificate(certificate).toDERBytes()) ?? []
     }
 
     static func remoteError(_ answer: ControlClient.Response, from manager: String) -> ControlError {
@@ -549,9 +551,9 @@ public actor SwarmRuntime {
         !text.isEmpty && text.utf8.count < 16 && !text.contains("/") && !text.contains(where: \.isWhitespace) && !text.contains(":")
     }
 
+    /// An IPv4 address in its canonical form (no leading zeros).
     static func isIPv4(_ text: String) -> Bool {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in UInt8(part) != nil && (part == "0" || !part.hasPrefix("0")) }
+        (try? IPv4Address(parsing: text))?.description == text
     }
 
     /// Applies the parts of a Docker swarm spec that swarmnet uses.
@@ -586,18 +588,6 @@ public actor SwarmRuntime {
     }
 }
 
-extension Duration {
-    var timeInterval: TimeInterval {
-        let (seconds, attoseconds) = components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    }
-
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}
-
 /// The TLS contexts of Raft's connections, made from the node's current
 /// certificate.
 final class RaftTLS: Sendable {
@@ -627,7 +617,7 @@ final class RaftAuthority: Sendable {
     func refusal(for peer: PeerIdentity, clusterID: String) -> String? {
         guard peer.clusterID == clusterID else { return "\(peer) belongs to another swarm (\(peer.clusterID))" }
         guard peer.role == .manager else { return "\(peer) is not a manager" }
-        if let raft = raft.withLock({ $0 }), raft.store.get(RemovedNode.collection, peer.nodeID) != nil {
+        if let raft = raft.withLock({ $0 }), SwarmStore(raft: raft).isRemoved(peer.nodeID) {
             return "\(peer) was removed from the swarm"
         }
         return nil

@@ -1,6 +1,7 @@
 import Cluster
 import Control
 import Foundation
+import Raft
 import RaftRuntime
 import ReplicatedStore
 
@@ -64,7 +65,7 @@ struct SwarmStore: Sendable {
     /// two seconds to find it.
     func hasLeader() async -> Bool {
         let deadline = ContinuousClock.now + .seconds(2)
-        while await raft.statusReport().leader == 0 {
+        while await raft.leader() == noNode {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(50))
         }

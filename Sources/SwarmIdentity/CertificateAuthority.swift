@@ -67,7 +67,7 @@ public struct CertificateAuthority: Sendable {
 
     public var certificatePEM: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
     public var keyPEM: String { key.pemRepresentation }
-    public var certificateDER: [UInt8] { Self.der(certificate) }
+    public var certificateDER: [UInt8] { certificate.derBytes }
 
     /// Signs a node certificate for the key in `csr`. The subject is the
     /// CA's to choose (CN node ID, OU role, O cluster ID), never the
@@ -100,12 +100,6 @@ public struct CertificateAuthority: Sendable {
         certificate.issuer == self.certificate.subject
             && self.certificate.publicKey.isValidSignature(certificate.signature, for: certificate)
             && certificate.notValidBefore <= now && now <= certificate.notValidAfter
-    }
-
-    static func der(_ certificate: Certificate) -> [UInt8] {
-        var serializer = DER.Serializer()
-        try? serializer.serialize(certificate)
-        return serializer.serializedBytes
     }
 }
 

@@ -71,7 +71,7 @@ public struct NodeIdentity: Sendable {
 
     public var certificatePEM: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
     public var rootCAPEM: String { (try? rootCA.serializeAsPEM().pemString) ?? "" }
-    public var rootCADER: [UInt8] { CertificateAuthority.der(rootCA) }
+    public var rootCADER: [UInt8] { rootCA.derBytes }
 
     /// True once less than half of the certificate's life is left: then it
     /// is renewed (swarmkit renews between 50% and 80% of its life).

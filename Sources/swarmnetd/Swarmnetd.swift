@@ -200,7 +200,7 @@ struct Swarmnetd: AsyncParsableCommand {
         let swarm = SwarmRuntime(configuration: swarmConfiguration, logger: logger)
         swarmBox.runtime = swarm
         try await swarm.start()
-        let inSwarm = await swarm.swarmInfo().localNodeState == "active"
+        let inSwarm = await swarm.isInSwarm
         let containers = try ContainerService.open(
             configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
         // Tasks a previous run left: adopted (or reported ended) before the
