@@ -1,3 +1,4 @@
+import Cluster
 import DockerAPI
 import TaskExecution
 import Foundation
@@ -34,7 +35,7 @@ public final class ContainerService: ContainerBackend {
     public func start() async {
         let executor = executor
         let logger = logger
-        await executor.setListener { record in
+        await executor.addListener { record in
             guard record.spec.autoRemove == true, record.state.isTerminal else { return }
             Task {
                 do {

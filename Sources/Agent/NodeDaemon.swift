@@ -225,17 +225,23 @@ public actor NodeDaemon: DockerBackend {
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
                         service serviceName: String?, aliases: [String] = []) async throws -> EndpointRecord {
         let record = try Self.mapping { try state.network(reference) }
-        if record.isIngress {
-            throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
-        }
         var service: ServiceRecord?
-        if let serviceName {
-            let found = try Self.mapping { try state.service(serviceName) }
+        if let serviceName { service = try Self.mapping { try state.service(serviceName) } }
+        if record.isIngress {
+            // A task of a published service with no network of its own
+            // joins the routing mesh only (Docker's `-p 80:80` alone).
+            guard let service, service.isPublished else {
+                throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
+            }
+            let meshGateway = try await ensureIngressGateway()
+            return try await attachEndpoint(network: record, namespace: namespace, name: name, requestedAddress: nil,
+                                            serviceID: service.id, defaultGateway: meshGateway?.address.address)
+        }
+        if let found = service {
             guard found.networks.contains(record.id) else {
                 let names = found.networks.compactMap { state.networks[$0]?.name }
                 throw APIError(.badRequest, "service \(found.name) is not attached to network \(record.name) (its networks: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
             }
-            service = found
         }
         // A published service's backend also joins the ingress network, with
         // its default route through this host's ingress endpoint, so replies

@@ -43,13 +43,17 @@ public struct DockerRouter: Sendable {
     public let debug: SwarmnetDebugBackend?
     public let containers: ContainerBackend?
     public let swarm: SwarmBackend?
+    /// Swarm mode's services and tasks; outside a swarm (or on a worker)
+    /// `/services` is the backend's network-only services.
+    public let services: ServiceOrchestration?
 
     public init(backend: DockerBackend, debug: SwarmnetDebugBackend? = nil, containers: ContainerBackend? = nil,
-                swarm: SwarmBackend? = nil) {
+                swarm: SwarmBackend? = nil, services: ServiceOrchestration? = nil) {
         self.backend = backend
         self.debug = debug
         self.containers = containers
         self.swarm = swarm
+        self.services = services
     }
 
     /// Requests whose bodies are tarballs, which the server writes to a
@@ -88,6 +92,11 @@ public struct DockerRouter: Sendable {
             let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
             if let response = try await SwarmRoutes(backend: swarm).route(method, decoded, query: query, body: body) { return response }
         }
+        if let first = segments.first, first == "tasks" || first == "services", let services, await services.isActive() {
+            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+            if let response = try await ServiceRoutes(backend: services).route(method, decoded, query: query, body: body) { return response }
+        }
+        if segments.first == "tasks" { throw APIError(.serviceUnavailable, Self.notInSwarm) }
         let route = segments.joined(separator: "/")
         switch (method, route) {
         case (.GET, "_ping"), (.HEAD, "_ping"):

@@ -46,6 +46,8 @@ struct JoinResponse: Codable, Sendable {
 
 struct Heartbeat: Codable, Sendable {
     var address: String
+    /// What changed in the node's tasks since its last acknowledged report.
+    var reports: [TaskReport]?
 }
 
 struct HeartbeatResponse: Codable, Sendable {
@@ -56,6 +58,12 @@ struct HeartbeatResponse: Codable, Sendable {
     /// The role the operators want for the node (`docker node promote`,
     /// `demote`); the node renews its certificate when it differs.
     var desiredRole: SwarmRole
+    /// The dispatcher's word: every task assigned to the node that it must
+    /// run or stop. Tasks of the node's that are not here are stopped and
+    /// removed.
+    var tasks: [TaskAssignment]?
+    /// False when the node's reports could not be written: it sends them again.
+    var reportsRecorded: Bool?
 }
 
 struct RenewRequest: Codable, Sendable {

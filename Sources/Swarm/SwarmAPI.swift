@@ -62,3 +62,51 @@ public struct SwarmAPI: SwarmBackend {
         }
     }
 }
+
+/// Swarm services and tasks behind `/services` and `/tasks`, with control
+/// errors turned into HTTP statuses here.
+public struct SwarmServicesAPI: ServiceOrchestration {
+    public let runtime: SwarmRuntime
+
+    public init(runtime: SwarmRuntime) {
+        self.runtime = runtime
+    }
+
+    public func isActive() async -> Bool { await runtime.orchestrates }
+
+    public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
+        try await edge { try await runtime.createService(spec) }
+    }
+
+    public func listServices(filters: [String: [String]], status: Bool) async throws -> [ServiceResource] {
+        try await edge { try await runtime.listServices(filters: filters, status: status) }
+    }
+
+    public func inspectService(_ reference: String) async throws -> ServiceResource {
+        try await edge { try await runtime.inspectService(reference) }
+    }
+
+    public func updateService(_ reference: String, version: UInt64, rollback: Bool, _ spec: ServiceSpec) async throws -> ServiceUpdateResponse {
+        try await edge { try await runtime.updateService(reference, version: version, rollback: rollback, spec) }
+    }
+
+    public func removeService(_ reference: String) async throws {
+        try await edge { try await runtime.removeService(reference) }
+    }
+
+    public func listTasks(filters: [String: [String]]) async throws -> [TaskResource] {
+        try await edge { try await runtime.listTasks(filters: filters) }
+    }
+
+    public func inspectTask(_ reference: String) async throws -> TaskResource {
+        try await edge { try await runtime.inspectTask(reference) }
+    }
+
+    private func edge<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ControlError {
+            throw APIError(SwarmRuntime.status(error), error.message)
+        }
+    }
+}

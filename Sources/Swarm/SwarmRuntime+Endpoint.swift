@@ -177,8 +177,15 @@ extension SwarmRuntime {
             if (try? Self.advertiseAddress(heartbeat.address, default: "")) != nil { node.address = heartbeat.address }
             try? await store.write(SwarmStore.update(node, version: current.version))
         }
+        var assignments = view.assignments[peer.nodeID] ?? []
+        var recorded = true
+        if let reports = heartbeat.reports, !reports.isEmpty {
+            recorded = await record(reports, from: peer.nodeID, store)
+            assignments = managerView(store).assignments[peer.nodeID] ?? []
+        }
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
-                                                  gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole))
+                                                  gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
+                                                  tasks: assignments, reportsRecorded: recorded))
     }
 
     /// A node's new certificate, for the role the operators want: a node
@@ -262,6 +269,8 @@ extension SwarmRuntime {
         var endpointsByRaftID: [UInt64: String]
         var heartbeatPeriod: Duration
         var gossipKeys: [String]
+        /// Each node's tasks, as the dispatcher hands them out.
+        var assignments: [String: [TaskAssignment]]
     }
 
     func managerView(_ store: SwarmStore) -> ManagerView {
@@ -272,7 +281,8 @@ extension SwarmRuntime {
         let view = ManagerView(
             index: index, endpoints: managers.map(\.endpoint).sorted(),
             endpointsByRaftID: Dictionary(managers.map { ($0.raftID, $0.endpoint) }, uniquingKeysWith: { first, _ in first }),
-            heartbeatPeriod: swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod, gossipKeys: swarm?.gossipKeys ?? [])
+            heartbeatPeriod: swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod, gossipKeys: swarm?.gossipKeys ?? [],
+            assignments: Self.assignments(store.tasks().map(\.object)))
         managerViewCache = view
         return view
     }

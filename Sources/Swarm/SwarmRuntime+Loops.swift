@@ -49,14 +49,19 @@ extension SwarmRuntime {
                 session = ControlSession(address: address, context: client.context, timeout: client.timeout)
             }
             do {
+                let reports = await configuration.taskAgent?.unreportedChanges() ?? []
                 let answer = try await session!.request(.POST, "/swarmnet/heartbeat",
-                                                        body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress)))
+                                                        body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress, reports: reports)))
                 switch answer.status {
                 case 200:
                     let response = try JSONDecoder().decode(HeartbeatResponse.self, from: Data(answer.body))
                     period = .nanoseconds(max(response.periodNanoseconds, 100_000_000))
                     target = address
                     failures = 0
+                    if let agent = configuration.taskAgent {
+                        if response.reportsRecorded != false { await agent.acknowledge(reports) }
+                        if let tasks = response.tasks { await agent.assign(tasks) }
+                    }
                     if (!response.managers.isEmpty && response.managers != local.managers) || response.gossipKeys != local.gossipKeys {
                         await update(managers: response.managers.isEmpty ? local.managers : response.managers, gossipKeys: response.gossipKeys)
                     }
@@ -102,9 +107,39 @@ extension SwarmRuntime {
                 target = nil
                 attempt += 1
             }
-            try? await Task.sleep(for: period)
+            await waitForHeartbeat(period)
         }
         await session?.close()
+    }
+
+    /// Sleeps one heartbeat period, or less when a task changed and its
+    /// report should go at once.
+    private func waitForHeartbeat(_ period: Duration) async {
+        if heartbeatRequested {
+            heartbeatRequested = false
+            return
+        }
+        await withCheckedContinuation { continuation in
+            heartbeatWait = continuation
+            Task { [weak self] in
+                try? await Task.sleep(for: period)
+                await self?.resumeHeartbeat()
+            }
+        }
+    }
+
+    private func resumeHeartbeat() {
+        heartbeatWait?.resume()
+        heartbeatWait = nil
+    }
+
+    /// Sends the next heartbeat now (a task of this node changed).
+    public func requestHeartbeat() {
+        if heartbeatWait != nil {
+            resumeHeartbeat()
+        } else {
+            heartbeatRequested = true
+        }
     }
 
     /// One step of the gossip key's rotation, when it is due; each step
@@ -196,6 +231,7 @@ extension SwarmRuntime {
                     try? await raft.promoteMember(member.id)
                 }
                 await rotateGossipKeyWhenDue(store, heartbeatPeriod: period)
+                await orchestrate(store)
             } else if leading {
                 leading = false
                 liveness.forgetAll()

@@ -59,6 +59,11 @@ public actor SwarmRuntime {
         /// Serves a cluster write another manager forwarded (the Docker
         /// API of this node's daemon).
         public var forwardedAPI: (@Sendable (HTTPRequest) async -> HTTPResponse)?
+        /// Runs the tasks the dispatcher assigns to this node.
+        public var taskAgent: (any TaskAgent)?
+        /// The daemon's services and networks: the network side of swarm
+        /// services (VIPs, published ports, the ingress network).
+        public var networkSide: (any DockerBackend)?
 
         public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String, engineID: String) {
             self.directory = directory
@@ -108,6 +113,9 @@ public actor SwarmRuntime {
     /// The leader's table of node heartbeats.
     var liveness = NodeLiveness(period: SwarmSettings().heartbeatPeriod, missed: SwarmSettings.missedHeartbeats)
     var leading = false
+    /// The heartbeat loop's wait, which a task change cuts short.
+    var heartbeatWait: CheckedContinuation<Void, Never>?
+    var heartbeatRequested = false
     /// Monotonic time for liveness, from this origin.
     let origin = ContinuousClock.now
     var now: Duration { origin.duration(to: .now) }

@@ -102,3 +102,46 @@ struct SwarmStore: Sendable {
         }
     }
 }
+
+// Services and tasks.
+extension SwarmStore {
+    func services() -> [Versioned<SwarmService>] {
+        raft.store.list(SwarmService.collection).compactMap(Self.decode)
+    }
+
+    func service(_ id: String) -> Versioned<SwarmService>? {
+        raft.store.get(SwarmService.collection, id).flatMap(Self.decode)
+    }
+
+    func tasks() -> [Versioned<SwarmTask>] {
+        raft.store.list(SwarmTask.collection).compactMap(Self.decode)
+    }
+
+    static func create(_ service: SwarmService) -> StoreOperation {
+        .create(collection: SwarmService.collection, key: service.id, value: encode(service))
+    }
+
+    static func update(_ service: SwarmService, version: UInt64?) -> StoreOperation {
+        .update(collection: SwarmService.collection, key: service.id, value: encode(service), expectedVersion: version)
+    }
+
+    static func create(_ task: SwarmTask) -> StoreOperation {
+        .create(collection: SwarmTask.collection, key: task.id, value: encode(task))
+    }
+
+    static func update(_ task: SwarmTask, version: UInt64?) -> StoreOperation {
+        .update(collection: SwarmTask.collection, key: task.id, value: encode(task), expectedVersion: version)
+    }
+
+    /// Writes many operations as transactions of a bounded size (a Raft
+    /// entry stays well under its message limit); each transaction is all
+    /// or nothing.
+    func write(batches operations: [StoreOperation], size: Int = 64) async throws(ControlError) {
+        var start = 0
+        while start < operations.count {
+            let batch = Array(operations[start..<min(start + size, operations.count)])
+            try await write(batch.count == 1 ? batch[0] : .transaction(batch))
+            start += size
+        }
+    }
+}

@@ -174,6 +174,12 @@ struct Swarmnetd: AsyncParsableCommand {
         // Once this node inits or joins a swarm, the manager endpoint (TLS)
         // takes the port.
         let legacyClusterAPI = CancellableTask()
+        let containers = try ContainerService.open(
+            configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
+        // Tasks a previous run left: adopted (or reported ended) before the
+        // API answers, so no client ever sees a stale state.
+        await containers.start()
+        let taskRunner = SwarmTaskRunner(executor: containers.executor, logger: logger)
         var swarmConfiguration = SwarmRuntime.Configuration(
             directory: stateDir + "/swarm", hostname: name, defaultAddress: address.description, engineVersion: SwarmnetVersion.current,
             engineID: daemon.engineID)
@@ -184,6 +190,8 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }
         swarmConfiguration.forwardedAPI = { request in await DockerRouter(backend: daemon).handle(request) }
         swarmConfiguration.interfaceAddress = { name in Self.interfaceAddress(name) }
+        swarmConfiguration.taskAgent = taskRunner
+        swarmConfiguration.networkSide = daemon
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
             await daemon.setSwarmManager(networking?.isManager ?? false)
@@ -199,19 +207,16 @@ struct Swarmnetd: AsyncParsableCommand {
         }
         let swarm = SwarmRuntime(configuration: swarmConfiguration, logger: logger)
         swarmBox.runtime = swarm
+        await taskRunner.start(wake: { Task { await swarm.requestHeartbeat() } })
         try await swarm.start()
         let inSwarm = await swarm.isInSwarm
-        let containers = try ContainerService.open(
-            configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
-        // Tasks a previous run left: adopted (or reported ended) before the
-        // API answers, so no client ever sees a stale state.
-        await containers.start()
         var socketLimits = limits
         socketLimits.spool = BodySpool(directory: configuration.stateDirectory + "/images/tmp", maxBytes: apiMaxImage,
                                        accepts: DockerRouter.spoolsBody)
         let api = APIService(
             server: UnixHTTPServer(path: socket, logger: logger, limits: socketLimits, handler: { request in
-                await DockerRouter(backend: daemon, debug: daemon, containers: containers, swarm: SwarmAPI(runtime: swarm)).handle(request)
+                await DockerRouter(backend: daemon, debug: daemon, containers: containers, swarm: SwarmAPI(runtime: swarm),
+                             services: SwarmServicesAPI(runtime: swarm)).handle(request)
             }),
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReconcilerService(daemon: daemon))]

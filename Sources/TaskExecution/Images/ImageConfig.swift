@@ -1,3 +1,5 @@
+import Cluster
+
 /// An image's configuration, as `docker save` and OCI layouts store it (the
 /// image ID is the sha256 of these bytes). Only the fields swarmnet uses
 /// are decoded; the raw bytes are kept for the ID.
@@ -71,30 +73,6 @@ public struct ImageRuntimeConfig: Codable, Sendable, Equatable {
 /// `{}` in JSON (Docker's sets: ExposedPorts, Volumes).
 public struct EmptyObject: Codable, Sendable, Equatable {
     public init() {}
-}
-
-/// A health check, as Docker defines it: durations in nanoseconds, and the
-/// test as `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
-public struct HealthConfig: Codable, Sendable, Equatable {
-    public var test: [String]?
-    public var interval: Int64?
-    public var timeout: Int64?
-    public var startPeriod: Int64?
-    public var startInterval: Int64?
-    public var retries: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case test = "Test", interval = "Interval", timeout = "Timeout", startPeriod = "StartPeriod"
-        case startInterval = "StartInterval", retries = "Retries"
-    }
-
-    public init(test: [String]?, interval: Int64? = nil, timeout: Int64? = nil, startPeriod: Int64? = nil, retries: Int? = nil) {
-        self.test = test
-        self.interval = interval
-        self.timeout = timeout
-        self.startPeriod = startPeriod
-        self.retries = retries
-    }
 }
 
 /// One image of `docker save`'s `manifest.json`.

@@ -36,7 +36,7 @@ public actor TaskExecutor {
     private var unhealthy: Set<String> = []
     private var healthChecks: [String: Task<Void, Never>] = [:]
     private let exits = ExitWatcher()
-    private var listener: (@Sendable (TaskRecord) -> Void)?
+    private var listeners: [@Sendable (TaskRecord) -> Void] = []
 
     public init(root: String, images: ImageStore, runtime: OCIRuntime, shimPath: String, networking: any TaskNetworking,
                 namespacePrefix: String, logger: Logger) throws {
@@ -52,8 +52,12 @@ public actor TaskExecutor {
     }
 
     /// Called after each state change of a task (on the executor).
-    public func setListener(_ listener: @escaping @Sendable (TaskRecord) -> Void) {
-        self.listener = listener
+    public func addListener(_ listener: @escaping @Sendable (TaskRecord) -> Void) {
+        listeners.append(listener)
+    }
+
+    private func notify(_ record: TaskRecord) {
+        for listener in listeners { listener(record) }
     }
 
     // MARK: - Reading
@@ -140,7 +144,7 @@ public actor TaskExecutor {
             tasks[id] = record
             try persist(record)
             watchShim(id)
-            listener?(record)
+            notify(record)
             logger.info("task created", metadata: ["task": "\(record.shortID)", "name": "\(spec.name)", "image": "\(spec.image)"])
             return record
         } catch {
@@ -178,7 +182,7 @@ public actor TaskExecutor {
         if let healthcheck = current.healthcheck { current.health = HealthStatus(); startHealthChecks(current.id, healthcheck) }
         tasks[current.id] = current
         try? persist(current)
-        listener?(current)
+        notify(current)
         return current
     }
 
@@ -290,7 +294,7 @@ public actor TaskExecutor {
         await release(record, removeDirectory: false)
         tasks[id] = record
         try? persist(record)
-        listener?(record)
+        notify(record)
         logger.info("task ended", metadata: ["task": "\(record.shortID)", "state": "\(record.state.rawValue)",
                                              "exit": "\(record.exitCode ?? -1)"])
     }
@@ -425,7 +429,7 @@ public actor TaskExecutor {
             try? persist(record)
             logger.info("task health changed", metadata: ["task": "\(record.shortID)", "health": "\(health.status)"])
             await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy")
-            listener?(record)
+            notify(record)
             if health.status == "unhealthy", record.spec.failWhenUnhealthy == true {
                 unhealthy.insert(id)
                 try? await stop(id)

@@ -1,19 +1,5 @@
+import Cluster
 import Foundation
-
-/// swarmkit's task states, in order (api/types.proto's TaskState). The
-/// executor moves a task through preparing → ready → starting → running,
-/// and to complete, failed or shutdown at its end; the orchestrator owns
-/// the states before (new … accepted).
-public enum TaskState: String, Codable, Sendable, Comparable, CaseIterable {
-    case new, pending, assigned, accepted, preparing, ready, starting, running, complete, shutdown, failed, rejected, remove, orphaned
-
-    public static func < (lhs: TaskState, rhs: TaskState) -> Bool {
-        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
-    }
-
-    /// The task's process has ended (or never will run).
-    public var isTerminal: Bool { self >= .complete }
-}
 
 /// A health check's state and last results, as `docker inspect` shows them.
 public struct HealthStatus: Codable, Sendable, Equatable {

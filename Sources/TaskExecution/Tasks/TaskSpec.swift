@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 
 /// What a task runs: the container part of a swarm task's spec (Docker's

@@ -1,0 +1,159 @@
+import Cluster
+import Foundation
+import Logging
+import TaskExecution
+
+/// The node agent's side of swarm tasks: runs what the dispatcher assigns
+/// to this node as containers (the executor attaches their networks
+/// first), stops what it no longer wants, and reports every state change
+/// in the next heartbeat. It never writes cluster state: the managers
+/// decide, it reports.
+public actor SwarmTaskRunner: TaskAgent {
+    /// The container label that names the swarm task, as Docker's.
+    public static let taskLabel = "com.docker.swarm.task.id"
+
+    private let executor: TaskExecutor
+    private let logger: Logger
+    private var wake: @Sendable () -> Void = {}
+    /// The latest state of each task here, and what the managers recorded.
+    private var latest: [String: TaskReport] = [:]
+    private var acknowledged: [String: TaskReport] = [:]
+    /// Task ID → the executor's container ID.
+    private var containers: [String: String] = [:]
+    /// Tasks being started, stopped or removed right now.
+    private var busy: Set<String> = []
+
+    public init(executor: TaskExecutor, logger: Logger) {
+        self.executor = executor
+        self.logger = logger
+    }
+
+    /// Follows the executor, and takes over the swarm tasks a previous run
+    /// left (they are reported, and stopped if no longer assigned).
+    public func start(wake: @escaping @Sendable () -> Void) async {
+        self.wake = wake
+        await executor.addListener { [weak self] record in
+            guard record.spec.labels[Self.taskLabel] != nil else { return }
+            Task { await self?.observe(record) }
+        }
+        for record in await executor.list() { observe(record) }
+    }
+
+    private func observe(_ record: TaskRecord) {
+        guard let taskID = record.spec.labels[Self.taskLabel] else { return }
+        containers[taskID] = record.id
+        let report = TaskReport(
+            taskID: taskID,
+            status: TaskStatus(state: record.state, timestamp: record.history?.last?.timestamp ?? record.created, message: record.message,
+                               error: record.error, containerID: record.id, pid: record.pid, exitCode: record.exitCode),
+            addresses: record.attachments.map { TaskAddress(networkID: $0.networkID, address: $0.address) })
+        guard latest[taskID] != report else { return }
+        latest[taskID] = report
+        wake()
+    }
+
+    public func unreportedChanges() -> [TaskReport] {
+        latest.values.filter { acknowledged[$0.taskID] != $0 }.sorted { $0.taskID < $1.taskID }
+    }
+
+    public func acknowledge(_ reports: [TaskReport]) {
+        for report in reports { acknowledged[report.taskID] = report }
+    }
+
+    public func assign(_ tasks: [TaskAssignment]) {
+        let assigned = Dictionary(tasks.map { ($0.taskID, $0) }, uniquingKeysWith: { first, _ in first })
+        for task in tasks where !busy.contains(task.taskID) {
+            let ended = latest[task.taskID]?.status.state.isTerminal ?? false
+            if task.desiredState == .running {
+                guard containers[task.taskID] == nil, latest[task.taskID] == nil else { continue }
+                busy.insert(task.taskID)
+                Task { await run(task) }
+            } else if let container = containers[task.taskID], !ended {
+                busy.insert(task.taskID)
+                Task { await stop(task, container: container) }
+            } else if containers[task.taskID] == nil && latest[task.taskID] == nil {
+                // Stopped before it ever started here.
+                report(task.taskID, .shutdown, "shutdown before it started")
+            }
+        }
+        // Tasks the managers no longer assign here: stopped and removed.
+        for (taskID, container) in containers where assigned[taskID] == nil && !busy.contains(taskID) {
+            busy.insert(taskID)
+            Task { await discard(taskID, container: container) }
+        }
+        for taskID in latest.keys where assigned[taskID] == nil && containers[taskID] == nil && !busy.contains(taskID) {
+            latest[taskID] = nil
+            acknowledged[taskID] = nil
+        }
+    }
+
+    private func report(_ taskID: String, _ state: TaskState, _ message: String, error: String? = nil) {
+        latest[taskID] = TaskReport(taskID: taskID, status: TaskStatus(state: state, timestamp: Date(), message: message, error: error))
+        wake()
+    }
+
+    private func run(_ task: TaskAssignment) async {
+        defer { busy.remove(task.taskID) }
+        report(task.taskID, .accepted, "accepted")
+        do {
+            let record = try await executor.create(Self.containerSpec(task))
+            containers[task.taskID] = record.id
+            _ = try await executor.start(record.id)
+            logger.info("task started", metadata: ["task": "\(task.name)", "id": "\(task.taskID.prefix(12))"])
+        } catch {
+            // Rejected here (a missing image, a bad mount): the orchestrator
+            // replaces it, as its restart policy says.
+            if containers[task.taskID] == nil || latest[task.taskID]?.status.state.isTerminal != true {
+                report(task.taskID, .rejected, "preparing failed", error: "\(error)")
+            }
+            logger.warning("task rejected", metadata: ["task": "\(task.name)", "error": "\(error)"])
+        }
+    }
+
+    private func stop(_ task: TaskAssignment, container: String) async {
+        defer { busy.remove(task.taskID) }
+        let grace = task.template.container.stopGracePeriod.map { Double($0) / 1e9 }
+        do {
+            try await executor.stop(container, timeout: grace)
+        } catch {
+            logger.warning("stopping a task", metadata: ["task": "\(task.name)", "error": "\(error)"])
+        }
+    }
+
+    private func discard(_ taskID: String, container: String) async {
+        defer { busy.remove(taskID) }
+        do {
+            try await executor.remove(container, force: true)
+        } catch {
+            logger.warning("removing a task no longer assigned here", metadata: ["task": "\(taskID.prefix(12))", "error": "\(error)"])
+        }
+        containers[taskID] = nil
+        latest[taskID] = nil
+        acknowledged[taskID] = nil
+    }
+
+    /// The container a task runs: Docker's naming (`web.1.TASKID`) and
+    /// labels, its networks joined as a backend of its service, and
+    /// Swarm's rule that an unhealthy task fails.
+    static func containerSpec(_ task: TaskAssignment) -> TaskSpec {
+        let container = task.template.container
+        var labels = container.labels
+        labels[taskLabel] = task.taskID
+        labels["com.docker.swarm.task.name"] = "\(task.name).\(task.taskID)"
+        labels["com.docker.swarm.service.id"] = task.serviceID
+        var spec = TaskSpec(
+            name: "\(task.name).\(task.taskID)", image: container.image, entrypoint: container.command, command: container.args,
+            env: container.env, workingDir: container.dir, user: container.user, hostname: container.hostname, labels: labels,
+            mounts: container.mounts.map {
+                MountSpec(kind: MountSpec.Kind(rawValue: $0.type) ?? .volume, source: $0.source, target: $0.target, readOnly: $0.readOnly)
+            },
+            readOnlyRootFS: container.readOnly,
+            memoryLimit: task.template.limits.memoryBytes > 0 ? task.template.limits.memoryBytes : nil,
+            nanoCPUs: task.template.limits.nanoCPUs > 0 ? task.template.limits.nanoCPUs : nil,
+            healthcheck: container.healthcheck, stopSignal: container.stopSignal,
+            stopTimeout: container.stopGracePeriod.map { Double($0) / 1e9 },
+            networks: task.template.networks.map { NetworkAttachmentSpec(network: $0.network, aliases: $0.aliases, service: task.serviceID) })
+        spec.failWhenUnhealthy = true
+        return spec
+    }
+}

@@ -1,0 +1,98 @@
+import Cluster
+import Control
+import Foundation
+import ReplicatedStore
+
+/// The control role's orchestration on the leader (orchestrator, then
+/// scheduler, one batch of store writes per pass), and the dispatcher's
+/// two halves: what each node is told to run, and what it reports.
+extension SwarmRuntime {
+    /// One pass: reads the services, tasks and nodes, and writes what the
+    /// orchestrator and the scheduler decide. Everything it needs is in the
+    /// store, so a new leader picks up where the last one stopped.
+    func orchestrate(_ store: SwarmStore) async {
+        let services = store.services()
+        let tasks = store.tasks()
+        guard !services.isEmpty || !tasks.isEmpty else { return }
+        let nodes = store.nodes().map(\.object)
+        let historyLimit = Int(store.swarm()?.object.settings.taskHistoryLimit ?? 5)
+        let now = Date()
+        var changes = Orchestrator(now: now, historyLimit: historyLimit, newID: Identifier.swarm)
+            .reconcile(services: services.map(\.object), tasks: tasks.map(\.object), nodes: nodes)
+
+        var after = Dictionary(tasks.map { ($0.object.id, $0.object) }, uniquingKeysWith: { first, _ in first })
+        for id in changes.deletedTasks { after[id] = nil }
+        for task in changes.updatedTasks + changes.createdTasks { after[task.id] = task }
+        for task in Scheduler.schedule(tasks: Array(after.values), nodes: nodes, now: now) {
+            if let index = changes.createdTasks.firstIndex(where: { $0.id == task.id }) {
+                changes.createdTasks[index] = task
+            } else if let index = changes.updatedTasks.firstIndex(where: { $0.id == task.id }) {
+                changes.updatedTasks[index] = task
+            } else {
+                changes.updatedTasks.append(task)
+            }
+        }
+        guard !changes.isEmpty else { return }
+
+        let taskVersions = Dictionary(tasks.map { ($0.object.id, $0.version) }, uniquingKeysWith: { first, _ in first })
+        let serviceVersions = Dictionary(services.map { ($0.object.id, $0.version) }, uniquingKeysWith: { first, _ in first })
+        var operations = changes.updatedServices.map { SwarmStore.update($0, version: serviceVersions[$0.id]) }
+        operations += changes.createdTasks.map(SwarmStore.create)
+        operations += changes.updatedTasks.map { SwarmStore.update($0, version: taskVersions[$0.id]) }
+        operations += changes.deletedTasks.map {
+            StoreOperation.delete(collection: SwarmTask.collection, key: $0, expectedVersion: taskVersions[$0])
+        }
+        do {
+            try await store.write(batches: operations)
+            logger.debug("orchestrated", metadata: [
+                "created": "\(changes.createdTasks.count)", "updated": "\(changes.updatedTasks.count)",
+                "deleted": "\(changes.deletedTasks.count)"])
+        } catch {
+            // A task changed under us (a node's report): the next pass
+            // works from the new state.
+            logger.debug("orchestration pass not written", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The tasks each node must act on: those it should run, and those it
+    /// should stop that have not ended yet.
+    static func assignments(_ tasks: [SwarmTask]) -> [String: [TaskAssignment]] {
+        var byNode: [String: [TaskAssignment]] = [:]
+        for task in tasks {
+            guard let node = task.nodeID, task.status.state >= .assigned || task.desiredState > .running else { continue }
+            guard task.desiredState == .running || !task.status.state.isTerminal else { continue }
+            byNode[node, default: []].append(TaskAssignment(task))
+        }
+        return byNode
+    }
+
+    /// A node's reports: each moves its task forward (never back), and
+    /// only for tasks assigned to that node. False when they could not be
+    /// written: the node sends them again.
+    func record(_ reports: [TaskReport], from nodeID: String, _ store: SwarmStore) async -> Bool {
+        for _ in 0..<3 {
+            var operations: [StoreOperation] = []
+            for report in reports {
+                guard let current = store.raft.store.get(SwarmTask.collection, report.taskID).flatMap({
+                    SwarmStore.decode($0) as SwarmStore.Versioned<SwarmTask>?
+                }) else { continue }
+                var task = current.object
+                guard task.nodeID == nodeID, report.status.state >= task.status.state,
+                      report.status != task.status || report.addresses != task.addresses else { continue }
+                task.status = report.status
+                if !report.addresses.isEmpty { task.addresses = report.addresses }
+                task.updatedAt = Date()
+                operations.append(SwarmStore.update(task, version: current.version))
+            }
+            guard !operations.isEmpty else { return true }
+            do {
+                try await store.write(batches: operations)
+                return true
+            } catch {
+                // The orchestrator wrote one of the tasks meanwhile: read again.
+                logger.debug("task reports not written", metadata: ["node": "\(nodeID)", "error": "\(error)"])
+            }
+        }
+        return false
+    }
+}

@@ -1,0 +1,223 @@
+import Cluster
+import Control
+import DockerAPI
+import Foundation
+import ReplicatedStore
+
+/// Swarm services and tasks behind Docker's `/services` and `/tasks`. A
+/// service has two halves under one ID: its network side (VIPs, published
+/// ports), which the daemon's allocating node holds, and its orchestrated
+/// side (spec, tasks) in the store. Create makes the network side first and
+/// removes it again if the store write fails.
+extension SwarmRuntime {
+    public var orchestrates: Bool { membership?.raft != nil }
+
+    public func createService(_ request: ServiceSpec) async throws -> ServiceCreateResponse {
+        let store = try await currentStore()
+        guard let networkSide = configuration.networkSide else { throw ControlError.notManager }
+        var request = request
+        if request.name.isEmpty { request.name = "service-" + String(Identifier.swarm().prefix(8)) }
+        // Checked before anything is made: a bad spec leaves nothing.
+        _ = try ServiceSpecConversion.definition(request, networks: [])
+        if let clash = store.services().first(where: { $0.object.spec.name == request.name }) {
+            throw ControlError.rpc(.conflict, "AlreadyExists", "name conflicts with an existing object: service \(request.name) exists as \(clash.object.id)")
+        }
+        let created = try await networkSide.createService(request)
+        do {
+            let networks = try await networkTargets(of: created.id, request, networkSide)
+            let definition = try ServiceSpecConversion.definition(request, networks: networks)
+            try await store.write(SwarmStore.create(SwarmService(id: created.id, createdAt: Date(), spec: definition)))
+        } catch {
+            try? await networkSide.removeService(created.id)
+            throw error
+        }
+        logger.info("service created", metadata: ["service": "\(request.name)", "id": "\(created.id.prefix(12))"])
+        return created
+    }
+
+    /// The networks a service's tasks join, as IDs: those of its spec, or
+    /// the routing mesh's ingress network alone when it only publishes
+    /// ports (Docker's `-p 80:80` without `--network`).
+    private func networkTargets(of id: String, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
+        let resource = try await networkSide.inspectService(id)
+        let requested = spec.taskTemplate?.networks ?? spec.networks ?? []
+        var targets: [NetworkTarget] = []
+        for (index, network) in (resource.spec.taskTemplate?.networks ?? []).enumerated() {
+            let aliases = index < requested.count ? requested[index].aliases ?? [] : []
+            targets.append(NetworkTarget(network: network.target, aliases: aliases))
+        }
+        if targets.isEmpty, resource.endpoint.ports.contains(where: { $0.publishedPort != nil }) {
+            targets.append(NetworkTarget(network: try await networkSide.inspectNetwork("ingress").id))
+        }
+        return targets
+    }
+
+    public func listServices(filters: [String: [String]], status: Bool) async throws -> [ServiceResource] {
+        for key in filters.keys where !["name", "id", "label", "mode"].contains(key) {
+            throw ControlError(.invalidArgument, "invalid filter '\(key)'")
+        }
+        let store = try await currentStore()
+        let tasks = store.tasks().map(\.object)
+        var resources: [ServiceResource] = []
+        for service in store.services().sorted(by: { $0.object.createdAt < $1.object.createdAt }) {
+            let spec = service.object.spec
+            let mode: String
+            switch spec.mode {
+            case .replicated: mode = "replicated"
+            case .global: mode = "global"
+            }
+            guard filters["name"].map({ names in names.contains { spec.name.hasPrefix($0) } }) ?? true,
+                  filters["id"].map({ ids in ids.contains { service.object.id.hasPrefix($0) } }) ?? true,
+                  filters["mode"].map({ $0.contains(mode) }) ?? true,
+                  (filters["label"] ?? []).allSatisfy({ Self.matches(label: $0, spec.labels) })
+            else { continue }
+            resources.append(await resource(service, tasks: tasks, withStatus: status))
+        }
+        return resources
+    }
+
+    public func inspectService(_ reference: String) async throws -> ServiceResource {
+        let store = try await currentStore()
+        let service = try Self.resolveService(reference, in: store.services())
+        return await resource(service, tasks: store.tasks().map(\.object), withStatus: true)
+    }
+
+    static func resolveService(_ reference: String, in services: [SwarmStore.Versioned<SwarmService>]) throws(ControlError) -> SwarmStore.Versioned<SwarmService> {
+        if let exact = services.first(where: { $0.object.id == reference || $0.object.spec.name == reference }) { return exact }
+        let prefixed = services.filter { $0.object.id.hasPrefix(reference) }
+        guard prefixed.count == 1, !reference.isEmpty else {
+            throw ControlError(prefixed.isEmpty ? .notFound : .invalidArgument,
+                               prefixed.isEmpty ? "service \(reference) not found" : "service \(reference) is ambiguous (\(prefixed.count) matches found)")
+        }
+        return prefixed[0]
+    }
+
+    /// Docker's service JSON: the store's spec with the network side's
+    /// endpoint (VIPs, ports), and the task counts.
+    func resource(_ service: SwarmStore.Versioned<SwarmService>, tasks: [SwarmTask], withStatus: Bool) async -> ServiceResource {
+        let object = service.object
+        let network = try? await configuration.networkSide?.inspectService(object.id)
+        let endpointSpec = network?.spec.endpointSpec
+        var resource = ServiceResource(
+            id: object.id, version: service.version, createdAt: object.createdAt.rfc3339, updatedAt: object.updatedAt.rfc3339,
+            spec: ServiceSpecConversion.spec(object.spec, endpoint: endpointSpec), ports: network?.endpoint.ports ?? [],
+            virtualIPs: (network?.endpoint.virtualIPs ?? []).map { (networkID: $0.networkID, addr: $0.addr) }, backends: network?.backends)
+        resource.previousSpec = object.previousSpec.map { ServiceSpecConversion.spec($0, endpoint: endpointSpec) }
+        resource.updateStatus = ServiceSpecConversion.updateStatus(object.updateStatus)
+        let mine = tasks.filter { $0.serviceID == object.id }
+        let running = UInt64(mine.filter { $0.desiredState == .running && $0.status.state == .running }.count)
+        let desired: UInt64
+        switch object.spec.mode {
+        case .replicated(let replicas): desired = replicas
+        case .global: desired = UInt64(mine.filter { $0.desiredState == .running && !$0.status.state.isTerminal }.count)
+        }
+        let completed = UInt64(mine.filter { $0.status.state == .complete }.count)
+        resource.serviceStatus = withStatus ? .init(runningTasks: running, desiredTasks: desired, completedTasks: completed) : nil
+        return resource
+    }
+
+    public func updateService(_ reference: String, version: UInt64, rollback: Bool, _ request: ServiceSpec) async throws -> ServiceUpdateResponse {
+        let store = try await currentStore()
+        let current = try Self.resolveService(reference, in: store.services())
+        guard current.version == version else { throw ControlError.outOfSequence }
+        var service = current.object
+        let now = Date()
+        if rollback {
+            guard let previous = service.previousSpec else {
+                throw ControlError(.failedPrecondition, "service \(service.spec.name) does not have a previous spec")
+            }
+            service.previousSpec = service.spec
+            service.spec = previous
+            if previous.task != service.previousSpec?.task {
+                service.templateVersion += 1
+                service.updateStatus = UpdateProgress(state: .rollbackStarted, startedAt: now, message: "manually requested rollback")
+            }
+        } else {
+            guard request.name == service.spec.name else {
+                throw ControlError(.invalidArgument, "renaming services is not supported")
+            }
+            if let networkSide = configuration.networkSide, let network = try? await networkSide.inspectService(service.id) {
+                let key = { (port: PortConfig) in "\(port.publishedPort ?? 0):\(port.targetPort)/\(port.protocol ?? "tcp")/\(port.publishMode ?? "ingress")" }
+                let wantedPorts = (request.endpointSpec?.ports ?? []).map(key)
+                let ports = network.endpoint.ports.map(key)
+                let networks = Set(service.spec.task.networks.map(\.network))
+                var wantedNetworks: Set<String> = []
+                for target in (request.taskTemplate?.networks ?? request.networks ?? []).map(\.target) {
+                    wantedNetworks.insert(networks.contains(target) ? target : ((try? await networkSide.inspectNetwork(target).id) ?? target))
+                }
+                let onlyIngress = wantedNetworks.isEmpty && !ports.isEmpty
+                // Ports asked without a number (`-p 80`) got one at create.
+                let portsChanged = wantedPorts.count != ports.count || !Set(wantedPorts.filter { !$0.hasPrefix("0:") }).isSubset(of: Set(ports))
+                if portsChanged || (!onlyIngress && wantedNetworks != networks) {
+                    throw ControlError(.invalidArgument,
+                                       "changing the published ports or networks of a service is not supported yet: remove the service and create it again")
+                }
+            }
+            let definition = try ServiceSpecConversion.definition(request, networks: service.spec.task.networks)
+            service.previousSpec = service.spec
+            service.spec = definition
+            if definition.task != current.object.spec.task {
+                service.templateVersion += 1
+                service.updateStatus = UpdateProgress(state: .updating, startedAt: now, message: "update in progress")
+            }
+        }
+        service.updatedAt = now
+        try await store.write(SwarmStore.update(service, version: current.version))
+        logger.info(rollback ? "service rolled back" : "service updated", metadata: ["service": "\(service.spec.name)"])
+        return ServiceUpdateResponse()
+    }
+
+    public func removeService(_ reference: String) async throws {
+        let store = try await currentStore()
+        let current = try Self.resolveService(reference, in: store.services())
+        try await store.write(.delete(collection: SwarmService.collection, key: current.object.id, expectedVersion: nil))
+        do {
+            try await configuration.networkSide?.removeService(current.object.id)
+        } catch {
+            logger.error("removing a service's network side", metadata: ["service": "\(current.object.spec.name)", "error": "\(error)"])
+        }
+        logger.info("service removed", metadata: ["service": "\(current.object.spec.name)"])
+    }
+
+    // MARK: - Tasks
+
+    public func listTasks(filters: [String: [String]]) async throws -> [TaskResource] {
+        for key in filters.keys where !["id", "name", "service", "node", "desired-state", "label", "_up-to-date"].contains(key) {
+            throw ControlError(.invalidArgument, "invalid filter '\(key)'")
+        }
+        let store = try await currentStore()
+        let services = store.services()
+        var serviceIDs: Set<String>?
+        if let references = filters["service"] {
+            serviceIDs = Set(references.compactMap { try? Self.resolveService($0, in: services).object.id })
+        }
+        var nodeIDs: Set<String>?
+        if let references = filters["node"] {
+            let nodes = store.nodes().map(\.object)
+            nodeIDs = Set(references.compactMap { try? NodeRules.resolve($0, in: nodes).id })
+        }
+        let templateVersions = Dictionary(services.map { ($0.object.id, $0.object.templateVersion) }, uniquingKeysWith: { first, _ in first })
+        let upToDate = filters["_up-to-date"].map { !$0.isEmpty && $0.allSatisfy { $0 == "true" || $0 == "1" } } ?? false
+        return store.tasks()
+            .filter { versioned in
+                let task = versioned.object
+                return (filters["id"].map { ids in ids.contains { task.id.hasPrefix($0) } } ?? true)
+                    && (filters["name"].map { names in names.contains { task.name.hasPrefix($0) } } ?? true)
+                    && (serviceIDs.map { $0.contains(task.serviceID) } ?? true)
+                    && (nodeIDs.map { task.nodeID.map($0.contains) ?? false } ?? true)
+                    && (filters["desired-state"].map { $0.contains(task.desiredState.rawValue) } ?? true)
+                    && (!upToDate || templateVersions[task.serviceID] == task.templateVersion)
+            }
+            .sorted { ($0.object.serviceName, $0.object.slot, $0.object.createdAt) < ($1.object.serviceName, $1.object.slot, $1.object.createdAt) }
+            .map { ServiceSpecConversion.resource($0.object, version: $0.version) }
+    }
+
+    public func inspectTask(_ reference: String) async throws -> TaskResource {
+        let store = try await currentStore()
+        let matches = store.tasks().filter { $0.object.id == reference || $0.object.id.hasPrefix(reference) }
+        guard let found = matches.first(where: { $0.object.id == reference }) ?? (matches.count == 1 ? matches.first : nil) else {
+            throw ControlError(.notFound, "task \(reference) not found")
+        }
+        return ServiceSpecConversion.resource(found.object, version: found.version)
+    }
+}
