@@ -2,6 +2,7 @@ import Cluster
 import DockerAPI
 import TaskExecution
 import Namespaces
+import Netlink
 
 /// The network side of tasks: a task's namespace joins its networks before
 /// its container starts, through the same endpoint path as `docker network
@@ -11,6 +12,13 @@ extension NodeDaemon: TaskNetworking {
     public func attach(namespace: String, task: String, networks: [NetworkAttachmentSpec]) async throws -> [NetworkAttachment] {
         var attached: [NetworkAttachment] = []
         do {
+            // Loopback is up in every container, as Docker has it (health
+            // checks and a task's own clients use 127.0.0.1), whether or not
+            // an embedded DNS server comes to listen on it.
+            try await worker.run {
+                let session = try RouteNetlink(namespace: .path(namespace))
+                if !(try session.link(named: "lo").isUp) { try session.linkSet(name: "lo", up: true) }
+            }
             for spec in networks {
                 let record = try Self.mapping { try state.network(spec.network) }
                 let endpoint = try await attachWorkload(network: record.id, namespace: .path(namespace), name: task,
