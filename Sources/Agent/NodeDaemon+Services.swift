@@ -91,7 +91,9 @@ extension NodeDaemon {
     /// workers (on a manager), and those gossip reports from other hosts.
     func allEndpoints() -> [EndpointRecord] {
         var all = remoteEndpoints
-        for (id, endpoint) in state.endpoints { all[id] = endpoint }
+        // A remote endpoint's gossip record wins over the allocating
+        // node's copy: only the record carries the task's health.
+        for (id, endpoint) in state.endpoints where endpoint.node == nodeID || all[id] == nil { all[id] = endpoint }
         return Array(all.values)
     }
 

@@ -22,6 +22,10 @@ public actor SwarmTaskRunner: TaskAgent {
     private var containers: [String: String] = [:]
     /// Tasks being started, stopped or removed right now.
     private var busy: Set<String> = []
+    /// How long a task stays out of its balancers before its stop signal:
+    /// time for every host to hear of it (gossip takes a few hundred
+    /// milliseconds).
+    static let leaveSettle: Duration = .seconds(1)
 
     public init(executor: TaskExecutor, logger: Logger) {
         self.executor = executor
@@ -114,6 +118,7 @@ public actor SwarmTaskRunner: TaskAgent {
         defer { busy.remove(task.taskID) }
         let grace = task.template.container.stopGracePeriod.map { Double($0) / 1e9 }
         do {
+            try await executor.leaveServices(container, settle: Self.leaveSettle)
             try await executor.stop(container, timeout: grace)
         } catch {
             logger.warning("stopping a task", metadata: ["task": "\(task.name)", "error": "\(error)"])
@@ -123,6 +128,7 @@ public actor SwarmTaskRunner: TaskAgent {
     private func discard(_ taskID: String, container: String) async {
         defer { busy.remove(taskID) }
         do {
+            try await executor.leaveServices(container, settle: Self.leaveSettle)
             try await executor.remove(container, force: true)
         } catch {
             logger.warning("removing a task no longer assigned here", metadata: ["task": "\(taskID.prefix(12))", "error": "\(error)"])

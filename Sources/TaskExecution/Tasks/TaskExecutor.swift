@@ -27,6 +27,9 @@ public actor TaskExecutor {
     let logger: Logger
     private var tasks: [String: TaskRecord] = [:]
     private var stopping: Set<String> = []
+    /// Tasks taken out of their services' balancers before their stop:
+    /// their health checks no longer put them back.
+    private var draining: Set<String> = []
     /// Tasks whose end `finished` is recording (it releases their kernel
     /// objects across awaits); a removal waits for it, or the two would
     /// release the same mount, namespace and directory at once.
@@ -188,6 +191,19 @@ public actor TaskExecutor {
 
     // MARK: - Stop and remove
 
+    /// Takes a running task out of its services' balancers and DNS answers
+    /// on every host, and waits `settle` for that to spread, before it is
+    /// stopped (Swarm's order of shutdown): clients stop reaching it while
+    /// its process still answers, and no connection lands on a task that
+    /// is going away.
+    public func leaveServices(_ reference: String, settle: Duration) async throws {
+        let record = try task(reference)
+        guard record.state == .running, !record.attachments.isEmpty else { return }
+        draining.insert(record.id)
+        await networking.setHealth(namespace: record.namespace, healthy: false)
+        try? await Task.sleep(for: settle)
+    }
+
     /// Sends the stop signal, and SIGKILL once `timeout` (default: the
     /// spec's, else 10 s) has passed; returns when the process has ended.
     public func stop(_ reference: String, timeout: Double? = nil) async throws {
@@ -272,6 +288,7 @@ public actor TaskExecutor {
         record.oomKilled = Self.oomKilled(id)
         record.exitCode = exit?.exitCode ?? 255
         record.finishedAt = Date()
+        draining.remove(id)
         if unhealthy.remove(id) != nil {
             stopping.remove(id)
             record.transition(to: .failed, message: "failed", error: "task: container unhealthy (exit \(record.exitCode!))")
@@ -428,7 +445,7 @@ public actor TaskExecutor {
             // few hundred milliseconds would fsync as often.
             try? persist(record)
             logger.info("task health changed", metadata: ["task": "\(record.shortID)", "health": "\(health.status)"])
-            await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy")
+            if !draining.contains(id) { await networking.setHealth(namespace: record.namespace, healthy: health.status == "healthy") }
             notify(record)
             if health.status == "unhealthy", record.spec.failWhenUnhealthy == true {
                 unhealthy.insert(id)

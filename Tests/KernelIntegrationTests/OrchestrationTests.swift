@@ -1,0 +1,245 @@
+import Foundation
+import Testing
+import TestKit
+
+/// Swarm services with the stock docker CLI on the test bed: tasks run as
+/// real containers on every host, are spread, scaled, drained, replaced
+/// when their node dies and stopped when it comes back; the routing mesh
+/// answers on every host. Second readers: `runc list/state` on each host,
+/// `nft -j` for the mesh, curl through the mesh.
+@Suite(.serialized) struct OrchestrationTests {
+    /// A swarm of one manager (h1) and `workers` workers, with the test
+    /// images loaded on every host.
+    func withSwarm(workers: Int = 2, _ body: (Testbed) throws -> Void) throws {
+        let busybox = try TestImages.path("busybox")
+        let whoami = try TestImages.path("whoami")
+        try withTestbed(hosts: 1 + workers) { testbed in
+            for host in testbed.hosts.map(\.name) {
+                _ = try testbed.docker(host, ["load", "-i", busybox]) + testbed.docker(host, ["load", "-i", whoami])
+            }
+            try testbed.formSwarm(managers: ["h1"], workers: testbed.hosts.dropFirst().map(\.name))
+            try body(testbed)
+        }
+    }
+
+    /// `docker service ps` as "NAME NODE DESIRED CURRENT-STATE-WORD" lines.
+    func tasks(_ testbed: Testbed, _ service: String, running: Bool = true) throws -> [String] {
+        var arguments = ["service", "ps", service, "--no-trunc", "--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}"]
+        if running { arguments += ["--filter", "desired-state=running"] }
+        return try testbed.docker("h1", arguments).split(separator: "\n").map {
+            $0.split(separator: " ").prefix(4).joined(separator: " ")
+        }
+    }
+
+    /// The containers runc runs on `host` (the executor's second reader).
+    func runningContainers(_ testbed: Testbed, _ host: String) throws -> [String] {
+        let list = try TestHost.run(["runc", "--root", testbed.runtimeRoot(host), "list", "--format", "json"])
+        let entries = (try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [[String: Any]]) ?? []
+        return entries.filter { $0["status"] as? String == "running" }.compactMap { $0["id"] as? String }
+    }
+
+    /// The hostname that answers `curl http://ADDRESS:PORT/` from `host`'s namespace.
+    func answer(_ testbed: Testbed, from host: String, to address: String, port: Int) -> String? {
+        guard let body = try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)\(host)", "curl", "-s", "-m", "2",
+                                            "http://\(address):\(port)/"]) else { return nil }
+        return body.split(separator: "\n").first { $0.hasPrefix("Hostname: ") }.map { String($0.dropFirst("Hostname: ".count)) }
+    }
+
+    /// The backend addresses the routing mesh's nftables map holds on `host`.
+    func meshBackends(_ testbed: Testbed, _ host: String) throws -> Set<String> {
+        let text = (try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)\(host)", "nft", "-j", "list", "table", "ip", "swarmnet-mesh"])) ?? ""
+        let addresses = text.matches(of: /"(10\.\d+\.\d+\.\d+)"/).map { String($0.output.1) }
+        return Set(addresses)
+    }
+
+    @Test func aReplicatedServiceRunsScalesDrainsAndFailsOverWithTheStockCLI() throws {
+        try withSwarm { testbed in
+            // Without -d the CLI follows the tasks to convergence.
+            let created = try testbed.docker("h1", ["service", "create", "--name", "web", "--replicas", "3", "-p", "8080:80",
+                                                    "--stop-grace-period", "1s", "whoami"])
+            #expect(created.contains("overall progress: 3 out of 3 tasks"), "\(created)")
+            #expect(created.contains("verify: Service web converged"), "\(created)")
+            #expect(try testbed.docker("h1", ["service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}} {{.Ports}}"])
+                .contains("web replicated 3/3 *:8080->80/tcp"))
+            let placed = try tasks(testbed, "web")
+            #expect(placed.count == 3 && Set(placed.map { $0.split(separator: " ")[1] }) == ["h1", "h2", "h3"], "spread: \(placed)")
+            for host in ["h1", "h2", "h3"] {
+                #expect(try runningContainers(testbed, host).count == 1, "runc on \(host)")
+            }
+            let pretty = try testbed.docker("h1", ["service", "inspect", "--pretty", "web"])
+            #expect(pretty.contains("Replicated") && pretty.contains("Replicas:\t3") && pretty.contains("Image:\t\twhoami"), "\(pretty)")
+
+            // The routing mesh: every host answers, from every task.
+            var seen: Set<String> = []
+            for _ in 0..<4 {
+                for source in ["h1", "h2", "h3"] {
+                    for target in testbed.hosts { if let name = answer(testbed, from: source, to: "\(target.address)", port: 8080) { seen.insert(name) } }
+                }
+            }
+            #expect(seen.count == 3, "answers came from \(seen)")
+            var taskAddresses: Set<String> = []
+            for id in try testbed.docker("h1", ["service", "ps", "-q", "web"]).split(separator: "\n") {
+                let text = try testbed.docker("h1", ["inspect", "--type", "task", "--format",
+                                                     "{{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}", String(id)])
+                for address in text.split(separator: " ") { taskAddresses.insert(String(address.split(separator: "/")[0])) }
+            }
+            #expect(taskAddresses.count == 3)
+            for host in ["h1", "h2", "h3"] {
+                #expect(eventually(5) { (try? meshBackends(testbed, host)) == taskAddresses }, "nft mesh on \(host)")
+            }
+
+            // Scale up and down.
+            try testbed.docker("h1", ["service", "scale", "web=5"])
+            #expect(try tasks(testbed, "web").filter { $0.hasSuffix("Running") }.count == 5)
+            try testbed.docker("h1", ["service", "scale", "web=2"])
+            #expect(eventually(10) {
+                (try? ["h1", "h2", "h3"].map { try runningContainers(testbed, $0).count }.reduce(0, +)) == 2
+            }, "two containers left after scaling down")
+
+            // Drain h3: nothing runs there, and the service is whole again.
+            try testbed.docker("h1", ["service", "scale", "web=3"])
+            try testbed.docker("h1", ["node", "update", "--availability", "drain", "h3"])
+            #expect(eventually(10) { (try? runningContainers(testbed, "h3").isEmpty) == true }, "drained h3 still runs tasks")
+            #expect(eventually(10) { (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") && !$0.contains(" h3 ") }.count) == 3 })
+            try testbed.docker("h1", ["node", "update", "--availability", "active", "h3"])
+
+            // kill -9 a worker: its tasks come back elsewhere, within seconds.
+            let onH2 = try tasks(testbed, "web").filter { $0.contains(" h2 ") }.count
+            #expect(onH2 > 0)
+            testbed.kill9("h2")
+            let start = Date()
+            #expect(eventually(15) {
+                (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") && !$0.contains(" h2 ") }.count) == 3
+            }, "replacements for the dead worker's tasks")
+            #expect(Date().timeIntervalSince(start) < 10, "failover took \(Date().timeIntervalSince(start)) s")
+            #expect(try testbed.nodes("h1").contains("h2 Down Active"))
+            #expect(eventually(10) { (try? meshBackends(testbed, "h1").count) == 3 }, "the mesh on h1 dropped h2's backends")
+
+            // It comes back: its stale copies stop, nothing runs twice.
+            try testbed.start("h2")
+            #expect(eventually(20) { (try? testbed.nodes("h1").contains("h2 Ready Active")) == true })
+            #expect(eventually(15) { (try? runningContainers(testbed, "h2").count) == 0 }, "h2 still runs the tasks it lost")
+            #expect(try tasks(testbed, "web").filter { $0.hasSuffix("Running") }.count == 3)
+
+            // Remove: every container, and the mesh's port, go.
+            try testbed.docker("h1", ["service", "rm", "web"])
+            #expect(eventually(15) {
+                (try? ["h1", "h2", "h3"].allSatisfy { try runningContainers(testbed, $0).isEmpty }) == true
+            }, "containers left after service rm")
+            #expect(eventually(5) { (try? meshBackends(testbed, "h1").isEmpty) == true })
+            #expect(try testbed.docker("h1", ["service", "ls", "-q"]).isEmpty)
+        }
+    }
+
+    @Test func placementConstraintsPendingReasonsAndGlobalServices() throws {
+        try withSwarm { testbed in
+            // Nowhere to go: pending with Docker's reason, then it runs as
+            // soon as a node fits.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "east", "--constraint", "node.labels.zone==east", "busybox",
+                                      "sleep", "1000"])
+            #expect(eventually(5) {
+                (try? testbed.docker("h1", ["service", "ps", "east", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]))?
+                    .contains("no suitable node (scheduling constraints not satisfied on 3 nodes)") == true
+            })
+            try testbed.docker("h1", ["node", "update", "--label-add", "zone=east", "h2"])
+            #expect(eventually(10) { (try? tasks(testbed, "east")) == ["east.1 h2 Running Running"] }, "\((try? tasks(testbed, "east")) ?? [])")
+
+            // A global service: one task per node, following drains.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "everywhere", "--mode", "global", "--stop-grace-period", "1s",
+                                      "busybox", "sleep", "1000"])
+            #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 3 })
+            try testbed.docker("h1", ["node", "update", "--availability", "drain", "h3"])
+            #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 2 })
+            try testbed.docker("h1", ["node", "update", "--availability", "active", "h3"])
+            #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 3 })
+
+            // Bad input: a clear error, and nothing made.
+            func failure(_ arguments: [String]) -> String {
+                do {
+                    _ = try testbed.docker("h1", arguments)
+                    return "(no error)"
+                } catch let error as CommandFailure {
+                    return error.stderr
+                } catch {
+                    return "\(error)"
+                }
+            }
+            #expect(failure(["service", "create", "-d", "--name", "lost", "--network", "nope", "busybox"]).contains("nope"))
+            #expect(failure(["service", "create", "-d", "--name", "bad", "--constraint", "node.zone=east", "busybox"])
+                .contains("invalid constraint"))
+            #expect(failure(["service", "create", "-d", "--name", "east", "busybox"]).contains("already"))
+            #expect(try testbed.docker("h1", ["service", "ls", "--format", "{{.Name}}"]).split(separator: "\n").sorted() == ["east", "everywhere"])
+
+            // An image no node has: rejected with the reason, not stuck.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "ghost", "--restart-delay", "1s", "ghost:latest"])
+            #expect(eventually(10) {
+                (try? testbed.docker("h1", ["service", "ps", "ghost", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]))?
+                    .contains("Rejected") == true
+            })
+            #expect(try testbed.docker("h1", ["service", "ps", "ghost", "--no-trunc", "--format", "{{.Error}}"]).contains("ghost"))
+        }
+    }
+
+    @Test func aRollingUpdateLosesNoRequestAndAFailingUpdateRollsBack() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["service", "create", "--name", "web", "--replicas", "6", "-p", "8080:80", "--stop-grace-period", "2s",
+                                      "--update-parallelism", "2", "--update-order", "start-first", "whoami"])
+            // A client loops on the routing mesh while the update rolls.
+            let address = "\(testbed.hosts[1].address)"
+            let counts = Counts()
+            let client = Thread {
+                while !counts.stopped {
+                    counts.add(answered: answer(testbed, from: "h3", to: address, port: 8080) != nil)
+                }
+            }
+            client.start()
+            let updated = try testbed.docker("h1", ["service", "update", "--env-add", "VERSION=2", "web"])
+            counts.stop()
+            while !counts.finished { Thread.sleep(forTimeInterval: 0.05) }
+            #expect(updated.contains("verify: Service web converged"), "\(updated)")
+            #expect(counts.failed == 0 && counts.answered > 5, "answered \(counts.answered), failed \(counts.failed)")
+            let versions = try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "-q"])
+                .split(separator: "\n").map { try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{.Spec.ContainerSpec.Env}}", String($0)]) }
+            #expect(versions.count == 6 && versions.allSatisfy { $0.contains("VERSION=2") }, "\(versions)")
+
+            // An image that cannot run: the update fails and rolls back.
+            let failed = failureText {
+                try testbed.docker("h1", ["service", "update", "--image", "ghost:latest", "--update-failure-action", "rollback",
+                                          "--update-max-failure-ratio", "0", "web"])
+            }
+            #expect(failed.contains("rolled back") || failed.contains("rollback"), "\(failed)")
+            #expect(eventually(20) {
+                (try? testbed.docker("h1", ["service", "inspect", "--format", "{{.UpdateStatus.State}} {{.Spec.TaskTemplate.ContainerSpec.Image}}", "web"]))?
+                    .contains("rollback_completed whoami") == true
+            })
+            #expect(eventually(20) { (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") }.count) == 6 })
+        }
+    }
+
+    func failureText(_ body: () throws -> Any) -> String {
+        do {
+            return "(no error) \(try body())"
+        } catch let error as CommandFailure {
+            return error.stderr
+        } catch {
+            return "\(error)"
+        }
+    }
+}
+
+/// Requests a client thread made, and whether they were answered.
+final class Counts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answeredCount = 0, failedCount = 0, stopping = false, done = false
+
+    func add(answered: Bool) {
+        lock.withLock { if answered { answeredCount += 1 } else { failedCount += 1 } }
+        if stopped { lock.withLock { done = true } }
+    }
+
+    func stop() { lock.withLock { stopping = true } }
+    var stopped: Bool { lock.withLock { stopping } }
+    var finished: Bool { lock.withLock { done } }
+    var answered: Int { lock.withLock { answeredCount } }
+    var failed: Int { lock.withLock { failedCount } }
+}
