@@ -140,14 +140,23 @@ public struct VNIAllocator: Sendable {
 /// Hands out endpoint addresses inside a network's subnet: never the
 /// network address, the broadcast address or the gateway.
 public enum AddressAllocator {
-    /// The first free host address of the subnet.
+    /// The first free host address above the highest one in use, else
+    /// the first free one: as Docker's serial IPAM, an address just
+    /// released is not handed out again at once, while other hosts may
+    /// still hold its neighbour and forwarding entries (a rolling update
+    /// releases and allocates in quick succession).
     public static func allocate(in subnet: IPPrefix, gateway: IPAddress, taken: Set<IPAddress>) throws -> IPPrefix {
         guard case .v4(let network) = subnet.network.address else {
             throw ClusterError.invalidRequest("invalid subnet \(subnet)")
         }
         let hosts = (UInt32.max >> UInt32(subnet.length))
         guard hosts >= 2 else { throw ClusterError.exhausted("subnet \(subnet) has no host addresses") }
-        for offset in 1..<hosts {
+        let highest = taken.compactMap { address -> UInt32? in
+            guard case .v4(let v4) = address, subnet.contains(address) else { return nil }
+            return v4.value - network.value
+        }.max() ?? 0
+        let next = min(highest + 1, hosts)
+        for offset in Array(next..<hosts) + Array(1..<next) {
             let address = IPAddress.v4(IPv4Address(network.value + offset))
             if address != gateway && !taken.contains(address) {
                 return try IPPrefix(address: address, length: subnet.length)

@@ -20,7 +20,7 @@ extension SwarmRuntime {
         // Checked before anything is made: a bad spec leaves nothing.
         _ = try ServiceSpecConversion.definition(request, networks: [])
         if let clash = store.services().first(where: { $0.object.spec.name == request.name }) {
-            throw ControlError.rpc(.conflict, "AlreadyExists", "name conflicts with an existing object: service \(request.name) exists as \(clash.object.id)")
+            throw ControlError.rpc(.conflict, "AlreadyExists", "name conflicts with an existing object: service \(request.name) already exists (\(clash.object.id.prefix(12)))")
         }
         let created = try await networkSide.createService(request)
         do {

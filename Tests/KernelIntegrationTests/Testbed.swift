@@ -121,6 +121,10 @@ final class Testbed: @unchecked Sendable {
     func runtimeRoot(_ host: String) -> String { "\(root)/\(host)/runc" }
 
     func tearDown() {
+        // The daemons' logs outlive the test bed, for the reader of a failure.
+        let logs = "/tmp/swarmnet-test-logs/\(lab.prefix.dropLast())"
+        try? FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        for host in hosts.map(\.name) { try? FileManager.default.copyItem(atPath: "\(root)/\(host)/swarmnetd.log", toPath: "\(logs)/\(host).log") }
         // Containers outlive their daemon by design: remove them while the
         // daemons live to reap their shims.
         for host in hosts.map(\.name) { removeTasks(runtimeRoot: runtimeRoot(host), mountsUnder: root) }
