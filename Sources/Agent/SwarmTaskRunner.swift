@@ -46,9 +46,16 @@ public actor SwarmTaskRunner: TaskAgent {
     private func observe(_ record: TaskRecord) {
         guard let taskID = record.spec.labels[Self.taskLabel] else { return }
         containers[taskID] = record.id
+        // As swarmkit's: a task with a health check is running once it is
+        // healthy; until then it is starting (a rolling update waits for
+        // it, and it is no backend yet).
+        var state = record.state, message = record.message
+        if state == .running, record.healthcheck != nil, record.health?.status != "healthy" {
+            (state, message) = (.starting, "starting")
+        }
         let report = TaskReport(
             taskID: taskID,
-            status: TaskStatus(state: record.state, timestamp: record.history?.last?.timestamp ?? record.created, message: record.message,
+            status: TaskStatus(state: state, timestamp: record.history?.last?.timestamp ?? record.created, message: message,
                                error: record.error, containerID: record.id, pid: record.pid, exitCode: record.exitCode),
             addresses: record.attachments.map { TaskAddress(networkID: $0.networkID, address: $0.address) })
         guard latest[taskID] != report else { return }
