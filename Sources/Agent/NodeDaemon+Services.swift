@@ -87,6 +87,16 @@ extension NodeDaemon {
 
     // MARK: - Backends
 
+    /// The swarm's managers marked these nodes (engine IDs) down: their
+    /// endpoints leave the balancers and DNS answers in the next pass,
+    /// without waiting for gossip's failure detector.
+    public func setDownNodes(_ nodes: Set<String>) {
+        guard nodes != downNodes else { return }
+        downNodes = nodes
+        logger.info("nodes marked down by the swarm", metadata: ["nodes": "\(nodes.sorted())"])
+        wakeForChange()
+    }
+
     /// Every endpoint this node knows: its own, those it allocated for
     /// workers (on a manager), and those gossip reports from other hosts.
     func allEndpoints() -> [EndpointRecord] {
@@ -94,7 +104,8 @@ extension NodeDaemon {
         // A remote endpoint's gossip record wins over the allocating
         // node's copy: only the record carries the task's health.
         for (id, endpoint) in state.endpoints where endpoint.node == nodeID || all[id] == nil { all[id] = endpoint }
-        return Array(all.values)
+        // Nodes the swarm's managers marked down serve nothing any more.
+        return all.values.filter { $0.node == nodeID || !downNodes.contains($0.node) }
     }
 
     /// The backends of a service, on every host: the endpoints attached

@@ -32,6 +32,8 @@ public actor NodeDaemon: DockerBackend {
     var state: ClusterState
     /// Endpoints on other nodes, as gossip reports them.
     var remoteEndpoints: [String: EndpointRecord] = [:]
+    /// Engine IDs of the nodes the swarm's managers marked down.
+    var downNodes: Set<String> = []
     /// The networks and endpoints the gossip layer's network memberships
     /// were last made to follow (`refreshFromGossip`).
     var gossipFollows: (networks: [String: NetworkRecord], endpoints: [String: EndpointRecord])?

@@ -64,6 +64,10 @@ struct HeartbeatResponse: Codable, Sendable {
     var tasks: [TaskAssignment]?
     /// False when the node's reports could not be written: it sends them again.
     var reportsRecorded: Bool?
+    /// The engine IDs of the nodes marked down: their endpoints leave this
+    /// node's balancers and DNS answers at once, before gossip's failure
+    /// detector reaches the same verdict.
+    var downEngines: [String]?
 }
 
 struct RenewRequest: Codable, Sendable {

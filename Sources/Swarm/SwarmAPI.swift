@@ -53,14 +53,6 @@ public struct SwarmAPI: SwarmBackend {
     public func debugRaft() async throws -> [UInt8] {
         try await edge { try await runtime.debugRaft() }
     }
-
-    private func edge<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ControlError {
-            throw APIError(SwarmRuntime.status(error), error.message)
-        }
-    }
 }
 
 /// Swarm services and tasks behind `/services` and `/tasks`, with control
@@ -101,12 +93,14 @@ public struct SwarmServicesAPI: ServiceOrchestration {
     public func inspectTask(_ reference: String) async throws -> TaskResource {
         try await edge { try await runtime.inspectTask(reference) }
     }
+}
 
-    private func edge<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ControlError {
-            throw APIError(SwarmRuntime.status(error), error.message)
-        }
+/// Runs an API call, turning control errors into HTTP statuses: the one
+/// place where the swarm's errors meet HTTP.
+private func edge<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ControlError {
+        throw APIError(SwarmRuntime.status(error), error.message)
     }
 }

@@ -185,7 +185,7 @@ extension SwarmRuntime {
         }
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
                                                   gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
-                                                  tasks: assignments, reportsRecorded: recorded))
+                                                  tasks: assignments, reportsRecorded: recorded, downEngines: view.downEngines))
     }
 
     /// A node's new certificate, for the role the operators want: a node
@@ -271,18 +271,22 @@ extension SwarmRuntime {
         var gossipKeys: [String]
         /// Each node's tasks, as the dispatcher hands them out.
         var assignments: [String: [TaskAssignment]]
+        /// The engine IDs of the nodes marked down.
+        var downEngines: [String]
     }
 
     func managerView(_ store: SwarmStore) -> ManagerView {
         let index = store.raft.store.appliedIndex
         if let cached = managerViewCache, cached.index == index { return cached }
-        let managers = store.nodes().compactMap { $0.object.role == .manager ? $0.object.manager : nil }
+        let nodes = store.nodes().map(\.object)
+        let managers = nodes.compactMap { $0.role == .manager ? $0.manager : nil }
         let swarm = store.swarm()?.object
         let view = ManagerView(
             index: index, endpoints: managers.map(\.endpoint).sorted(),
             endpointsByRaftID: Dictionary(managers.map { ($0.raftID, $0.endpoint) }, uniquingKeysWith: { first, _ in first }),
             heartbeatPeriod: swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod, gossipKeys: swarm?.gossipKeys ?? [],
-            assignments: Self.assignments(store.tasks().map(\.object)))
+            assignments: Self.assignments(store.tasks().map(\.object)),
+            downEngines: nodes.filter { $0.state == .down }.compactMap(\.engineID).sorted())
         managerViewCache = view
         return view
     }

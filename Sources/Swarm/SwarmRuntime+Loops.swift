@@ -32,6 +32,7 @@ extension SwarmRuntime {
         var attempt = 0
         var period = SwarmSettings().heartbeatPeriod
         var failures = 0
+        var reportedDown: [String]?
         while !Task.isCancelled {
             guard let local = membership?.local, let identity = membership?.identity else { return }
             if client == nil || clientCertificate != identity.certificate {
@@ -58,6 +59,10 @@ extension SwarmRuntime {
                     period = .nanoseconds(max(response.periodNanoseconds, 100_000_000))
                     target = address
                     failures = 0
+                    if let down = response.downEngines, down != reportedDown {
+                        reportedDown = down
+                        await configuration.onDownNodes(Set(down))
+                    }
                     if let agent = configuration.taskAgent {
                         if response.reportsRecorded != false { await agent.acknowledge(reports) }
                         if let tasks = response.tasks { await agent.assign(tasks) }

@@ -11,9 +11,18 @@ extension SwarmRuntime {
     /// orchestrator and the scheduler decide. Everything it needs is in the
     /// store, so a new leader picks up where the last one stopped.
     func orchestrate(_ store: SwarmStore) async {
+        // Nothing changed since a pass that had nothing to do: wait for a
+        // change, or a second (restart delays and update delays are due in
+        // time, not on a change).
+        let index = store.raft.store.appliedIndex
+        if let idle = idleOrchestration, idle.index == index, ContinuousClock.now - idle.at < .seconds(1) { return }
+        idleOrchestration = nil
         let services = store.services()
         let tasks = store.tasks()
-        guard !services.isEmpty || !tasks.isEmpty else { return }
+        guard !services.isEmpty || !tasks.isEmpty else {
+            idleOrchestration = (index, ContinuousClock.now)
+            return
+        }
         let nodes = store.nodes().map(\.object)
         let historyLimit = Int(store.swarm()?.object.settings.taskHistoryLimit ?? 5)
         let now = Date()
@@ -32,7 +41,10 @@ extension SwarmRuntime {
                 changes.updatedTasks.append(task)
             }
         }
-        guard !changes.isEmpty else { return }
+        guard !changes.isEmpty else {
+            idleOrchestration = (index, ContinuousClock.now)
+            return
+        }
 
         let taskVersions = Dictionary(tasks.map { ($0.object.id, $0.version) }, uniquingKeysWith: { first, _ in first })
         let serviceVersions = Dictionary(services.map { ($0.object.id, $0.version) }, uniquingKeysWith: { first, _ in first })

@@ -59,6 +59,9 @@ public actor SwarmRuntime {
         /// Serves a cluster write another manager forwarded (the Docker
         /// API of this node's daemon).
         public var forwardedAPI: (@Sendable (HTTPRequest) async -> HTTPResponse)?
+        /// Told the engine IDs of the nodes the managers marked down, when
+        /// they change: their endpoints leave the balancers and DNS at once.
+        public var onDownNodes: @Sendable (Set<String>) async -> Void = { _ in }
         /// Runs the tasks the dispatcher assigns to this node.
         public var taskAgent: (any TaskAgent)?
         /// The daemon's services and networks: the network side of swarm
@@ -113,6 +116,9 @@ public actor SwarmRuntime {
     /// The leader's table of node heartbeats.
     var liveness = NodeLiveness(period: SwarmSettings().heartbeatPeriod, missed: SwarmSettings.missedHeartbeats)
     var leading = false
+    /// The store index of the last orchestration pass that changed nothing,
+    /// and when it ran.
+    var idleOrchestration: (index: UInt64, at: ContinuousClock.Instant)?
     /// The heartbeat loop's wait, which a task change cuts short.
     var heartbeatWait: CheckedContinuation<Void, Never>?
     var heartbeatRequested = false

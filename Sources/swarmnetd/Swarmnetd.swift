@@ -192,6 +192,7 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.interfaceAddress = { name in Self.interfaceAddress(name) }
         swarmConfiguration.taskAgent = taskRunner
         swarmConfiguration.networkSide = daemon
+        swarmConfiguration.onDownNodes = { nodes in await daemon.setDownNodes(nodes) }
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
             await daemon.setSwarmManager(networking?.isManager ?? false)
@@ -203,6 +204,7 @@ struct Swarmnetd: AsyncParsableCommand {
                 }
             } else {
                 await daemon.setSecureClusterTransport(nil)
+                await daemon.setDownNodes([])
             }
         }
         let swarm = SwarmRuntime(configuration: swarmConfiguration, logger: logger)
