@@ -26,6 +26,9 @@ public actor SwarmTaskRunner: TaskAgent {
     /// time for every host to hear of it (gossip takes a few hundred
     /// milliseconds).
     static let leaveSettle: Duration = .seconds(1)
+    /// The log text one reply carries at most (base64 in JSON grows it by
+    /// a third).
+    static let maxLogReplyBytes = 600 << 10
 
     public init(executor: TaskExecutor, logger: Logger) {
         self.executor = executor
@@ -96,6 +99,29 @@ public actor SwarmTaskRunner: TaskAgent {
             latest[taskID] = nil
             acknowledged[taskID] = nil
         }
+    }
+
+    public func logs(_ request: LogRequest) async -> [LogEntry] {
+        var streams: Set<TaskLogLine.Stream> = []
+        if request.stdout { streams.insert(.stdout) }
+        if request.stderr { streams.insert(.stderr) }
+        var entries: [LogEntry] = []
+        for taskID in request.taskIDs {
+            guard let container = containers[taskID] else { continue }
+            let files = await executor.logFiles(container)
+            for line in TaskLog.read(files: files, streams: streams, since: request.since, tail: request.tail) {
+                entries.append(LogEntry(taskID: taskID, time: line.time, stderr: line.stream == .stderr, text: Data(line.text)))
+            }
+        }
+        // A reply must fit the managers' 1 MiB request bound: the newest
+        // lines are kept.
+        var bytes = 0
+        var kept = entries.count
+        while kept > 0, bytes + entries[kept - 1].text.count + 96 < Self.maxLogReplyBytes {
+            bytes += entries[kept - 1].text.count + 96
+            kept -= 1
+        }
+        return Array(entries[kept...])
     }
 
     private func report(_ taskID: String, _ state: TaskState, _ message: String, error: String? = nil) {

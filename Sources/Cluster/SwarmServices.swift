@@ -389,4 +389,44 @@ public protocol TaskAgent: Sendable {
     /// Every task the dispatcher assigns to this node, with what it wants
     /// of each; the node's other tasks are stopped and removed.
     func assign(_ tasks: [TaskAssignment]) async
+    /// The log lines of the request's tasks that run (or ran) here.
+    func logs(_ request: LogRequest) async -> [LogEntry]
+}
+
+/// A manager asks a node for the logs of some of its tasks (`docker service
+/// logs`), through the dispatcher: the request rides on a heartbeat answer
+/// and the node posts the lines back on its session.
+public struct LogRequest: Codable, Sendable, Equatable {
+    public var id: String
+    public var taskIDs: [String]
+    public var stdout: Bool
+    public var stderr: Bool
+    /// Lines from the end of each task's log; nil for all.
+    public var tail: Int?
+    public var since: Date?
+
+    public init(id: String, taskIDs: [String], stdout: Bool, stderr: Bool, tail: Int?, since: Date?) {
+        self.id = id
+        self.taskIDs = taskIDs
+        self.stdout = stdout
+        self.stderr = stderr
+        self.tail = tail
+        self.since = since
+    }
+}
+
+/// One line of a task's log, as a node sends it to the managers.
+public struct LogEntry: Codable, Sendable, Equatable {
+    public var taskID: String
+    /// RFC 3339 with nanoseconds.
+    public var time: String
+    public var stderr: Bool
+    public var text: Data
+
+    public init(taskID: String, time: String, stderr: Bool, text: Data) {
+        self.taskID = taskID
+        self.time = time
+        self.stderr = stderr
+        self.text = text
+    }
 }

@@ -81,13 +81,7 @@ struct ContainerRoutes {
         case (.GET, "json"):
             return try DockerRouter.json(.ok, await backend.inspectContainer(reference))
         case (.GET, "logs"):
-            let options = LogOptions(
-                stdout: Self.flag(query["stdout"]), stderr: Self.flag(query["stderr"]), follow: Self.flag(query["follow"]),
-                timestamps: Self.flag(query["timestamps"]), tail: query["tail"].flatMap { Int($0) },
-                since: query["since"].flatMap(Self.time), until: query["until"].flatMap(Self.time))
-            guard options.stdout || options.stderr else {
-                throw APIError(.badRequest, "Bad parameters: you must choose at least one stream")
-            }
+            let options = try LogOptions(query: query)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/vnd.docker.multiplexed-stream")
             return HTTPResponse(status: .ok, headers: headers, stream: try await backend.containerLogs(reference, options: options))

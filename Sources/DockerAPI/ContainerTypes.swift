@@ -390,6 +390,25 @@ public struct ContainerWaitResponse: Codable, Sendable {
 
 /// What `docker logs` asks for.
 public struct LogOptions: Sendable {
+    /// From the query of `GET /containers/{id}/logs` (and the service and
+    /// task logs): stdout, stderr, follow, timestamps, tail, since, until.
+    public init(query: [String: String]) throws {
+        self.init(
+            stdout: ContainerRoutes.flag(query["stdout"]), stderr: ContainerRoutes.flag(query["stderr"]),
+            follow: ContainerRoutes.flag(query["follow"]), timestamps: ContainerRoutes.flag(query["timestamps"]),
+            tail: query["tail"].flatMap { Int($0) }, since: query["since"].flatMap(ContainerRoutes.time),
+            until: query["until"].flatMap(ContainerRoutes.time))
+        guard stdout || stderr else { throw APIError(.badRequest, "Bad parameters: you must choose at least one stream") }
+    }
+
+    /// Docker's multiplexed stream frame: the stream (1 stdout, 2 stderr),
+    /// three zero bytes, the payload's length (big-endian), the payload.
+    public static func frame(stderr: Bool, _ payload: [UInt8]) -> [UInt8] {
+        let length = UInt32(payload.count)
+        return [stderr ? 2 : 1, 0, 0, 0, UInt8(length >> 24), UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff)]
+            + payload
+    }
+
     public var stdout: Bool
     public var stderr: Bool
     public var follow: Bool

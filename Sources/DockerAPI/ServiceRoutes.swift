@@ -23,6 +23,12 @@ struct ServiceRoutes {
             return HTTPResponse(status: .ok)
         case (.GET, ["tasks"]):
             return try DockerRouter.json(.ok, await backend.listTasks(filters: try DockerRouter.filters(query["filters"])))
+        case (.GET, let s) where s.count == 3 && (s[0] == "services" || s[0] == "tasks") && s[2] == "logs":
+            let options = try LogOptions(query: query)
+            let stream = try await backend.logs(service: s[0] == "services" ? s[1] : nil, task: s[0] == "tasks" ? s[1] : nil, options: options)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/vnd.docker.multiplexed-stream")
+            return HTTPResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: stream))
         case (.GET, let s) where s.count == 2 && s[0] == "tasks":
             return try DockerRouter.json(.ok, await backend.inspectTask(s[1]))
         default:

@@ -480,4 +480,7 @@ public protocol ServiceOrchestration: Sendable {
     func removeService(_ reference: String) async throws
     func listTasks(filters: [String: [String]]) async throws -> [TaskResource]
     func inspectTask(_ reference: String) async throws -> TaskResource
+    /// `docker service logs SERVICE|TASK`: Docker's multiplexed stream, each
+    /// line with its swarm details (node, service and task IDs).
+    func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8]
 }

@@ -68,6 +68,25 @@ struct HeartbeatResponse: Codable, Sendable {
     /// node's balancers and DNS answers at once, before gossip's failure
     /// detector reaches the same verdict.
     var downEngines: [String]?
+    /// Managers want the logs of some of the node's tasks: it posts them
+    /// to `/swarmnet/logs` on the same session.
+    var logRequests: [LogRequest]?
+}
+
+/// A node's answer to a log request.
+struct LogReply: Codable, Sendable {
+    var id: String
+    var entries: [LogEntry]
+}
+
+/// A manager asks the leader for the logs of tasks on several nodes.
+struct LogFetch: Codable, Sendable {
+    /// Node ID → the tasks there.
+    var tasks: [String: [String]]
+    var stdout: Bool
+    var stderr: Bool
+    var tail: Int?
+    var since: Date?
 }
 
 struct RenewRequest: Codable, Sendable {

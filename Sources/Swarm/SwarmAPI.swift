@@ -93,6 +93,10 @@ public struct SwarmServicesAPI: ServiceOrchestration {
     public func inspectTask(_ reference: String) async throws -> TaskResource {
         try await edge { try await runtime.inspectTask(reference) }
     }
+
+    public func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8] {
+        try await edge { try await runtime.logs(service: service, task: task, options: options) }
+    }
 }
 
 /// Runs an API call, turning control errors into HTTP statuses: the one

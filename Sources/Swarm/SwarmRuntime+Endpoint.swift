@@ -75,6 +75,18 @@ extension SwarmRuntime {
                 }
                 return await handler(HTTPRequest(method: HTTPMethod(rawValue: forwarded.method), uri: forwarded.path,
                                                  headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: forwarded.body)))
+            case (.POST, "/swarmnet/logs"):
+                // A node's answer to a log request it was handed.
+                let peer = try authenticate(request)
+                deliverLogs(try Self.decode(LogReply.self, request.body), from: peer.nodeID)
+                return Self.answer(.ok, ErrorBody(message: "ok"))
+            case (.POST, "/swarmnet/logs/fetch"):
+                let peer = try authenticate(request)
+                guard peer.role == .manager else {
+                    throw ControlError(.permissionDenied, "\(peer) is not a manager: this call is for managers only")
+                }
+                let fetch = try Self.decode(LogFetch.self, request.body)
+                return Self.answer(.ok, await collectLogs(fetch))
             case (.POST, "/swarmnet/renew"):
                 let peer = try authenticate(request)
                 return Self.answer(.ok, try await renew(for: peer, try Self.decode(RenewRequest.self, request.body)))
@@ -183,9 +195,11 @@ extension SwarmRuntime {
             recorded = await record(reports, from: peer.nodeID, store)
             assignments = managerView(store).assignments[peer.nodeID] ?? []
         }
+        let logRequests = pendingLogRequests.removeValue(forKey: peer.nodeID)
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
                                                   gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
-                                                  tasks: assignments, reportsRecorded: recorded, downEngines: view.downEngines))
+                                                  tasks: assignments, reportsRecorded: recorded, downEngines: view.downEngines,
+                                                  logRequests: logRequests))
     }
 
     /// A node's new certificate, for the role the operators want: a node

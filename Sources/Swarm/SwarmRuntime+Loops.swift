@@ -66,6 +66,10 @@ extension SwarmRuntime {
                     if let agent = configuration.taskAgent {
                         if response.reportsRecorded != false { await agent.acknowledge(reports) }
                         if let tasks = response.tasks { await agent.assign(tasks) }
+                        for request in response.logRequests ?? [] {
+                            let reply = LogReply(id: request.id, entries: await agent.logs(request))
+                            _ = try? await session!.request(.POST, "/swarmnet/logs", body: SwarmStore.encode(reply))
+                        }
                     }
                     if (!response.managers.isEmpty && response.managers != local.managers) || response.gossipKeys != local.gossipKeys {
                         await update(managers: response.managers.isEmpty ? local.managers : response.managers, gossipKeys: response.gossipKeys)

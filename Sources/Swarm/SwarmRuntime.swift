@@ -119,6 +119,10 @@ public actor SwarmRuntime {
     /// The store index of the last orchestration pass that changed nothing,
     /// and when it ran.
     var idleOrchestration: (index: UInt64, at: ContinuousClock.Instant)?
+    /// On the leader: log requests waiting for their node's next heartbeat,
+    /// and the callers waiting for the answers (by request ID).
+    var pendingLogRequests: [String: [LogRequest]] = [:]
+    var logWaiters: [String: (node: String, continuation: CheckedContinuation<[LogEntry], Never>)] = [:]
     /// The heartbeat loop's wait, which a task change cuts short.
     var heartbeatWait: CheckedContinuation<Void, Never>?
     var heartbeatRequested = false

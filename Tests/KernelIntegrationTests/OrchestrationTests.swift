@@ -160,6 +160,21 @@ import TestKit
             try testbed.docker("h1", ["node", "update", "--availability", "active", "h3"])
             #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 3 })
 
+            // Logs from tasks on several nodes, as the CLI prints them.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "talker", "--replicas", "2", "--constraint", "node.role==worker",
+                                      "--placement-pref", "spread=node.id", "busybox", "sh", "-c", "echo hello from $(hostname); sleep 1000"])
+            #expect(eventually(10) { (try? tasks(testbed, "talker").filter { $0.hasSuffix("Running") }.count) == 2 })
+            var logs = ""
+            #expect(eventually(10) {
+                logs = (try? testbed.docker("h1", ["service", "logs", "talker"])) ?? ""
+                return logs.split(separator: "\n").count == 2
+            }, "\(logs)")
+            for host in ["h2", "h3"] {
+                #expect(logs.contains("@\(host)") && logs.contains("| hello from "), "\(logs)")
+            }
+            #expect(logs.contains("talker.1.") && logs.contains("talker.2."), "\(logs)")
+            try testbed.docker("h1", ["service", "rm", "talker"])
+
             // Bad input: a clear error, and nothing made.
             func failure(_ arguments: [String]) -> String {
                 do {
