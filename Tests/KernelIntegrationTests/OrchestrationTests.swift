@@ -238,6 +238,40 @@ import TestKit
         }
     }
 
+    @Test func aRollingUpdateCompletesUnderANewLeaderAfterTheLeaderIsKilled() throws {
+        let busybox = try TestImages.path("busybox")
+        try withTestbed(hosts: 4) { testbed in
+            for host in testbed.hosts.map(\.name) { _ = try testbed.docker(host, ["load", "-i", busybox]) }
+            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "slow", "--replicas", "6", "--stop-grace-period", "1s",
+                                      "--update-parallelism", "1", "--update-delay", "1s", "busybox", "sleep", "100000"])
+            let count = { (host: String, filter: String) in
+                (try? testbed.docker(host, ["service", "ps", "slow", "--filter", "desired-state=running", "--format", "{{.CurrentState}}"])
+                    .split(separator: "\n").filter { $0.hasPrefix(filter) }.count) ?? -1
+            }
+            #expect(eventually(20) { count("h1", "Running") == 6 })
+            try testbed.docker("h1", ["service", "update", "-d", "--env-add", "VERSION=2", "slow"])
+            let updated = { (host: String) -> Int in
+                let ids = (try? testbed.docker(host, ["service", "ps", "-q", "--filter", "desired-state=running", "slow"]))?
+                    .split(separator: "\n").map(String.init) ?? []
+                return ids.filter { id in
+                    (try? testbed.docker(host, ["inspect", "--type", "task", "--format", "{{.Spec.ContainerSpec.Env}} {{.Status.State}}", id]))
+                        .map { $0.contains("VERSION=2") && $0.contains("running") } ?? false
+                }.count
+            }
+            #expect(eventually(15) { updated("h1") >= 1 }, "the update started")
+            #expect(updated("h1") < 6, "the update was still rolling when the leader died")
+            testbed.kill9("h1")
+            // A new leader carries on from the store: every task updated,
+            // the update completed, the dead leader's tasks replaced.
+            #expect(eventually(60) { updated("h2") == 6 }, "updated under the new leader: \(updated("h2"))")
+            #expect(eventually(10) {
+                (try? testbed.docker("h2", ["service", "inspect", "--format", "{{.UpdateStatus.State}}", "slow"]))?.contains("completed") == true
+            })
+            #expect(count("h2", "Running") == 6)
+        }
+    }
+
     func failureText(_ body: () throws -> Any) -> String {
         do {
             return "(no error) \(try body())"
