@@ -39,7 +39,19 @@ extension SwarmRuntime {
     /// the routing mesh's ingress network alone when it only publishes
     /// ports (Docker's `-p 80:80` without `--network`).
     private func networkTargets(of id: String, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
-        let resource = try await networkSide.inspectService(id)
+        // On a manager that does not allocate, the new service's network
+        // side arrives by gossip a moment after the allocating node made it.
+        var resource = try? await networkSide.inspectService(id)
+        let deadline = ContinuousClock.now + .seconds(3)
+        while resource == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+            resource = try? await networkSide.inspectService(id)
+        }
+        guard let resource else { return try await networkTargets(of: try await networkSide.inspectService(id), spec, networkSide) }
+        return try await networkTargets(of: resource, spec, networkSide)
+    }
+
+    private func networkTargets(of resource: ServiceResource, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
         let requested = spec.taskTemplate?.networks ?? spec.networks ?? []
         var targets: [NetworkTarget] = []
         for (index, network) in (resource.spec.taskTemplate?.networks ?? []).enumerated() {
