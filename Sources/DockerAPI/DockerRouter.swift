@@ -92,9 +92,12 @@ public struct DockerRouter: Sendable {
             let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
             if let response = try await SwarmRoutes(backend: swarm).route(method, decoded, query: query, body: body) { return response }
         }
-        if let first = segments.first, first == "tasks" || first == "services", let services, await services.isActive() {
-            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
-            if let response = try await ServiceRoutes(backend: services).route(method, decoded, query: query, body: body) { return response }
+        if let first = segments.first, first == "tasks" || first == "services", let services {
+            if let refusal = await services.workerRefusal() { throw APIError(.serviceUnavailable, refusal) }
+            if await services.isActive() {
+                let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+                if let response = try await ServiceRoutes(backend: services).route(method, decoded, query: query, body: body) { return response }
+            }
         }
         if segments.first == "tasks" { throw APIError(.serviceUnavailable, Self.notInSwarm) }
         let route = segments.joined(separator: "/")

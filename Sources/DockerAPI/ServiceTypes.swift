@@ -473,6 +473,9 @@ public struct TaskResource: Codable, Sendable {
 public protocol ServiceOrchestration: Sendable {
     /// Whether this node orchestrates now (it is a manager of a swarm).
     func isActive() async -> Bool
+    /// Docker's refusal when this node is a swarm worker (nil otherwise):
+    /// a worker answers no service or task call.
+    func workerRefusal() async -> String?
     func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse
     func listServices(filters: [String: [String]], status: Bool) async throws -> [ServiceResource]
     func inspectService(_ reference: String) async throws -> ServiceResource

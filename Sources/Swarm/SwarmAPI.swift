@@ -66,6 +66,11 @@ public struct SwarmServicesAPI: ServiceOrchestration {
 
     public func isActive() async -> Bool { await runtime.orchestrates }
 
+    public func workerRefusal() async -> String? {
+        let inSwarm = await runtime.isInSwarm, orchestrates = await runtime.orchestrates
+        return inSwarm && !orchestrates ? ControlError.notManager.message : nil
+    }
+
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
         try await edge { try await runtime.createService(spec) }
     }

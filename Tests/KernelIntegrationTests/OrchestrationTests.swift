@@ -187,6 +187,13 @@ import TestKit
                 }
             }
             #expect(failure(["service", "create", "-d", "--name", "lost", "--network", "nope", "busybox"]).contains("nope"))
+            // A worker answers no service call, as Docker's.
+            do {
+                _ = try testbed.docker("h2", ["service", "ls"])
+                Issue.record("service ls answered on a worker")
+            } catch let error as CommandFailure {
+                #expect(error.stderr.contains("Worker nodes can't be used to view or modify cluster state"), "\(error.stderr)")
+            }
             #expect(failure(["service", "create", "-d", "--name", "bad", "--constraint", "node.zone=east", "busybox"])
                 .contains("invalid constraint"))
             #expect(failure(["service", "create", "-d", "--name", "east", "busybox"]).contains("already"))
