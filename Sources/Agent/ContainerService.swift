@@ -127,6 +127,11 @@ public final class ContainerService: ContainerBackend {
         return inspected
     }
 
+    /// One log line in Docker's multiplexed stream.
+    static func frame(_ line: TaskLogLine, timestamps: Bool) -> [UInt8] {
+        LogOptions.frame(stderr: line.stream == .stderr, (timestamps ? Array((line.time + " ").utf8) : []) + line.text)
+    }
+
     public func containerLogs(_ reference: String, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error> {
         let executor = executor
         let record = try await mapping { try await executor.task(reference) }
@@ -138,7 +143,7 @@ public final class ContainerService: ContainerBackend {
         let wanted = streams
         return AsyncThrowingStream { continuation in
             var first: [UInt8] = []
-            for line in lines { first += TaskLog.frame(line, timestamps: options.timestamps) }
+            for line in lines { first += Self.frame(line, timestamps: options.timestamps) }
             if !first.isEmpty { continuation.yield(first) }
             guard options.follow, let current = files.last else {
                 continuation.finish()
@@ -163,7 +168,7 @@ public final class ContainerService: ContainerBackend {
                             let complete = pending[...lastNewline]
                             var framed: [UInt8] = []
                             for line in TaskLog.parse(complete, streams: wanted, until: options.until) {
-                                framed += TaskLog.frame(line, timestamps: options.timestamps)
+                                framed += Self.frame(line, timestamps: options.timestamps)
                             }
                             pending.removeSubrange(...lastNewline)
                             if !framed.isEmpty { continuation.yield(framed) }

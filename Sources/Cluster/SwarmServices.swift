@@ -337,6 +337,10 @@ public struct SwarmTask: Codable, Sendable, Equatable {
         self.notBefore = notBefore
     }
 
+    /// Which place of its service the task fills: its slot (replicated),
+    /// or its node (global). A replacement fills the same place.
+    public var place: String { slot > 0 ? "slot \(slot)" : "node \(nodeID ?? "")" }
+
     /// The task's name as Docker shows it: `web.2` (global: `web.NODEID`).
     public var name: String { slot > 0 ? "\(serviceName).\(slot)" : "\(serviceName).\(nodeID ?? "")" }
 

@@ -11,6 +11,24 @@ public struct OrchestrationChanges: Sendable, Equatable {
     public init() {}
 
     public var isEmpty: Bool { createdTasks.isEmpty && updatedTasks.isEmpty && deletedTasks.isEmpty && updatedServices.isEmpty }
+
+    /// The tasks as they stand once these changes are applied to `tasks`.
+    public func applied(to tasks: [SwarmTask]) -> [SwarmTask] {
+        var byID = Dictionary(tasks.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for id in deletedTasks { byID[id] = nil }
+        for task in updatedTasks + createdTasks { byID[task.id] = task }
+        return Array(byID.values)
+    }
+
+    /// Takes in the scheduler's placements: a task created in this pass
+    /// stays a creation, any other becomes (or stays) an update.
+    public mutating func absorb(_ scheduled: [SwarmTask]) {
+        let placed = Dictionary(scheduled.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var remaining = placed
+        createdTasks = createdTasks.map { remaining.removeValue(forKey: $0.id) ?? $0 }
+        updatedTasks = updatedTasks.map { remaining.removeValue(forKey: $0.id) ?? $0 }
+        updatedTasks += scheduled.filter { remaining[$0.id] != nil }
+    }
 }
 
 /// Keeps each service's tasks what its spec asks, as swarmkit's replicated
@@ -125,8 +143,7 @@ public struct Orchestrator {
         guard policy.maxAttempts > 0 else { return true }
         let windowStart = policy.window > 0 ? now.addingTimeInterval(-Double(policy.window) / 1e9) : .distantPast
         let ended = plan.tasks(of: task.serviceID).filter {
-            $0.slot == task.slot && $0.nodeID == (task.slot == 0 ? task.nodeID : $0.nodeID)
-                && $0.status.state.isTerminal && $0.status.timestamp >= windowStart
+            $0.place == task.place && $0.status.state.isTerminal && $0.status.timestamp >= windowStart
         }
         // The first run is not a restart.
         return ended.count <= policy.maxAttempts
@@ -228,7 +245,7 @@ public struct Orchestrator {
 
         // start-first: an old task leaves its slot once its replacement runs.
         for old in outdated {
-            let replaced = current.contains { $0.slot == old.slot && (old.slot > 0 || $0.nodeID == old.nodeID) && $0.status.state == .running }
+            let replaced = current.contains { $0.place == old.place && $0.status.state == .running }
             if replaced {
                 var stopped = old
                 stopped.desiredState = .shutdown
@@ -241,7 +258,7 @@ public struct Orchestrator {
         if let lastStarted, now < lastStarted.addingTimeInterval(Double(policy.delay) / 1e9) { return }
         let batch = policy.parallelism == 0 ? outdated.count : max(Int(policy.parallelism) - inFlight, 0)
         let waiting = outdated.filter { old in
-            !current.contains { $0.slot == old.slot && (old.slot > 0 || $0.nodeID == old.nodeID) }
+            !current.contains { $0.place == old.place }
         }.sorted { ($0.slot, $0.nodeID ?? "") < ($1.slot, $1.nodeID ?? "") }
         for old in waiting.prefix(batch) {
             if policy.order == .stopFirst {
@@ -249,7 +266,7 @@ public struct Orchestrator {
                 stopped.desiredState = .shutdown
                 plan.update(stopped, now: now)
             }
-            plan.create(SwarmTask(id: newID(), service: service, slot: old.slot, nodeID: old.slot == 0 ? old.nodeID : nil, now: now))
+            plan.create(replacement(for: old, service: service, notBefore: nil))
         }
     }
 
@@ -257,8 +274,7 @@ public struct Orchestrator {
     /// service), deleting the oldest.
     func pruneHistory(_ plan: inout Plan, service: SwarmService) {
         let ended = plan.tasks(of: service.id).filter { !$0.isWanted && ($0.status.state.isTerminal || $0.nodeID == nil) }
-        let bySlot = Dictionary(grouping: ended) { $0.slot > 0 ? "\($0.slot)" : ($0.nodeID ?? "") }
-        for (_, history) in bySlot where history.count > historyLimit {
+        for (_, history) in Dictionary(grouping: ended, by: \.place) where history.count > historyLimit {
             for task in history.sorted(by: { $0.createdAt < $1.createdAt }).prefix(history.count - max(historyLimit, 0)) {
                 plan.delete(task.id)
             }

@@ -12,17 +12,13 @@ import Foundation
 extension SwarmRuntime {
     public func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8] {
         let store = try await currentStore()
-        let all = store.tasks().map(\.object)
+        let all = store.tasks()
         let chosen: [SwarmTask]
         if let service {
             let id = try Self.resolveService(service, in: store.services()).object.id
-            chosen = all.filter { $0.serviceID == id }
+            chosen = all.map(\.object).filter { $0.serviceID == id }
         } else if let task {
-            let matches = all.filter { $0.id == task || $0.id.hasPrefix(task) }
-            guard let found = matches.first(where: { $0.id == task }) ?? (matches.count == 1 ? matches.first : nil) else {
-                throw ControlError(.notFound, "task \(task) not found")
-            }
-            chosen = [found]
+            chosen = [try Self.resolveTask(task, in: all).object]
         } else {
             chosen = []
         }

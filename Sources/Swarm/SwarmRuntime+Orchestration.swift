@@ -29,18 +29,7 @@ extension SwarmRuntime {
         var changes = Orchestrator(now: now, historyLimit: historyLimit, newID: Identifier.swarm)
             .reconcile(services: services.map(\.object), tasks: tasks.map(\.object), nodes: nodes)
 
-        var after = Dictionary(tasks.map { ($0.object.id, $0.object) }, uniquingKeysWith: { first, _ in first })
-        for id in changes.deletedTasks { after[id] = nil }
-        for task in changes.updatedTasks + changes.createdTasks { after[task.id] = task }
-        for task in Scheduler.schedule(tasks: Array(after.values), nodes: nodes, now: now) {
-            if let index = changes.createdTasks.firstIndex(where: { $0.id == task.id }) {
-                changes.createdTasks[index] = task
-            } else if let index = changes.updatedTasks.firstIndex(where: { $0.id == task.id }) {
-                changes.updatedTasks[index] = task
-            } else {
-                changes.updatedTasks.append(task)
-            }
-        }
+        changes.absorb(Scheduler.schedule(tasks: changes.applied(to: tasks.map(\.object)), nodes: nodes, now: now))
         guard !changes.isEmpty else {
             idleOrchestration = (index, ContinuousClock.now)
             return

@@ -47,8 +47,10 @@ extension SwarmRuntime {
             try? await Task.sleep(for: .milliseconds(50))
             resource = try? await networkSide.inspectService(id)
         }
-        guard let resource else { return try await networkTargets(of: try await networkSide.inspectService(id), spec, networkSide) }
-        return try await networkTargets(of: resource, spec, networkSide)
+        // Still missing: the lookup's own error says why.
+        let found: ServiceResource
+        if let resource { found = resource } else { found = try await networkSide.inspectService(id) }
+        return try await networkTargets(of: found, spec, networkSide)
     }
 
     private func networkTargets(of resource: ServiceResource, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
@@ -69,7 +71,7 @@ extension SwarmRuntime {
             throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
         let store = try await currentStore()
-        let tasks = store.tasks().map(\.object)
+        let tasks = Dictionary(grouping: store.tasks().map(\.object), by: \.serviceID)
         var resources: [ServiceResource] = []
         for service in store.services().sorted(by: { $0.object.createdAt < $1.object.createdAt }) {
             let spec = service.object.spec
@@ -83,7 +85,7 @@ extension SwarmRuntime {
                   filters["mode"].map({ $0.contains(mode) }) ?? true,
                   (filters["label"] ?? []).allSatisfy({ Self.matches(label: $0, spec.labels) })
             else { continue }
-            resources.append(await resource(service, tasks: tasks, withStatus: status))
+            resources.append(await resource(service, tasks: tasks[service.object.id] ?? [], withStatus: status))
         }
         return resources
     }
@@ -91,7 +93,7 @@ extension SwarmRuntime {
     public func inspectService(_ reference: String) async throws -> ServiceResource {
         let store = try await currentStore()
         let service = try Self.resolveService(reference, in: store.services())
-        return await resource(service, tasks: store.tasks().map(\.object), withStatus: true)
+        return await resource(service, tasks: store.tasks().map(\.object).filter { $0.serviceID == service.object.id }, withStatus: true)
     }
 
     static func resolveService(_ reference: String, in services: [SwarmStore.Versioned<SwarmService>]) throws(ControlError) -> SwarmStore.Versioned<SwarmService> {
@@ -105,7 +107,7 @@ extension SwarmRuntime {
     }
 
     /// Docker's service JSON: the store's spec with the network side's
-    /// endpoint (VIPs, ports), and the task counts.
+    /// endpoint (VIPs, ports), and the counts of its `tasks`.
     func resource(_ service: SwarmStore.Versioned<SwarmService>, tasks: [SwarmTask], withStatus: Bool) async -> ServiceResource {
         let object = service.object
         let network = try? await configuration.networkSide?.inspectService(object.id)
@@ -116,14 +118,13 @@ extension SwarmRuntime {
             virtualIPs: (network?.endpoint.virtualIPs ?? []).map { (networkID: $0.networkID, addr: $0.addr) }, backends: network?.backends)
         resource.previousSpec = object.previousSpec.map { ServiceSpecConversion.spec($0, endpoint: endpointSpec) }
         resource.updateStatus = ServiceSpecConversion.updateStatus(object.updateStatus)
-        let mine = tasks.filter { $0.serviceID == object.id }
-        let running = UInt64(mine.filter { $0.desiredState == .running && $0.status.state == .running }.count)
+        let running = UInt64(tasks.filter { $0.desiredState == .running && $0.status.state == .running }.count)
         let desired: UInt64
         switch object.spec.mode {
         case .replicated(let replicas): desired = replicas
-        case .global: desired = UInt64(mine.filter { $0.desiredState == .running && !$0.status.state.isTerminal }.count)
+        case .global: desired = UInt64(tasks.filter { $0.desiredState == .running && !$0.status.state.isTerminal }.count)
         }
-        let completed = UInt64(mine.filter { $0.status.state == .complete }.count)
+        let completed = UInt64(tasks.filter { $0.status.state == .complete }.count)
         resource.serviceStatus = withStatus ? .init(runningTasks: running, desiredTasks: desired, completedTasks: completed) : nil
         return resource
     }
@@ -225,11 +226,16 @@ extension SwarmRuntime {
     }
 
     public func inspectTask(_ reference: String) async throws -> TaskResource {
-        let store = try await currentStore()
-        let matches = store.tasks().filter { $0.object.id == reference || $0.object.id.hasPrefix(reference) }
+        let found = try Self.resolveTask(reference, in: try await currentStore().tasks())
+        return ServiceSpecConversion.resource(found.object, version: found.version)
+    }
+
+    /// A task by ID or unique ID prefix.
+    static func resolveTask(_ reference: String, in tasks: [SwarmStore.Versioned<SwarmTask>]) throws(ControlError) -> SwarmStore.Versioned<SwarmTask> {
+        let matches = tasks.filter { $0.object.id.hasPrefix(reference) }
         guard let found = matches.first(where: { $0.object.id == reference }) ?? (matches.count == 1 ? matches.first : nil) else {
             throw ControlError(.notFound, "task \(reference) not found")
         }
-        return ServiceSpecConversion.resource(found.object, version: found.version)
+        return found
     }
 }

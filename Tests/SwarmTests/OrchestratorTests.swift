@@ -46,10 +46,10 @@ import Testing
                 return "t\(counter)"
             }).reconcile(services: services, tasks: Array(tasks.values), nodes: nodes)
             nextID = counter
-            for id in changes.deletedTasks { tasks[id] = nil }
-            for task in changes.updatedTasks + changes.createdTasks { tasks[task.id] = task }
-            for service in changes.updatedServices { services = services.map { $0.id == service.id ? service : $0 } }
-            for task in Scheduler.schedule(tasks: Array(tasks.values), nodes: nodes, now: now) { tasks[task.id] = task }
+            var all = changes
+            all.absorb(Scheduler.schedule(tasks: changes.applied(to: Array(tasks.values)), nodes: nodes, now: now))
+            tasks = Dictionary(uniqueKeysWithValues: all.applied(to: Array(tasks.values)).map { ($0.id, $0) })
+            for service in all.updatedServices { services = services.map { $0.id == service.id ? service : $0 } }
         }
 
         /// What the nodes do with their assignments: start what should run,

@@ -52,15 +52,6 @@ public enum TaskLog {
         return lines
     }
 
-    /// Docker's multiplexed stream frame: stream (1 stdout, 2 stderr),
-    /// three zero bytes, the length (big-endian), then the payload.
-    public static func frame(_ line: TaskLogLine, timestamps: Bool) -> [UInt8] {
-        let payload = timestamps ? Array((line.time + " ").utf8) + line.text : line.text
-        let length = UInt32(payload.count)
-        return [line.stream == .stdout ? 1 : 2, 0, 0, 0,
-                UInt8(length >> 24), UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff)] + payload
-    }
-
     static func parseTime(_ text: String) -> Date? {
         // 2026-12-06T20:55:00.123456789Z: seconds, then the fraction (nine
         // digits, more than the format style reads).
