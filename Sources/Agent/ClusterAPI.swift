@@ -5,35 +5,15 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// What a worker asks the manager for when it attaches an endpoint: the
-/// manager holds every network's allocations, so addresses are unique across
-/// the cluster (the job Raft-replicated manager state takes over later).
-public struct AllocationRequest: Codable, Sendable {
-    public var endpointID: String
-    public var network: String
-    public var node: String
-    public var nodeName: String
-    public var namespacePath: String
-    public var name: String
-    public var requestedAddress: String?
-    public var vtep: IPAddress
-    /// The service the endpoint is a backend of.
-    public var serviceID: String?
-    /// The node's own endpoint on the ingress network.
-    public var isIngressGateway: Bool?
-}
-
-/// The manager's cluster API on TCP (port 2377, Swarm's cluster management
-/// port): endpoint address allocation for workers.
+/// The pre-swarm manager's cluster API on TCP (port 2377, Swarm's cluster
+/// management port): endpoint address allocation for workers.
 ///
 ///   POST   /swarmnet/cluster/endpoints        AllocationRequest → EndpointRecord (201)
 ///   DELETE /swarmnet/cluster/endpoints/{id}   release (204)
 ///
-/// In a swarm it is served on the manager endpoint, over TLS, to nodes
-/// whose certificate verified: `caller` is the engine ID of the node the
-/// certificate names, and a node allocates and releases only its own
-/// endpoints. Before a swarm it is served on plain TCP to anyone (`caller`
-/// nil), as it always was.
+/// It stops when the node enters a swarm: the managers then serve the same
+/// routes on their mutual-TLS endpoint, from Raft, to each node for its own
+/// endpoints only (`SwarmRuntime+Allocation`).
 public struct ClusterAPI: Sendable {
     public let daemon: NodeDaemon
 
@@ -41,18 +21,15 @@ public struct ClusterAPI: Sendable {
         self.daemon = daemon
     }
 
-    public func handle(_ request: HTTPRequest, caller: String? = nil) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let segments = request.uri.split(separator: "?").first.map { $0.split(separator: "/").map(String.init) } ?? []
         do {
             switch (request.method, segments.count) {
             case (.POST, 3) where segments == ["swarmnet", "cluster", "endpoints"]:
                 let allocation = try DockerRouter.decode(AllocationRequest.self, request.body)
-                if let caller, allocation.node != caller {
-                    throw APIError(.forbidden, "node \(caller) may allocate only for itself, not for node \(allocation.node)")
-                }
                 return try DockerRouter.json(.created, await daemon.allocate(for: allocation))
             case (.DELETE, 4) where Array(segments.prefix(3)) == ["swarmnet", "cluster", "endpoints"]:
-                try await daemon.release(endpointID: segments[3], caller: caller)
+                try await daemon.release(endpointID: segments[3])
                 return HTTPResponse(status: .noContent)
             default:
                 throw APIError(.notFound, "page not found")
@@ -62,16 +39,6 @@ public struct ClusterAPI: Sendable {
         } catch {
             return DockerRouter.error(APIError(.badRequest, "\(error)"))
         }
-    }
-}
-
-extension ClusterState {
-    /// Records an endpoint for an allocation request (on the manager).
-    mutating func addEndpointRecord(_ request: AllocationRequest) throws -> EndpointRecord {
-        try addEndpoint(
-            id: request.endpointID, network: request.network, node: request.node, namespacePath: request.namespacePath,
-            name: request.name, requestedAddress: request.requestedAddress, vtep: request.vtep, nodeName: request.nodeName,
-            serviceID: request.serviceID, isIngressGateway: request.isIngressGateway == true)
     }
 }
 

@@ -1,17 +1,20 @@
+import Addressing
 import Cluster
 import DockerAPI
 import Foundation
 import NIOHTTP1
 import NIOPosix
 
-/// Endpoint address allocation: the manager allocates for every node;
-/// workers ask it over the cluster API (see ClusterAPI).
+/// Endpoint address allocation. In a swarm the managers allocate, in Raft
+/// (`allocator`); before a swarm the node started without `--worker`
+/// allocates for every node and workers ask it over the cluster API (see
+/// ClusterAPI).
 extension NodeDaemon {
     /// The manager's side: allocates an endpoint for a worker and keeps the
     /// allocation (so the address stays taken, and the network cannot be
     /// removed while the endpoint exists).
     public func allocate(for request: AllocationRequest) throws -> EndpointRecord {
-        guard configuration.isManager else { throw APIError(.serviceUnavailable, "this node is not a manager") }
+        guard configuration.isManager, allocator == nil else { throw APIError(.serviceUnavailable, "this node is not a manager") }
         var next = state
         if let existing = next.endpoints[request.endpointID] { return existing }
         let record = try Self.mapping { try next.addEndpointRecord(request) }
@@ -21,34 +24,14 @@ extension NodeDaemon {
     }
 
     /// The manager's side: forgets a worker's endpoint allocation.
-    public func release(endpointID: String, caller: String? = nil) throws {
+    public func release(endpointID: String) throws {
         guard let record = state.endpoints[endpointID] else { return }
         guard record.node != nodeID else {
             throw APIError(.forbidden, "endpoint \(endpointID) is attached on the manager itself")
         }
-        if let caller, record.node != caller {
-            throw APIError(.forbidden, "endpoint \(endpointID) belongs to node \(record.node), not to node \(caller)")
-        }
         var next = state
         next.endpoints[endpointID] = nil
         try commit(next)
-    }
-
-    /// The manager's side: a node left the swarm for good (`docker node
-    /// rm`): the addresses allocated to it are free again. Nothing happens
-    /// on a daemon that does not allocate.
-    public func releaseAllocations(ofNode node: String) {
-        guard configuration.isManager, node != nodeID else { return }
-        let gone = state.endpoints.values.filter { $0.node == node }
-        guard !gone.isEmpty else { return }
-        var next = state
-        for endpoint in gone { next.endpoints[endpoint.id] = nil }
-        do {
-            try commit(next)
-            logger.info("released the addresses of a removed node", metadata: ["node": "\(node)", "endpoints": "\(gone.count)"])
-        } catch {
-            logger.error("could not release a removed node's addresses", metadata: ["node": "\(node)", "error": "\(error)"])
-        }
     }
 
     /// The worker's side: asks the manager (found through gossip) to allocate.
@@ -75,6 +58,76 @@ extension NodeDaemon {
             logger.warning("could not release an address at the manager", metadata: ["manager": "\(manager)", "error": "\(error)"])
         }
     }
+
+    /// Frees an endpoint's address wherever it was allocated: at the
+    /// swarm's managers, at the pre-swarm manager, or here (nothing to do:
+    /// the record is gone). Best effort: an allocation that cannot be
+    /// released now is logged, and a removed node's are freed with it.
+    func releaseAllocation(_ endpointID: String) async {
+        if let allocator {
+            do { try await allocator.release(endpointID: endpointID, node: nodeID) } catch {
+                logger.warning("could not release an address at the swarm's managers", metadata: ["endpoint": "\(endpointID.prefix(12))", "error": "\(error)"])
+            }
+        } else if !configuration.isManager {
+            await releaseAtManager(endpointID)
+        }
+    }
+
+    /// This host's IPv4 routes, which a new network's subnet may not
+    /// overlap (read on the kernel worker).
+    public func hostRoutesForAllocation() async throws -> [IPPrefix] {
+        try await worker.run { try Self.hostRoutes() }
+    }
+
+    // MARK: - In a swarm
+
+    /// Entering a swarm (an allocator) or leaving it (nil). In a swarm the
+    /// managers hold every allocation, so this node keeps only its own
+    /// endpoints; the copies of other nodes' it held as the pre-swarm
+    /// allocator are theirs to report through gossip.
+    public func setClusterAllocator(_ allocator: (any ClusterAllocator)?) {
+        self.allocator = allocator
+        definitionsRevision = nil
+        guard allocator != nil, state.endpoints.values.contains(where: { $0.node != nodeID }) else { return }
+        var next = state
+        next.endpoints = next.endpoints.filter { $0.value.node == nodeID }
+        do { try commit(next) } catch {
+            logger.error("could not drop other nodes' endpoint copies", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The swarm's networks and services (with their VIPs and ports), as
+    /// the managers' store has them: they replace this node's copies. A
+    /// network missing from them that still has an endpoint here is kept
+    /// until the endpoint goes (a definition can arrive later than a
+    /// task's detach).
+    public func applyDefinitions(_ definitions: ClusterDefinitions) {
+        guard allocator != nil, definitions.revision != definitionsRevision else { return }
+        if let current = definitionsRevision, definitions.revision < current { return } // an older answer, overtaken
+        definitionsRevision = definitions.revision
+        var next = state
+        let localNetworks = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.networkID))
+        var networks = Dictionary(definitions.networks.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for id in localNetworks where networks[id] == nil {
+            if let kept = state.networks[id] { networks[id] = kept }
+        }
+        next.networks = networks
+        next.services = Dictionary(definitions.services.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        guard next != state else { return }
+        let networksChanged = next.networks != state.networks
+        do { try commit(next) } catch {
+            logger.error("could not record the swarm's definitions", metadata: ["error": "\(error)"])
+            definitionsRevision = nil
+            return
+        }
+        if networksChanged { wake() } else { wakeForChange() }
+    }
+
+    /// Whether the swarm's managers allocate for this node.
+    public var isInSwarm: Bool { allocator != nil }
+
+    /// What `swarm init` makes the swarm's first allocations.
+    public func clusterStateForSeeding() -> ClusterState { state }
 
     /// In a swarm, requests to the manager go through this (TLS with the
     /// node's certificate): method, HOST:PORT, path, body → status, body.

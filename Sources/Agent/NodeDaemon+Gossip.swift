@@ -15,7 +15,8 @@ extension NodeDaemon {
         self.gossip = gossip
         if let (keys, hosts, port) = swarmGossip { await enterSwarmGossip(keys: keys, managerHosts: hosts, port: port) }
         for endpoint in localEndpoints() { publish(endpoint) }
-        if configuration.isManager {
+        // In a swarm the managers hand out the definitions, not gossip.
+        if configuration.isManager && allocator == nil {
             for network in state.networks.values { publish(network) }
             for service in state.services.values { publish(service) }
             if let address = configuration.clusterAPIAddress {
@@ -34,7 +35,7 @@ extension NodeDaemon {
     /// definitions; every node learns the endpoints of other hosts.
     func refreshFromGossip() {
         guard let gossip else { return }
-        if !configuration.isManager {
+        if !configuration.isManager && allocator == nil {
             // Add what the manager published; drop only what it deleted
             // (a tombstone), never what is merely unseen (not yet synced) or
             // suspended (the manager is down), nor a network with endpoints here.

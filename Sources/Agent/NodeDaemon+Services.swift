@@ -9,16 +9,12 @@ import Logging
 /// service's backends, wherever they run (see NodeDaemon+Balancing).
 extension NodeDaemon {
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
-        if forwardsClusterWrites {
-            let answer = try await forwardToAllocator("POST", "/services/create", body: try JSONEncoder().encode(spec))
-            return try JSONDecoder().decode(ServiceCreateResponse.self, from: answer)
-        }
         guard configuration.isManager else {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
         }
-        let request = Self.serviceRequest(spec)
+        let request = ServiceRequest(spec)
         // Awaited before the state is copied, so no concurrent commit is overwritten.
-        let hostRoutes = !request.ports.isEmpty && state.ingressNetwork == nil ? try await worker.run { try Self.hostRoutes() } : nil
+        let hostRoutes = !request.ports.isEmpty && state.ingressNetwork == nil ? try await hostRoutesForAllocation() : nil
         var next = state
         var ingressCreated: NetworkRecord?
         if let hostRoutes, next.ingressNetwork == nil {
@@ -66,11 +62,6 @@ extension NodeDaemon {
     }
 
     public func removeService(_ reference: String) async throws {
-        if forwardsClusterWrites {
-            let id = (try? state.service(reference).id) ?? reference
-            _ = try await forwardToAllocator("DELETE", "/services/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)")
-            return
-        }
         guard configuration.isManager else {
             throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.")
         }
@@ -141,22 +132,6 @@ extension NodeDaemon {
     static func portConfig(_ port: ServicePort) -> PortConfig {
         PortConfig(name: port.name, protocol: port.protocol.rawValue, targetPort: Int(port.targetPort),
                    publishedPort: port.publishedPort.map(Int.init), publishMode: port.publishMode.rawValue)
-    }
-
-    /// Docker's spec in the fields the cluster uses.
-    static func serviceRequest(_ spec: ServiceSpec) -> ServiceRequest {
-        let attachments = spec.taskTemplate?.networks ?? spec.networks ?? []
-        return ServiceRequest(
-            name: spec.name, labels: spec.labels ?? [:], image: spec.taskTemplate?.containerSpec?.image ?? "",
-            replicas: spec.mode?.replicated?.replicas,
-            networks: attachments.map {
-                ServiceRequest.NetworkAttachment(target: $0.target, requestedVIP: $0.driverOpts?[NetworkAttachmentConfig.vipOption])
-            },
-            endpointMode: spec.endpointSpec?.mode,
-            ports: (spec.endpointSpec?.ports ?? []).map {
-                ServiceRequest.Port(name: $0.name, protocol: $0.protocol, targetPort: $0.targetPort, publishedPort: $0.publishedPort,
-                                    publishMode: $0.publishMode)
-            })
     }
 }
 

@@ -47,9 +47,14 @@ public actor NodeDaemon: DockerBackend {
     /// In a swarm: how this node reaches the managers' cluster API (TLS
     /// with its certificate); nil before a swarm (plain TCP).
     var secureClusterTransport: SecureClusterTransport?
-    /// Whether this node is a swarm manager (it then forwards the cluster
-    /// writes it does not allocate itself).
-    var swarmManager = false
+    /// In a swarm: the managers, which hold the cluster's allocations in
+    /// Raft. Networks, services and addresses then come from them, and
+    /// `state` keeps only this node's own endpoints.
+    var allocator: (any ClusterAllocator)?
+    /// The revision of the swarm's definitions `state` holds.
+    var definitionsRevision: UInt64?
+    /// This host's ingress endpoint being attached (`ensureIngressGateway`).
+    var ingressGatewayAttach: Task<EndpointRecord?, Error>?
     /// The swarm's gossip keys and managers, once this node is in a swarm.
     var swarmGossip: (keys: [String], managerHosts: [String], port: Int)?
     /// The load balancers opened in workload namespaces and the mesh's own.
@@ -127,27 +132,30 @@ public actor NodeDaemon: DockerBackend {
     // MARK: - Networks
 
     public func createNetwork(_ request: NetworkCreateRequest) async throws -> NetworkCreateResponse {
-        if forwardsClusterWrites {
-            let answer = try await forwardToAllocator("POST", "/networks/create", body: try JSONEncoder().encode(request))
-            return try JSONDecoder().decode(NetworkCreateResponse.self, from: answer)
-        }
-        guard configuration.isManager else {
-            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
-        }
         let config = request.ipam?.config?.first
         if (request.ipam?.config?.count ?? 0) > 1 {
             throw APIError(.badRequest, "swarmnet overlay networks take one IPAM config (one IPv4 subnet)")
         }
-        let hostRoutes = try await worker.run { try Self.hostRoutes() }
-        var next = state
-        let record = try Self.mapping {
-            try next.createNetwork(
-                ClusterState.NetworkRequest(
-                    name: request.name, driver: (request.driver ?? "").isEmpty ? "overlay" : request.driver!,
-                    subnet: config?.subnet, gateway: config?.gateway, attachable: request.attachable ?? false,
-                    isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:]),
-                id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
+        let networkRequest = ClusterState.NetworkRequest(
+            name: request.name, driver: (request.driver ?? "").isEmpty ? "overlay" : request.driver!,
+            subnet: config?.subnet, gateway: config?.gateway, attachable: request.attachable ?? false,
+            isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:])
+        if let allocator {
+            // The swarm's managers allocate and record it in Raft; it is
+            // this node's definition at once, the others' at their next
+            // definitions update.
+            let record = try await allocator.createNetwork(networkRequest, hostRoutes: try await hostRoutesForAllocation())
+            var next = state
+            next.networks[record.id] = record
+            try commit(next, touching: [.network(record.id)])
+            return NetworkCreateResponse(id: record.id)
         }
+        guard configuration.isManager else {
+            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+        }
+        let hostRoutes = try await hostRoutesForAllocation()
+        var next = state
+        let record = try Self.mapping { try next.createNetwork(networkRequest, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
         try publishOrRefuse(record)
         do {
             try commit(next, touching: [.network(record.id)])
@@ -164,6 +172,7 @@ public actor NodeDaemon: DockerBackend {
         for key in filters.keys where !["name", "id", "driver", "label", "scope", "type"].contains(key) {
             throw APIError(.badRequest, "invalid filter '\(key)'")
         }
+        await allocator?.synchronizeDefinitions()
         // Endpoints grouped once: a resource per network filtering every
         // endpoint made `network ls` networks times endpoints.
         let local = Dictionary(grouping: state.endpoints.values.filter { $0.node == nodeID }, by: \.networkID)
@@ -181,13 +190,22 @@ public actor NodeDaemon: DockerBackend {
     }
 
     public func inspectNetwork(_ reference: String) async throws -> NetworkResource {
-        resource(try Self.mapping { try state.network(reference) })
+        await allocator?.synchronizeDefinitions()
+        return resource(try Self.mapping { try state.network(reference) })
     }
 
     public func removeNetwork(_ reference: String) async throws {
-        if forwardsClusterWrites {
-            let id = (try? state.network(reference).id) ?? reference
-            _ = try await forwardToAllocator("DELETE", "/networks/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)")
+        if let allocator {
+            // Refused by the managers while any node has an endpoint or a
+            // service uses it; this node's sandbox goes at once, the
+            // others' with their next definitions update.
+            let record = try await allocator.removeNetwork(reference)
+            if let network = try? overlayNetwork(record) {
+                try? await worker.run { [driver] in try driver.removeSandbox(network) }
+            }
+            var next = state
+            next.networks[record.id] = nil
+            try commit(next, touching: [.network(record.id)])
             return
         }
         var check = state
@@ -226,6 +244,10 @@ public actor NodeDaemon: DockerBackend {
     @discardableResult
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
                         service serviceName: String?, aliases: [String] = []) async throws -> EndpointRecord {
+        // A definition written a moment ago by another manager.
+        if let allocator, (try? state.network(reference)) == nil || serviceName.map({ (try? state.service($0)) == nil }) == true {
+            await allocator.synchronizeDefinitions()
+        }
         let record = try Self.mapping { try state.network(reference) }
         var service: ServiceRecord?
         if let serviceName { service = try Self.mapping { try state.service(serviceName) } }
@@ -299,7 +321,10 @@ public actor NodeDaemon: DockerBackend {
         // meanwhile (their endpoints vanished from `network inspect`).
         var next: ClusterState
         var allocated: EndpointRecord
-        if configuration.isManager {
+        if let allocator {
+            allocated = try await allocator.allocate(allocation)
+            next = state
+        } else if configuration.isManager {
             next = state
             allocated = try Self.mapping { try next.addEndpointRecord(allocation) }
         } else {
@@ -330,7 +355,7 @@ public actor NodeDaemon: DockerBackend {
             var undo = state
             undo.endpoints[endpoint.id] = nil
             try? commit(undo, touching: [.endpoint(endpoint.id)])
-            if !configuration.isManager { await releaseAtManager(endpoint.id) }
+            await releaseAllocation(endpoint.id)
             wake()
             throw APIError(.internalServerError, "attaching \(name) to network \(record.name): \(error)")
         }
@@ -378,7 +403,7 @@ public actor NodeDaemon: DockerBackend {
         try? commit(next, touching: [.endpoint(endpoint.id)])
         let last = !state.endpoints.values.contains { $0.networkID == endpoint.networkID && $0.node == nodeID }
         try? gossip?.withdraw(endpoint: endpoint, lastOnNetwork: last)
-        if !configuration.isManager { await releaseAtManager(endpoint.id) }
+        await releaseAllocation(endpoint.id)
         do {
             try await worker.run { [driver] in try driver.detach(endpointID: endpoint.id, from: network) }
         } catch {
@@ -401,11 +426,19 @@ public actor NodeDaemon: DockerBackend {
         if let existing = state.endpoints.values.first(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.isIngressGateway == true }) {
             return existing
         }
-        let endpoint = try await attachEndpoint(
-            network: ingress, namespace: .path(Self.ownNamespacePath), name: "ingress-endpoint", requestedAddress: nil, serviceID: nil,
-            interfaceName: Self.ingressInterfaceName, defaultRoute: false, isIngressGateway: true)
-        Self.enableForwarding(logger: logger)
-        return endpoint
+        // Tasks starting together share one attach: a second one would be
+        // refused by the allocator (one endpoint per namespace and network).
+        if let inFlight = ingressGatewayAttach { return try await inFlight.value }
+        let attach = Task { () async throws -> EndpointRecord? in
+            let endpoint = try await attachEndpoint(
+                network: ingress, namespace: .path(Self.ownNamespacePath), name: "ingress-endpoint", requestedAddress: nil, serviceID: nil,
+                interfaceName: Self.ingressInterfaceName, defaultRoute: false, isIngressGateway: true)
+            Self.enableForwarding(logger: logger)
+            return endpoint
+        }
+        ingressGatewayAttach = attach
+        defer { ingressGatewayAttach = nil }
+        return try await attach.value
     }
 
     // MARK: - Peers from other nodes
@@ -456,17 +489,17 @@ public actor NodeDaemon: DockerBackend {
 
     /// Turns the cluster's errors into Docker's statuses.
     static func mapping<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as ClusterError {
-            switch error {
-            case .nameInUse: throw APIError(.conflict, error.description)
-            case .invalidRequest, .overlap: throw APIError(.badRequest, error.description)
-            case .exhausted: throw APIError(.serviceUnavailable, error.description)
-            case .notFound: throw APIError(.notFound, error.description)
-            case .forbidden: throw APIError(.forbidden, error.description)
-            case .conflict: throw APIError(.conflict, error.description)
-            }
+        do { return try body() } catch let error as ClusterError { throw apiError(error) }
+    }
+
+    static func apiError(_ error: ClusterError) -> APIError {
+        switch error {
+        case .nameInUse: APIError(.conflict, error.description)
+        case .invalidRequest, .overlap: APIError(.badRequest, error.description)
+        case .exhausted: APIError(.serviceUnavailable, error.description)
+        case .notFound: APIError(.notFound, error.description)
+        case .forbidden: APIError(.forbidden, error.description)
+        case .conflict: APIError(.conflict, error.description)
         }
     }
 
@@ -618,7 +651,7 @@ public actor NodeDaemon: DockerBackend {
                 guard let gone = local.first(where: { $0.id == id }) else { continue }
                 let last = !state.endpoints.values.contains { $0.networkID == gone.networkID && $0.node == nodeID }
                 try? gossip?.withdraw(endpoint: gone, lastOnNetwork: last)
-                if !configuration.isManager { await releaseAtManager(id) }
+                await releaseAllocation(id)
             }
         }
         outcome.errors += await reconcileBalancing(full: full)

@@ -1,3 +1,5 @@
+import Cluster
+
 /// Why the control role refused a request, in gRPC's terms as swarmkit
 /// reports them; the API edge maps the kind to an HTTP status, and the
 /// message is what the docker CLI prints.
@@ -49,4 +51,18 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// The object changed since the version the request names.
     public static let outOfSequence = rpc(.conflict, "Unknown", "update out of sequence")
+}
+
+extension ControlError {
+    /// The control role's kind for a refusal of the cluster's allocation
+    /// rules (networks, endpoints, services' VIPs and ports).
+    public init(_ error: ClusterError) {
+        switch error {
+        case .nameInUse, .conflict: self.init(.conflict, error.description)
+        case .invalidRequest, .overlap: self.init(.invalidArgument, error.description)
+        case .exhausted: self.init(.unavailable, error.description)
+        case .notFound: self.init(.notFound, error.description)
+        case .forbidden: self.init(.permissionDenied, error.description)
+        }
+    }
 }

@@ -134,6 +134,10 @@ public struct Orchestrator {
             var ended = task
             ended.desiredState = .shutdown
             plan.update(ended, now: now)
+            // A start-first update's new task that failed while the old one
+            // still runs in its slot: the slot is held, and the update's
+            // failure action decides what comes next.
+            if plan.tasks(of: service.id).contains(where: { $0.id != task.id && $0.place == task.place && $0.isLive }) { continue }
             let delay = Double(policy.delay) / 1e9
             plan.create(replacement(for: task, service: service, notBefore: delay > 0 ? now.addingTimeInterval(delay) : nil))
         }
@@ -191,6 +195,15 @@ public struct Orchestrator {
     /// the delay has passed. A new task that fails applies the failure
     /// action (pause, continue, or rollback to the previous spec).
     func rollUpdate(_ plan: inout Plan, service: inout SwarmService) {
+        // A task already running the service's template (a rollback to the
+        // spec it was made from) is adopted, not replaced: swarmkit
+        // compares specs, not versions. `--force` changes the template.
+        for task in plan.tasks(of: service.id).filter(\.isWanted)
+        where task.templateVersion != service.templateVersion && task.template == service.spec.task {
+            var adopted = task
+            adopted.templateVersion = service.templateVersion
+            plan.update(adopted, now: now)
+        }
         let tasks = plan.tasks(of: service.id).filter(\.isWanted)
         let outdated = tasks.filter { $0.templateVersion != service.templateVersion }
         let current = tasks.filter { $0.templateVersion == service.templateVersion }

@@ -316,27 +316,6 @@ public struct RemoteManager: Codable, Sendable {
     enum CodingKeys: String, CodingKey { case nodeID = "NodeID", addr = "Addr" }
 }
 
-/// A cluster write a swarm manager hands to the node that allocates
-/// (`POST /swarmnet/forward` on its manager endpoint, over mutual TLS).
-public struct ForwardedRequest: Codable, Sendable {
-    public var method: String
-    /// The Docker API path, without a version prefix.
-    public var path: String
-    public var body: Data
-
-    public init(method: String, path: String, body: Data) {
-        self.method = method
-        self.path = path
-        self.body = body
-    }
-
-    /// The writes that may be forwarded: creating and removing networks
-    /// and services.
-    public var isClusterWrite: Bool {
-        (method == "POST" && (path == "/networks/create" || path == "/services/create"))
-            || (method == "DELETE" && path.wholeMatch(of: /\/(networks|services)\/[^\/?]+/) != nil)
-    }
-}
 
 /// What the daemon provides behind `/swarm` and `/nodes`.
 public protocol SwarmBackend: Sendable {

@@ -4,8 +4,8 @@ import NIOHTTP1
 import NIOSSL
 
 /// One request to a manager endpoint over TLS, bounded in time and size:
-/// a `ControlSession` used once and closed (joins, renewals, forwarded
-/// writes; heartbeats keep their session open).
+/// a `ControlSession` used once and closed (joins, renewals, a worker's
+/// address allocations; heartbeats keep their session open).
 struct ControlClient: Sendable {
     let context: NIOSSLContext
     var timeout: TimeAmount = .seconds(5)

@@ -48,6 +48,10 @@ struct Heartbeat: Codable, Sendable {
     var address: String
     /// What changed in the node's tasks since its last acknowledged report.
     var reports: [TaskReport]?
+    /// A worker's revision of the cluster's definitions (0: none yet); the
+    /// answer carries them when the store's moved on. Managers send none:
+    /// they read their own replica.
+    var definitionsRevision: UInt64?
 }
 
 struct HeartbeatResponse: Codable, Sendable {
@@ -71,6 +75,9 @@ struct HeartbeatResponse: Codable, Sendable {
     /// Managers want the logs of some of the node's tasks: it posts them
     /// to `/swarmnet/logs` on the same session.
     var logRequests: [LogRequest]?
+    /// The cluster's definitions, when the node's revision is not the
+    /// store's.
+    var definitions: ClusterDefinitions?
 }
 
 /// A node's answer to a log request.

@@ -106,7 +106,7 @@ public struct SwarmServicesAPI: ServiceOrchestration {
 
 /// Runs an API call, turning control errors into HTTP statuses: the one
 /// place where the swarm's errors meet HTTP.
-private func edge<T>(_ body: () async throws -> T) async throws -> T {
+func edge<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as ControlError {

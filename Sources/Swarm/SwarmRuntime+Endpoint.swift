@@ -58,23 +58,12 @@ extension SwarmRuntime {
             case (_, _) where path.hasPrefix("/swarmnet/cluster/"):
                 // Endpoint allocation, for the node the certificate names.
                 let peer = try authenticate(request)
-                guard let handler = configuration.clusterAPI else { throw ControlError(.notFound, "page not found") }
                 guard let engineID = membership?.store?.node(peer.nodeID)?.object.engineID else {
                     throw ControlError(.permissionDenied, "\(peer) has no engine identity on record")
                 }
-                return await handler(request, engineID)
-            case (.POST, "/swarmnet/forward"):
-                // A cluster write from another manager, for this node's daemon.
-                let peer = try authenticate(request)
-                guard peer.role == .manager else {
-                    throw ControlError(.permissionDenied, "\(peer) is not a manager: only managers forward cluster writes")
-                }
-                let forwarded = try Self.decode(ForwardedRequest.self, request.body)
-                guard forwarded.isClusterWrite, let handler = configuration.forwardedAPI else {
-                    throw ControlError(.permissionDenied, "\(forwarded.method) \(forwarded.path) is not a cluster write that can be forwarded")
-                }
-                return await handler(HTTPRequest(method: HTTPMethod(rawValue: forwarded.method), uri: forwarded.path,
-                                                 headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: forwarded.body)))
+                let (status, body) = try await serveAllocation(request.method, path, body: Array(request.body.readableBytesView),
+                                                               engineID: engineID)
+                return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: body))
             case (.POST, "/swarmnet/logs"):
                 // A node's answer to a log request it was handed.
                 let peer = try authenticate(request)
@@ -196,10 +185,15 @@ extension SwarmRuntime {
             assignments = managerView(store).assignments[peer.nodeID] ?? []
         }
         let logRequests = pendingLogRequests.removeValue(forKey: peer.nodeID)
+        var definitions: ClusterDefinitions?
+        if let known = heartbeat.definitionsRevision {
+            let current = self.definitions(store)
+            if current.revision != known { definitions = current }
+        }
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
                                                   gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
                                                   tasks: assignments, reportsRecorded: recorded, downEngines: view.downEngines,
-                                                  logRequests: logRequests))
+                                                  logRequests: logRequests, definitions: definitions))
     }
 
     /// A node's new certificate, for the role the operators want: a node

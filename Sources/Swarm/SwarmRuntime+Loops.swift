@@ -33,6 +33,8 @@ extension SwarmRuntime {
         var period = SwarmSettings().heartbeatPeriod
         var failures = 0
         var reportedDown: [String]?
+        // A worker's revision of the cluster's definitions.
+        var definitionsRevision: UInt64?
         while !Task.isCancelled {
             guard let local = membership?.local, let identity = membership?.identity else { return }
             if client == nil || clientCertificate != identity.certificate {
@@ -51,8 +53,12 @@ extension SwarmRuntime {
             }
             do {
                 let reports = await configuration.taskAgent?.unreportedChanges() ?? []
+                heartbeatsSent += 1
+                let sequence = heartbeatsSent
                 let answer = try await session!.request(.POST, "/swarmnet/heartbeat",
-                                                        body: SwarmStore.encode(Heartbeat(address: local.advertiseAddress, reports: reports)))
+                                                        body: SwarmStore.encode(Heartbeat(
+                                                            address: local.advertiseAddress, reports: reports,
+                                                            definitionsRevision: local.role == .worker ? definitionsRevision ?? 0 : nil)))
                 switch answer.status {
                 case 200:
                     let response = try JSONDecoder().decode(HeartbeatResponse.self, from: Data(answer.body))
@@ -63,6 +69,12 @@ extension SwarmRuntime {
                         reportedDown = down
                         await configuration.onDownNodes(Set(down))
                     }
+                    // Before the tasks: they attach to these networks.
+                    if let definitions = response.definitions {
+                        definitionsRevision = definitions.revision
+                        await configuration.onClusterDefinitions(definitions)
+                    }
+                    heartbeatAnswered = sequence
                     if let agent = configuration.taskAgent {
                         if response.reportsRecorded != false { await agent.acknowledge(reports) }
                         if let tasks = response.tasks { await agent.assign(tasks) }
@@ -171,17 +183,6 @@ extension SwarmRuntime {
         }
     }
 
-    /// Every manager tells its daemon of removed nodes, so that the one
-    /// holding the allocations releases theirs (the phantom entries of dead
-    /// nodes used to block `network rm` for good).
-    private func reportRemovals(_ store: SwarmStore) async {
-        for object in store.raft.store.list(RemovedNode.collection) where !removalsReported.contains(object.key) {
-            removalsReported.insert(object.key)
-            guard let removed: SwarmStore.Versioned<RemovedNode> = SwarmStore.decode(object), let engineID = removed.object.engineID else { continue }
-            await configuration.onNodeRemoved(engineID)
-        }
-    }
-
     /// Forgets the swarm this node was removed from, as Docker's node does.
     private func leaveAfterRemoval() async {
         guard let membership else { return }
@@ -206,7 +207,9 @@ extension SwarmRuntime {
     func leadWhileLeader() async {
         while !Task.isCancelled {
             guard let membership, let raft = membership.raft, let store = membership.store else { return }
-            await reportRemovals(store)
+            // Every manager hands its daemon the definitions replicated
+            // from the others.
+            await publishDefinitionsIfChanged()
             if await raft.leader() == raft.id {
                 let nodes = store.nodes()
                 let period = store.swarm()?.object.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod

@@ -182,12 +182,18 @@ extension SwarmRuntime {
         let node = try NodeRules.resolve(reference, in: all.map(\.object))
         guard let current = all.first(where: { $0.object.id == node.id }) else { throw ControlError(.notFound, "node \(reference) not found") }
         try NodeRules.checkRemoval(current.object, force: force)
-        try await store.write(.transaction([
-            .delete(collection: SwarmNode.collection, key: node.id, expectedVersion: current.version),
-            .create(collection: RemovedNode.collection, key: node.id, value: SwarmStore.encode(RemovedNode(id: node.id, removedAt: Date(), engineID: node.engineID))),
-        ]))
+        // The node's addresses are free again in the same transaction (its
+        // phantom endpoints used to block `network rm` for good).
+        let released = try await mutateCluster { state in
+            let released = node.engineID.map { state.releaseEndpoints(ofNode: $0) } ?? 0
+            return (released, [
+                .delete(collection: SwarmNode.collection, key: node.id, expectedVersion: current.version),
+                .create(collection: RemovedNode.collection, key: node.id,
+                        value: SwarmStore.encode(RemovedNode(id: node.id, removedAt: Date(), engineID: node.engineID))),
+            ])
+        }
         liveness.forget(node.id)
-        logger.info("removed a node", metadata: ["node": "\(node.id)", "hostname": "\(node.description.hostname)"])
+        logger.info("removed a node", metadata: ["node": "\(node.id)", "hostname": "\(node.description.hostname)", "endpointsReleased": "\(released)"])
     }
 
     func resource(_ versioned: SwarmStore.Versioned<SwarmNode>, leader: UInt64?) -> NodeResource {

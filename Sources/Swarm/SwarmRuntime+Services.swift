@@ -5,16 +5,14 @@ import Foundation
 import ReplicatedStore
 
 /// Swarm services and tasks behind Docker's `/services` and `/tasks`. A
-/// service has two halves under one ID: its network side (VIPs, published
-/// ports), which the daemon's allocating node holds, and its orchestrated
-/// side (spec, tasks) in the store. Create makes the network side first and
-/// removes it again if the store write fails.
+/// service has two halves under one ID, written in one transaction: its
+/// network side (VIPs, published ports: the cluster's allocations) and its
+/// orchestrated side (spec, and the tasks the orchestrator makes).
 extension SwarmRuntime {
     public var orchestrates: Bool { membership?.raft != nil }
 
     public func createService(_ request: ServiceSpec) async throws -> ServiceCreateResponse {
         let store = try await currentStore()
-        guard let networkSide = configuration.networkSide else { throw ControlError.notManager }
         var request = request
         if request.name.isEmpty { request.name = "service-" + String(Identifier.swarm().prefix(8)) }
         // Checked before anything is made: a bad spec leaves nothing.
@@ -22,46 +20,35 @@ extension SwarmRuntime {
         if let clash = store.services().first(where: { $0.object.spec.name == request.name }) {
             throw ControlError.rpc(.conflict, "AlreadyExists", "name conflicts with an existing object: service \(request.name) already exists (\(clash.object.id.prefix(12)))")
         }
-        let created = try await networkSide.createService(request)
-        do {
-            let networks = try await networkTargets(of: created.id, request, networkSide)
-            let definition = try ServiceSpecConversion.definition(request, networks: networks)
-            try await store.write(SwarmStore.create(SwarmService(id: created.id, createdAt: Date(), spec: definition)))
-        } catch {
-            try? await networkSide.removeService(created.id)
-            throw error
+        let allocation = ServiceRequest(request)
+        // Only a published port may need the ingress network made, on
+        // this host's routes.
+        let hostRoutes = allocation.ports.isEmpty ? [] : try await configuration.hostRoutes()
+        let spec = request
+        let record = try await mutateCluster { state in
+            if !allocation.ports.isEmpty { _ = try state.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
+            let record = try state.createService(allocation, id: Identifier.make(), now: Date())
+            let definition = try ServiceSpecConversion.definition(spec, networks: Self.networkTargets(of: record, spec, in: state))
+            return (record, [SwarmStore.create(SwarmService(id: record.id, createdAt: record.created, spec: definition))])
         }
-        logger.info("service created", metadata: ["service": "\(request.name)", "id": "\(created.id.prefix(12))"])
-        return created
+        logger.info("service created", metadata: [
+            "service": "\(record.name)", "id": "\(record.id.prefix(12))", "vips": "\(record.virtualIPs.map(\.address.description))",
+            "ports": "\(record.ports.map { "\($0.publishedPort ?? 0):\($0.targetPort)/\($0.protocol.rawValue) \($0.publishMode.rawValue)" })"])
+        return ServiceCreateResponse(id: record.id)
     }
 
-    /// The networks a service's tasks join, as IDs: those of its spec, or
-    /// the routing mesh's ingress network alone when it only publishes
-    /// ports (Docker's `-p 80:80` without `--network`).
-    private func networkTargets(of id: String, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
-        // On a manager that does not allocate, the new service's network
-        // side arrives by gossip a moment after the allocating node made it.
-        var resource = try? await networkSide.inspectService(id)
-        let deadline = ContinuousClock.now + .seconds(3)
-        while resource == nil, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
-            resource = try? await networkSide.inspectService(id)
-        }
-        // Still missing: the lookup's own error says why.
-        let found: ServiceResource
-        if let resource { found = resource } else { found = try await networkSide.inspectService(id) }
-        return try await networkTargets(of: found, spec, networkSide)
-    }
-
-    private func networkTargets(of resource: ServiceResource, _ spec: ServiceSpec, _ networkSide: any DockerBackend) async throws -> [NetworkTarget] {
+    /// The networks a service's tasks join, as IDs with the spec's
+    /// aliases: those of its spec, or the routing mesh's ingress network
+    /// alone when it only publishes ports (Docker's `-p 80:80` without
+    /// `--network`).
+    static func networkTargets(of record: ServiceRecord, _ spec: ServiceSpec, in state: ClusterState) -> [NetworkTarget] {
         let requested = spec.taskTemplate?.networks ?? spec.networks ?? []
         var targets: [NetworkTarget] = []
-        for (index, network) in (resource.spec.taskTemplate?.networks ?? []).enumerated() {
-            let aliases = index < requested.count ? requested[index].aliases ?? [] : []
-            targets.append(NetworkTarget(network: network.target, aliases: aliases))
+        for (index, network) in record.networks.enumerated() {
+            targets.append(NetworkTarget(network: network, aliases: index < requested.count ? requested[index].aliases ?? [] : []))
         }
-        if targets.isEmpty, resource.endpoint.ports.contains(where: { $0.publishedPort != nil }) {
-            targets.append(NetworkTarget(network: try await networkSide.inspectNetwork("ingress").id))
+        if targets.isEmpty, record.isPublished, let ingress = state.ingressNetwork {
+            targets.append(NetworkTarget(network: ingress.id))
         }
         return targets
     }
@@ -149,15 +136,17 @@ extension SwarmRuntime {
             guard request.name == service.spec.name else {
                 throw ControlError(.invalidArgument, "renaming services is not supported")
             }
-            if let networkSide = configuration.networkSide, let network = try? await networkSide.inspectService(service.id) {
+            let (cluster, _) = clusterState(store)
+            if let network = cluster.services[service.id] {
                 let key = { (port: PortConfig) in "\(port.publishedPort ?? 0):\(port.targetPort)/\(port.protocol ?? "tcp")/\(port.publishMode ?? "ingress")" }
                 let wantedPorts = (request.endpointSpec?.ports ?? []).map(key)
-                let ports = network.endpoint.ports.map(key)
-                let networks = Set(service.spec.task.networks.map(\.network))
-                var wantedNetworks: Set<String> = []
-                for target in (request.taskTemplate?.networks ?? request.networks ?? []).map(\.target) {
-                    wantedNetworks.insert(networks.contains(target) ? target : ((try? await networkSide.inspectNetwork(target).id) ?? target))
+                let ports = network.ports.map {
+                    "\($0.publishedPort ?? 0):\($0.targetPort)/\($0.protocol.rawValue)/\($0.publishMode.rawValue)"
                 }
+                let networks = Set(service.spec.task.networks.map(\.network))
+                let wantedNetworks = Set((request.taskTemplate?.networks ?? request.networks ?? []).map(\.target).map { target in
+                    networks.contains(target) ? target : ((try? cluster.network(target).id) ?? target)
+                })
                 let onlyIngress = wantedNetworks.isEmpty && !ports.isEmpty
                 // Ports asked without a number (`-p 80`) got one at create.
                 let portsChanged = wantedPorts.count != ports.count || !Set(wantedPorts.filter { !$0.hasPrefix("0:") }).isSubset(of: Set(ports))
@@ -183,11 +172,12 @@ extension SwarmRuntime {
     public func removeService(_ reference: String) async throws {
         let store = try await currentStore()
         let current = try Self.resolveService(reference, in: store.services())
-        try await store.write(.delete(collection: SwarmService.collection, key: current.object.id, expectedVersion: nil))
-        do {
-            try await configuration.networkSide?.removeService(current.object.id)
-        } catch {
-            logger.error("removing a service's network side", metadata: ["service": "\(current.object.spec.name)", "error": "\(error)"])
+        // Both halves in one transaction; the orchestrator then stops the
+        // tasks, whose endpoints are no longer anyone's backends.
+        let id = current.object.id
+        try await mutateCluster { state in
+            if state.services[id] != nil { _ = try state.removeService(id) }
+            return ((), [.delete(collection: SwarmService.collection, key: id, expectedVersion: nil)])
         }
         logger.info("service removed", metadata: ["service": "\(current.object.spec.name)"])
     }

@@ -47,25 +47,26 @@ public actor SwarmRuntime {
         /// Told what the data plane needs whenever it changes: the gossip
         /// keys and the managers' addresses (nil: the node left the swarm).
         public var onNetworking: @Sendable (SwarmNetworking?) async -> Void = { _ in }
-        /// Serves `/swarmnet/cluster/…` (endpoint allocation) for a node
-        /// whose certificate verified, named by its engine ID.
-        public var clusterAPI: (@Sendable (HTTPRequest, _ callerEngineID: String) async -> HTTPResponse)?
-        /// Told, on every manager, the engine ID of each node removed from
-        /// the swarm (once per run): what it held is released.
-        public var onNodeRemoved: @Sendable (_ engineID: String) async -> Void = { _ in }
+        /// Told the cluster's definitions (networks, services' VIPs and
+        /// ports) whenever their revision moves: on managers from the
+        /// store, on workers from the leader's heartbeat answers.
+        public var onClusterDefinitions: @Sendable (ClusterDefinitions) async -> Void = { _ in }
+        /// The daemon's networks and allocations from before the swarm:
+        /// `swarm init` makes them the swarm's first ones.
+        public var localClusterState: @Sendable () async -> ClusterState = { ClusterState() }
+        /// This host's routes, which a network's subnet may not overlap
+        /// (the ingress network made for a service's published port).
+        public var hostRoutes: @Sendable () async throws -> [IPPrefix] = { [] }
         /// The first IPv4 address of a network interface (`--advertise-addr
         /// eth0`, `--listen-addr eth0:2377`), nil if it has none.
         public var interfaceAddress: @Sendable (String) -> String? = { _ in nil }
-        /// Serves a cluster write another manager forwarded (the Docker
-        /// API of this node's daemon).
-        public var forwardedAPI: (@Sendable (HTTPRequest) async -> HTTPResponse)?
         /// Told the engine IDs of the nodes the managers marked down, when
         /// they change: their endpoints leave the balancers and DNS at once.
         public var onDownNodes: @Sendable (Set<String>) async -> Void = { _ in }
         /// Runs the tasks the dispatcher assigns to this node.
         public var taskAgent: (any TaskAgent)?
-        /// The daemon's services and networks: the network side of swarm
-        /// services (VIPs, published ports, the ingress network).
+        /// The daemon's view of services and networks, for the network
+        /// side of a service's JSON (its VIPs, ports and backends).
         public var networkSide: (any DockerBackend)?
 
         public init(directory: String, hostname: String, defaultAddress: String, engineVersion: String, engineID: String) {
@@ -107,8 +108,10 @@ public actor SwarmRuntime {
     var leaderTask: Task<Void, Never>?
     /// The managers and settings heartbeats carry (`managerView`).
     var managerViewCache: ManagerView?
-    /// Removed nodes already reported through `onNodeRemoved`.
-    var removalsReported: Set<String> = []
+    /// The allocations decoded at one store revision (`clusterState`).
+    var clusterStateCache: (index: UInt64, state: ClusterState)?
+    /// The allocation revision last handed to the daemon.
+    var definitionsPublished: UInt64?
     /// Raft's TLS contexts (a renewed certificate replaces them).
     let raftTLS = RaftTLS()
     /// A join or init in progress: a second one is refused.
@@ -126,6 +129,10 @@ public actor SwarmRuntime {
     /// The heartbeat loop's wait, which a task change cuts short.
     var heartbeatWait: CheckedContinuation<Void, Never>?
     var heartbeatRequested = false
+    /// Heartbeats sent, and the number of the last one answered (a worker
+    /// waits for an answer to a heartbeat sent after its question).
+    var heartbeatsSent: UInt64 = 0
+    var heartbeatAnswered: UInt64 = 0
     /// Monotonic time for liveness, from this origin.
     let origin = ContinuousClock.now
     var now: Duration { origin.duration(to: .now) }
@@ -171,6 +178,8 @@ public actor SwarmRuntime {
         leaderTask?.cancel()
         leaderTask = nil
         managerViewCache = nil
+        clusterStateCache = nil
+        definitionsPublished = nil
         guard let membership else { return }
         for task in membership.tasks { task.cancel() }
         await membership.raft?.stop()
@@ -228,11 +237,15 @@ public actor SwarmRuntime {
             do {
                 // The only voter: no reason to wait out an election timeout.
                 try await waitForLeader(raft, campaigning: true)
+                // The daemon's networks and allocations from before the
+                // swarm become the swarm's, in the same transaction.
+                let seed = SwarmStore.operations(from: ClusterState(), to: await configuration.localClusterState())
                 try await SwarmStore(raft: raft).write(.transaction([
                     .create(collection: SwarmObject.collection, key: SwarmObject.key, value: SwarmStore.encode(swarm)),
                     SwarmStore.create(node),
                     .create(collection: RaftServer.memberAddressCollection, key: String(local.raftID!), value: Array(local.raftAddress.utf8)),
-                ]))
+                    .create(collection: AllocationRevision.collection, key: AllocationRevision.key, value: AllocationRevision.value()),
+                ] + seed))
                 try await startEndpoint(local: local, identity: identity)
                 try local.save(directory: configuration.directory)
             } catch {
@@ -524,6 +537,7 @@ public actor SwarmRuntime {
         case 400: return ControlError(.invalidArgument, message)
         case 403: return ControlError(.permissionDenied, message)
         case 404: return ControlError(.notFound, message)
+        case 409: return ControlError(.conflict, message)
         case 410: return ControlError(.removed, message)
         default: return ControlError(.unavailable, "manager \(manager): \(message)")
         }

@@ -56,7 +56,7 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "Seconds between TCP health probes of local backends (services created with a health TCP port).")
     var healthInterval: Double = 5
 
-    @Flag(help: "Run as a worker: this node does not allocate networks.")
+    @Flag(help: "Before a swarm: run as a worker, which asks the node started without --worker for addresses (in a swarm the managers allocate, in Raft).")
     var worker = false
 
     @Option(help: "Address the gossip layer binds (default: the data-path address).")
@@ -186,17 +186,19 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.defaultPort = clusterPort
         swarmConfiguration.gossipKeyRotation = .milliseconds(Int64(gossipKeyRotation * 1000))
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
-        swarmConfiguration.clusterAPI = { request, caller in await ClusterAPI(daemon: daemon).handle(request, caller: caller) }
-        swarmConfiguration.onNodeRemoved = { engineID in await daemon.releaseAllocations(ofNode: engineID) }
-        swarmConfiguration.forwardedAPI = { request in await DockerRouter(backend: daemon).handle(request) }
+        swarmConfiguration.onClusterDefinitions = { definitions in await daemon.applyDefinitions(definitions) }
+        swarmConfiguration.localClusterState = { await daemon.clusterStateForSeeding() }
+        swarmConfiguration.hostRoutes = { try await daemon.hostRoutesForAllocation() }
         swarmConfiguration.interfaceAddress = { name in Self.interfaceAddress(name) }
         swarmConfiguration.taskAgent = taskRunner
         swarmConfiguration.networkSide = daemon
         swarmConfiguration.onDownNodes = { nodes in await daemon.setDownNodes(nodes) }
         let swarmBox = SwarmBox()
         swarmConfiguration.onNetworking = { [gossipPort] networking in
-            await daemon.setSwarmManager(networking?.isManager ?? false)
             if let networking {
+                if let swarm = swarmBox.runtime, await !daemon.isInSwarm {
+                    await daemon.setClusterAllocator(SwarmClusterAllocator(runtime: swarm))
+                }
                 await daemon.enterSwarmGossip(keys: networking.gossipKeys, managerHosts: networking.managerHosts, port: gossipPort)
                 await daemon.setSecureClusterTransport { method, address, path, body in
                     guard let swarm = swarmBox.runtime else { throw ValidationError("the swarm runtime is gone") }
@@ -204,6 +206,7 @@ struct Swarmnetd: AsyncParsableCommand {
                 }
             } else {
                 await daemon.setSecureClusterTransport(nil)
+                await daemon.setClusterAllocator(nil)
                 await daemon.setDownNodes([])
             }
         }

@@ -254,8 +254,8 @@ import TestKit
         try withTestbed(hosts: 4) { testbed in
             for host in testbed.hosts.map(\.name) { _ = try testbed.docker(host, ["load", "-i", busybox]) }
             try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
-            // Created on a manager that does not allocate (h2): the network
-            // side is made on h1 and reaches h2 by gossip.
+            // Created on a follower (h2): its network side and spec are one
+            // Raft transaction, whichever manager takes the request.
             try testbed.docker("h2", ["service", "create", "-d", "--name", "slow", "--replicas", "6", "--stop-grace-period", "1s",
                                       "--update-parallelism", "1", "--update-delay", "1s", "busybox", "sleep", "100000"])
             let count = { (host: String, filter: String) in

@@ -1,4 +1,6 @@
 import Foundation
+import Namespaces
+import Synchronization
 import Testing
 
 /// Swarm mode with the stock docker CLI on the test bed: init, join with
@@ -68,8 +70,8 @@ import Testing
                 .contains(testbed.hosts[4].address.description))
             #expect(eventually(5) { (try? testbed.nodes("h3"))?.contains("h5 Ready Active") == true })
 
-            // Cluster writes answer on every manager: h2 does not allocate
-            // and hands them to h1 over TLS; errors come back as they were.
+            // Cluster writes answer on every manager (each allocates in
+            // Raft), and every manager reads them at once.
             try testbed.docker("h2", ["network", "create", "-d", "overlay", "--subnet", "10.61.0.0/24", "anywhere"])
             #expect(try testbed.docker("h1", ["network", "ls", "--format", "{{.Name}}"]).contains("anywhere"))
             #expect(failure { try testbed.docker("h3", ["network", "create", "-d", "overlay", "--subnet", "10.61.0.0/24", "clash"]) }
@@ -150,12 +152,6 @@ import Testing
             // (curl, trusting h3's CA, refuses h1's certificate).
             let other = try? testbed.curlEndpoint(from: "h4", to: "h1", "GET", "/swarmnet/raft", certificateOf: "h3")
             #expect(other == nil)
-            // Forwarded cluster writes: managers only, and writes only.
-            let leave = "{\"method\":\"POST\",\"path\":\"/swarm/leave\",\"body\":\"\"}"
-            let byWorker = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/forward", body: leave, certificateOf: "h2")
-            #expect(byWorker.status == 403 && byWorker.body.contains("only managers forward cluster writes"), "\(byWorker)")
-            let notAWrite = try testbed.curlEndpoint(from: "h4", to: "h1", "POST", "/swarmnet/forward", body: leave, certificateOf: "h1")
-            #expect(notAWrite.status == 403 && notAWrite.body.contains("is not a cluster write"), "\(notAWrite)")
 
             // A worker allocates addresses only in its own name.
             let managerEngine = try String(contentsOfFile: testbed.stateDirectory("h1") + "/node-id", encoding: .utf8)
@@ -247,6 +243,79 @@ import Testing
                 (try? testbed.docker("h4", ["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Error}}"]))?.contains("inactive node") == true
             })
             #expect(try testbed.nodes("h1").count == 3)
+        }
+    }
+
+    /// The cluster's networks and addresses live in Raft: with the node
+    /// that created them dead, the other managers create networks and hand
+    /// out addresses; managers allocating at once never hand out the same
+    /// address; workers learn the definitions from the leader's heartbeat
+    /// answers. `ip -j` reads the addresses the workloads got.
+    @Test func allocationsLiveInRaftAndOutliveTheNodeThatMadeThem() throws {
+        try withTestbed(hosts: 4) { testbed in
+            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+            #expect(eventually(10) { (try? testbed.nodes("h3"))?.count == 4 })
+            /// The workload's IPv4 addresses inside `subnet` (a "10.79." prefix).
+            func addresses(_ workload: NetworkNamespace, in subnet: String) throws -> [String] {
+                let json = try TestHost.run(["ip", "-n", workload.name!, "-j", "-4", "addr", "show"])
+                let links = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
+                return links.flatMap { ($0["addr_info"] as? [[String: Any]] ?? []).compactMap { $0["local"] as? String } }
+                    .filter { $0.hasPrefix(subnet) }
+            }
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--attachable", "--subnet", "10.79.0.0/24", "blue"])
+            let a = try testbed.workload("a")
+            try testbed.docker("h4", ["network", "connect", "blue", a.name!])
+            let first = try addresses(a, in: "10.79.")
+            #expect(first.count == 1, "\(first)")
+
+            // h1 made the network and led the swarm: it dies.
+            testbed.kill9("h1")
+            var created = false
+            let deadline = Date().addingTimeInterval(20)
+            while !created && Date() < deadline {
+                created = (try? testbed.docker("h2", ["network", "create", "-d", "overlay", "--attachable", "--subnet", "10.79.1.0/24", "green"])) != nil
+                if !created { usleep(200_000) }
+            }
+            #expect(created, "no network could be created after the first leader died")
+            #expect(eventually(5) { (try? testbed.docker("h4", ["network", "ls", "--format", "{{.Name}}"]))?.contains("green") == true })
+
+            // Addresses on the dead node's network, and on the new one, from
+            // two managers and the worker at once: all different.
+            let names = ["b", "c", "d", "e", "f", "g"]
+            let hosts = ["h2", "h3", "h4", "h2", "h3", "h4"]
+            let workloads = try names.map { try testbed.workload($0) }
+            let outcomes = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: workloads.count) { index in
+                let network = index % 2 == 0 ? "blue" : "green"
+                do { try testbed.docker(hosts[index], ["network", "connect", network, workloads[index].name!]) } catch {
+                    outcomes.withLock { $0.append("\(hosts[index]) \(network): \(error)") }
+                }
+            }
+            #expect(outcomes.withLock { $0 }.isEmpty, "\(outcomes.withLock { $0 })")
+            let all = try ([a] + workloads).flatMap { try addresses($0, in: "10.79.") }
+            #expect(all.count == 7 && Set(all).count == 7, "addresses handed out: \(all.sorted())")
+            // The overlay works between a worker and a manager that never
+            // heard of the network's creator.
+            let onH3 = try addresses(workloads[1], in: "10.79.1.")
+            #expect(eventually(5) { (try? TestHost.run(["ip", "netns", "exec", workloads[5].name!, "ping", "-c", "1", "-W", "1", onH3[0]])) != nil })
+
+            // The network in use is refused removal; once empty, it goes,
+            // on the worker too.
+            #expect(failure { try testbed.docker("h3", ["network", "rm", "blue"]) }.contains("active endpoints"))
+            for (index, workload) in ([a] + workloads).enumerated() where index == 0 || (index - 1) % 2 == 0 {
+                try testbed.docker(index == 0 ? "h4" : hosts[index - 1], ["network", "disconnect", "blue", workload.name!])
+            }
+            try testbed.docker("h3", ["network", "rm", "blue"])
+            #expect(eventually(5) { (try? testbed.docker("h4", ["network", "ls", "--format", "{{.Name}}"]))?.contains("blue") == false })
+
+            // The first leader comes back as a follower with the swarm's
+            // definitions, and allocates past every address in use.
+            try testbed.start("h1")
+            #expect(eventually(10) { (try? testbed.docker("h1", ["network", "ls", "--format", "{{.Name}}"])).map { $0.contains("green") && !$0.contains("blue") } == true })
+            let h = try testbed.workload("h")
+            try testbed.docker("h1", ["network", "connect", "green", h.name!])
+            let greens = try ([h] + workloads).flatMap { try addresses($0, in: "10.79.1.") }
+            #expect(greens.count == 4 && Set(greens).count == 4, "\(greens.sorted())")
         }
     }
 

@@ -170,6 +170,44 @@ import Testing
         #expect(cluster.services[0].updateStatus?.state == .completed)
     }
 
+    /// A failed update rolls back; the tasks it never reached already run
+    /// the rolled-back spec and are kept, not replaced (as swarmkit
+    /// compares specs).
+    @Test(arguments: [UpdatePolicy.Order.stopFirst, .startFirst])
+    func aRollbackKeepsTheTasksThatRunTheRolledBackSpec(order: UpdatePolicy.Order) {
+        var cluster = Cluster(services: [Self.service(replicas: 4)], nodes: ["a", "b"].map { Self.node($0) })
+        cluster.settle()
+        let untouched = Set(cluster.running().map(\.id))
+        var service = cluster.services[0]
+        service.previousSpec = service.spec
+        service.spec.task.container.image = "ghost:latest"
+        service.spec.update.failureAction = .rollback
+        service.spec.update.order = order
+        service.spec.update.parallelism = 2
+        service.spec.task.restartPolicy.delay = 0
+        service.templateVersion += 1
+        service.updateStatus = UpdateProgress(state: .updating, startedAt: cluster.now, message: "update in progress")
+        cluster.services = [service]
+        cluster.pass()
+        let attempt = cluster.tasks.values.filter { $0.template.container.image == "ghost:latest" }.sorted { $0.slot < $1.slot }
+        #expect(attempt.count == 2, "parallelism 2: two tasks of the new spec")
+        // The first failure starts the rollback; the second is reported
+        // after it: neither may leave a slot with two tasks.
+        for task in attempt {
+            cluster.tasks[task.id]?.status = TaskStatus(state: .rejected, timestamp: cluster.now, message: "rejected", error: "No such image")
+            cluster.now = cluster.now.addingTimeInterval(1)
+            cluster.pass()
+        }
+        cluster.settle(8)
+        #expect(cluster.services[0].updateStatus?.state == .rollbackCompleted)
+        #expect(cluster.running().count == 4 && cluster.running().allSatisfy { $0.template.container.image != "ghost:latest" })
+        let kept = Set(cluster.running().map(\.id)).intersection(untouched)
+        // Stop-first stopped two old tasks before their replacements
+        // failed; start-first kept all four.
+        #expect(kept.count == (order == .stopFirst ? 2 : 4), "the tasks the update never replaced stay: \(kept.count)")
+        #expect(Dictionary(grouping: cluster.running(), by: \.slot).values.allSatisfy { $0.count == 1 }, "one task per slot")
+    }
+
     /// Seeded runs with faults: nodes die, drain and return, tasks fail,
     /// services scale and update. At every step no slot runs twice (stop-first
     /// updates), and once the faults stop the service converges.

@@ -1,0 +1,292 @@
+import Addressing
+import Cluster
+import Control
+import DockerAPI
+import Foundation
+import NIOHTTP1
+import ReplicatedStore
+
+/// The cluster's networks, endpoint addresses and the network side of
+/// services (VIPs, published ports, the ingress network), held in Raft.
+///
+/// Any manager allocates: it reads the allocations from its replica, runs
+/// `ClusterState`'s pure rules, and writes the difference as one
+/// transaction guarded by the allocation revision, so two managers
+/// allocating at once cannot hand out the same address (the second write
+/// fails its version check and is computed again). Workers ask a manager
+/// over their mutual-TLS session. Nothing depends on the node that created
+/// a network being alive.
+extension SwarmRuntime {
+    /// Runs `body` on the cluster's allocations and writes what it changed,
+    /// with `extra` operations in the same transaction; retried while other
+    /// managers' allocations get in between.
+    func mutateCluster<T: Sendable>(
+        _ body: (inout ClusterState) throws -> (result: T, extra: [StoreOperation])
+    ) async throws(ControlError) -> T {
+        for attempt in 0..<12 {
+            let store = try await currentStore()
+            let (current, revision) = clusterState(store)
+            var next = current
+            let outcome: (result: T, extra: [StoreOperation])
+            do { outcome = try body(&next) } catch let error as ClusterError { throw ControlError(error) } catch let error as ControlError {
+                throw error
+            } catch {
+                throw ControlError(.invalidArgument, "\(error)")
+            }
+            let operations = SwarmStore.operations(from: current, to: next) + outcome.extra
+            guard !operations.isEmpty else { return outcome.result }
+            let bump: StoreOperation = revision.map {
+                .update(collection: AllocationRevision.collection, key: AllocationRevision.key, value: AllocationRevision.value(),
+                        expectedVersion: $0.version)
+            } ?? .create(collection: AllocationRevision.collection, key: AllocationRevision.key, value: AllocationRevision.value())
+            do {
+                try await store.write(.transaction([bump] + operations))
+                await publishDefinitionsIfChanged()
+                return outcome.result
+            } catch let error where error == .outOfSequence || (revision == nil && error.kind == .conflict) {
+                // Another manager allocated meanwhile: read again and redo.
+                try? await Task.sleep(for: .milliseconds(2 * (attempt + 1)))
+            }
+        }
+        throw ControlError(.unavailable, "the cluster's allocations kept changing while this change was computed; try again")
+    }
+
+    /// The allocations as this manager's replica holds them, with the
+    /// revision that guards them; decoded once per revision.
+    func clusterState(_ store: SwarmStore) -> (ClusterState, StoredObject?) {
+        let revision = store.raft.store.get(AllocationRevision.collection, AllocationRevision.key)
+        let index = revision?.modifyIndex ?? 0
+        if let cached = clusterStateCache, cached.index == index, revision != nil { return (cached.state, revision) }
+        let state = store.clusterState()
+        clusterStateCache = (index, state)
+        return (state, revision)
+    }
+
+    /// The definitions the data plane needs, at the store's revision.
+    func definitions(_ store: SwarmStore) -> ClusterDefinitions {
+        let (state, revision) = clusterState(store)
+        return state.definitions(revision: revision?.modifyIndex ?? 0)
+    }
+
+    /// Hands this manager's daemon the definitions when the store's
+    /// revision moved (a write here, or one replicated from another
+    /// manager).
+    func publishDefinitionsIfChanged() async {
+        guard let store = membership?.store else { return }
+        let index = store.raft.store.get(AllocationRevision.collection, AllocationRevision.key)?.modifyIndex ?? 0
+        guard index != definitionsPublished else { return }
+        definitionsPublished = index
+        await configuration.onClusterDefinitions(definitions(store))
+    }
+
+    /// On a manager: a ReadIndex round, then the definitions as of it. On
+    /// a worker: a heartbeat at once, whose answer brings them (waited for
+    /// up to two seconds).
+    func synchronizeDefinitions() async {
+        guard membership != nil else { return }
+        if membership?.raft != nil {
+            guard (try? await currentStore()) != nil else { return }
+            await publishDefinitionsIfChanged()
+            return
+        }
+        let sentBefore = heartbeatsSent
+        requestHeartbeat()
+        let deadline = ContinuousClock.now + .seconds(2)
+        while heartbeatAnswered <= sentBefore, ContinuousClock.now < deadline, membership != nil {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    // MARK: - The allocations, for this node's daemon
+
+    public func createNetwork(_ request: ClusterState.NetworkRequest, hostRoutes: [IPPrefix]) async throws(ControlError) -> NetworkRecord {
+        guard let pool = try await addressPool() else { throw ControlError.notManager }
+        let record = try await mutateCluster { state in
+            (try state.createNetwork(request, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes, pool: pool), [])
+        }
+        logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
+                                                   "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
+        return record
+    }
+
+    public func removeNetwork(_ reference: String) async throws(ControlError) -> NetworkRecord {
+        // A swarm service's network side is written with it, so the rules'
+        // check of services covers the orchestrated ones too.
+        let record = try await mutateCluster { state in (try state.removeNetwork(reference), []) }
+        logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
+        return record
+    }
+
+    /// An endpoint's address: allocated here on a manager, else by a
+    /// manager over this node's mutual-TLS session.
+    public func allocateEndpoint(_ request: AllocationRequest) async throws(ControlError) -> EndpointRecord {
+        guard membership?.raft != nil else {
+            let answer = try await askManagers(.POST, AllocationPaths.endpoints, body: SwarmStore.encode(request))
+            do { return try JSONDecoder().decode(EndpointRecord.self, from: Data(answer)) } catch {
+                throw ControlError(.unavailable, "a manager's allocation answer is malformed: \(error)")
+            }
+        }
+        return try await mutateCluster { state in (try state.addEndpointRecord(request), []) }
+    }
+
+    public func releaseEndpoint(_ id: String, node: String) async throws(ControlError) {
+        guard membership?.raft != nil else {
+            _ = try await askManagers(.DELETE, AllocationPaths.endpoints + "/" + id, body: nil)
+            return
+        }
+        try await mutateCluster { state in (try state.releaseEndpoint(id, node: node), []) }
+    }
+
+    /// The swarm's default address pool and subnet size (`swarm init
+    /// --default-addr-pool --default-addr-pool-mask-length`); nil on a
+    /// node that is not a manager.
+    func addressPool() async throws(ControlError) -> SubnetAllocator? {
+        guard let store = membership?.store else { return nil }
+        guard let swarm = store.swarm()?.object else { throw ControlError.noLeader }
+        guard let first = swarm.defaultAddressPool.first, let prefix = try? IPPrefix(parsing: first) else { return SubnetAllocator() }
+        return SubnetAllocator(pool: prefix, size: Int(swarm.subnetSize))
+    }
+
+    /// A worker's call to the managers' allocation routes: the managers it
+    /// knows in turn, until one answers.
+    private func askManagers(_ method: HTTPMethod, _ path: String, body: [UInt8]?) async throws(ControlError) -> [UInt8] {
+        guard let managers = membership?.local.managers, !managers.isEmpty else {
+            throw ControlError(.unavailable, "no manager is known to allocate an address (is this node in a swarm?)")
+        }
+        var lastError = ControlError(.unavailable, "no manager answered")
+        for manager in managers {
+            do {
+                let (status, answer) = try await managerRequest(method, manager, path, body: body)
+                guard (200..<300).contains(status) else {
+                    let error = Self.remoteError(ControlClient.Response(status: status, body: answer), from: manager)
+                    // A manager without a leader or quorum: another may do.
+                    guard error.kind == .unavailable else { throw error }
+                    lastError = error
+                    continue
+                }
+                return answer
+            } catch let error as ControlError {
+                throw error
+            } catch {
+                lastError = ControlError(.unavailable, "manager \(manager): \(error)")
+            }
+        }
+        throw lastError
+    }
+
+    /// The manager endpoint's allocation routes, for the node the
+    /// certificate names (its engine ID): a node allocates and releases
+    /// only its own endpoints.
+    func serveAllocation(_ method: HTTPMethod, _ path: String, body: [UInt8], engineID: String) async throws(ControlError) -> (HTTPResponseStatus, [UInt8]) {
+        if method == .POST, path == AllocationPaths.endpoints {
+            let request: AllocationRequest
+            do { request = try JSONDecoder().decode(AllocationRequest.self, from: Data(body)) } catch {
+                throw ControlError(.invalidArgument, "malformed allocation request: \(error)")
+            }
+            guard request.node == engineID else {
+                throw ControlError(.permissionDenied, "node \(engineID) may allocate only for itself, not for node \(request.node)")
+            }
+            return (.created, SwarmStore.encode(try await allocateEndpoint(request)))
+        }
+        if method == .DELETE, path.hasPrefix(AllocationPaths.endpoints + "/") {
+            let id = String(path.dropFirst(AllocationPaths.endpoints.count + 1))
+            try await releaseEndpoint(id, node: engineID)
+            return (.noContent, [])
+        }
+        throw ControlError(.notFound, "page not found")
+    }
+}
+
+/// The manager endpoint's allocation routes.
+enum AllocationPaths {
+    static let endpoints = "/swarmnet/cluster/endpoints"
+}
+
+/// The object every allocation write updates with its expected version:
+/// allocations computed from an older replica fail and are computed again.
+enum AllocationRevision {
+    static let collection = "allocation"
+    static let key = "revision"
+
+    static func value() -> [UInt8] {
+        SwarmStore.encode(["updatedAt": Date().timeIntervalSince1970])
+    }
+}
+
+extension NetworkRecord { static let collection = "networks" }
+extension EndpointRecord { static let collection = "endpoints" }
+extension ServiceRecord {
+    /// The network side of swarm services (VIPs, published ports), under
+    /// the service's ID.
+    static let collection = "service-endpoints"
+}
+
+extension SwarmStore {
+    /// The allocations in the store, as the pure rules take them.
+    func clusterState() -> ClusterState {
+        var state = ClusterState()
+        for object in raft.store.list(NetworkRecord.collection) {
+            if let record: Versioned<NetworkRecord> = Self.decode(object) { state.networks[record.object.id] = record.object }
+        }
+        for object in raft.store.list(EndpointRecord.collection) {
+            if let record: Versioned<EndpointRecord> = Self.decode(object) { state.endpoints[record.object.id] = record.object }
+        }
+        for object in raft.store.list(ServiceRecord.collection) {
+            if let record: Versioned<ServiceRecord> = Self.decode(object) { state.services[record.object.id] = record.object }
+        }
+        return state
+    }
+
+    /// The store operations that turn `old` into `new`, record by record.
+    static func operations(from old: ClusterState, to new: ClusterState) -> [StoreOperation] {
+        operations(NetworkRecord.collection, old.networks, new.networks)
+            + operations(ServiceRecord.collection, old.services, new.services)
+            + operations(EndpointRecord.collection, old.endpoints, new.endpoints)
+    }
+
+    private static func operations<Record: Encodable & Equatable>(_ collection: String, _ old: [String: Record],
+                                                                   _ new: [String: Record]) -> [StoreOperation] {
+        var operations: [StoreOperation] = []
+        for (key, record) in new.sorted(by: { $0.key < $1.key }) {
+            if let before = old[key] {
+                if before != record { operations.append(.update(collection: collection, key: key, value: encode(record), expectedVersion: nil)) }
+            } else {
+                operations.append(.create(collection: collection, key: key, value: encode(record)))
+            }
+        }
+        for key in old.keys.sorted() where new[key] == nil {
+            operations.append(.delete(collection: collection, key: key, expectedVersion: nil))
+        }
+        return operations
+    }
+}
+
+/// The daemon's allocator in a swarm: the swarm runtime, with its errors
+/// as the Docker API's (the allocation rules' own errors pass through).
+public struct SwarmClusterAllocator: ClusterAllocator {
+    let runtime: SwarmRuntime
+
+    public init(runtime: SwarmRuntime) {
+        self.runtime = runtime
+    }
+
+    public func createNetwork(_ request: ClusterState.NetworkRequest, hostRoutes: [IPPrefix]) async throws -> NetworkRecord {
+        try await edge { try await runtime.createNetwork(request, hostRoutes: hostRoutes) }
+    }
+
+    public func removeNetwork(_ reference: String) async throws -> NetworkRecord {
+        try await edge { try await runtime.removeNetwork(reference) }
+    }
+
+    public func allocate(_ request: AllocationRequest) async throws -> EndpointRecord {
+        try await edge { try await runtime.allocateEndpoint(request) }
+    }
+
+    public func release(endpointID: String, node: String) async throws {
+        try await edge { try await runtime.releaseEndpoint(endpointID, node: node) }
+    }
+
+    public func synchronizeDefinitions() async {
+        await runtime.synchronizeDefinitions()
+    }
+}
