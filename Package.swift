@@ -67,7 +67,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "SwarmTests", dependencies: ["SwarmIdentity", "Control", "Cluster", "Swarm", .product(name: "X509", package: "swift-certificates")]),
+            name: "SwarmTests",
+            dependencies: ["SwarmIdentity", "Control", "Cluster", "Swarm", "ReplicatedStore", "Addressing",
+                           .product(name: "X509", package: "swift-certificates")]),
         .target(
             name: "DockerAPI",
             dependencies: [

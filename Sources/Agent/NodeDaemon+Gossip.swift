@@ -79,22 +79,27 @@ extension NodeDaemon {
                 .filter { id in Set(updated.values.filter { $0.networkID == id }) != Set(remoteEndpoints.values.filter { $0.networkID == id }) }
             let backendsChanged = updated.filter { $0.value.serviceID != nil } != remoteEndpoints.filter { $0.value.serviceID != nil }
             remoteEndpoints = updated
-            syncPeersSoon(of: changed)
-            if backendsChanged { wakeForChange() }
+            // The balancers move only once the peers are programmed: a
+            // new remote backend chosen before its forwarding and
+            // neighbour entries exist loses its first packets.
+            syncPeersSoon(of: changed, thenWake: backendsChanged)
         }
     }
 
     /// The fast path for a peer change: program just the changed networks'
     /// peers (one FDB and neighbour diff each) without a whole reconciler
     /// pass; the next pass checks everything anyway.
-    func syncPeersSoon(of networkIDs: Set<String>) {
+    func syncPeersSoon(of networkIDs: Set<String>, thenWake wakeBalancers: Bool = false) {
         var work: [(OverlayNetwork, [Peer])] = []
         for id in networkIDs {
             guard let record = state.networks[id], let network = try? overlayNetwork(record),
                   state.endpoints.values.contains(where: { $0.networkID == id && $0.node == nodeID }) else { continue }
             work.append((network, peers(of: id)))
         }
-        guard !work.isEmpty else { return }
+        guard !work.isEmpty else {
+            if wakeBalancers { wakeForChange() }
+            return
+        }
         Task { [worker, driver, logger, work] in
             do {
                 try await worker.run {
@@ -102,6 +107,7 @@ extension NodeDaemon {
                         try driver.syncPeers(peers, on: network)
                     }
                 }
+                if wakeBalancers { self.wakeForChange() }
             } catch {
                 logger.warning("peer update failed; the reconciler will retry", metadata: ["error": "\(error)"])
                 self.wake()

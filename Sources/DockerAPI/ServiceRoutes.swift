@@ -25,9 +25,14 @@ struct ServiceRoutes {
             return try DockerRouter.json(.ok, await backend.listTasks(filters: try DockerRouter.filters(query["filters"])))
         case (.GET, let s) where s.count == 3 && (s[0] == "services" || s[0] == "tasks") && s[2] == "logs":
             let options = try LogOptions(query: query)
-            let stream = try await backend.logs(service: s[0] == "services" ? s[1] : nil, task: s[0] == "tasks" ? s[1] : nil, options: options)
+            let (service, task) = (s[0] == "services" ? s[1] : nil, s[0] == "tasks" ? s[1] : nil)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/vnd.docker.multiplexed-stream")
+            if options.follow {
+                return HTTPResponse(status: .ok, headers: headers,
+                                    stream: try await backend.followLogs(service: service, task: task, options: options))
+            }
+            let stream = try await backend.logs(service: service, task: task, options: options)
             return HTTPResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: stream))
         case (.GET, let s) where s.count == 2 && s[0] == "tasks":
             return try DockerRouter.json(.ok, await backend.inspectTask(s[1]))

@@ -486,4 +486,7 @@ public protocol ServiceOrchestration: Sendable {
     /// `docker service logs SERVICE|TASK`: Docker's multiplexed stream, each
     /// line with its swarm details (node, service and task IDs).
     func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8]
+    /// `--follow`: the same stream, then the lines written since, until
+    /// the client leaves.
+    func followLogs(service: String?, task: String?, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error>
 }

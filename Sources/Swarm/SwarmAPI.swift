@@ -102,6 +102,10 @@ public struct SwarmServicesAPI: ServiceOrchestration {
     public func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8] {
         try await edge { try await runtime.logs(service: service, task: task, options: options) }
     }
+
+    public func followLogs(service: String?, task: String?, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error> {
+        try await edge { try await runtime.followLogs(service: service, task: task, options: options) }
+    }
 }
 
 /// Runs an API call, turning control errors into HTTP statuses: the one

@@ -11,26 +11,76 @@ import Foundation
 /// keep with the leader is the only way to them.
 extension SwarmRuntime {
     public func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8] {
+        Self.frames(try await logEntries(service: service, task: task, options: options), options: options)
+    }
+
+    /// `--follow`: what is there, then each second what was written since,
+    /// until the client leaves. Tasks that start later (a scale, a
+    /// replacement) join the stream. A node answers from the start of the
+    /// `since` second, so lines already sent are recognised and skipped.
+    public func followLogs(service: String?, task: String?, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error> {
+        _ = try await chosenTasks(service: service, task: task) // an unknown service is an error, not an empty stream
+        let (stream, continuation) = AsyncThrowingStream<[UInt8], Error>.makeStream()
+        let poller = Task { [weak self] in
+            var window = options
+            var sent: Set<String> = []
+            while !Task.isCancelled, let self {
+                let entries: [(entry: LogEntry, task: SwarmTask)]
+                do { entries = try await self.logEntries(service: service, task: task, options: window) } catch {
+                    continuation.finish(throwing: error)
+                    return
+                }
+                let fresh = entries.filter { !sent.contains(Self.key($0.entry)) }
+                if !fresh.isEmpty { continuation.yield(Self.frames(fresh, options: options)) }
+                if let newest = entries.last?.entry.time, let second = Self.second(of: newest) {
+                    // The next window starts at the newest line's second.
+                    let edge = String(newest.prefix(19))
+                    sent = Set(entries.filter { $0.entry.time >= edge }.map { Self.key($0.entry) })
+                    window.since = second
+                }
+                window.tail = nil
+                try? await Task.sleep(for: .seconds(1))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in poller.cancel() }
+        return stream
+    }
+
+    /// The tasks a log request names: a service's (all of them, so ended
+    /// ones still show), or one task.
+    private func chosenTasks(service: String?, task: String?) async throws -> (SwarmStore, [SwarmTask]) {
         let store = try await currentStore()
         let all = store.tasks()
-        let chosen: [SwarmTask]
         if let service {
             let id = try Self.resolveService(service, in: store.services()).object.id
-            chosen = all.map(\.object).filter { $0.serviceID == id }
+            return (store, all.map(\.object).filter { $0.serviceID == id })
         } else if let task {
-            chosen = [try Self.resolveTask(task, in: all).object]
-        } else {
-            chosen = []
+            return (store, [try Self.resolveTask(task, in: all).object])
         }
+        return (store, [])
+    }
+
+    /// The lines of the chosen tasks, by time, each with its task.
+    private func logEntries(service: String?, task: String?, options: LogOptions) async throws -> [(entry: LogEntry, task: SwarmTask)] {
+        let (store, chosen) = try await chosenTasks(service: service, task: task)
         var byNode: [String: [String]] = [:]
         for task in chosen { if let node = task.nodeID { byNode[node, default: []].append(task.id) } }
         let fetch = LogFetch(tasks: byNode, stdout: options.stdout, stderr: options.stderr, tail: options.tail, since: options.since)
         let entries = try await fetchLogs(fetch, store)
         let tasks = Dictionary(chosen.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        return entries.sorted(by: { $0.time < $1.time }).compactMap { entry in
+            guard let task = tasks[entry.taskID] else { return nil }
+            if let until = options.until, let second = Self.second(of: entry.time), second > until { return nil }
+            return (entry, task)
+        }
+    }
+
+    /// Docker's multiplexed stream of the lines, each with its node,
+    /// service and task IDs (and its time, with `--timestamps`).
+    private static func frames(_ entries: [(entry: LogEntry, task: SwarmTask)], options: LogOptions) -> [UInt8] {
         var stream: [UInt8] = []
-        for entry in entries.sorted(by: { $0.time < $1.time }) {
-            guard let task = tasks[entry.taskID] else { continue }
-            if let until = options.until, let time = try? Date(entry.time, strategy: .iso8601), time > until { continue }
+        for (entry, task) in entries {
             var payload: [UInt8] = []
             if options.timestamps { payload += Array((entry.time + " ").utf8) }
             payload += Array("com.docker.swarm.node.id=\(task.nodeID ?? ""),com.docker.swarm.service.id=\(task.serviceID),com.docker.swarm.task.id=\(task.id) ".utf8)
@@ -38,6 +88,16 @@ extension SwarmRuntime {
             stream += LogOptions.frame(stderr: entry.stderr, payload)
         }
         return stream
+    }
+
+    private static func key(_ entry: LogEntry) -> String {
+        "\(entry.taskID) \(entry.time) \(entry.stderr) \(entry.text.base64EncodedString())"
+    }
+
+    /// The whole second of an RFC 3339 time (`2026-12-06T20:55:00.123456789Z`).
+    static func second(of time: String) -> Date? {
+        guard time.count >= 19 else { return nil }
+        return try? Date(String(time.prefix(19)) + "Z", strategy: .iso8601)
     }
 
     /// On the leader, directly; elsewhere, through the leader.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestKit
 
@@ -173,6 +174,33 @@ import TestKit
                 #expect(logs.contains("@\(host)") && logs.contains("| hello from "), "\(logs)")
             }
             #expect(logs.contains("talker.1.") && logs.contains("talker.2."), "\(logs)")
+
+            // `--follow` streams on: a task started afterwards (a scale)
+            // joins the running stream, and no line comes twice.
+            let follower = Process()
+            follower.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            follower.arguments = ["docker", "service", "logs", "--follow", "talker"]
+            follower.environment = ProcessInfo.processInfo.environment.merging(["DOCKER_HOST": "unix://\(testbed.socket("h1"))"]) { $1 }
+            let pipe = Pipe()
+            follower.standardOutput = pipe
+            follower.standardError = pipe
+            let followed = Mutex("")
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                followed.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
+            try follower.run()
+            defer {
+                if follower.isRunning { follower.terminate() }
+                follower.waitUntilExit()
+                pipe.fileHandleForReading.readabilityHandler = nil
+            }
+            #expect(eventually(10) { followed.withLock { $0 }.split(separator: "\n").count == 2 }, "\(followed.withLock { $0 })")
+            try testbed.docker("h1", ["service", "scale", "-d", "talker=3"])
+            #expect(eventually(15) { followed.withLock { $0 }.contains("talker.3.") }, "\(followed.withLock { $0 })")
+            sleep(3) // three more rounds of the follower
+            #expect(followed.withLock { $0 }.split(separator: "\n").count == 3, "\(followed.withLock { $0 })")
+            #expect(follower.isRunning, "the follower streams until the client leaves")
             try testbed.docker("h1", ["service", "rm", "talker"])
 
             // Bad input: a clear error, and nothing made.
