@@ -74,7 +74,7 @@ public actor SwarmTaskRunner: TaskAgent {
         for report in reports { acknowledged[report.taskID] = report }
     }
 
-    public func assign(_ tasks: [TaskAssignment]) {
+    public func assign(_ tasks: [TaskAssignment], retaining retained: Set<String>) {
         let assigned = Dictionary(tasks.map { ($0.taskID, $0) }, uniquingKeysWith: { first, _ in first })
         for task in tasks where !busy.contains(task.taskID) {
             let ended = latest[task.taskID]?.status.state.isTerminal ?? false
@@ -90,8 +90,9 @@ public actor SwarmTaskRunner: TaskAgent {
                 report(task.taskID, .shutdown, "shutdown before it started")
             }
         }
-        // Tasks the managers no longer assign here: stopped and removed.
-        for (taskID, container) in containers where assigned[taskID] == nil && !busy.contains(taskID) {
+        // Tasks the managers no longer assign or keep here: stopped and
+        // removed.
+        for (taskID, container) in containers where assigned[taskID] == nil && !retained.contains(taskID) && !busy.contains(taskID) {
             busy.insert(taskID)
             Task { await discard(taskID, container: container) }
         }

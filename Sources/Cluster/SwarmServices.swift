@@ -391,8 +391,10 @@ public protocol TaskAgent: Sendable {
     /// The managers recorded these reports.
     func acknowledge(_ reports: [TaskReport]) async
     /// Every task the dispatcher assigns to this node, with what it wants
-    /// of each; the node's other tasks are stopped and removed.
-    func assign(_ tasks: [TaskAssignment]) async
+    /// of each. `retained` are the node's ended tasks the managers keep in
+    /// their history: their containers stay, stopped, with their logs.
+    /// The node's other tasks are stopped and removed.
+    func assign(_ tasks: [TaskAssignment], retaining retained: Set<String>) async
     /// The log lines of the request's tasks that run (or ran) here.
     func logs(_ request: LogRequest) async -> [LogEntry]
 }

@@ -64,7 +64,7 @@ public struct Orchestrator {
             let before = service
             rollUpdate(&plan, service: &service)
             if service != before { plan.changes.updatedServices.append(service) }
-            pruneHistory(&plan, service: service)
+            pruneHistory(&plan, service: service, nodes: nodesByID)
         }
         return plan.result()
     }
@@ -284,9 +284,14 @@ public struct Orchestrator {
     }
 
     /// Keeps `historyLimit` ended tasks per slot (per node for a global
-    /// service), deleting the oldest.
-    func pruneHistory(_ plan: inout Plan, service: SwarmService) {
-        let ended = plan.tasks(of: service.id).filter { !$0.isWanted && ($0.status.state.isTerminal || $0.nodeID == nil) }
+    /// service), deleting the oldest. A task shut down on a node that is
+    /// down or gone counts as ended: its node cannot report it any more
+    /// (and stops its copy if it comes back).
+    func pruneHistory(_ plan: inout Plan, service: SwarmService, nodes: [String: SwarmNode]) {
+        let ended = plan.tasks(of: service.id).filter { task in
+            let nodeLost = task.nodeID.map { nodes[$0].map { $0.state == .down } ?? true } ?? true
+            return !task.isWanted && (task.status.state.isTerminal || nodeLost)
+        }
         for (_, history) in Dictionary(grouping: ended, by: \.place) where history.count > historyLimit {
             for task in history.sorted(by: { $0.createdAt < $1.createdAt }).prefix(history.count - max(historyLimit, 0)) {
                 plan.delete(task.id)

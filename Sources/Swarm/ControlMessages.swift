@@ -66,6 +66,9 @@ struct HeartbeatResponse: Codable, Sendable {
     /// run or stop. Tasks of the node's that are not here are stopped and
     /// removed.
     var tasks: [TaskAssignment]?
+    /// The node's ended tasks the history keeps: their containers stay
+    /// (stopped, with their logs) until the history drops them.
+    var retainedTasks: [String]?
     /// False when the node's reports could not be written: it sends them again.
     var reportsRecorded: Bool?
     /// The engine IDs of the nodes marked down: their endpoints leave this

@@ -179,10 +179,13 @@ extension SwarmRuntime {
             try? await store.write(SwarmStore.update(node, version: current.version))
         }
         var assignments = view.assignments[peer.nodeID] ?? []
+        var retained = view.retained[peer.nodeID] ?? []
         var recorded = true
         if let reports = heartbeat.reports, !reports.isEmpty {
             recorded = await record(reports, from: peer.nodeID, store)
-            assignments = managerView(store).assignments[peer.nodeID] ?? []
+            let after = managerView(store)
+            assignments = after.assignments[peer.nodeID] ?? []
+            retained = after.retained[peer.nodeID] ?? []
         }
         let logRequests = pendingLogRequests.removeValue(forKey: peer.nodeID)
         var definitions: ClusterDefinitions?
@@ -192,7 +195,8 @@ extension SwarmRuntime {
         }
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
                                                   gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
-                                                  tasks: assignments, reportsRecorded: recorded, downEngines: view.downEngines,
+                                                  tasks: assignments, retainedTasks: retained, reportsRecorded: recorded,
+                                                  downEngines: view.downEngines,
                                                   logRequests: logRequests, definitions: definitions))
     }
 
@@ -279,6 +283,8 @@ extension SwarmRuntime {
         var gossipKeys: [String]
         /// Each node's tasks, as the dispatcher hands them out.
         var assignments: [String: [TaskAssignment]]
+        /// Each node's ended tasks that the history keeps.
+        var retained: [String: [String]]
         /// The engine IDs of the nodes marked down.
         var downEngines: [String]
     }
@@ -289,11 +295,12 @@ extension SwarmRuntime {
         let nodes = store.nodes().map(\.object)
         let managers = nodes.compactMap { $0.role == .manager ? $0.manager : nil }
         let swarm = store.swarm()?.object
+        let dispatch = Self.assignments(store.tasks().map(\.object))
         let view = ManagerView(
             index: index, endpoints: managers.map(\.endpoint).sorted(),
             endpointsByRaftID: Dictionary(managers.map { ($0.raftID, $0.endpoint) }, uniquingKeysWith: { first, _ in first }),
             heartbeatPeriod: swarm?.settings.heartbeatPeriod ?? SwarmSettings().heartbeatPeriod, gossipKeys: swarm?.gossipKeys ?? [],
-            assignments: Self.assignments(store.tasks().map(\.object)),
+            assignments: dispatch.assigned, retained: dispatch.retained,
             downEngines: nodes.filter { $0.state == .down }.compactMap(\.engineID).sorted())
         managerViewCache = view
         return view

@@ -77,7 +77,7 @@ extension SwarmRuntime {
                     heartbeatAnswered = sequence
                     if let agent = configuration.taskAgent {
                         if response.reportsRecorded != false { await agent.acknowledge(reports) }
-                        if let tasks = response.tasks { await agent.assign(tasks) }
+                        if let tasks = response.tasks { await agent.assign(tasks, retaining: Set(response.retainedTasks ?? [])) }
                         for request in response.logRequests ?? [] {
                             let reply = LogReply(id: request.id, entries: await agent.logs(request))
                             _ = try? await session!.request(.POST, "/swarmnet/logs", body: SwarmStore.encode(reply))

@@ -57,14 +57,20 @@ extension SwarmRuntime {
 
     /// The tasks each node must act on: those it should run, and those it
     /// should stop that have not ended yet.
-    static func assignments(_ tasks: [SwarmTask]) -> [String: [TaskAssignment]] {
+    static func assignments(_ tasks: [SwarmTask]) -> (assigned: [String: [TaskAssignment]], retained: [String: [String]]) {
         var byNode: [String: [TaskAssignment]] = [:]
+        var retained: [String: [String]] = [:]
         for task in tasks {
             guard let node = task.nodeID, task.status.state >= .assigned || task.desiredState > .running else { continue }
-            guard task.desiredState == .running || !task.status.state.isTerminal else { continue }
+            guard task.desiredState == .running || !task.status.state.isTerminal else {
+                // Ended and kept in the history: `service logs` still
+                // reads it until the history limit drops it.
+                retained[node, default: []].append(task.id)
+                continue
+            }
             byNode[node, default: []].append(TaskAssignment(task))
         }
-        return byNode
+        return (byNode, retained)
     }
 
     /// A node's reports: each moves its task forward (never back), and

@@ -203,6 +203,18 @@ import TestKit
             #expect(follower.isRunning, "the follower streams until the client leaves")
             try testbed.docker("h1", ["service", "rm", "talker"])
 
+            // Ended tasks keep their logs while the history keeps them: a
+            // task that fails, and its two restarts, all show their lines.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "crasher", "--restart-delay", "1s", "--restart-max-attempts", "2",
+                                      "--constraint", "node.role==worker", "busybox", "sh", "-c", "echo crashing on $(hostname); exit 3"])
+            var crashed = ""
+            #expect(eventually(25) {
+                crashed = (try? testbed.docker("h1", ["service", "logs", "crasher"])) ?? ""
+                return crashed.components(separatedBy: "| crashing on").count - 1 == 3
+            }, "\(crashed)")
+            #expect(try tasks(testbed, "crasher", running: false).filter { $0.hasSuffix("Failed") }.count == 3)
+            try testbed.docker("h1", ["service", "rm", "crasher"])
+
             // Bad input: a clear error, and nothing made.
             func failure(_ arguments: [String]) -> String {
                 do {

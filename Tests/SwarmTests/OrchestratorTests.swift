@@ -208,6 +208,21 @@ import Testing
         #expect(Dictionary(grouping: cluster.running(), by: \.slot).values.allSatisfy { $0.count == 1 }, "one task per slot")
     }
 
+    /// Tasks shut down on nodes that never come back count against the
+    /// history limit like ended ones (they used to stay for good).
+    @Test func tasksLeftOnDeadNodesArePrunedWithTheHistory() {
+        var cluster = Cluster(services: [Self.service(replicas: 1)], nodes: (0..<8).map { Self.node("n\($0)") })
+        cluster.settle()
+        for _ in 0..<7 {
+            guard let host = cluster.running().first?.nodeID, let index = cluster.nodes.firstIndex(where: { $0.id == host }) else { break }
+            cluster.nodes[index].state = .down
+            cluster.settle()
+        }
+        #expect(cluster.running().count == 1)
+        let history = cluster.tasks.values.filter { !$0.isWanted }
+        #expect(history.count == 5, "history of the slot: \(history.count) tasks")
+    }
+
     /// Seeded runs with faults: nodes die, drain and return, tasks fail,
     /// services scale and update. At every step no slot runs twice (stop-first
     /// updates), and once the faults stop the service converges.
