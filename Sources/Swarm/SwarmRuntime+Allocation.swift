@@ -126,7 +126,7 @@ extension SwarmRuntime {
                 throw ControlError(.unavailable, "a manager's allocation answer is malformed: \(error)")
             }
         }
-        return try await mutateCluster { state in (try state.addEndpointRecord(request), []) }
+        return try await batched(.allocate(request))!
     }
 
     public func releaseEndpoint(_ id: String, node: String) async throws(ControlError) {
@@ -134,7 +134,57 @@ extension SwarmRuntime {
             _ = try await askManagers(.DELETE, AllocationPaths.endpoints + "/" + id, body: nil)
             return
         }
-        try await mutateCluster { state in (try state.releaseEndpoint(id, node: node), []) }
+        _ = try await batched(.release(id, node: node))
+    }
+
+    /// Endpoint changes are written in batches: every request that arrives
+    /// while a transaction is in flight joins the next one (group commit).
+    /// A scale to a hundred tasks made a hundred transactions, each racing
+    /// the others for the allocation revision. A request the rules refuse
+    /// fails alone; the rules change nothing before they refuse.
+    private func batched(_ change: EndpointChange.Kind) async throws(ControlError) -> EndpointRecord? {
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                endpointChanges.append(EndpointChange(kind: change, continuation: continuation))
+                if !writingEndpointChanges {
+                    writingEndpointChanges = true
+                    Task { await self.writeEndpointChanges() }
+                }
+            }
+        } catch let error as ControlError {
+            throw error
+        } catch {
+            throw ControlError(.unavailable, "\(error)")
+        }
+    }
+
+    private func writeEndpointChanges() async {
+        while !endpointChanges.isEmpty {
+            let batch = Array(endpointChanges.prefix(EndpointChange.batchLimit))
+            endpointChanges.removeFirst(batch.count)
+            do {
+                let results = try await mutateCluster { state in
+                    (batch.map { change -> Result<EndpointRecord?, ControlError> in
+                        do {
+                            switch change.kind {
+                            case .allocate(let request): return .success(try state.addEndpointRecord(request))
+                            case .release(let id, let node):
+                                try state.releaseEndpoint(id, node: node)
+                                return .success(nil)
+                            }
+                        } catch let error as ClusterError {
+                            return .failure(ControlError(error))
+                        } catch {
+                            return .failure(ControlError(.invalidArgument, "\(error)"))
+                        }
+                    }, [])
+                }
+                for (change, result) in zip(batch, results) { change.continuation.resume(with: result) }
+            } catch {
+                for change in batch { change.continuation.resume(throwing: error) }
+            }
+        }
+        writingEndpointChanges = false
     }
 
     /// The swarm's default address pool and subnet size (`swarm init
@@ -195,6 +245,20 @@ extension SwarmRuntime {
         }
         throw ControlError(.notFound, "page not found")
     }
+}
+
+/// A node's endpoint allocation or release, waiting for the next batch.
+struct EndpointChange: Sendable {
+    enum Kind: Sendable {
+        case allocate(AllocationRequest)
+        case release(String, node: String)
+    }
+
+    /// Operations per transaction stay well under a Raft entry's bound.
+    static let batchLimit = 64
+
+    var kind: Kind
+    var continuation: CheckedContinuation<EndpointRecord?, Error>
 }
 
 /// The manager endpoint's allocation routes.

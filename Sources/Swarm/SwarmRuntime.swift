@@ -112,6 +112,10 @@ public actor SwarmRuntime {
     var clusterStateCache: (index: UInt64, state: ClusterState)?
     /// The allocation revision last handed to the daemon.
     var definitionsPublished: UInt64?
+    /// Endpoint changes waiting for the next transaction, and whether one
+    /// is being written (`batched`).
+    var endpointChanges: [EndpointChange] = []
+    var writingEndpointChanges = false
     /// Raft's TLS contexts (a renewed certificate replaces them).
     let raftTLS = RaftTLS()
     /// A join or init in progress: a second one is refused.
