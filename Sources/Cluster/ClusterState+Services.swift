@@ -78,6 +78,34 @@ extension ClusterState {
         return record
     }
 
+    /// Changes a service's networks, endpoint mode or published ports
+    /// (`docker service update --network-add/rm --publish-add/rm`): checked
+    /// as a new service would be, against the others. A network it keeps
+    /// keeps its VIP; a new one gets one; a port asked without a number
+    /// gets one from the dynamic range. Nothing changes when anything is
+    /// wrong.
+    public mutating func updateService(_ reference: String, _ request: ServiceRequest, now: Date) throws -> ServiceRecord {
+        let current = try service(reference)
+        var others = self
+        others.services[current.id] = nil
+        var pinned = request
+        if (request.endpointMode ?? "vip").isEmpty || (request.endpointMode ?? "vip") == "vip" {
+            pinned.networks = request.networks.map { attachment in
+                var kept = attachment
+                if kept.requestedVIP == nil, let network = try? network(attachment.target), let vip = current.vip(on: network.id) {
+                    kept.requestedVIP = vip.description
+                }
+                return kept
+            }
+        }
+        var record = try others.createService(pinned, id: current.id, now: current.created)
+        record.version = current.version + 1
+        record.updated = now
+        others.services[current.id] = record
+        self = others
+        return record
+    }
+
     /// Finds a service as Docker does: full ID, then name, then a unique ID prefix.
     public func service(_ reference: String) throws -> ServiceRecord {
         switch Self.lookup(reference, in: services, name: \.name, id: \.id) {

@@ -116,12 +116,18 @@ extension SwarmRuntime {
         return resource
     }
 
+    /// `docker service update` and `rollback`. The spec and the network
+    /// side (networks with their VIPs, published ports) change in one
+    /// transaction; a changed task template rolls the tasks over, so new
+    /// tasks join the new networks. A rollback restores the previous
+    /// template's networks; its published ports stay as they are.
     public func updateService(_ reference: String, version: UInt64, rollback: Bool, _ request: ServiceSpec) async throws -> ServiceUpdateResponse {
         let store = try await currentStore()
         let current = try Self.resolveService(reference, in: store.services())
         guard current.version == version else { throw ControlError.outOfSequence }
         var service = current.object
         let now = Date()
+        let allocation: ServiceRequest?
         if rollback {
             guard let previous = service.previousSpec else {
                 throw ControlError(.failedPrecondition, "service \(service.spec.name) does not have a previous spec")
@@ -132,39 +138,48 @@ extension SwarmRuntime {
                 service.templateVersion += 1
                 service.updateStatus = UpdateProgress(state: .rollbackStarted, startedAt: now, message: "manually requested rollback")
             }
+            let (cluster, _) = clusterState(store)
+            // The ingress network is joined through published ports, not named.
+            let networks = previous.task.networks.map(\.network).filter { $0 != cluster.ingressNetwork?.id }
+            allocation = cluster.services[service.id].map { ServiceRequest($0, networks: networks) }
         } else {
             guard request.name == service.spec.name else {
                 throw ControlError(.invalidArgument, "renaming services is not supported")
             }
-            let (cluster, _) = clusterState(store)
-            if let network = cluster.services[service.id] {
-                let key = { (port: PortConfig) in "\(port.publishedPort ?? 0):\(port.targetPort)/\(port.protocol ?? "tcp")/\(port.publishMode ?? "ingress")" }
-                let wantedPorts = (request.endpointSpec?.ports ?? []).map(key)
-                let ports = network.ports.map {
-                    "\($0.publishedPort ?? 0):\($0.targetPort)/\($0.protocol.rawValue)/\($0.publishMode.rawValue)"
+            // Checked before anything is written: a bad spec changes nothing.
+            _ = try ServiceSpecConversion.definition(request, networks: service.spec.task.networks)
+            allocation = ServiceRequest(request)
+        }
+        let hostRoutes = (allocation?.ports.isEmpty ?? true) ? [] : try await configuration.hostRoutes()
+        let before = current.object.spec.task
+        let updated = service
+        try await mutateCluster { state in
+            // Another update got in first: the CLI's version is stale.
+            guard store.service(updated.id)?.version == current.version else { throw ControlError.outOfSequence }
+            var service = updated
+            if var allocation, state.services[service.id] != nil {
+                // The spec the CLI sends back names the ingress network of a
+                // service that only publishes ports; it is joined through
+                // the ports, not named.
+                allocation.networks.removeAll { (try? state.network($0.target))?.isIngress == true }
+                if !allocation.ports.isEmpty { _ = try state.ensureIngressNetwork(id: Identifier.make(), now: now, hostRoutes: hostRoutes) }
+                let record = try state.updateService(service.id, allocation, now: now)
+                if !rollback {
+                    let definition = try ServiceSpecConversion.definition(request, networks: Self.networkTargets(of: record, request, in: state))
+                    service.previousSpec = service.spec
+                    service.spec = definition
                 }
-                let networks = Set(service.spec.task.networks.map(\.network))
-                let wantedNetworks = Set((request.taskTemplate?.networks ?? request.networks ?? []).map(\.target).map { target in
-                    networks.contains(target) ? target : ((try? cluster.network(target).id) ?? target)
-                })
-                let onlyIngress = wantedNetworks.isEmpty && !ports.isEmpty
-                // Ports asked without a number (`-p 80`) got one at create.
-                let portsChanged = wantedPorts.count != ports.count || !Set(wantedPorts.filter { !$0.hasPrefix("0:") }).isSubset(of: Set(ports))
-                if portsChanged || (!onlyIngress && wantedNetworks != networks) {
-                    throw ControlError(.invalidArgument,
-                                       "changing the published ports or networks of a service is not supported yet: remove the service and create it again")
-                }
+            } else if !rollback {
+                service.previousSpec = service.spec
+                service.spec = try ServiceSpecConversion.definition(request, networks: service.spec.task.networks)
             }
-            let definition = try ServiceSpecConversion.definition(request, networks: service.spec.task.networks)
-            service.previousSpec = service.spec
-            service.spec = definition
-            if definition.task != current.object.spec.task {
+            if !rollback && service.spec.task != before {
                 service.templateVersion += 1
                 service.updateStatus = UpdateProgress(state: .updating, startedAt: now, message: "update in progress")
             }
+            service.updatedAt = now
+            return ((), [SwarmStore.update(service, version: current.version)])
         }
-        service.updatedAt = now
-        try await store.write(SwarmStore.update(service, version: current.version))
         logger.info(rollback ? "service rolled back" : "service updated", metadata: ["service": "\(service.spec.name)"])
         return ServiceUpdateResponse()
     }

@@ -33,6 +33,33 @@ import Addressing
         }
     }
 
+    /// An update keeps the VIP of a network it keeps, allocates one on a
+    /// new network, drops the one of a network it leaves, and checks its
+    /// ports against the other services only.
+    @Test func anUpdateKeepsVIPsOfKeptNetworksAndChecksPortsAgainstOthers() throws {
+        var state = try stateWithNetwork()
+        _ = try state.createNetwork(.init(name: "back", subnet: "10.41.0.0/24"), id: "n2", now: now, hostRoutes: [])
+        _ = try state.ensureIngressNetwork(id: "ing", now: now, hostRoutes: [])
+        let web = try state.createService(.init(name: "web", networks: [.init(target: "front")], ports: [.init(targetPort: 80, publishedPort: 8080)]),
+                                          id: "s1", now: now)
+        _ = try state.createService(.init(name: "other", ports: [.init(targetPort: 80, publishedPort: 9090)]), id: "s2", now: now)
+        let updated = try state.updateService("web", .init(name: "web", networks: [.init(target: "front"), .init(target: "back")],
+                                                           ports: [.init(targetPort: 80, publishedPort: 8080), .init(targetPort: 81)]),
+                                              now: now.addingTimeInterval(1))
+        #expect(updated.vip(on: "n1") == web.vip(on: "n1"))
+        #expect(updated.vip(on: "n2") != nil)
+        #expect(updated.ports.map(\.publishedPort) == [8080, PublishedPortAllocator.dynamicRange.lowerBound])
+        #expect(updated.version == web.version + 1 && updated.created == web.created)
+        let before = state
+        #expect(throws: ClusterError.conflict("port 9090/tcp is already in use by service other")) {
+            try state.updateService("web", .init(name: "web", networks: [.init(target: "back")], ports: [.init(targetPort: 80, publishedPort: 9090)]),
+                                    now: now)
+        }
+        #expect(state == before, "a refused update changes nothing")
+        let back = try state.updateService("web", .init(name: "web", networks: [.init(target: "back")]), now: now)
+        #expect(back.vip(on: "n1") == nil && back.vip(on: "n2") == updated.vip(on: "n2") && back.ports.isEmpty)
+    }
+
     @Test func requestedVIPsAreChecked() throws {
         var state = try stateWithNetwork()
         let service = try state.createService(.init(name: "web", networks: [.init(target: "front", requestedVIP: "10.40.0.100")]), id: "s1", now: now)

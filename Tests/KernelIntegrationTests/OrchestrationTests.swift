@@ -212,7 +212,7 @@ import TestKit
                 crashed = (try? testbed.docker("h1", ["service", "logs", "crasher"])) ?? ""
                 return crashed.components(separatedBy: "| crashing on").count - 1 == 3
             }, "\(crashed)")
-            #expect(try tasks(testbed, "crasher", running: false).filter { $0.hasSuffix("Failed") }.count == 3)
+            #expect(eventually(10) { (try? tasks(testbed, "crasher", running: false).filter { $0.hasSuffix("Failed") }.count) == 3 })
             try testbed.docker("h1", ["service", "rm", "crasher"])
 
             // Bad input: a clear error, and nothing made.
@@ -286,6 +286,56 @@ import TestKit
                     .contains("rollback_completed whoami") == true
             })
             #expect(eventually(20) { (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") }.count) == 6 })
+        }
+    }
+
+    /// `service update --publish-add/rm --network-add` and `rollback`:
+    /// the routing mesh follows the ports, new tasks join the new network
+    /// with the service's VIP there, and a rollback leaves it again.
+    @Test func anUpdateChangesPublishedPortsAndNetworks() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.81.0.0/24", "front"])
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.82.0.0/24", "back"])
+            try testbed.docker("h1", ["service", "create", "--name", "web", "--replicas", "2", "--network", "front", "-p", "8080:80",
+                                      "--update-parallelism", "2", "whoami"])
+            let address = "\(testbed.hosts[1].address)"
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 8080) != nil })
+
+            // Ports: 8080 moves to 8081 (the CLI removes by target port,
+            // then adds), in the mesh of every host.
+            try testbed.docker("h1", ["service", "update", "-d", "--publish-rm", "80", "--publish-add", "8081:80", "web"])
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 8081) != nil })
+            #expect(eventually(10) { answer(testbed, from: "h3", to: address, port: 8080) == nil })
+            let ports = try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}} {{end}}", "web"])
+            #expect(ports.trimmingCharacters(in: .whitespacesAndNewlines) == "8081", "\(ports)")
+
+            // A network added: a VIP there, and the new tasks' addresses.
+            try testbed.docker("h1", ["service", "update", "--network-add", "back", "web"])
+            let vips = try testbed.docker("h1", ["service", "inspect", "--format", "{{json .Endpoint.VirtualIPs}}", "web"])
+            #expect(vips.contains("10.81.0.") && vips.contains("10.82.0."), "\(vips)")
+            func taskAddresses() throws -> [String] {
+                try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "-q"]).split(separator: "\n").map {
+                    try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{json .NetworksAttachments}}", String($0)])
+                }
+            }
+            #expect(eventually(20) { (try? taskAddresses()).map { $0.count == 2 && $0.allSatisfy { $0.contains("10.82.0.") } } == true },
+                    "\((try? taskAddresses()) ?? [])")
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 8081) != nil })
+
+            // A port another service publishes: refused, nothing changed.
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "other", "-p", "9090:80", "whoami"])
+            #expect(failureText { try testbed.docker("h1", ["service", "update", "--publish-add", "9090:80", "web"]) }.contains("already in use"))
+            #expect(try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}} {{end}}", "web"])
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "8081")
+
+            // Rollback: the tasks leave the added network, and so does the VIP.
+            try testbed.docker("h1", ["service", "rollback", "-d", "web"])
+            #expect(eventually(20) {
+                let vips = (try? testbed.docker("h1", ["service", "inspect", "--format", "{{json .Endpoint.VirtualIPs}}", "web"])) ?? ""
+                return vips.contains("10.81.0.") && !vips.contains("10.82.0.")
+            })
+            #expect(eventually(20) { (try? taskAddresses()).map { $0.count == 2 && $0.allSatisfy { !$0.contains("10.82.0.") } } == true },
+                    "\((try? taskAddresses()) ?? [])")
         }
     }
 
