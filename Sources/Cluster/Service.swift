@@ -151,13 +151,13 @@ public struct ServiceRequest: Sendable {
     public var endpointMode: String?
     public var ports: [Port]
 
-    /// A recorded service as a request: its networks replaced by
-    /// `networks` (a rollback's), the rest as they are.
-    public init(_ record: ServiceRecord, networks: [String]) {
+    /// A recorded service as a request: its networks and ports replaced
+    /// by a rollback's, the rest as they are.
+    public init(_ record: ServiceRecord, networks: [String], ports: [ServicePort]) {
         self.init(
             name: record.name, labels: record.labels, image: record.image, replicas: record.replicas,
             networks: networks.map { NetworkAttachment(target: $0) }, endpointMode: record.endpointMode.rawValue,
-            ports: record.ports.map {
+            ports: ports.map {
                 Port(name: $0.name, protocol: $0.protocol.rawValue, targetPort: Int($0.targetPort), publishedPort: $0.publishedPort.map(Int.init),
                      publishMode: $0.publishMode.rawValue)
             })

@@ -246,6 +246,9 @@ public struct SwarmService: Codable, Sendable, Equatable {
     /// The spec before the last update: what `docker service rollback`
     /// returns to.
     public var previousSpec: ServiceDefinition?
+    /// The published ports before the last update (they live with the
+    /// service's network side): what a rollback publishes again.
+    public var previousPorts: [ServicePort]?
     /// Bumped whenever `spec.task` changes: tasks made from an older
     /// template are replaced by the rolling update.
     public var templateVersion: UInt64

@@ -126,7 +126,10 @@ extension SwarmRuntime {
                 throw ControlError(.unavailable, "a manager's allocation answer is malformed: \(error)")
             }
         }
-        return try await batched(.allocate(request))!
+        guard let endpoint = try await batched(.allocate(request)) else {
+            throw ControlError(.unavailable, "the allocation of endpoint \(request.endpointID) returned no address")
+        }
+        return endpoint
     }
 
     public func releaseEndpoint(_ id: String, node: String) async throws(ControlError) {

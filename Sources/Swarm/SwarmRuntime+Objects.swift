@@ -185,9 +185,13 @@ extension SwarmRuntime {
         // The node's addresses are free again in the same transaction (its
         // phantom endpoints used to block `network rm` for good).
         let released = try await mutateCluster { state in
+            // Read again on every attempt: a heartbeat may have moved the
+            // node on, and the rules decide on what is there now.
+            guard let latest = store.node(node.id) else { throw ControlError(.notFound, "node \(reference) not found") }
+            try NodeRules.checkRemoval(latest.object, force: force)
             let released = node.engineID.map { state.releaseEndpoints(ofNode: $0) } ?? 0
             return (released, [
-                .delete(collection: SwarmNode.collection, key: node.id, expectedVersion: current.version),
+                .delete(collection: SwarmNode.collection, key: node.id, expectedVersion: latest.version),
                 .create(collection: RemovedNode.collection, key: node.id,
                         value: SwarmStore.encode(RemovedNode(id: node.id, removedAt: Date(), engineID: node.engineID))),
             ])

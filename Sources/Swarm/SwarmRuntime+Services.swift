@@ -120,7 +120,7 @@ extension SwarmRuntime {
     /// side (networks with their VIPs, published ports) change in one
     /// transaction; a changed task template rolls the tasks over, so new
     /// tasks join the new networks. A rollback restores the previous
-    /// template's networks; its published ports stay as they are.
+    /// template's networks and the ports published before the update.
     public func updateService(_ reference: String, version: UInt64, rollback: Bool, _ request: ServiceSpec) async throws -> ServiceUpdateResponse {
         let store = try await currentStore()
         let current = try Self.resolveService(reference, in: store.services())
@@ -141,7 +141,7 @@ extension SwarmRuntime {
             let (cluster, _) = clusterState(store)
             // The ingress network is joined through published ports, not named.
             let networks = previous.task.networks.map(\.network).filter { $0 != cluster.ingressNetwork?.id }
-            allocation = cluster.services[service.id].map { ServiceRequest($0, networks: networks) }
+            allocation = cluster.services[service.id].map { ServiceRequest($0, networks: networks, ports: service.previousPorts ?? $0.ports) }
         } else {
             guard request.name == service.spec.name else {
                 throw ControlError(.invalidArgument, "renaming services is not supported")
@@ -163,6 +163,7 @@ extension SwarmRuntime {
                 // the ports, not named.
                 allocation.networks.removeAll { (try? state.network($0.target))?.isIngress == true }
                 if !allocation.ports.isEmpty { _ = try state.ensureIngressNetwork(id: Identifier.make(), now: now, hostRoutes: hostRoutes) }
+                service.previousPorts = state.services[service.id]?.ports
                 let record = try state.updateService(service.id, allocation, now: now)
                 if !rollback {
                     let definition = try ServiceSpecConversion.definition(request, networks: Self.networkTargets(of: record, request, in: state))

@@ -336,6 +336,13 @@ import TestKit
             })
             #expect(eventually(20) { (try? taskAddresses()).map { $0.count == 2 && $0.allSatisfy { !$0.contains("10.82.0.") } } == true },
                     "\((try? taskAddresses()) ?? [])")
+            // A rollback of a port change publishes the ports from before.
+            try testbed.docker("h1", ["service", "update", "-d", "--publish-add", "8082:80", "web"])
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 8082) != nil })
+            try testbed.docker("h1", ["service", "rollback", "-d", "web"])
+            #expect(try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}} {{end}}", "web"])
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "8081")
+            #expect(eventually(10) { answer(testbed, from: "h3", to: address, port: 8082) == nil })
         }
     }
 
