@@ -88,11 +88,20 @@ extension NodeDaemon {
     public func setClusterAllocator(_ allocator: (any ClusterAllocator)?) {
         self.allocator = allocator
         definitionsRevision = nil
-        guard allocator != nil, state.endpoints.values.contains(where: { $0.node != nodeID }) else { return }
-        var next = state
-        next.endpoints = next.endpoints.filter { $0.value.node == nodeID }
-        do { try commit(next) } catch {
-            logger.error("could not drop other nodes' endpoint copies", metadata: ["error": "\(error)"])
+        guard allocator != nil else {
+            pendingDefinitions = nil
+            return
+        }
+        if state.endpoints.values.contains(where: { $0.node != nodeID }) {
+            var next = state
+            next.endpoints = next.endpoints.filter { $0.value.node == nodeID }
+            do { try commit(next) } catch {
+                logger.error("could not drop other nodes' endpoint copies", metadata: ["error": "\(error)"])
+            }
+        }
+        if let pending = pendingDefinitions {
+            pendingDefinitions = nil
+            applyDefinitions(pending)
         }
     }
 
@@ -102,7 +111,14 @@ extension NodeDaemon {
     /// until the endpoint goes (a definition can arrive later than a
     /// task's detach).
     public func applyDefinitions(_ definitions: ClusterDefinitions) {
-        guard allocator != nil, definitions.revision != definitionsRevision else { return }
+        // The swarm runtime's loops may deliver them before it has told
+        // this daemon it is in a swarm: kept for that moment (the runtime
+        // sends a revision once).
+        guard allocator != nil else {
+            pendingDefinitions = definitions
+            return
+        }
+        guard definitions.revision != definitionsRevision else { return }
         if let current = definitionsRevision, definitions.revision < current { return } // an older answer, overtaken
         definitionsRevision = definitions.revision
         var next = state

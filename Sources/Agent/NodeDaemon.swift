@@ -51,8 +51,10 @@ public actor NodeDaemon: DockerBackend {
     /// Raft. Networks, services and addresses then come from them, and
     /// `state` keeps only this node's own endpoints.
     var allocator: (any ClusterAllocator)?
-    /// The revision of the swarm's definitions `state` holds.
+    /// The revision of the swarm's definitions `state` holds, and the
+    /// definitions that arrived before the allocator did.
     var definitionsRevision: UInt64?
+    var pendingDefinitions: ClusterDefinitions?
     /// This host's ingress endpoint being attached (`ensureIngressGateway`).
     var ingressGatewayAttach: Task<EndpointRecord?, Error>?
     /// The swarm's gossip keys and managers, once this node is in a swarm.
