@@ -54,7 +54,7 @@ extension SwarmRuntime {
     /// The allocations as this manager's replica holds them, with the
     /// revision that guards them; decoded once per revision.
     func clusterState(_ store: SwarmStore) -> (ClusterState, StoredObject?) {
-        let revision = store.raft.store.get(AllocationRevision.collection, AllocationRevision.key)
+        let revision = store.allocationRevision()
         let index = revision?.modifyIndex ?? 0
         if let cached = clusterStateCache, cached.index == index, revision != nil { return (cached.state, revision) }
         let state = store.clusterState()
@@ -73,7 +73,7 @@ extension SwarmRuntime {
     /// manager).
     func publishDefinitionsIfChanged() async {
         guard let store = membership?.store else { return }
-        let index = store.raft.store.get(AllocationRevision.collection, AllocationRevision.key)?.modifyIndex ?? 0
+        let index = store.definitionsRevision
         guard index != definitionsPublished else { return }
         definitionsPublished = index
         await configuration.onClusterDefinitions(definitions(store))
@@ -289,19 +289,31 @@ extension ServiceRecord {
 }
 
 extension SwarmStore {
+    /// The object every allocation write bumps.
+    func allocationRevision() -> StoredObject? {
+        raft.store.get(AllocationRevision.collection, AllocationRevision.key)
+    }
+
+    /// The revision of the definitions the data planes take: the Raft
+    /// index of the last allocation write (0 before any).
+    var definitionsRevision: UInt64 { allocationRevision()?.modifyIndex ?? 0 }
+
     /// The allocations in the store, as the pure rules take them.
     func clusterState() -> ClusterState {
         var state = ClusterState()
-        for object in raft.store.list(NetworkRecord.collection) {
-            if let record: Versioned<NetworkRecord> = Self.decode(object) { state.networks[record.object.id] = record.object }
-        }
-        for object in raft.store.list(EndpointRecord.collection) {
-            if let record: Versioned<EndpointRecord> = Self.decode(object) { state.endpoints[record.object.id] = record.object }
-        }
-        for object in raft.store.list(ServiceRecord.collection) {
-            if let record: Versioned<ServiceRecord> = Self.decode(object) { state.services[record.object.id] = record.object }
-        }
+        state.networks = records(NetworkRecord.collection)
+        state.endpoints = records(EndpointRecord.collection)
+        state.services = records(ServiceRecord.collection)
         return state
+    }
+
+    /// One collection's records by key.
+    private func records<Record: Decodable & Sendable>(_ collection: String) -> [String: Record] {
+        var records: [String: Record] = [:]
+        for object in raft.store.list(collection) {
+            if let record: Versioned<Record> = Self.decode(object) { records[object.key] = record.object }
+        }
+        return records
     }
 
     /// The store operations that turn `old` into `new`, record by record.

@@ -188,10 +188,11 @@ extension SwarmRuntime {
             retained = after.retained[peer.nodeID] ?? []
         }
         let logRequests = pendingLogRequests.removeValue(forKey: peer.nodeID)
+        // Built only for a worker whose revision is behind: most
+        // heartbeats carry the current one.
         var definitions: ClusterDefinitions?
-        if let known = heartbeat.definitionsRevision {
-            let current = self.definitions(store)
-            if current.revision != known { definitions = current }
+        if let known = heartbeat.definitionsRevision, known != store.definitionsRevision {
+            definitions = self.definitions(store)
         }
         return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
                                                   gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,

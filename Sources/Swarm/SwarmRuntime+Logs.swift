@@ -32,7 +32,7 @@ extension SwarmRuntime {
                 }
                 let fresh = entries.filter { !sent.contains(Self.key($0.entry)) }
                 if !fresh.isEmpty { continuation.yield(Self.frames(fresh, options: options)) }
-                if let newest = entries.last?.entry.time, let second = Self.second(of: newest) {
+                if let newest = entries.last?.entry.time, let second = LogTime.wholeSecond(newest) {
                     // The next window starts at the newest line's second.
                     let edge = String(newest.prefix(19))
                     sent = Set(entries.filter { $0.entry.time >= edge }.map { Self.key($0.entry) })
@@ -71,7 +71,7 @@ extension SwarmRuntime {
         let tasks = Dictionary(chosen.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         return entries.sorted(by: { $0.time < $1.time }).compactMap { entry in
             guard let task = tasks[entry.taskID] else { return nil }
-            if let until = options.until, let second = Self.second(of: entry.time), second > until { return nil }
+            if let until = options.until, let second = LogTime.wholeSecond(entry.time), second > until { return nil }
             return (entry, task)
         }
     }
@@ -92,12 +92,6 @@ extension SwarmRuntime {
 
     private static func key(_ entry: LogEntry) -> String {
         "\(entry.taskID) \(entry.time) \(entry.stderr) \(entry.text.base64EncodedString())"
-    }
-
-    /// The whole second of an RFC 3339 time (`2026-12-06T20:55:00.123456789Z`).
-    static func second(of time: String) -> Date? {
-        guard time.count >= 19 else { return nil }
-        return try? Date(String(time.prefix(19)) + "Z", strategy: .iso8601)
     }
 
     /// On the leader, directly; elsewhere, through the leader.

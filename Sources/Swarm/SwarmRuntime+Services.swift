@@ -139,9 +139,9 @@ extension SwarmRuntime {
                 service.updateStatus = UpdateProgress(state: .rollbackStarted, startedAt: now, message: "manually requested rollback")
             }
             let (cluster, _) = clusterState(store)
-            // The ingress network is joined through published ports, not named.
-            let networks = previous.task.networks.map(\.network).filter { $0 != cluster.ingressNetwork?.id }
-            allocation = cluster.services[service.id].map { ServiceRequest($0, networks: networks, ports: service.previousPorts ?? $0.ports) }
+            allocation = cluster.services[service.id].map {
+                ServiceRequest($0, networks: previous.task.networks.map(\.network), ports: service.previousPorts ?? $0.ports)
+            }
         } else {
             guard request.name == service.spec.name else {
                 throw ControlError(.invalidArgument, "renaming services is not supported")
@@ -158,9 +158,9 @@ extension SwarmRuntime {
             guard store.service(updated.id)?.version == current.version else { throw ControlError.outOfSequence }
             var service = updated
             if var allocation, state.services[service.id] != nil {
-                // The spec the CLI sends back names the ingress network of a
-                // service that only publishes ports; it is joined through
-                // the ports, not named.
+                // The ingress network is joined through published ports, not
+                // named: the spec the CLI sends back, and a rollback's
+                // template, name it for a service that only publishes ports.
                 allocation.networks.removeAll { (try? state.network($0.target))?.isIngress == true }
                 if !allocation.ports.isEmpty { _ = try state.ensureIngressNetwork(id: Identifier.make(), now: now, hostRoutes: hostRoutes) }
                 service.previousPorts = state.services[service.id]?.ports

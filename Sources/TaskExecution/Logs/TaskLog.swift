@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 
 /// One line of a task's log (Docker's json-file format, which the shim
@@ -10,7 +11,7 @@ public struct TaskLogLine: Sendable, Equatable {
     public var text: [UInt8]
 
     /// The time as a date (to the microsecond), for since/until.
-    public var date: Date? { TaskLog.parseTime(time) }
+    public var date: Date? { LogTime.date(time) }
 }
 
 /// Reads task logs: whole files, a tail, or new lines as they are written.
@@ -51,18 +52,4 @@ public enum TaskLog {
         }
         return lines
     }
-
-    static func parseTime(_ text: String) -> Date? {
-        // 2026-12-06T20:55:00.123456789Z: seconds, then the fraction (nine
-        // digits, more than the format style reads).
-        guard text.count >= 20, let base = try? Date(String(text.prefix(19)) + "Z", strategy: wholeSeconds) else { return nil }
-        var fraction = 0.0
-        if let dot = text.firstIndex(of: "."), let end = text.firstIndex(of: "Z") {
-            fraction = Double("0" + text[dot..<end]) ?? 0
-        }
-        return base.addingTimeInterval(fraction)
-    }
-
-    /// A value, shared: one per line would cost more than the line.
-    private static let wholeSeconds = Date.ISO8601FormatStyle()
 }
