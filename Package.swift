@@ -146,7 +146,7 @@ let package = Package(
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Addressing"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Cluster", "LoadBalancing", "Addressing", "DockerAPI"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip"]),
         .target(
             name: "TestKit", dependencies: ["Namespaces", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/TestKit"),

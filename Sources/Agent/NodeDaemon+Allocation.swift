@@ -101,7 +101,7 @@ extension NodeDaemon {
         }
         if let pending = pendingDefinitions {
             pendingDefinitions = nil
-            applyDefinitions(pending)
+            applyDefinitions(.all(pending))
         }
     }
 
@@ -109,34 +109,73 @@ extension NodeDaemon {
     /// the managers' store has them: they replace this node's copies. A
     /// network missing from them that still has an endpoint here is kept
     /// until the endpoint goes (a definition can arrive later than a
-    /// task's detach).
-    public func applyDefinitions(_ definitions: ClusterDefinitions) {
-        // The swarm runtime's loops may deliver them before it has told
-        // this daemon it is in a swarm: kept for that moment (the runtime
-        // sends a revision once).
-        guard allocator != nil else {
-            pendingDefinitions = definitions
-            return
+    /// task's detach). Returns false for a change this daemon cannot take
+    /// (it is not at the change's base): the caller then sends them all.
+    @discardableResult
+    public func applyDefinitions(_ update: DefinitionsUpdate) -> Bool {
+        switch update {
+        case .all(let definitions):
+            // The swarm runtime's loops may deliver them before it has told
+            // this daemon it is in a swarm: kept for that moment (the
+            // runtime sends a revision once).
+            guard allocator != nil else {
+                pendingDefinitions = definitions
+                return true
+            }
+            guard definitions.revision != definitionsRevision else { return true }
+            if let current = definitionsRevision, definitions.revision < current { return true } // an older answer, overtaken
+            let networks = Dictionary(definitions.networks.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            let services = Dictionary(definitions.services.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            // Every network and service, those here and those in the
+            // definitions: any may have changed.
+            var changedNetworks: [String: NetworkRecord?] = networks
+            for id in state.networks.keys where networks[id] == nil { changedNetworks[id] = .some(nil) }
+            var changedServices: [String: ServiceRecord?] = services
+            for id in state.services.keys where services[id] == nil { changedServices[id] = .some(nil) }
+            apply(revision: definitions.revision, networks: changedNetworks, services: changedServices)
+            return true
+        case .changes(let base, let revision, let networks, let services):
+            guard allocator != nil, definitionsRevision == base else { return false }
+            apply(revision: revision, networks: networks, services: services)
+            return true
         }
-        guard definitions.revision != definitionsRevision else { return }
-        if let current = definitionsRevision, definitions.revision < current { return } // an older answer, overtaken
-        definitionsRevision = definitions.revision
+    }
+
+    /// Puts (or removes, for nil) the given networks and services, and
+    /// records on disk and wakes the reconciler for those that differ.
+    private func apply(revision: UInt64, networks: [String: NetworkRecord?], services: [String: ServiceRecord?]) {
+        definitionsRevision = revision
         var next = state
-        let localNetworks = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.networkID))
-        var networks = Dictionary(definitions.networks.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        for id in localNetworks where networks[id] == nil {
-            if let kept = state.networks[id] { networks[id] = kept }
+        var touched: [RecordReference] = []
+        var localNetworkChanged = false
+        // Read once, and only when a network changed.
+        var localNetworks: Set<String>?
+        for (id, record) in networks where state.networks[id] != record {
+            if localNetworks == nil {
+                localNetworks = Set(state.endpoints.values.lazy.filter { $0.node == self.nodeID }.map(\.networkID))
+            }
+            let local = localNetworks!.contains(id)
+            // A network gone from the swarm is kept while an endpoint here uses it.
+            if record == nil, local { continue }
+            next.networks[id] = record
+            touched.append(.network(id))
+            localNetworkChanged = localNetworkChanged || local || record == nil
         }
-        next.networks = networks
-        next.services = Dictionary(definitions.services.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        guard next != state else { return }
-        let networksChanged = next.networks != state.networks
-        do { try commit(next) } catch {
+        for (id, record) in services where state.services[id] != record {
+            next.services[id] = record
+            touched.append(.service(id))
+        }
+        guard !touched.isEmpty else { return }
+        do { try commit(next, touching: touched) } catch {
             logger.error("could not record the swarm's definitions", metadata: ["error": "\(error)"])
             definitionsRevision = nil
             return
         }
-        if networksChanged { wake() } else { wakeForChange() }
+        // A full pass where this node's sandboxes may need it: a network
+        // with endpoints here changed, or one went (its sandbox, if any, is
+        // removed). A network new to the swarm needs nothing here until an
+        // endpoint joins it, and a service a change's pass.
+        if localNetworkChanged { wake() } else { wakeForChange() }
     }
 
     /// Whether the swarm's managers allocate for this node.

@@ -69,6 +69,17 @@ public struct ClusterDefinitions: Codable, Sendable, Equatable {
     }
 }
 
+/// What a node's daemon is handed of the swarm's definitions: all of them
+/// (a worker's heartbeat answer, a manager's first), or only what changed
+/// since the revision it was handed last (a manager, per write: handing
+/// over every network made each write cost more with each network).
+public enum DefinitionsUpdate: Sendable {
+    case all(ClusterDefinitions)
+    /// The records changed between `base` and `revision`: a nil record was
+    /// removed.
+    case changes(base: UInt64, revision: UInt64, networks: [String: NetworkRecord?], services: [String: ServiceRecord?])
+}
+
 extension ClusterState {
     /// Records an endpoint for an allocation request; the same request
     /// again (a retry after a lost answer) gets the same endpoint.

@@ -175,6 +175,24 @@ public final class ReplicatedStore: Sendable {
         return stream
     }
 
+    /// The changes applied after `index`, and the index they bring the
+    /// reader to; nil when the history no longer reaches back (compacted,
+    /// or a snapshot replaced the store): the reader must then read it
+    /// whole. A pull-based watch, for readers that catch up when they
+    /// need to rather than stream every change.
+    public func changes(after index: Index) -> (changes: [Change], appliedIndex: Index)? {
+        inner.withLock { s in
+            guard index + 1 >= s.historyStart, index <= s.state.appliedIndex else { return nil }
+            // The history is in index order: find the first change after `index`.
+            var low = 0, high = s.history.count
+            while low < high {
+                let middle = (low + high) / 2
+                if s.history[middle].index <= index { low = middle + 1 } else { high = middle }
+            }
+            return (Array(s.history[low...]), s.state.appliedIndex)
+        }
+    }
+
     /// Ends every watch stream and fails every waiter (the replica is shutting down).
     public func close() {
         inner.withLock { s in

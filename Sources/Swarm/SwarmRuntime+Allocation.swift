@@ -19,8 +19,11 @@ import ReplicatedStore
 extension SwarmRuntime {
     /// Runs `body` on the cluster's allocations and writes what it changed,
     /// with `extra` operations in the same transaction; retried while other
-    /// managers' allocations get in between.
+    /// managers' allocations get in between. `touching`, where the caller
+    /// knows them, names every record the change can have touched from its
+    /// result: only those are compared (see `SwarmStore.operations`).
     func mutateCluster<T: Sendable>(
+        touching: ((T) -> [RecordReference])? = nil,
         _ body: (inout ClusterState) throws -> (result: T, extra: [StoreOperation])
     ) async throws(ControlError) -> T {
         for attempt in 0..<12 {
@@ -33,7 +36,7 @@ extension SwarmRuntime {
             } catch {
                 throw ControlError(.invalidArgument, "\(error)")
             }
-            let operations = SwarmStore.operations(from: current, to: next) + outcome.extra
+            let operations = SwarmStore.operations(from: current, to: next, touching: touching?(outcome.result)) + outcome.extra
             guard !operations.isEmpty else { return outcome.result }
             let bump: StoreOperation = revision.map {
                 .update(collection: AllocationRevision.collection, key: AllocationRevision.key, value: AllocationRevision.value(),
@@ -52,14 +55,15 @@ extension SwarmRuntime {
     }
 
     /// The allocations as this manager's replica holds them, with the
-    /// revision that guards them; decoded once per revision.
+    /// revision that guards them; the records written since the last
+    /// revision are decoded, the others kept.
     func clusterState(_ store: SwarmStore) -> (ClusterState, StoredObject?) {
         let revision = store.allocationRevision()
         let index = revision?.modifyIndex ?? 0
-        if let cached = clusterStateCache, cached.index == index, revision != nil { return (cached.state, revision) }
-        let state = store.clusterState()
-        clusterStateCache = (index, state)
-        return (state, revision)
+        if revision == nil || decodedAllocations.revision != index {
+            decodedAllocations.refresh(from: store, revision: index)
+        }
+        return (decodedAllocations.state, revision)
     }
 
     /// The definitions the data plane needs, at the store's revision.
@@ -75,8 +79,16 @@ extension SwarmRuntime {
         guard let store = membership?.store else { return }
         let index = store.definitionsRevision
         guard index != definitionsPublished else { return }
+        let (state, _) = clusterState(store)
+        let base = definitionsPublished
         definitionsPublished = index
-        await configuration.onClusterDefinitions(definitions(store))
+        if let base, let changes = decodedAllocations.takeChanges() {
+            let update = DefinitionsUpdate.changes(base: base, revision: index, networks: changes.networks, services: changes.services)
+            if await configuration.onClusterDefinitions(update) { return }
+        } else {
+            _ = decodedAllocations.takeChanges()
+        }
+        _ = await configuration.onClusterDefinitions(.all(state.definitions(revision: index)))
     }
 
     /// On a manager: a ReadIndex round, then the definitions as of it. On
@@ -101,7 +113,7 @@ extension SwarmRuntime {
 
     public func createNetwork(_ request: ClusterState.NetworkRequest, hostRoutes: [IPPrefix]) async throws(ControlError) -> NetworkRecord {
         guard let pool = try await addressPool() else { throw ControlError.notManager }
-        let record = try await mutateCluster { state in
+        let record = try await mutateCluster(touching: { [.network($0.id)] }) { state in
             (try state.createNetwork(request, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes, pool: pool), [])
         }
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
@@ -112,7 +124,7 @@ extension SwarmRuntime {
     public func removeNetwork(_ reference: String) async throws(ControlError) -> NetworkRecord {
         // A swarm service's network side is written with it, so the rules'
         // check of services covers the orchestrated ones too.
-        let record = try await mutateCluster { state in (try state.removeNetwork(reference), []) }
+        let record = try await mutateCluster(touching: { [.network($0.id)] }) { state in (try state.removeNetwork(reference), []) }
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
         return record
     }
@@ -166,7 +178,13 @@ extension SwarmRuntime {
             let batch = Array(endpointChanges.prefix(EndpointChange.batchLimit))
             endpointChanges.removeFirst(batch.count)
             do {
-                let results = try await mutateCluster { state in
+                let touched = batch.map { change -> RecordReference in
+                    switch change.kind {
+                    case .allocate(let request): .endpoint(request.endpointID)
+                    case .release(let id, _): .endpoint(id)
+                    }
+                }
+                let results = try await mutateCluster(touching: { _ in touched }) { state in
                     (batch.map { change -> Result<EndpointRecord?, ControlError> in
                         do {
                             switch change.kind {
@@ -298,45 +316,41 @@ extension SwarmStore {
     /// index of the last allocation write (0 before any).
     var definitionsRevision: UInt64 { allocationRevision()?.modifyIndex ?? 0 }
 
-    /// The allocations in the store, as the pure rules take them.
-    func clusterState() -> ClusterState {
-        var state = ClusterState()
-        state.networks = records(NetworkRecord.collection)
-        state.endpoints = records(EndpointRecord.collection)
-        state.services = records(ServiceRecord.collection)
-        return state
-    }
-
-    /// One collection's records by key.
-    private func records<Record: Decodable & Sendable>(_ collection: String) -> [String: Record] {
-        var records: [String: Record] = [:]
-        for object in raft.store.list(collection) {
-            if let record: Versioned<Record> = Self.decode(object) { records[object.key] = record.object }
-        }
-        return records
-    }
-
     /// The store operations that turn `old` into `new`, record by record.
-    static func operations(from old: ClusterState, to new: ClusterState) -> [StoreOperation] {
-        operations(NetworkRecord.collection, old.networks, new.networks)
-            + operations(ServiceRecord.collection, old.services, new.services)
-            + operations(EndpointRecord.collection, old.endpoints, new.endpoints)
-    }
-
-    private static func operations<Record: Encodable & Equatable>(_ collection: String, _ old: [String: Record],
-                                                                   _ new: [String: Record]) -> [StoreOperation] {
-        var operations: [StoreOperation] = []
-        for (key, record) in new.sorted(by: { $0.key < $1.key }) {
-            if let before = old[key] {
-                if before != record { operations.append(.update(collection: collection, key: key, value: encode(record), expectedVersion: nil)) }
-            } else {
-                operations.append(.create(collection: collection, key: key, value: encode(record)))
+    /// With `touching`, only the records it names are compared: comparing
+    /// every record made each write cost more with each network (debug
+    /// builds check that nothing else changed).
+    static func operations(from old: ClusterState, to new: ClusterState, touching: [RecordReference]? = nil) -> [StoreOperation] {
+        guard let touching else {
+            return operations(NetworkRecord.collection, old.networks, new.networks, ClusterState.changedKeys(old.networks, new.networks))
+                + operations(ServiceRecord.collection, old.services, new.services, ClusterState.changedKeys(old.services, new.services))
+                + operations(EndpointRecord.collection, old.endpoints, new.endpoints, ClusterState.changedKeys(old.endpoints, new.endpoints))
+        }
+        var networks: [String] = [], services: [String] = [], endpoints: [String] = []
+        for reference in Set(touching) {
+            switch reference {
+            case .network(let id): networks.append(id)
+            case .service(let id): services.append(id)
+            case .endpoint(let id): endpoints.append(id)
             }
         }
-        for key in old.keys.sorted() where new[key] == nil {
-            operations.append(.delete(collection: collection, key: key, expectedVersion: nil))
-        }
+        let operations = operations(NetworkRecord.collection, old.networks, new.networks, networks)
+            + operations(ServiceRecord.collection, old.services, new.services, services)
+            + operations(EndpointRecord.collection, old.endpoints, new.endpoints, endpoints)
+        assert(operations.count == Self.operations(from: old, to: new).count, "a change touching \(touching) changed other records too")
         return operations
+    }
+
+    /// The operations for the keys that may differ (unchanged ones are
+    /// skipped), in key order (for readers of the log).
+    private static func operations<Record: Encodable & Equatable>(_ collection: String, _ old: [String: Record],
+                                                                   _ new: [String: Record], _ keys: [String]) -> [StoreOperation] {
+        keys.sorted().compactMap { key in
+            guard old[key] != new[key] else { return nil }
+            guard let record = new[key] else { return .delete(collection: collection, key: key, expectedVersion: nil) }
+            return old[key] == nil ? .create(collection: collection, key: key, value: encode(record))
+                : .update(collection: collection, key: key, value: encode(record), expectedVersion: nil)
+        }
     }
 }
 

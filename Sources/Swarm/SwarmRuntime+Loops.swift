@@ -72,7 +72,7 @@ extension SwarmRuntime {
                     // Before the tasks: they attach to these networks.
                     if let definitions = response.definitions {
                         definitionsRevision = definitions.revision
-                        await configuration.onClusterDefinitions(definitions)
+                        _ = await configuration.onClusterDefinitions(.all(definitions))
                     }
                     heartbeatAnswered = sequence
                     if let agent = configuration.taskAgent {

@@ -50,7 +50,10 @@ public actor SwarmRuntime {
         /// Told the cluster's definitions (networks, services' VIPs and
         /// ports) whenever their revision moves: on managers from the
         /// store, on workers from the leader's heartbeat answers.
-        public var onClusterDefinitions: @Sendable (ClusterDefinitions) async -> Void = { _ in }
+        /// Hands the daemon the swarm's definitions; false when it cannot
+        /// take a change (it is not at the change's base): it is then
+        /// handed all of them.
+        public var onClusterDefinitions: @Sendable (DefinitionsUpdate) async -> Bool = { _ in true }
         /// The daemon's networks and allocations from before the swarm:
         /// `swarm init` makes them the swarm's first ones.
         public var localClusterState: @Sendable () async -> ClusterState = { ClusterState() }
@@ -108,8 +111,9 @@ public actor SwarmRuntime {
     var leaderTask: Task<Void, Never>?
     /// The managers and settings heartbeats carry (`managerView`).
     var managerViewCache: ManagerView?
-    /// The allocations decoded at one store revision (`clusterState`).
-    var clusterStateCache: (index: UInt64, state: ClusterState)?
+    /// The allocations decoded from the store, refreshed per revision
+    /// (`clusterState`).
+    var decodedAllocations = DecodedAllocations()
     /// The allocation revision last handed to the daemon.
     var definitionsPublished: UInt64?
     /// Endpoint changes waiting for the next transaction, and whether one
@@ -182,7 +186,7 @@ public actor SwarmRuntime {
         leaderTask?.cancel()
         leaderTask = nil
         managerViewCache = nil
-        clusterStateCache = nil
+        decodedAllocations = DecodedAllocations()
         definitionsPublished = nil
         guard let membership else { return }
         for task in membership.tasks { task.cancel() }

@@ -186,7 +186,7 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.defaultPort = clusterPort
         swarmConfiguration.gossipKeyRotation = .milliseconds(Int64(gossipKeyRotation * 1000))
         swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
-        swarmConfiguration.onClusterDefinitions = { definitions in await daemon.applyDefinitions(definitions) }
+        swarmConfiguration.onClusterDefinitions = { update in await daemon.applyDefinitions(update) }
         swarmConfiguration.localClusterState = { await daemon.clusterStateForSeeding() }
         swarmConfiguration.hostRoutes = { try await daemon.hostRoutesForAllocation() }
         swarmConfiguration.interfaceAddress = { name in Self.interfaceAddress(name) }

@@ -62,6 +62,30 @@ struct ReplicatedStoreTests {
         _ = try other.watch(from: 11)
     }
 
+    @Test func changesAfterAnIndexAreReadFromTheHistoryUntilItIsCompacted() throws {
+        let store = ReplicatedStore(historyLimit: 4)
+        var f = EntryFeed()
+        store.apply((1...3).map { f.entry(put("k\($0)", "v")).0 })
+        store.apply([f.raw([])]) // index 4 changes nothing
+        store.apply([f.entry(.delete(collection: "c", key: "k1", expectedVersion: nil)).0])
+        let after2 = try #require(store.changes(after: 2))
+        #expect(after2.changes.map(\.index) == [3, 5])
+        #expect(after2.changes.last?.kind == .deleted && after2.changes.last?.object.key == "k1")
+        #expect(after2.appliedIndex == 5)
+        #expect(store.changes(after: 5)?.changes.isEmpty == true)
+        // Beyond what was applied: this reader holds another store's index.
+        #expect(store.changes(after: 6) == nil)
+        store.apply((6...10).map { f.entry(put("k\($0)", "v")).0 })
+        // The history keeps 4 changes (7...10): index 6 is the oldest a reader may hold.
+        #expect(store.changes(after: 5) == nil)
+        #expect(store.changes(after: 6)?.changes.map(\.index) == [7, 8, 9, 10])
+        // A store restored from a snapshot has no history before it.
+        let other = ReplicatedStore()
+        try other.restore(snapshot: store.state.encoded)
+        #expect(other.changes(after: 9) == nil)
+        #expect(other.changes(after: 10)?.changes.isEmpty == true)
+    }
+
     @Test func restoreTellsWatchers() async throws {
         let source = ReplicatedStore()
         var f = EntryFeed()
