@@ -57,6 +57,16 @@ public struct BalancingPlan: Sendable, Equatable {
                                   by: { $0.serviceID! })
         let local = endpoints.filter { $0.node == localNode && $0.isIngressGateway != true && $0.networkID != ingressID }
         let workloadNetworks = Dictionary(grouping: local, by: \.namespacePath).mapValues { Set($0.map(\.networkID)) }
+        // Containers by name, per network, made once: every workload on a
+        // network resolves the same names there, and walking every
+        // endpoint for every workload made a full pass quadratic (1,000
+        // workloads: a million name checks per pass).
+        var containersByNetwork: [String: [String: [IPAddress]]] = [:]
+        for endpoint in endpoints where endpoint.isIngressGateway != true {
+            for name in Set(([endpoint.name] + (endpoint.aliases ?? [])).map { $0.lowercased() }) where Self.isHostName(name) {
+                containersByNetwork[endpoint.networkID, default: [:]][name, default: []].append(endpoint.address.address)
+            }
+        }
 
         for (path, networkIDs) in workloadNetworks {
             var virtualServices: [VirtualService] = []
@@ -77,10 +87,9 @@ public struct BalancingPlan: Sendable, Equatable {
             // them, as Docker's user-defined networks resolve them (a
             // service's name wins over a container's).
             var containers: [String: [String: [IPAddress]]] = [:]
-            for endpoint in endpoints where networkIDs.contains(endpoint.networkID) && endpoint.isIngressGateway != true {
-                for name in Set(([endpoint.name] + (endpoint.aliases ?? [])).map { $0.lowercased() }) {
-                    guard Self.isHostName(name), names[name] == nil else { continue }
-                    containers[name, default: [:]][endpoint.networkID, default: []].append(endpoint.address.address)
+            for networkID in networkIDs {
+                for (name, addresses) in containersByNetwork[networkID] ?? [:] where names[name] == nil {
+                    containers[name, default: [:]][networkID] = addresses
                 }
             }
             for (name, byNetwork) in containers {
