@@ -23,12 +23,6 @@ public struct ClusterState: Codable, Sendable, Equatable {
         services = try container.decodeIfPresent([String: ServiceRecord].self, forKey: .services) ?? [:]
     }
 
-    /// The keys whose records differ between `old` and `new`, or that are
-    /// in one of them only: what a change touched, in one pass.
-    public static func changedKeys<Record: Equatable>(_ old: [String: Record], _ new: [String: Record]) -> [String] {
-        new.compactMap { key, record in old[key] == record ? nil : key } + old.keys.filter { new[$0] == nil }
-    }
-
     /// What `docker network create` asks for.
     public struct NetworkRequest: Sendable {
         public var name: String

@@ -214,18 +214,18 @@ public struct DockerRouter: Sendable {
     static func withoutVersion(_ path: Substring) -> String {
         let bytes = Array(path.utf8)
         var index = 0
-        func skip(_ character: Character) -> Bool {
-            guard index < bytes.count, bytes[index] == character.asciiValue else { return false }
+        func skip(_ character: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == character else { return false }
             index += 1
             return true
         }
         func skipDigits() -> Bool {
             let start = index
-            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
+            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             return index > start
         }
-        guard skip("/"), skip("v"), skipDigits(), skip("."), skipDigits(), index < bytes.count, bytes[index] == Character("/").asciiValue
-        else { return String(path) }
+        guard skip(UInt8(ascii: "/")), skip(UInt8(ascii: "v")), skipDigits(), skip(UInt8(ascii: ".")), skipDigits(),
+              bytes[index...].first == UInt8(ascii: "/") else { return String(path) }
         return String(decoding: bytes[index...], as: UTF8.self)
     }
 

@@ -82,11 +82,9 @@ extension SwarmRuntime {
         let (state, _) = clusterState(store)
         let base = definitionsPublished
         definitionsPublished = index
-        if let base, let changes = decodedAllocations.takeChanges() {
-            let update = DefinitionsUpdate.changes(base: base, revision: index, networks: changes.networks, services: changes.services)
-            if await configuration.onClusterDefinitions(update) { return }
-        } else {
-            _ = decodedAllocations.takeChanges()
+        if let base, let changes = decodedAllocations.takeChanges(),
+           await configuration.onClusterDefinitions(.changes(base: base, revision: index, networks: changes.networks, services: changes.services)) {
+            return
         }
         _ = await configuration.onClusterDefinitions(.all(state.definitions(revision: index)))
     }
@@ -322,16 +320,16 @@ extension SwarmStore {
     /// builds check that nothing else changed).
     static func operations(from old: ClusterState, to new: ClusterState, touching: [RecordReference]? = nil) -> [StoreOperation] {
         guard let touching else {
-            return operations(NetworkRecord.collection, old.networks, new.networks, ClusterState.changedKeys(old.networks, new.networks))
-                + operations(ServiceRecord.collection, old.services, new.services, ClusterState.changedKeys(old.services, new.services))
-                + operations(EndpointRecord.collection, old.endpoints, new.endpoints, ClusterState.changedKeys(old.endpoints, new.endpoints))
+            return operations(NetworkRecord.collection, old.networks, new.networks, Set(old.networks.keys).union(new.networks.keys))
+                + operations(ServiceRecord.collection, old.services, new.services, Set(old.services.keys).union(new.services.keys))
+                + operations(EndpointRecord.collection, old.endpoints, new.endpoints, Set(old.endpoints.keys).union(new.endpoints.keys))
         }
-        var networks: [String] = [], services: [String] = [], endpoints: [String] = []
-        for reference in Set(touching) {
+        var networks: Set<String> = [], services: Set<String> = [], endpoints: Set<String> = []
+        for reference in touching {
             switch reference {
-            case .network(let id): networks.append(id)
-            case .service(let id): services.append(id)
-            case .endpoint(let id): endpoints.append(id)
+            case .network(let id): networks.insert(id)
+            case .service(let id): services.insert(id)
+            case .endpoint(let id): endpoints.insert(id)
             }
         }
         let operations = operations(NetworkRecord.collection, old.networks, new.networks, networks)
@@ -344,9 +342,8 @@ extension SwarmStore {
     /// The operations for the keys that may differ (unchanged ones are
     /// skipped), in key order (for readers of the log).
     private static func operations<Record: Encodable & Equatable>(_ collection: String, _ old: [String: Record],
-                                                                   _ new: [String: Record], _ keys: [String]) -> [StoreOperation] {
-        keys.sorted().compactMap { key in
-            guard old[key] != new[key] else { return nil }
+                                                                   _ new: [String: Record], _ keys: Set<String>) -> [StoreOperation] {
+        keys.filter { old[$0] != new[$0] }.sorted().map { key in
             guard let record = new[key] else { return .delete(collection: collection, key: key, expectedVersion: nil) }
             return old[key] == nil ? .create(collection: collection, key: key, value: encode(record))
                 : .update(collection: collection, key: key, value: encode(record), expectedVersion: nil)

@@ -49,8 +49,8 @@ public actor SwarmRuntime {
         public var onNetworking: @Sendable (SwarmNetworking?) async -> Void = { _ in }
         /// Told the cluster's definitions (networks, services' VIPs and
         /// ports) whenever their revision moves: on managers from the
-        /// store, on workers from the leader's heartbeat answers.
-        /// Hands the daemon the swarm's definitions; false when it cannot
+        /// store (the changed records), on workers from the leader's
+        /// heartbeat answers (all of them). False when the daemon cannot
         /// take a change (it is not at the change's base): it is then
         /// handed all of them.
         public var onClusterDefinitions: @Sendable (DefinitionsUpdate) async -> Bool = { _ in true }
