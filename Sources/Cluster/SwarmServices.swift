@@ -323,6 +323,9 @@ public struct SwarmTask: Codable, Sendable, Equatable {
     public var updatedAt: Date
     /// A restarted task waits for its restart delay before it is placed.
     public var notBefore: Date?
+    /// When its node first reported it running: a rolling update's monitor
+    /// window counts from there.
+    public var runningSince: Date?
 
     public init(id: String, service: SwarmService, slot: UInt64, nodeID: String? = nil, now: Date, notBefore: Date? = nil) {
         self.id = id
@@ -338,6 +341,19 @@ public struct SwarmTask: Codable, Sendable, Equatable {
         createdAt = now
         updatedAt = now
         self.notBefore = notBefore
+    }
+
+    /// The task with its node's report applied: its state moves forward,
+    /// never back. Nil when the report changes nothing.
+    public func recording(_ report: TaskReport, at now: Date) -> SwarmTask? {
+        guard report.status.state >= status.state, report.status != status || (!report.addresses.isEmpty && report.addresses != addresses)
+        else { return nil }
+        var task = self
+        task.status = report.status
+        if !report.addresses.isEmpty { task.addresses = report.addresses }
+        if report.status.state == .running && task.runningSince == nil { task.runningSince = report.status.timestamp }
+        task.updatedAt = now
+        return task
     }
 
     /// Which place of its service the task fills: its slot (replicated),

@@ -210,27 +210,24 @@ public struct Orchestrator {
         let rollingBack = service.updateStatus?.state == .rollbackStarted
         let policy = rollingBack ? service.spec.rollback : service.spec.update
 
-        if outdated.isEmpty {
-            if let status = service.updateStatus, status.state == .updating || status.state == .rollbackStarted {
-                service.updateStatus = UpdateProgress(
-                    state: rollingBack ? .rollbackCompleted : .completed, startedAt: status.startedAt, completedAt: now,
-                    message: rollingBack ? "rollback completed" : "update completed")
-            }
-            return
-        }
-        if service.updateStatus == nil || service.updateStatus?.state == .completed || service.updateStatus?.state == .rollbackCompleted {
+        if !outdated.isEmpty, [nil, .completed, .rollbackCompleted].contains(service.updateStatus?.state) {
             service.updateStatus = UpdateProgress(state: .updating, startedAt: now, message: "update in progress")
         }
         guard service.updateStatus?.state == .updating || rollingBack else { return }
 
-        // A new task failed since the update started: the failure action.
+        // The tasks this update made. One that fails before it has run for
+        // the monitor period counts against the failure ratio (one that
+        // fails later is an ordinary restart); past the ratio, the failure
+        // action.
         let started = service.updateStatus?.startedAt ?? .distantPast
-        let failedNew = plan.tasks(of: service.id).filter {
-            $0.templateVersion == service.templateVersion && $0.createdAt >= started
-                && ($0.status.state == .failed || $0.status.state == .rejected)
+        let made = plan.tasks(of: service.id).filter { $0.templateVersion == service.templateVersion && $0.createdAt >= started }
+        let monitor = Double(policy.monitor) / 1e9
+        let failedNew = made.filter { task in
+            guard task.status.state == .failed || task.status.state == .rejected else { return false }
+            return task.runningSince.map { task.status.timestamp.timeIntervalSince($0) <= monitor } ?? true
         }
-        let replacedSoFar = plan.tasks(of: service.id).filter { $0.templateVersion == service.templateVersion && $0.createdAt >= started }.count
-        if let failure = failedNew.first, Double(failedNew.count) / Double(max(replacedSoFar, 1)) > policy.maxFailureRatio {
+        let places = max(Set(tasks.map(\.place)).count, 1)
+        if let failure = failedNew.first, Double(failedNew.count) / Double(places) > policy.maxFailureRatio {
             switch (policy.failureAction, rollingBack) {
             case (.pause, false):
                 service.updateStatus?.state = .paused
@@ -254,6 +251,17 @@ public struct Orchestrator {
             default:
                 break
             }
+        }
+
+        // Every task replaced: the update is complete once the last new
+        // task has run for the monitor period, as swarmkit's updater keeps
+        // watching for failures that long.
+        if outdated.isEmpty {
+            if let lastRunning = made.compactMap(\.runningSince).max(), now < lastRunning.addingTimeInterval(monitor) { return }
+            service.updateStatus = UpdateProgress(
+                state: rollingBack ? .rollbackCompleted : .completed, startedAt: started, completedAt: now,
+                message: rollingBack ? "rollback completed" : "update completed")
+            return
         }
 
         // start-first: an old task leaves its slot once its replacement runs.

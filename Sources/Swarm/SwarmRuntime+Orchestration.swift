@@ -29,7 +29,8 @@ extension SwarmRuntime {
         var changes = Orchestrator(now: now, historyLimit: historyLimit, newID: Identifier.swarm)
             .reconcile(services: services.map(\.object), tasks: tasks.map(\.object), nodes: nodes)
 
-        changes.absorb(Scheduler.schedule(tasks: changes.applied(to: tasks.map(\.object)), nodes: nodes, now: now))
+        changes.absorb(Scheduler.schedule(tasks: changes.applied(to: tasks.map(\.object)), nodes: nodes,
+                                          hostPorts: hostModePorts(store), now: now))
         guard !changes.isEmpty else {
             idleOrchestration = (index, ContinuousClock.now)
             return
@@ -53,6 +54,19 @@ extension SwarmRuntime {
             // works from the new state.
             logger.debug("orchestration pass not written", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Each service's host-mode published ports, from its allocation
+    /// record (the network side of the service).
+    func hostModePorts(_ store: SwarmStore) -> [String: Set<Scheduler.HostPort>] {
+        var ports: [String: Set<Scheduler.HostPort>] = [:]
+        for (id, record) in clusterState(store).0.services {
+            let published = record.ports.filter { $0.publishMode == .host }.compactMap { port in
+                port.publishedPort.map { Scheduler.HostPort(protocol: port.protocol, port: $0) }
+            }
+            if !published.isEmpty { ports[id] = Set(published) }
+        }
+        return ports
     }
 
     /// The tasks each node must act on: those it should run, and those it
@@ -83,12 +97,7 @@ extension SwarmRuntime {
                 guard let current = store.raft.store.get(SwarmTask.collection, report.taskID).flatMap({
                     SwarmStore.decode($0) as SwarmStore.Versioned<SwarmTask>?
                 }) else { continue }
-                var task = current.object
-                guard task.nodeID == nodeID, report.status.state >= task.status.state,
-                      report.status != task.status || report.addresses != task.addresses else { continue }
-                task.status = report.status
-                if !report.addresses.isEmpty { task.addresses = report.addresses }
-                task.updatedAt = Date()
+                guard current.object.nodeID == nodeID, let task = current.object.recording(report, at: Date()) else { continue }
                 operations.append(SwarmStore.update(task, version: current.version))
             }
             guard !operations.isEmpty else { return true }

@@ -382,6 +382,93 @@ import TestKit
         }
     }
 
+    /// The scheduler's two filters that depend on the nodes' state: a
+    /// host-mode published port runs once per node (the task that fits
+    /// nowhere is pending with Docker's reason), and a node that rejects a
+    /// task for want of its image is passed over for one that has it.
+    @Test func hostModePortsOncePerNodeAndARejectedTaskMovesToANodeWithItsImage() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "pinned", "--replicas", "4", "--stop-grace-period", "1s",
+                                      "--publish", "mode=host,target=80,published=8081", "whoami"])
+            #expect(eventually(20) {
+                let running = (try? tasks(testbed, "pinned").filter { $0.hasSuffix("Running") }) ?? []
+                return running.count == 3 && Set(running.map { $0.split(separator: " ")[1] }) == ["h1", "h2", "h3"]
+            }, "one per node: \((try? tasks(testbed, "pinned", running: false)) ?? [])")
+            #expect(eventually(10) {
+                (try? testbed.docker("h1", ["service", "ps", "pinned", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]))?
+                    .contains("no suitable node (host-mode port already in use on 3 nodes)") == true
+            })
+            // Host mode: each host answers from its own task.
+            for host in testbed.hosts {
+                #expect(eventually(10) { answer(testbed, from: host.name, to: "\(host.address)", port: 8081) != nil }, "port 8081 on \(host.name)")
+            }
+            // Scaled to what fits: nothing is left pending.
+            try testbed.docker("h1", ["service", "scale", "-d", "pinned=3"])
+            #expect(eventually(10) {
+                (try? testbed.docker("h1", ["service", "ps", "pinned", "--filter", "desired-state=running", "--format", "{{.CurrentState}}"]))?
+                    .split(separator: "\n").allSatisfy { $0.hasPrefix("Running") } == true
+            })
+            try testbed.docker("h1", ["service", "rm", "pinned"])
+
+            // nginx is loaded on one node only: the one the scheduler tries
+            // last when nothing else differs (the highest node ID). The task
+            // runs there, after one rejection on each other node.
+            let ids = try testbed.docker("h1", ["node", "ls", "--format", "{{.ID}} {{.Hostname}}"]).split(separator: "\n")
+                .map { $0.split(separator: " ").map(String.init) }
+            let holder = try #require(ids.max { $0[0] < $1[0] })[1]
+            _ = try testbed.docker(holder, ["load", "-i", TestImages.path("nginx")])
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "only-one", "--restart-delay", "1s", "--stop-grace-period", "1s",
+                                      "nginx:latest"])
+            #expect(eventually(20) { (try? tasks(testbed, "only-one")) == ["only-one.1 \(holder) Running Running"] },
+                    "\((try? tasks(testbed, "only-one", running: false)) ?? [])")
+            let history = try testbed.docker("h1", ["service", "ps", "only-one", "--no-trunc", "--format", "{{.Node}} {{.CurrentState}} {{.Error}}"])
+                .split(separator: "\n")
+            #expect(history.count == 3, "one try on each node without the image: \(history)")
+            for line in history where !line.hasPrefix("\(holder) ") {
+                #expect(line.contains("Rejected") && line.contains("nginx"), "\(line)")
+            }
+        }
+    }
+
+    /// A worker cut off from the others with nftables: the managers mark it
+    /// down, replace its task and drop its backend from the mesh; it keeps
+    /// its copy while it cannot hear them, and stops it once healed.
+    @Test func aPartitionedWorkersTasksAreReplacedAndItsStaleCopyStopsAfterTheHeal() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "web", "--replicas", "3", "-p", "8080:80", "--stop-grace-period", "1s",
+                                      "whoami"])
+            #expect(eventually(20) { (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") }.count) == 3 })
+            let onH3 = try testbed.docker("h1", ["service", "ps", "-q", "--filter", "desired-state=running", "--filter", "node=h3", "web"])
+                .split(separator: "\n").map(String.init)
+            #expect(onH3.count == 1, "spread: \(placement(testbed))")
+            let lostAddress = try onH3.first.map {
+                try testbed.docker("h1", ["inspect", "--type", "task", "--format",
+                                          "{{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}", $0])
+                    .split(separator: "/").first.map(String.init) ?? ""
+            } ?? ""
+
+            try testbed.partition("h3", from: ["h1", "h2"])
+            defer { testbed.heal("h3") }
+            #expect(eventually(15) { (try? testbed.nodes("h1"))?.contains("h3 Down Active") == true })
+            #expect(eventually(15) {
+                (try? tasks(testbed, "web").filter { $0.hasSuffix("Running") && !$0.contains(" h3 ") }.count) == 3
+            }, "replacements for the cut-off worker's task: \(placement(testbed))")
+            #expect(eventually(10) {
+                guard let backends = try? meshBackends(testbed, "h1") else { return false }
+                return backends.count == 3 && !backends.contains(lostAddress)
+            }, "the mesh on h1 dropped \(lostAddress): \((try? meshBackends(testbed, "h1")) ?? [])")
+            #expect(try runningContainers(testbed, "h3").count == 1, "cut off, h3 keeps its task running (as Docker's worker does)")
+
+            testbed.heal("h3")
+            #expect(eventually(20) { (try? testbed.nodes("h1"))?.contains("h3 Ready Active") == true })
+            #expect(eventually(15) { (try? runningContainers(testbed, "h3").isEmpty) == true }, "h3's stale copy: \(placement(testbed))")
+            let running = try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Name}}"])
+                .split(separator: "\n")
+            #expect(running.count == 3 && Set(running).count == 3, "one task per slot: \(running)")
+            #expect(try ["h1", "h2"].map { try runningContainers(testbed, $0).count }.reduce(0, +) == 3)
+        }
+    }
+
     func failureText(_ body: () throws -> Any) -> String {
         do {
             return "(no error) \(try body())"

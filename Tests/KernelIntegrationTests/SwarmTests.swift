@@ -413,17 +413,8 @@ import Testing
             #expect(eventually(10) { (try? testbed.nodes("h3")) == ["h1 Ready Active Leader", "h2 Ready Active Reachable", "h3 Ready Active Reachable"] })
             // Cut h1 (the leader) off from the other two with nftables in its
             // namespace, both ways.
-            let h1 = "\(testbed.lab.prefix)h1"
-            let others = "{ \(testbed.hosts[1].address), \(testbed.hosts[2].address) }"
-            let table = "swarmnet_partition"
-            try TestHost.run(["ip", "netns", "exec", h1, "nft", "add table inet \(table)"])
-            defer { _ = try? TestHost.run(["ip", "netns", "exec", h1, "nft", "delete table inet \(table)"]) }
-            try TestHost.run(["ip", "netns", "exec", h1, "nft",
-                              "add chain inet \(table) input { type filter hook input priority -10; policy accept; ip saddr \(others) drop; }"])
-            try TestHost.run(["ip", "netns", "exec", h1, "nft",
-                              "add chain inet \(table) output { type filter hook output priority -10; policy accept; ip daddr \(others) drop; }"])
-            let rules = try TestHost.run(["ip", "netns", "exec", h1, "nft", "-j", "list", "table", "inet", table])
-            #expect(rules.contains("\"drop\""))
+            try testbed.partition("h1", from: ["h2", "h3"])
+            defer { testbed.heal("h1") }
 
             // The majority elects a leader and takes writes.
             #expect(eventually(15) { (try? testbed.docker("h2", ["node", "update", "--label-add", "side=majority", "h3"])) != nil })
@@ -436,7 +427,7 @@ import Testing
             })
 
             // Healed: everything converges on the majority's history.
-            _ = try TestHost.run(["ip", "netns", "exec", h1, "nft", "delete table inet \(table)"])
+            testbed.heal("h1")
             #expect(eventually(15) { (try? testbed.nodes("h1"))?.allSatisfy { $0.contains("Ready") } == true })
             for host in ["h1", "h2", "h3"] {
                 #expect(eventually(10) {

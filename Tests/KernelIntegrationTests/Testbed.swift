@@ -184,6 +184,30 @@ extension Testbed {
             .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.sorted()
     }
 
+    /// The nftables table in a host's namespace that `partition` drops
+    /// packets with.
+    static let partitionTable = "swarmnet_partition"
+
+    /// Cuts `host` off from `others` with nftables in `host`'s namespace,
+    /// both ways; checked with `nft -j`. `heal` undoes it (so does the
+    /// test bed's teardown, with the namespace).
+    func partition(_ host: String, from others: [String]) throws {
+        let namespace = "\(lab.prefix)\(host)"
+        let addresses = "{ " + others.map { name in "\(hosts.first { $0.name == name }!.address)" }.joined(separator: ", ") + " }"
+        let table = Self.partitionTable
+        try TestHost.run(["ip", "netns", "exec", namespace, "nft", "add table inet \(table)"])
+        try TestHost.run(["ip", "netns", "exec", namespace, "nft",
+                          "add chain inet \(table) input { type filter hook input priority -10; policy accept; ip saddr \(addresses) drop; }"])
+        try TestHost.run(["ip", "netns", "exec", namespace, "nft",
+                          "add chain inet \(table) output { type filter hook output priority -10; policy accept; ip daddr \(addresses) drop; }"])
+        let rules = try TestHost.run(["ip", "netns", "exec", namespace, "nft", "-j", "list", "table", "inet", table])
+        #expect(rules.components(separatedBy: "\"drop\"").count == 3, "the partition's rules on \(host): \(rules)")
+    }
+
+    func heal(_ host: String) {
+        _ = try? TestHost.run(["ip", "netns", "exec", "\(lab.prefix)\(host)", "nft", "delete table inet \(Self.partitionTable)"])
+    }
+
     /// The swarm files of `host`'s daemon.
     func swarmDirectory(_ host: String) -> String { stateDirectory(host) + "/swarm" }
 

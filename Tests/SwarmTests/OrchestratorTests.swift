@@ -38,6 +38,11 @@ import Testing
         var tasks: [String: SwarmTask] = [:]
         var now = OrchestratorTests.start
         var nextID = 0
+        /// Each service's host-mode published ports.
+        var hostPorts: [String: Set<Scheduler.HostPort>] = [:]
+        /// Nodes that reject every task they are given (its image is not
+        /// there).
+        var rejecting: Set<String> = []
 
         mutating func pass() {
             var counter = nextID
@@ -47,7 +52,7 @@ import Testing
             }).reconcile(services: services, tasks: Array(tasks.values), nodes: nodes)
             nextID = counter
             var all = changes
-            all.absorb(Scheduler.schedule(tasks: changes.applied(to: Array(tasks.values)), nodes: nodes, now: now))
+            all.absorb(Scheduler.schedule(tasks: changes.applied(to: Array(tasks.values)), nodes: nodes, hostPorts: hostPorts, now: now))
             tasks = Dictionary(uniqueKeysWithValues: all.applied(to: Array(tasks.values)).map { ($0.id, $0) })
             for service in all.updatedServices { services = services.map { $0.id == service.id ? service : $0 } }
         }
@@ -57,11 +62,18 @@ import Testing
         mutating func nodesAct() {
             for (id, task) in tasks {
                 guard let nodeID = task.nodeID, nodes.first(where: { $0.id == nodeID })?.state == .ready else { continue }
+                let report: TaskStatus
                 if task.desiredState == .running, task.status.state == .assigned {
-                    tasks[id]?.status = TaskStatus(state: .running, timestamp: now, message: "started")
+                    report = rejecting.contains(nodeID)
+                        ? TaskStatus(state: .rejected, timestamp: now, message: "preparing failed", error: "No such image: \(task.template.container.image)")
+                        : TaskStatus(state: .running, timestamp: now, message: "started")
                 } else if task.desiredState > .running, !task.status.state.isTerminal {
-                    tasks[id]?.status = TaskStatus(state: .shutdown, timestamp: now, message: "shutdown")
+                    report = TaskStatus(state: .shutdown, timestamp: now, message: "shutdown")
+                } else {
+                    continue
                 }
+                // As the dispatcher records a node's report.
+                tasks[id] = task.recording(TaskReport(taskID: id, status: report), at: now) ?? task
             }
         }
 
@@ -165,9 +177,91 @@ import Testing
         cluster.pass()
         let replacing = cluster.tasks.values.filter { $0.templateVersion == 2 && $0.isLive }
         #expect(replacing.count == 2, "one batch of two")
-        cluster.settle(8)
+        var rounds = 0
+        while rounds < 8 && !(cluster.running().count == 4 && cluster.running().allSatisfy { $0.templateVersion == 2 }) {
+            cluster.settle(1)
+            rounds += 1
+        }
         #expect(cluster.running().count == 4 && cluster.running().allSatisfy { $0.templateVersion == 2 })
+        // The last new task has not run for the monitor period (5 s) yet.
+        cluster.pass()
+        #expect(cluster.services[0].updateStatus?.state == .updating)
+        cluster.settle(5)
         #expect(cluster.services[0].updateStatus?.state == .completed)
+    }
+
+    /// `--update-monitor`: a new task that fails within the monitor period
+    /// of starting counts as the update's failure (here: roll back); one
+    /// that fails later is an ordinary restart, and the update completes.
+    @Test(arguments: [3.0, 12.0])
+    func aFailureCountsAgainstTheUpdateOnlyWithinTheMonitorPeriod(failsAfter: Double) {
+        var cluster = Cluster(services: [Self.service(replicas: 1)], nodes: [Self.node("a")])
+        cluster.settle()
+        var service = cluster.services[0]
+        service.previousSpec = service.spec
+        service.spec.task.container.env = ["VERSION=2"]
+        service.spec.update.failureAction = .rollback
+        service.spec.update.monitor = 10_000_000_000
+        service.templateVersion += 1
+        service.updateStatus = UpdateProgress(state: .updating, startedAt: cluster.now, message: "update in progress")
+        cluster.services = [service]
+        cluster.settle(2)
+        let updated = cluster.running()
+        #expect(updated.count == 1 && updated[0].template.container.env == ["VERSION=2"] && updated[0].runningSince != nil)
+        // Still watching: not completed while the monitor period runs.
+        #expect(cluster.services[0].updateStatus?.state == .updating)
+
+        cluster.now = updated[0].runningSince!.addingTimeInterval(failsAfter)
+        if failsAfter > 10 {
+            cluster.pass()
+            #expect(cluster.services[0].updateStatus?.state == .completed)
+        }
+        cluster.tasks[updated[0].id]?.status = TaskStatus(state: .failed, timestamp: cluster.now, message: "failed", error: "exit 1", exitCode: 1)
+        cluster.settle(3)
+        if failsAfter > 10 {
+            #expect(cluster.services[0].updateStatus?.state == .completed)
+            #expect(cluster.running().map(\.template.container.env) == [["VERSION=2"]], "restarted on the new spec")
+        } else {
+            #expect(cluster.services[0].updateStatus?.state == .rollbackStarted)
+            #expect(cluster.running().map(\.template.container.env) == [[]], "rolled back to the old spec")
+        }
+    }
+
+    /// Host-mode published ports: one task using a port per node; the
+    /// task that fits nowhere says why.
+    @Test func hostModePortsPlaceOneTaskPerNode() {
+        var cluster = Cluster(services: [Self.service(replicas: 3)], nodes: ["a", "b"].map { Self.node($0) })
+        cluster.hostPorts = ["svc": [Scheduler.HostPort(protocol: .tcp, port: 80)]]
+        cluster.settle()
+        #expect(Set(cluster.running().compactMap(\.nodeID)) == ["a", "b"] && cluster.running().count == 2)
+        let pending = cluster.tasks.values.filter { $0.status.state == .pending }
+        #expect(pending.count == 1)
+        #expect(pending.first?.status.error == "no suitable node (host-mode port already in use on 2 nodes)")
+        // Another port, or UDP on the same number, does not clash.
+        var other = Self.service("other", replicas: 2)
+        other.spec.task.restartPolicy.delay = 0
+        cluster.services.append(other)
+        cluster.hostPorts["other"] = [Scheduler.HostPort(protocol: .udp, port: 80)]
+        cluster.nodes.append(Self.node("c"))
+        cluster.settle()
+        #expect(cluster.running().count == 3 && Set(cluster.running().compactMap(\.nodeID)) == ["a", "b", "c"])
+        #expect(cluster.running("other").count == 2)
+    }
+
+    /// A node that rejects a task (its image is not there) is tried after
+    /// every other: the task moves on and runs where it can.
+    @Test func aRejectedTaskMovesToANodeThatCanStartIt() {
+        var cluster = Cluster(services: [Self.service(replicas: 2)], nodes: ["a", "b", "c"].map { Self.node($0) })
+        cluster.rejecting = ["a", "b"]
+        cluster.settle(8)
+        #expect(cluster.running().count == 2 && cluster.running().allSatisfy { $0.nodeID == "c" }, "\(cluster.running().map(\.nodeID))")
+        // Once the rejections are older than the scheduler remembers, the
+        // nodes are tried again.
+        cluster.rejecting = []
+        cluster.now = cluster.now.addingTimeInterval(Scheduler.failureMemory + 1)
+        cluster.services[0].spec.mode = .replicated(replicas: 3)
+        cluster.settle()
+        #expect(cluster.running().count == 3 && Set(cluster.running().compactMap(\.nodeID)).count == 2)
     }
 
     /// A failed update rolls back; the tasks it never reached already run
