@@ -22,7 +22,8 @@ extension NodeDaemon: TaskNetworking {
             for spec in networks {
                 let record = try Self.mapping { try state.network(spec.network) }
                 let endpoint = try await attachWorkload(network: record.id, namespace: .path(namespace), name: task,
-                                                        requestedAddress: spec.address, service: spec.service, aliases: spec.aliases)
+                                                        requestedAddress: spec.address, service: spec.service, aliases: spec.aliases,
+                                                        serving: false)
                 attached.append(NetworkAttachment(
                     network: record.name, networkID: record.id, endpointID: endpoint.id, address: "\(endpoint.address)",
                     gateway: "\(record.gateway)", mac: "\(endpoint.mac)"))

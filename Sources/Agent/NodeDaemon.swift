@@ -242,10 +242,12 @@ public actor NodeDaemon: DockerBackend {
 
     /// Attaches a workload's namespace to a network, as a backend of
     /// `service` when one is named (then also to the ingress network when
-    /// the service publishes ports). Returns the endpoint on `reference`.
+    /// the service publishes ports). A task's endpoints are created not
+    /// `serving`: no backend until its process runs. Returns the endpoint
+    /// on `reference`.
     @discardableResult
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
-                        service serviceName: String?, aliases: [String] = []) async throws -> EndpointRecord {
+                        service serviceName: String?, aliases: [String] = [], serving: Bool = true) async throws -> EndpointRecord {
         // A definition written a moment ago by another manager.
         if let allocator, (try? state.network(reference)) == nil || serviceName.map({ (try? state.service($0)) == nil }) == true {
             await allocator.synchronizeDefinitions()
@@ -261,7 +263,7 @@ public actor NodeDaemon: DockerBackend {
             }
             let meshGateway = try await ensureIngressGateway()
             return try await attachEndpoint(network: record, namespace: namespace, name: name, requestedAddress: nil,
-                                            serviceID: service.id, defaultGateway: meshGateway?.address.address)
+                                            serviceID: service.id, defaultGateway: meshGateway?.address.address, serving: serving)
         }
         if let found = service {
             guard found.networks.contains(record.id) else {
@@ -276,12 +278,12 @@ public actor NodeDaemon: DockerBackend {
         if service?.isPublished == true { meshGateway = try await ensureIngressGateway() }
         let endpoint = try await attachEndpoint(
             network: record, namespace: namespace, name: name, requestedAddress: requestedAddress, serviceID: service?.id,
-            aliases: aliases)
+            aliases: aliases, serving: serving)
         if let service, service.isPublished, let ingress = state.ingressNetwork,
            !state.endpoints.values.contains(where: { $0.networkID == ingress.id && $0.node == nodeID && $0.namespacePath == namespace.path }) {
             do {
                 try await attachEndpoint(network: ingress, namespace: namespace, name: name, requestedAddress: nil,
-                                         serviceID: service.id, defaultGateway: meshGateway?.address.address)
+                                         serviceID: service.id, defaultGateway: meshGateway?.address.address, serving: serving)
             } catch {
                 await detachEndpoint(endpoint)
                 throw error
@@ -297,7 +299,7 @@ public actor NodeDaemon: DockerBackend {
     func attachEndpoint(
         network record: NetworkRecord, namespace: NetworkNamespace, name: String, requestedAddress: String?, serviceID: String?,
         interfaceName: String? = nil, defaultRoute: Bool = true, defaultGateway: IPAddress? = nil, isIngressGateway: Bool = false,
-        aliases: [String] = []
+        aliases: [String] = [], serving: Bool = true
     ) async throws -> EndpointRecord {
         // The record comes first, so that a reconciler pass running meanwhile
         // sees the endpoint and neither removes nor duplicates its veth.
@@ -334,6 +336,10 @@ public actor NodeDaemon: DockerBackend {
             next = state
         }
         allocated.aliases = aliases.isEmpty ? nil : aliases
+        // Recorded (and gossiped) out of the balancers from the start, not
+        // taken out a moment later: other hosts must never send it traffic
+        // before its process listens.
+        if !serving && serviceID != nil { allocated.unhealthy = true }
         next.endpoints[allocated.id] = allocated
         let endpoint = allocated
         let network = try overlayNetwork(record)

@@ -266,11 +266,12 @@ import TestKit
             counts.stop()
             while !counts.finished { Thread.sleep(forTimeInterval: 0.05) }
             #expect(updated.contains("web"), "\(updated)")
-            // The target is none lost. One full-suite run on this 2-core
-            // machine lost 2 of 2,125 (cause not found yet); before tasks
-            // reported `starting` until healthy, 4 of 300 were lost. The
-            // bound fails on the latter kind of regression.
-            #expect(counts.answered > 5 && counts.failed * 200 <= counts.answered, "answered \(counts.answered), failed \(counts.failed)")
+            // None lost: a new task is no backend until it is healthy (its
+            // endpoints are recorded out of the balancers from the start),
+            // and an old one leaves them everywhere before its stop signal.
+            // Before the first rule was kept from attach on, about 1 in
+            // 2,000 requests hit a task whose process was not there yet.
+            #expect(counts.answered > 5 && counts.failed == 0, "answered \(counts.answered), failed \(counts.failed)")
             let versions = try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "-q"])
                 .split(separator: "\n").map { try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{.Spec.ContainerSpec.Env}}", String($0)]) }
             #expect(versions.count == 6 && versions.allSatisfy { $0.contains("VERSION=2") }, "\(versions)")

@@ -129,9 +129,8 @@ public actor TaskExecutor {
         do {
             try persist(record)
             try await Self.blocking { [name = namespacePrefix + id.prefix(12)] in _ = try NetworkNamespace.create(named: name) }
+            // No backend yet: it becomes one when it runs, or once healthy.
             record.attachments = try await networking.attach(namespace: record.namespace, task: spec.name, networks: spec.networks)
-            // A task with a health check is no backend until it is healthy.
-            if record.healthcheck != nil { await networking.setHealth(namespace: record.namespace, healthy: false) }
             tasks[id] = record
             let layers = images.layerDirectories(image)
             let volumes = root + "/../volumes"
@@ -185,6 +184,13 @@ public actor TaskExecutor {
         if let healthcheck = current.healthcheck { current.health = HealthStatus(); startHealthChecks(current.id, healthcheck) }
         tasks[current.id] = current
         try? persist(current)
+        // Without a health check, a backend from now on (Docker activates
+        // the service binding here too), and before the task is reported
+        // running: a rolling update retires the old task only after that.
+        if current.healthcheck == nil, !current.attachments.isEmpty, !draining.contains(current.id) {
+            await networking.setHealth(namespace: current.namespace, healthy: true)
+            current = tasks[current.id] ?? current
+        }
         notify(current)
         return current
     }

@@ -125,11 +125,14 @@ public struct NetworkAttachment: Codable, Sendable, Equatable {
 /// first packet.
 public protocol TaskNetworking: Sendable {
     /// Attaches the namespace to every network; on failure nothing stays
-    /// attached.
+    /// attached. The endpoints are no service backends (in no balancer or
+    /// DNS answer, on any host) until `setHealth` says so: a task's
+    /// process is not there yet to answer.
     func attach(namespace: String, task: String, networks: [NetworkAttachmentSpec]) async throws -> [NetworkAttachment]
     /// Detaches every endpoint in the namespace.
     func detach(namespace: String) async
-    /// Whether the task's endpoints are service backends: false from
-    /// attach until its health check passes, and whenever it fails.
+    /// Whether the task's endpoints are service backends: true once it
+    /// runs (with a health check: once that passes), false whenever its
+    /// health check fails and before it stops.
     func setHealth(namespace: String, healthy: Bool) async
 }
