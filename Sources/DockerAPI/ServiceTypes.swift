@@ -205,6 +205,21 @@ public struct ServiceMode: Codable, Sendable, Equatable {
         public var replicas: UInt64?
         enum CodingKeys: String, CodingKey { case replicas = "Replicas" }
         public init(replicas: UInt64?) { self.replicas = replicas }
+
+        /// Read as a signed number first: Foundation's decoder reports a
+        /// negative count for an unsigned field only as "not valid JSON",
+        /// which names neither the field nor the value.
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            guard let count = try container.decodeIfPresent(Int64.self, forKey: .replicas) else {
+                replicas = nil
+                return
+            }
+            guard count >= 0 else {
+                throw DecodingError.dataCorruptedError(forKey: .replicas, in: container, debugDescription: "replicas must be 0 or more, not \(count)")
+            }
+            replicas = UInt64(count)
+        }
     }
 
     /// `{}`: one task on every node that fits.

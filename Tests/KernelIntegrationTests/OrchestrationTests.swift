@@ -431,6 +431,38 @@ import TestKit
         }
     }
 
+    /// Reservations: a task that no node has room for is pending with
+    /// Docker's reason, and runs once another service's task frees the
+    /// room. Replicas -1 is refused (by the CLI, and by the API when sent
+    /// straight to it), and nothing is made.
+    @Test func aTaskThatNoNodeHasRoomForRunsWhenCapacityFrees() throws {
+        try withSwarm { testbed in
+            // Each node reports this machine's memory: 60% of it fits once.
+            let capacity = try #require(Int64(try testbed.docker("h1", ["node", "inspect", "h1", "--format", "{{.Description.Resources.MemoryBytes}}"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            let reservation = "\(capacity * 6 / 10 / (1 << 20))M"
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "big", "--replicas", "3", "--reserve-memory", reservation,
+                                      "--stop-grace-period", "1s", "busybox", "sleep", "100000"])
+            #expect(eventually(20) { (try? tasks(testbed, "big").filter { $0.hasSuffix("Running") }.count) == 3 })
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "late", "--reserve-memory", reservation, "busybox", "sleep", "100000"])
+            #expect(eventually(10) {
+                (try? testbed.docker("h1", ["service", "ps", "late", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]))?
+                    .contains("no suitable node (insufficient resources on 3 nodes)") == true
+            }, "\((try? testbed.docker("h1", ["service", "ps", "late", "--no-trunc"])) ?? "")")
+            try testbed.docker("h1", ["service", "scale", "-d", "big=2"])
+            #expect(eventually(20) { (try? tasks(testbed, "late").filter { $0.hasSuffix("Running") }.count) == 1 },
+                    "\((try? tasks(testbed, "late", running: false)) ?? [])")
+
+            #expect(failureText { try testbed.docker("h1", ["service", "create", "-d", "--name", "negative", "--replicas", "-1", "busybox"]) }
+                .contains("-1"))
+            let body = #"{"Name":"negative","TaskTemplate":{"ContainerSpec":{"Image":"busybox"}},"Mode":{"Replicated":{"Replicas":-1}}}"#
+            let answer = try TestHost.run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", testbed.socket("h1"), "-X", "POST",
+                                           "-H", "Content-Type: application/json", "-d", body, "http://localhost/v1.41/services/create"])
+            #expect(answer.hasSuffix("\n400") && answer.contains("Replicas"), "\(answer)")
+            #expect(try testbed.docker("h1", ["service", "ls", "--format", "{{.Name}}"]).split(separator: "\n").sorted() == ["big", "late"])
+        }
+    }
+
     /// A worker cut off from the others with nftables: the managers mark it
     /// down, replace its task and drop its backend from the mesh; it keeps
     /// its copy while it cannot hear them, and stops it once healed.

@@ -143,6 +143,26 @@ import Testing
         #expect(attempts == 2, "max-attempts 2 allows two restarts")
     }
 
+    /// The dispatcher's rule for a node's report: a task's state moves
+    /// forward only, and the first report of it running is kept as the
+    /// start of its monitor window.
+    @Test func aReportMovesATaskForwardAndRecordsWhenItFirstRan() {
+        let start = Self.start
+        var task = SwarmTask(id: "t1", service: Self.service(), slot: 1, nodeID: "a", now: start)
+        task.status = TaskStatus(state: .assigned, timestamp: start, message: "assigned")
+        let running = TaskStatus(state: .running, timestamp: start.addingTimeInterval(2), message: "started")
+        let ran = task.recording(TaskReport(taskID: "t1", status: running,
+                                            addresses: [TaskAddress(networkID: "n", address: "10.0.0.5/24")]), at: start.addingTimeInterval(3))
+        #expect(ran?.status == running && ran?.runningSince == running.timestamp && ran?.addresses.count == 1)
+        #expect(ran?.recording(TaskReport(taskID: "t1", status: running), at: start) == nil, "the same report changes nothing")
+        let back = TaskStatus(state: .starting, timestamp: start.addingTimeInterval(4), message: "starting")
+        #expect(ran?.recording(TaskReport(taskID: "t1", status: back), at: start) == nil, "never back")
+        let failed = TaskStatus(state: .failed, timestamp: start.addingTimeInterval(9), message: "failed", exitCode: 1)
+        let ended = ran?.recording(TaskReport(taskID: "t1", status: failed), at: start.addingTimeInterval(9))
+        #expect(ended?.status.state == .failed && ended?.runningSince == running.timestamp && ended?.addresses.count == 1,
+                "the first run's time and the addresses stay")
+    }
+
     @Test func aTaskThatFitsNowhereIsPendingWithTheReasonAndRunsWhenANodeFits() {
         var cluster = Cluster(services: [Self.service(replicas: 1, constraints: ["node.labels.zone==east"])],
                               nodes: [Self.node("a"), Self.node("b", availability: .drain)])

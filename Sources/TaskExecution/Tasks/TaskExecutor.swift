@@ -378,6 +378,11 @@ public actor TaskExecutor {
                Self.isShim(pid, of: id) {
                 watchShim(id)
                 if record.state == .running, let healthcheck = record.healthcheck { startHealthChecks(id, healthcheck) }
+                // The previous daemon may have died between starting it and
+                // making it a backend (a no-op when it had done so).
+                if record.state == .running, record.healthcheck == nil, !record.attachments.isEmpty {
+                    await networking.setHealth(namespace: record.namespace, healthy: true)
+                }
                 logger.info("adopted a running task", metadata: ["task": "\(record.shortID)", "state": "\(record.state.rawValue)"])
                 continue
             }
