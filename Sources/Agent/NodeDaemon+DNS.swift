@@ -26,11 +26,15 @@ extension NodeDaemon {
             await stopDNS(path: path)
         }
         for (path, names) in wanted {
-            let records = Self.dnsRecords(names)
-            if let table = dnsServers.table(path) {
-                table.replaceAll(records)
+            // A table is rebuilt only when its names changed: rebuilding
+            // every table on every pass cost workloads x names each time.
+            if let table = dnsServers.table(path, unlessServing: names) {
+                table.replaceAll(Self.dnsRecords(names))
+                dnsServers.serving(names, at: path)
                 continue
             }
+            if dnsServers.table(path) != nil { continue }
+            let records = Self.dnsRecords(names)
             let namespace = NetworkNamespace.path(path)
             guard namespace.exists else { continue }
             do {
@@ -45,7 +49,7 @@ extension NodeDaemon {
                     logger: logger)
                 var resolvConf: String?
                 if let name = Self.namedNamespace(path) { resolvConf = try ResolvConf.write(forNamespaceNamed: name) }
-                dnsServers.add(path, server: server, table: table, resolvConf: resolvConf)
+                dnsServers.add(path, server: server, table: table, resolvConf: resolvConf, names: names)
             } catch {
                 errors.append("DNS for \(path): \(error)")
             }
@@ -134,15 +138,22 @@ final class DNSServerRegistry: @unchecked Sendable {
         var server: EmbeddedDNSServer
         var table: DNSRecordTable
         var resolvConf: String?
+        /// The names its table was last filled from.
+        var names: [String: [BalancingPlan.Name]]
     }
 
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
 
     func table(_ path: String) -> DNSRecordTable? { lock.withLock { entries[path]?.table } }
+    /// The table at `path`, when it holds other names than these.
+    func table(_ path: String, unlessServing names: [String: [BalancingPlan.Name]]) -> DNSRecordTable? {
+        lock.withLock { entries[path].flatMap { $0.names == names ? nil : $0.table } }
+    }
+    func serving(_ names: [String: [BalancingPlan.Name]], at path: String) { lock.withLock { entries[path]?.names = names } }
     func paths() -> [String] { lock.withLock { Array(entries.keys) } }
-    func add(_ path: String, server: EmbeddedDNSServer, table: DNSRecordTable, resolvConf: String?) {
-        lock.withLock { entries[path] = Entry(server: server, table: table, resolvConf: resolvConf) }
+    func add(_ path: String, server: EmbeddedDNSServer, table: DNSRecordTable, resolvConf: String?, names: [String: [BalancingPlan.Name]]) {
+        lock.withLock { entries[path] = Entry(server: server, table: table, resolvConf: resolvConf, names: names) }
     }
     func remove(_ path: String) -> Entry? { lock.withLock { entries.removeValue(forKey: path) } }
 }

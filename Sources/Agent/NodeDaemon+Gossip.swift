@@ -26,9 +26,37 @@ extension NodeDaemon {
             }
         }
         refreshFromGossip()
-        for await _ in gossip.events() {
-            refreshFromGossip()
+        for await event in gossip.events() {
+            // An endpoint's change is applied by itself: taking the whole
+            // view again on each one cost every endpoint in the swarm per
+            // attach anywhere (issue 17). Every other event, and every full
+            // pass, takes the whole view again.
+            if case .table(let change) = event, change.table == ClusterGossip.endpointsTable {
+                applyRemoteEndpointChange(change)
+            } else {
+                refreshFromGossip()
+            }
         }
+    }
+
+    /// One gossiped endpoint created, changed or deleted on another host:
+    /// the remote view follows it, and its network's peers are programmed.
+    func applyRemoteEndpointChange(_ change: TableChange) {
+        if gossipFollows?.networks != state.networks { followGossipNetworks() }
+        guard let gossip, let record = try? ClusterGossip.decode(EndpointRecord.self, change.value), record.node != nodeID,
+              gossip.node.networks().contains(record.networkID) else { return }
+        let previous = remoteEndpoints[record.id]
+        switch change.kind {
+        case .created, .updated:
+            guard previous != record else { return }
+            remoteEndpoints[record.id] = record
+        case .deleted:
+            guard previous != nil else { return }
+            remoteEndpoints[record.id] = nil
+        }
+        var networks: Set<String> = [record.networkID]
+        if let previous { networks.insert(previous.networkID) }
+        syncPeersSoon(of: networks, thenWake: record.serviceID != nil || previous?.serviceID != nil)
     }
 
     /// Takes the cluster's view from gossip: workers replicate the network
@@ -54,24 +82,7 @@ extension NodeDaemon {
                 if servicesChanged { wakeForChange() }
             }
         }
-        // Follow every network's endpoint table (not only those with local
-        // endpoints, as NetworkDB does): allocation needs the addresses in use.
-        // Only when the networks or endpoints changed since the last time:
-        // this runs on every gossip event, and walking every network each
-        // time made a network create cost more with every network (issue
-        // 17). Unchanged dictionaries compare equal at once (same storage).
-        if gossipFollows?.networks != state.networks || gossipFollows?.endpoints != state.endpoints {
-            let joined = Set(gossip.node.networks())
-            var followed = true // a failure is tried again on the next event
-            for id in state.networks.keys where !joined.contains(id) {
-                do { try gossip.node.joinNetwork(id) } catch { followed = false }
-            }
-            let endpointNetworks = Set(state.endpoints.values.map(\.networkID))
-            for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil && !endpointNetworks.contains(id) {
-                do { try gossip.node.leaveNetwork(id) } catch { followed = false }
-            }
-            gossipFollows = followed ? (state.networks, state.endpoints) : nil
-        }
+        if gossipFollows?.networks != state.networks || gossipFollows?.endpoints != state.endpoints { followGossipNetworks() }
         let remote = gossip.endpoints().filter { $0.node != nodeID }
         let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         if updated != remoteEndpoints {
@@ -84,6 +95,26 @@ extension NodeDaemon {
             // neighbour entries exist loses its first packets.
             syncPeersSoon(of: changed, thenWake: backendsChanged)
         }
+    }
+
+    /// Follows every network's endpoint table (not only those with local
+    /// endpoints, as NetworkDB does): allocation needs the addresses in
+    /// use. Callers do it only when the networks or endpoints changed since
+    /// the last time: walking every network on each gossip event made a
+    /// network create cost more with every network (issue 17). Unchanged
+    /// dictionaries compare equal at once (same storage).
+    func followGossipNetworks() {
+        guard let gossip else { return }
+        let joined = Set(gossip.node.networks())
+        var followed = true // a failure is tried again on the next event
+        for id in state.networks.keys where !joined.contains(id) {
+            do { try gossip.node.joinNetwork(id) } catch { followed = false }
+        }
+        let endpointNetworks = Set(state.endpoints.values.map(\.networkID))
+        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil && !endpointNetworks.contains(id) {
+            do { try gossip.node.leaveNetwork(id) } catch { followed = false }
+        }
+        gossipFollows = followed ? (state.networks, state.endpoints) : nil
     }
 
     /// The fast path for a peer change: program just the changed networks'

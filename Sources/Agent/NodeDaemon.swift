@@ -628,6 +628,8 @@ public actor NodeDaemon: DockerBackend {
     /// whose desired state moved.
     @discardableResult
     public func reconcileOnce(full: Bool = true) async -> ReconcileReport {
+        // The safety net under the per-event gossip path: the whole view again.
+        if full { refreshFromGossip() }
         let local = state.endpoints.values.filter { $0.node == nodeID }
         var plan: [(OverlayNetwork, [EndpointRecord], [Peer])] = []
         for record in state.networks.values {
@@ -648,9 +650,11 @@ public actor NodeDaemon: DockerBackend {
             // few milliseconds and about a hundred).
             do {
                 outcome = try await worker.run { [driver] in try Self.removeUnwantedSandboxes(keeping: wanted, driver: driver) }
+                let planned = Set(local.map(\.id))
                 for (network, endpoints, peers) in plan {
                     let part = try await worker.run { [driver, localEndpointIDs] in
-                        Self.reconcileOverlay(network, endpoints: endpoints, peers: peers, live: localEndpointIDs.current(), driver: driver)
+                        Self.reconcileOverlay(network, endpoints: endpoints, peers: peers, planned: planned, live: localEndpointIDs.current(),
+                                              driver: driver)
                     }
                     outcome.add(part)
                 }
@@ -708,11 +712,11 @@ public actor NodeDaemon: DockerBackend {
     /// One network's turn of a full pass, on the kernel worker: its
     /// sandbox, endpoint veths and peers are made to match the plan. The
     /// plan was made when the pass began, and requests ran between the
-    /// turns since: `live` (this node's endpoints as they are now) keeps
-    /// the turn from removing the veth of an endpoint attached meanwhile,
-    /// or putting back one detached meanwhile.
-    private static func reconcileOverlay(_ network: OverlayNetwork, endpoints: [EndpointRecord], peers: [Peer], live: Set<String>,
-                                         driver: OverlayDriver) -> ReconcileReport {
+    /// turns since: `live` (this node's endpoints as they are now, against
+    /// the `planned` ones) keeps the turn from removing the veth of an
+    /// endpoint attached meanwhile, or putting back one detached meanwhile.
+    private static func reconcileOverlay(_ network: OverlayNetwork, endpoints: [EndpointRecord], peers: [Peer], planned: Set<String>,
+                                         live: Set<String>, driver: OverlayDriver) -> ReconcileReport {
         var report = ReconcileReport()
         // Every endpoint it had here left since (and the network may be
         // gone too): its sandbox is not made again; the next pass removes it.
@@ -734,7 +738,8 @@ public actor NodeDaemon: DockerBackend {
                     report.endpointsRepaired += 1
                 }
             }
-            report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: Array(live), on: network, present: present)
+            let keeping = endpoints.map(\.id).filter(live.contains) + live.subtracting(planned)
+            report.endpointsRemoved += try driver.removeStrayEndpoints(keeping: keeping, on: network, present: present)
             let sync = try driver.syncPeers(peers, on: network)
             report.peerEntriesAdded += sync.added
             report.peerEntriesRemoved += sync.removed
