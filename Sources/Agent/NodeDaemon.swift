@@ -646,8 +646,7 @@ public actor NodeDaemon: DockerBackend {
         if full {
             // Each network in a turn of the kernel worker of its own: a
             // request (an attach) waits for one network's repair, not for
-            // the whole pass (at 1,000 endpoints, the difference between a
-            // few milliseconds and about a hundred).
+            // the whole pass's (the balancers take turns the same way).
             do {
                 outcome = try await worker.run { [driver] in try Self.removeUnwantedSandboxes(keeping: wanted, driver: driver) }
                 let planned = Set(local.map(\.id))

@@ -125,6 +125,20 @@ public actor SwarmTaskRunner: TaskAgent {
         return Array(entries[kept...])
     }
 
+    public func removeAll() async {
+        let all = containers
+        for (taskID, container) in all {
+            do {
+                try await executor.remove(container, force: true)
+            } catch {
+                logger.warning("removing a task on leaving the swarm", metadata: ["task": "\(taskID.prefix(12))", "error": "\(error)"])
+            }
+            containers[taskID] = nil
+            latest[taskID] = nil
+            acknowledged[taskID] = nil
+        }
+    }
+
     private func report(_ taskID: String, _ state: TaskState, _ message: String, error: String? = nil) {
         latest[taskID] = TaskReport(taskID: taskID, status: TaskStatus(state: state, timestamp: Date(), message: message, error: error))
         wake()

@@ -416,6 +416,10 @@ public protocol TaskAgent: Sendable {
     func assign(_ tasks: [TaskAssignment], retaining retained: Set<String>) async
     /// The log lines of the request's tasks that run (or ran) here.
     func logs(_ request: LogRequest) async -> [LogEntry]
+    /// The node left the swarm (or was removed from it): every task's
+    /// container is stopped and removed, as Docker's node does when it
+    /// leaves. Returns once they are gone.
+    func removeAll() async
 }
 
 /// A manager asks a node for the logs of some of its tasks (`docker service

@@ -188,6 +188,7 @@ extension SwarmRuntime {
         guard let membership else { return }
         let identity = membership.identity
         await shutdown()
+        await configuration.taskAgent?.removeAll()
         try? FileManager.default.removeItem(atPath: configuration.directory)
         await configuration.onNetworking(nil)
         lastError = "node \(identity.peer.nodeID) was removed from the swarm"

@@ -439,6 +439,7 @@ public actor SwarmRuntime {
             }
         }
         await shutdown()
+        await configuration.taskAgent?.removeAll()
         try? FileManager.default.removeItem(atPath: configuration.directory)
         await configuration.onNetworking(nil)
         logger.info("left the swarm")

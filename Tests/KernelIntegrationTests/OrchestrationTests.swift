@@ -160,6 +160,18 @@ import TestKit
             #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 2 })
             try testbed.docker("h1", ["node", "update", "--availability", "active", "h3"])
             #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 3 })
+            // A node that leaves (and is removed) takes its task with it; one
+            // that joins gets one.
+            try testbed.docker("h3", ["swarm", "leave"])
+            #expect(eventually(15) { (try? testbed.nodes("h1"))?.contains { $0.hasPrefix("h3 Down") } == true })
+            try testbed.docker("h1", ["node", "rm", "h3"])
+            #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 2 })
+            #expect(eventually(10) { (try? runningContainers(testbed, "h3").isEmpty) == true }, "h3 left: \(placement(testbed))")
+            try testbed.docker("h3", ["swarm", "join", "--token", testbed.token("h1", "worker"), testbed.endpoint("h1")])
+            #expect(eventually(20) {
+                let running = (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }) ?? []
+                return running.count == 3 && running.contains { $0.contains(" h3 ") }
+            }, "\((try? tasks(testbed, "everywhere", running: false)) ?? [])")
 
             // Logs from tasks on several nodes, as the CLI prints them.
             try testbed.docker("h1", ["service", "create", "-d", "--name", "talker", "--replicas", "2", "--constraint", "node.role==worker",
