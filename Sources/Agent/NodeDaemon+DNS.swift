@@ -28,12 +28,13 @@ extension NodeDaemon {
         for (path, names) in wanted {
             // A table is rebuilt only when its names changed: rebuilding
             // every table on every pass cost workloads x names each time.
-            if let table = dnsServers.table(path, unlessServing: names) {
-                table.replaceAll(Self.dnsRecords(names))
-                dnsServers.serving(names, at: path)
+            if let served = dnsServers.entry(path) {
+                if served.names != names {
+                    served.table.replaceAll(Self.dnsRecords(names))
+                    dnsServers.serving(names, at: path)
+                }
                 continue
             }
-            if dnsServers.table(path) != nil { continue }
             let records = Self.dnsRecords(names)
             let namespace = NetworkNamespace.path(path)
             guard namespace.exists else { continue }
@@ -146,10 +147,7 @@ final class DNSServerRegistry: @unchecked Sendable {
     private var entries: [String: Entry] = [:]
 
     func table(_ path: String) -> DNSRecordTable? { lock.withLock { entries[path]?.table } }
-    /// The table at `path`, when it holds other names than these.
-    func table(_ path: String, unlessServing names: [String: [BalancingPlan.Name]]) -> DNSRecordTable? {
-        lock.withLock { entries[path].flatMap { $0.names == names ? nil : $0.table } }
-    }
+    func entry(_ path: String) -> Entry? { lock.withLock { entries[path] } }
     func serving(_ names: [String: [BalancingPlan.Name]], at path: String) { lock.withLock { entries[path]?.names = names } }
     func paths() -> [String] { lock.withLock { Array(entries.keys) } }
     func add(_ path: String, server: EmbeddedDNSServer, table: DNSRecordTable, resolvConf: String?, names: [String: [BalancingPlan.Name]]) {

@@ -90,7 +90,7 @@ public actor NodeDaemon: DockerBackend {
         stateFile = StateFile(directory: configuration.stateDirectory)
         state = try stateFile.load()
         nodeID = try Self.loadNodeID(directory: configuration.stateDirectory)
-        localEndpointIDs.follow(state, node: nodeID)
+        localEndpointIDs.follow(state, node: nodeID, touching: nil)
         balancerKind = try Self.resolveBalancer(configuration.loadBalancer)
         driver = OverlayDriver(
             underlay: Underlay(namespace: nil, device: configuration.underlayDevice, address: configuration.dataPathAddress),
@@ -473,7 +473,7 @@ public actor NodeDaemon: DockerBackend {
     func commit(_ next: ClusterState, touching records: [RecordReference]? = nil) throws {
         try stateFile.save(next, touching: records)
         state = next
-        localEndpointIDs.follow(next, node: nodeID)
+        localEndpointIDs.follow(next, node: nodeID, touching: records)
     }
 
     func overlayNetwork(_ record: NetworkRecord) throws -> OverlayNetwork {
@@ -793,9 +793,19 @@ public struct ReconcileReport: Sendable, Equatable {
 /// each commit; read by full-pass turns on the kernel worker's thread.
 final class LocalEndpointIDs: Sendable {
     private let ids = Mutex<Set<String>>([])
-    func follow(_ state: ClusterState, node: String) {
-        let local = Set(state.endpoints.values.lazy.filter { $0.node == node }.map(\.id))
-        ids.withLock { $0 = local }
+    /// After a commit: only the endpoints it names (the state file's own
+    /// account of what changed), or all of them when it names none.
+    func follow(_ state: ClusterState, node: String, touching records: [RecordReference]?) {
+        guard let records else {
+            let local = Set(state.endpoints.values.lazy.filter { $0.node == node }.map(\.id))
+            ids.withLock { $0 = local }
+            return
+        }
+        ids.withLock { ids in
+            for case .endpoint(let id) in records {
+                if state.endpoints[id]?.node == node { ids.insert(id) } else { ids.remove(id) }
+            }
+        }
     }
     func current() -> Set<String> { ids.withLock { $0 } }
 }

@@ -94,7 +94,7 @@ public actor SwarmTaskRunner: TaskAgent {
         // removed.
         for (taskID, container) in containers where assigned[taskID] == nil && !retained.contains(taskID) && !busy.contains(taskID) {
             busy.insert(taskID)
-            Task { await discard(taskID, container: container) }
+            Task { await discard(taskID, container: container, settle: Self.leaveSettle) }
         }
         for taskID in latest.keys where assigned[taskID] == nil && containers[taskID] == nil && !busy.contains(taskID) {
             latest[taskID] = nil
@@ -126,16 +126,11 @@ public actor SwarmTaskRunner: TaskAgent {
     }
 
     public func removeAll() async {
-        let all = containers
-        for (taskID, container) in all {
-            do {
-                try await executor.remove(container, force: true)
-            } catch {
-                logger.warning("removing a task on leaving the swarm", metadata: ["task": "\(taskID.prefix(12))", "error": "\(error)"])
-            }
-            containers[taskID] = nil
-            latest[taskID] = nil
-            acknowledged[taskID] = nil
+        for (taskID, container) in containers {
+            busy.insert(taskID)
+            // Gone at once, as Docker's node removes them when it leaves:
+            // no settle out of the balancers, this node leaves them all.
+            await discard(taskID, container: container, settle: nil)
         }
     }
 
@@ -173,10 +168,12 @@ public actor SwarmTaskRunner: TaskAgent {
         }
     }
 
-    private func discard(_ taskID: String, container: String) async {
+    /// Stops and removes a task's container, first out of its balancers
+    /// for `settle` when given.
+    private func discard(_ taskID: String, container: String, settle: Duration?) async {
         defer { busy.remove(taskID) }
         do {
-            try await executor.leaveServices(container, settle: Self.leaveSettle)
+            if let settle { try await executor.leaveServices(container, settle: settle) }
             try await executor.remove(container, force: true)
         } catch {
             logger.warning("removing a task no longer assigned here", metadata: ["task": "\(taskID.prefix(12))", "error": "\(error)"])

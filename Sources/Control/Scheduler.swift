@@ -93,7 +93,7 @@ public enum Scheduler {
         // not there) is tried after every other: the task moves on rather
         // than being rejected by the same node again and again.
         let mistrust = { (node: SwarmNode) in load.mistrust(of: node.id, for: task.serviceID) }
-        let leastMistrusted = candidates.map(mistrust).min()!
+        let leastMistrusted = candidates.map(mistrust).min(by: <)!
         candidates = candidates.filter { mistrust($0) == leastMistrusted }
         for descriptor in task.template.placement.spreadOver {
             candidates = leastLoadedGroup(candidates, by: descriptor, service: task.serviceID, load: load)
@@ -165,13 +165,12 @@ public enum Scheduler {
         func hostPorts(of service: String) -> Set<HostPort> { servicePorts[service] ?? [] }
         func hostPortsInUse(on node: String) -> Set<HostPort> { portsInUse[node] ?? [] }
 
-        /// Why not to place the service's next task on the node: its recent
-        /// rejections first, then its failures once they reach
-        /// `failuresBeforeAvoided`. Lower is better; 0 for most nodes.
-        func mistrust(of node: String, for service: String) -> Int {
-            let rejected = rejections[service]?[node] ?? 0
+        /// Why not to place the service's next task on the node, in order:
+        /// its recent rejections, then its failures once they reach
+        /// `failuresBeforeAvoided`. Lower is better; (0, 0) for most nodes.
+        func mistrust(of node: String, for service: String) -> (rejections: Int, failures: Int) {
             let failed = failures[service]?[node] ?? 0
-            return rejected * 1_000 + (failed >= Scheduler.failuresBeforeAvoided ? failed : 0)
+            return (rejections[service]?[node] ?? 0, failed >= Scheduler.failuresBeforeAvoided ? failed : 0)
         }
     }
 }

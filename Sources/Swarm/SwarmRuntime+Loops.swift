@@ -187,10 +187,7 @@ extension SwarmRuntime {
     private func leaveAfterRemoval() async {
         guard let membership else { return }
         let identity = membership.identity
-        await shutdown()
-        await configuration.taskAgent?.removeAll()
-        try? FileManager.default.removeItem(atPath: configuration.directory)
-        await configuration.onNetworking(nil)
+        await forgetSwarm()
         lastError = "node \(identity.peer.nodeID) was removed from the swarm"
     }
 

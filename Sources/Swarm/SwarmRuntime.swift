@@ -438,11 +438,17 @@ public actor SwarmRuntime {
                 }
             }
         }
+        await forgetSwarm()
+        logger.info("left the swarm")
+    }
+
+    /// Out of the swarm, left or removed: the loops stop, the tasks'
+    /// containers go, the swarm's files go, and the data plane leaves it.
+    func forgetSwarm() async {
         await shutdown()
         await configuration.taskAgent?.removeAll()
         try? FileManager.default.removeItem(atPath: configuration.directory)
         await configuration.onNetworking(nil)
-        logger.info("left the swarm")
     }
 
     // MARK: - Pieces

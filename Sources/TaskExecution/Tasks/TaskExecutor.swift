@@ -184,15 +184,21 @@ public actor TaskExecutor {
         if let healthcheck = current.healthcheck { current.health = HealthStatus(); startHealthChecks(current.id, healthcheck) }
         tasks[current.id] = current
         try? persist(current)
-        // Without a health check, a backend from now on (Docker activates
-        // the service binding here too), and before the task is reported
-        // running: a rolling update retires the old task only after that.
-        if current.healthcheck == nil, !current.attachments.isEmpty, !draining.contains(current.id) {
-            await networking.setHealth(namespace: current.namespace, healthy: true)
-            current = tasks[current.id] ?? current
-        }
+        // Before the task is reported running: a rolling update retires
+        // the old task only after that.
+        if await serveWithoutHealthCheck(current) { current = tasks[current.id] ?? current }
         notify(current)
         return current
+    }
+
+    /// A running task without a health check is a backend of its services
+    /// (Docker activates the service binding once the container starts); one
+    /// with a health check becomes one when it passes. Whether it was made one.
+    @discardableResult
+    private func serveWithoutHealthCheck(_ record: TaskRecord) async -> Bool {
+        guard record.healthcheck == nil, !record.attachments.isEmpty, !draining.contains(record.id) else { return false }
+        await networking.setHealth(namespace: record.namespace, healthy: true)
+        return true
     }
 
     // MARK: - Stop and remove
@@ -380,9 +386,7 @@ public actor TaskExecutor {
                 if record.state == .running, let healthcheck = record.healthcheck { startHealthChecks(id, healthcheck) }
                 // The previous daemon may have died between starting it and
                 // making it a backend (a no-op when it had done so).
-                if record.state == .running, record.healthcheck == nil, !record.attachments.isEmpty {
-                    await networking.setHealth(namespace: record.namespace, healthy: true)
-                }
+                if record.state == .running { await serveWithoutHealthCheck(record) }
                 logger.info("adopted a running task", metadata: ["task": "\(record.shortID)", "state": "\(record.state.rawValue)"])
                 continue
             }
