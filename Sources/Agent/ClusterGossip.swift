@@ -5,28 +5,19 @@ import GossipRuntime
 import Logging
 import Synchronization
 
-/// Carries the cluster's facts between daemons over gossip, the way
-/// libnetwork's NetworkDB does:
-///
-/// - network definitions, in the table `networks` of the cluster-wide gossip
-///   network `swarmnet.cluster` (written by the node that allocates them);
-/// - endpoint records, in the table `endpoints` of each network's own gossip
-///   network, written by the endpoint's host. A node joins a network's gossip
-///   network while it has endpoints there, so entries travel only among the
-///   hosts that need them.
+/// Carries the fast-changing facts of a swarm between its nodes over
+/// gossip, the way libnetwork's NetworkDB does: endpoint records, in the
+/// table `endpoints` of each network's own gossip network, written by the
+/// endpoint's host. Definitions (networks, services, allocations) are not
+/// gossiped: they live in the managers' Raft store and reach nodes over
+/// their mutual-TLS sessions.
 ///
 /// Values are the records' JSON. The gossip layer owns convergence
 /// (anti-entropy, suspended entries of failed nodes, tombstones); this type
 /// only translates.
 public final class ClusterGossip: Sendable {
     public static let clusterNetwork = "swarmnet.cluster"
-    public static let networksTable = "networks"
     public static let endpointsTable = "endpoints"
-    /// Service definitions (with their VIPs and published ports), written by
-    /// the manager that allocated them.
-    public static let servicesTable = "services"
-    /// Manager node → its cluster API address ("HOST:PORT").
-    public static let managersTable = "managers"
 
     public let node: LiveGossipNode
     let logger: Logger
@@ -61,22 +52,6 @@ public final class ClusterGossip: Sendable {
 
     // MARK: - Writing (this node's own entries)
 
-    public func publish(network record: NetworkRecord) throws {
-        try node.put(network: Self.clusterNetwork, table: Self.networksTable, key: record.id, value: Self.encode(record))
-    }
-
-    public func withdraw(networkID: String) throws {
-        try node.delete(network: Self.clusterNetwork, table: Self.networksTable, key: networkID)
-    }
-
-    public func publish(service record: ServiceRecord) throws {
-        try node.put(network: Self.clusterNetwork, table: Self.servicesTable, key: record.id, value: Self.encode(record))
-    }
-
-    public func withdraw(serviceID: String) throws {
-        try node.delete(network: Self.clusterNetwork, table: Self.servicesTable, key: serviceID)
-    }
-
     public func publish(endpoint record: EndpointRecord) throws {
         if !node.networks().contains(record.networkID) { try node.joinNetwork(record.networkID) }
         try node.put(network: record.networkID, table: Self.endpointsTable, key: record.id, value: Self.encode(record))
@@ -93,42 +68,7 @@ public final class ClusterGossip: Sendable {
         if lastOnNetwork { try? node.leaveNetwork(record.networkID) }
     }
 
-    public func publish(manager address: String) throws {
-        try node.put(network: Self.clusterNetwork, table: Self.managersTable, key: node.name, value: Array(address.utf8))
-    }
-
     // MARK: - Reading (everyone's entries)
-
-    /// Cluster API addresses of the managers gossip knows.
-    public func managerAddresses() -> [String] {
-        node.entries(network: Self.clusterNetwork, table: Self.managersTable).map { String(decoding: $0.value, as: UTF8.self) }
-    }
-
-    /// The network definitions gossip holds: those published (visible, or
-    /// suspended while their writer is down) and the IDs of those deleted
-    /// (tombstones).
-    public func networkView() -> (published: [NetworkRecord], deleted: [String]) {
-        clusterView(NetworkRecord.self, table: Self.networksTable)
-    }
-
-    /// The service definitions gossip holds, as `networkView`.
-    public func serviceView() -> (published: [ServiceRecord], deleted: [String]) {
-        clusterView(ServiceRecord.self, table: Self.servicesTable)
-    }
-
-    func clusterView<Record: Decodable>(_ type: Record.Type, table: String) -> (published: [Record], deleted: [String]) {
-        guard let dump = try? node.dump(network: Self.clusterNetwork, table: table) else { return ([], []) }
-        var published: [Record] = []
-        var deleted: [String] = []
-        for entry in dump.entries {
-            if entry.deleting {
-                deleted.append(entry.key)
-            } else if let bytes = Data(base64Encoded: entry.base64), let record = try? Self.decode(Record.self, Array(bytes)) {
-                published.append(record)
-            }
-        }
-        return (published, deleted)
-    }
 
     /// Endpoint records of every network this node has joined.
     public func endpoints() -> [EndpointRecord] {

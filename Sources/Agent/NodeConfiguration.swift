@@ -22,11 +22,6 @@ public struct NodeConfiguration: Sendable {
     public var reconcileInterval: Duration
     /// How often local backends with a TCP health port are probed.
     public var healthInterval: Duration
-    /// Until the Raft layer is wired in, one node allocates networks.
-    public var isManager: Bool
-    /// Where a manager serves the cluster API ("HOST:PORT"), published
-    /// through gossip so that workers can ask it for addresses.
-    public var clusterAPIAddress: String?
     /// Whether workload namespaces get the embedded DNS server at 127.0.0.11.
     public var embeddedDNS: Bool
     /// Resolvers for names that are not services ("ADDRESS[:PORT]"); nil
@@ -41,7 +36,7 @@ public struct NodeConfiguration: Sendable {
 
     public init(nodeName: String, stateDirectory: String, socketPath: String, dataPathAddress: IPAddress,
                 underlayDevice: String, namespacePrefix: String, vxlanPort: UInt16 = 4789, underlayMTU: UInt32 = 1500,
-                reconcileInterval: Duration = .seconds(5), isManager: Bool = true, clusterAPIAddress: String? = nil,
+                reconcileInterval: Duration = .seconds(5),
                 embeddedDNS: Bool = true, dnsUpstreams: [String]? = nil, loadBalancer: LoadBalancerChoice = .auto,
                 healthInterval: Duration = .seconds(5)) {
         self.healthInterval = healthInterval
@@ -57,8 +52,6 @@ public struct NodeConfiguration: Sendable {
         self.vxlanPort = vxlanPort
         self.underlayMTU = underlayMTU
         self.reconcileInterval = reconcileInterval
-        self.isManager = isManager
-        self.clusterAPIAddress = clusterAPIAddress
     }
 }
 

@@ -99,39 +99,12 @@ extension NodeDaemon: SwarmnetDebugBackend {
 }
 
 extension NodeDaemon {
-    /// The gossip keyring by fingerprint, primary first.
+    /// The gossip keyring by fingerprint, primary first: the swarm's keys,
+    /// which the managers make and rotate.
     public func gossipKeys() async throws -> [GossipKeyView] {
-        guard let gossip else { throw APIError(.serviceUnavailable, "this node runs without gossip (--no-gossip)") }
-        guard let keyring = gossip.node.keyring() else {
-            throw APIError(.badRequest, "gossip is not encrypted on this node: start swarmnetd with --gossip-key to use a keyring")
+        guard let keyring = gossip?.node.keyring() else {
+            throw APIError(.serviceUnavailable, "gossip runs only in a swarm, encrypted with the swarm's keys: this node is in no swarm (or runs with --no-gossip)")
         }
         return keyring.keys.enumerated().map { GossipKeyView(fingerprint: $1.fingerprint, primary: $0 == 0) }
-    }
-
-    /// One step of a key rotation: install, use, or remove a key (in that
-    /// order when a request names several). A step that fails changes nothing
-    /// after it, and the error names the key by fingerprint.
-    public func changeGossipKeys(_ request: GossipKeyRequest) async throws -> [GossipKeyView] {
-        guard let gossip else { throw APIError(.serviceUnavailable, "this node runs without gossip (--no-gossip)") }
-        func key(_ text: String) throws -> GossipKey {
-            do { return try GossipKey(base64: text) } catch {
-                throw APIError(.badRequest, "invalid gossip key: \(error)")
-            }
-        }
-        let steps = (install: try request.install.map(key), use: try request.use.map(key), remove: try request.remove.map(key))
-        guard steps.install != nil || steps.use != nil || steps.remove != nil else {
-            throw APIError(.badRequest, "name a key to Install, Use or Remove")
-        }
-        do {
-            if let install = steps.install { try gossip.node.installKey(install) }
-            if let use = steps.use { try gossip.node.useKey(use) }
-            if let remove = steps.remove { try gossip.node.removeKey(remove) }
-        } catch {
-            throw APIError(.badRequest, "gossip keyring: \(error)")
-        }
-        logger.notice("gossip keyring changed", metadata: [
-            "installed": "\(steps.install?.fingerprint ?? "-")", "primary": "\(steps.use?.fingerprint ?? "-")",
-            "removed": "\(steps.remove?.fingerprint ?? "-")"])
-        return try await gossipKeys()
     }
 }

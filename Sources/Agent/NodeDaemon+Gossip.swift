@@ -6,25 +6,20 @@ import GossipRuntime
 import Overlay
 
 /// The daemon's side of the gossip layer: what it publishes and how it
-/// takes the cluster's view (network definitions, remote endpoints).
+/// takes the other hosts' endpoints. Gossip runs only in a swarm, always
+/// encrypted with the keys the managers hand out: a node in no swarm has
+/// no gossip socket at all, so nothing on the underlay can read its
+/// endpoints or publish one to it.
 extension NodeDaemon {
-    /// Connects the node to the cluster's gossip: republishes what this node
-    /// owns (after a restart, others may hold older versions) and follows
-    /// every change until cancelled.
+    /// One gossip session, from entering a swarm (or starting in one) to
+    /// leaving it: republishes what this node owns (after a restart,
+    /// others may hold older versions) and follows every change until the
+    /// session is stopped (`leaveSwarmGossip`) or cancelled.
     public func runGossip(_ gossip: ClusterGossip) async {
+        guard let (keys, hosts, port) = swarmGossip else { return } // left the swarm meanwhile
         self.gossip = gossip
-        if let (keys, hosts, port) = swarmGossip { await enterSwarmGossip(keys: keys, managerHosts: hosts, port: port) }
+        await enterSwarmGossip(keys: keys, managerHosts: hosts, port: port)
         for endpoint in localEndpoints() { publish(endpoint) }
-        // In a swarm the managers hand out the definitions, not gossip.
-        if configuration.isManager && allocator == nil {
-            for network in state.networks.values { publish(network) }
-            for service in state.services.values { publish(service) }
-            if let address = configuration.clusterAPIAddress {
-                do { try gossip.publish(manager: address) } catch {
-                    logger.error("publishing the cluster API address", metadata: ["error": "\(error)"])
-                }
-            }
-        }
         refreshFromGossip()
         for await event in gossip.events() {
             // An endpoint's change is applied by itself: taking the whole
@@ -59,29 +54,9 @@ extension NodeDaemon {
         syncPeersSoon(of: networks, thenWake: record.serviceID != nil || previous?.serviceID != nil)
     }
 
-    /// Takes the cluster's view from gossip: workers replicate the network
-    /// definitions; every node learns the endpoints of other hosts.
+    /// Takes the other hosts' endpoints from gossip, whole.
     func refreshFromGossip() {
         guard let gossip else { return }
-        if !configuration.isManager && allocator == nil {
-            // Add what the manager published; drop only what it deleted
-            // (a tombstone), never what is merely unseen (not yet synced) or
-            // suspended (the manager is down), nor a network with endpoints here.
-            let view = gossip.networkView()
-            var next = state
-            for record in view.published { next.networks[record.id] = record }
-            for id in view.deleted where !next.endpoints.values.contains(where: { $0.networkID == id }) {
-                next.networks[id] = nil
-            }
-            let services = gossip.serviceView()
-            for record in services.published { next.services[record.id] = record }
-            for id in services.deleted { next.services[id] = nil }
-            if next != state {
-                let servicesChanged = next.services != state.services
-                try? commit(next)
-                if servicesChanged { wakeForChange() }
-            }
-        }
         if gossipFollows?.networks != state.networks || gossipFollows?.endpoints != state.endpoints { followGossipNetworks() }
         let remote = gossip.endpoints().filter { $0.node != nodeID }
         let updated = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -152,63 +127,57 @@ extension NodeDaemon {
         }
     }
 
-    func publish(_ service: ServiceRecord) {
-        do { try gossip?.publish(service: service) } catch {
-            logger.error("publishing service", metadata: ["service": "\(service.name)", "error": "\(error)"])
-        }
-    }
-
-    /// Publishes a new definition before it is committed: one that gossip
-    /// cannot carry (larger than a packet) is refused at the API with what
-    /// to change, never recorded here and silently missing elsewhere.
-    func publishOrRefuse(_ network: NetworkRecord) throws {
-        do { try gossip?.publish(network: network) } catch let error as GossipTableError {
-            throw Self.refusal(error, what: "network \(network.name)", fix: "use fewer or shorter labels and options")
-        }
-    }
-
-    func publishOrRefuse(_ service: ServiceRecord) throws {
-        do { try gossip?.publish(service: service) } catch let error as GossipTableError {
-            throw Self.refusal(error, what: "service \(service.name)", fix: "use fewer or shorter labels, ports and networks")
-        }
-    }
-
-    static func refusal(_ error: GossipTableError, what: String, fix: String) -> APIError {
-        if case .tooLarge(_, let size, let limit) = error {
-            return APIError(.badRequest, "the definition of \(what) is \(size) bytes encoded, more than the \(limit) bytes one gossip message carries to the other nodes: \(fix)")
-        }
-        return APIError(.internalServerError, "cannot publish \(what) to the other nodes: \(error)")
-    }
-
-    func publish(_ network: NetworkRecord) {
-        do { try gossip?.publish(network: network) } catch {
-            logger.error("publishing network", metadata: ["network": "\(network.name)", "error": "\(error)"])
-        }
-    }
-
 }
 
 extension NodeDaemon {
-    /// Entering a swarm: gossip is encrypted with the swarm's keys from now
-    /// on (the first one seals; all open), and joins through the managers.
-    /// A node that leaves keeps its keys: it no longer hears the swarm.
+    /// Entering a swarm, or its keys or managers changing: a running
+    /// session is encrypted with the swarm's keys from now on (the first
+    /// one seals; all open) and joins through the managers; without one,
+    /// the gossip service is asked to start it with these keys.
     public func enterSwarmGossip(keys: [String], managerHosts: [String], port: Int) async {
         swarmGossip = (keys, managerHosts, port)
-        guard let gossip else { return } // applied when gossip starts (runGossip)
-        let parsed = keys.compactMap { try? GossipKey(base64: $0) }
-        guard let primary = parsed.first else {
+        guard let gossip else {
+            gossipSessionRequest.yield()
+            return
+        }
+        guard let keyring = swarmGossipKeyring() else {
             logger.error("the swarm sent no usable gossip key; gossip stays as it was")
             return
         }
-        let current = gossip.node.keyring()?.keys ?? []
-        if current != parsed {
-            gossip.node.replaceKeyring(Keyring(primary: primary, others: Array(parsed.dropFirst())))
-            logger.notice("gossip is encrypted with the swarm's keys", metadata: ["primary": "\(primary.fingerprint)"])
+        if gossip.node.keyring()?.keys != keyring.keys {
+            gossip.node.replaceKeyring(keyring)
+            logger.notice("gossip is encrypted with the swarm's keys", metadata: ["primary": "\(keyring.primary.fingerprint)"])
         }
         let seeds = managerHosts.compactMap { try? NodeAddress(parsing: "\($0):\(port)") }
         guard !seeds.isEmpty else { return }
         if (try? await gossip.node.join(seeds)) == nil {
             logger.warning("could not reach the managers' gossip yet", metadata: ["seeds": "\(seeds)"])
         }
+    }
+
+    /// Asks the gossip service for a session again (one failed to start).
+    public func requestGossipSession() {
+        if swarmGossip != nil && gossip == nil { gossipSessionRequest.yield() }
+    }
+
+    /// The keyring a gossip session starts with: the swarm's keys; nil
+    /// outside a swarm, or when none of them can be used.
+    public func swarmGossipKeyring() -> Keyring? {
+        let keys = (swarmGossip?.keys ?? []).compactMap { try? GossipKey(base64: $0) }
+        guard let primary = keys.first else { return nil }
+        return Keyring(primary: primary, others: Array(keys.dropFirst()))
+    }
+
+    /// Leaving the swarm: the session leaves gracefully (the others see
+    /// "left", not "failed") and stops, and the other hosts' endpoints are
+    /// forgotten. The next swarm starts a new session with its own keys.
+    public func leaveSwarmGossip() async {
+        swarmGossip = nil
+        guard let gossip else { return }
+        self.gossip = nil
+        await gossip.stop()
+        remoteEndpoints = [:]
+        gossipFollows = nil
+        wake()
     }
 }

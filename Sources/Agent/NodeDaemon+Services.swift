@@ -3,15 +3,15 @@ import DockerAPI
 import Foundation
 import Logging
 
-/// Services through the Docker-shaped API: the manager validates and
-/// allocates (VIPs, published ports, the ingress network), records, and
-/// publishes the definition over gossip; every node balances over the
-/// service's backends, wherever they run (see NodeDaemon+Balancing).
+/// A node in no swarm: network-only services through the Docker-shaped API
+/// (`swarmnet service create`). The node validates and allocates (VIPs,
+/// published ports, the ingress network) and records them; its workloads
+/// are attached as backends by name (`network connect --service`). In a
+/// swarm the managers hold services, with tasks (SwarmServicesAPI), and
+/// every node balances over their backends wherever they run (see
+/// NodeDaemon+Balancing).
 extension NodeDaemon {
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
-        guard configuration.isManager else {
-            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
-        }
         let request = ServiceRequest(spec)
         // Awaited before the state is copied, so no concurrent commit is overwritten.
         let hostRoutes = !request.ports.isEmpty && state.ingressNetwork == nil ? try await hostRoutesForAllocation() : nil
@@ -21,15 +21,7 @@ extension NodeDaemon {
             ingressCreated = try Self.mapping { try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
         }
         let record = try Self.mapping { try next.createService(request, id: Identifier.make(), now: Date()) }
-        try publishOrRefuse(record)
-        do {
-            if let ingressCreated { try publishOrRefuse(ingressCreated) }
-            try commit(next)
-        } catch {
-            try? gossip?.withdraw(serviceID: record.id)
-            if let ingressCreated { try? gossip?.withdraw(networkID: ingressCreated.id) }
-            throw error
-        }
+        try commit(next)
         if let ingressCreated {
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
         }
@@ -62,15 +54,9 @@ extension NodeDaemon {
     }
 
     public func removeService(_ reference: String) async throws {
-        guard configuration.isManager else {
-            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.")
-        }
         var next = state
         let record = try Self.mapping { try next.removeService(reference) }
         try commit(next)
-        do { try gossip?.withdraw(serviceID: record.id) } catch {
-            logger.error("withdrawing service", metadata: ["service": "\(record.name)", "error": "\(error)"])
-        }
         for endpoint in localEndpoints() where state.endpoints[endpoint.id] != nil { publish(endpoint) }
         wakeForChange()
         logger.info("removed service", metadata: ["service": "\(record.name)", "id": "\(record.id.prefix(12))"])
@@ -88,13 +74,11 @@ extension NodeDaemon {
         wakeForChange()
     }
 
-    /// Every endpoint this node knows: its own, those it allocated for
-    /// workers (on a manager), and those gossip reports from other hosts.
+    /// Every endpoint this node knows: its own, and those gossip reports
+    /// from other hosts.
     func allEndpoints() -> [EndpointRecord] {
         var all = remoteEndpoints
-        // A remote endpoint's gossip record wins over the allocating
-        // node's copy: only the record carries the task's health.
-        for (id, endpoint) in state.endpoints where endpoint.node == nodeID || all[id] == nil { all[id] = endpoint }
+        for (id, endpoint) in state.endpoints where endpoint.node == nodeID { all[id] = endpoint }
         // Nodes the swarm's managers marked down serve nothing any more.
         return all.values.filter { $0.node == nodeID || !downNodes.contains($0.node) }
     }

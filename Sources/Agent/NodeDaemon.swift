@@ -44,11 +44,13 @@ public actor NodeDaemon: DockerBackend {
     /// This node's endpoints as `state` has them, for the kernel worker.
     private let localEndpointIDs = LocalEndpointIDs()
     private let watcher: SandboxWatcher
-    /// The gossip layer, once started; nil runs the node alone.
+    /// The gossip session while this node is in a swarm; nil outside one
+    /// (or with --no-gossip).
     var gossip: ClusterGossip?
-    /// In a swarm: how this node reaches the managers' cluster API (TLS
-    /// with its certificate); nil before a swarm (plain TCP).
-    var secureClusterTransport: SecureClusterTransport?
+    /// Asks the gossip service for a session: the node entered a swarm.
+    let gossipSessionRequest: AsyncStream<Void>.Continuation
+    /// What the gossip service waits on (`gossipSessionRequest`).
+    public nonisolated let gossipSessionRequests: AsyncStream<Void>
     /// In a swarm: the managers, which hold the cluster's allocations in
     /// Raft. Networks, services and addresses then come from them, and
     /// `state` keeps only this node's own endpoints.
@@ -98,6 +100,7 @@ public actor NodeDaemon: DockerBackend {
         let (wakeups, wakeReconciler) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wakeups = wakeups
         self.wakeReconciler = wakeReconciler
+        (gossipSessionRequests, gossipSessionRequest) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         watcher = SandboxWatcher(wake: { [passRequest] in
             passRequest.requestFull()
             wakeReconciler.yield()
@@ -155,19 +158,11 @@ public actor NodeDaemon: DockerBackend {
             try commit(next, touching: [.network(record.id)])
             return NetworkCreateResponse(id: record.id)
         }
-        guard configuration.isManager else {
-            throw APIError(.serviceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
-        }
+        // A node in no swarm allocates for itself, alone.
         let hostRoutes = try await hostRoutesForAllocation()
         var next = state
         let record = try Self.mapping { try next.createNetwork(networkRequest, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
-        try publishOrRefuse(record)
-        do {
-            try commit(next, touching: [.network(record.id)])
-        } catch {
-            try? gossip?.withdraw(networkID: record.id)
-            throw error
-        }
+        try commit(next, touching: [.network(record.id)])
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
         return NetworkCreateResponse(id: record.id)
@@ -222,7 +217,6 @@ public actor NodeDaemon: DockerBackend {
         var next = state
         _ = try Self.mapping { try next.removeNetwork(record.id) }
         try commit(next, touching: [.network(record.id)])
-        try? gossip?.withdraw(networkID: record.id)
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
 
@@ -295,7 +289,7 @@ public actor NodeDaemon: DockerBackend {
         return endpoint
     }
 
-    /// Allocates (here on a manager, at the manager on a worker), records,
+    /// Allocates (at the swarm's managers, or here outside a swarm), records,
     /// and attaches one endpoint; a kernel failure undoes the record and the
     /// allocation.
     @discardableResult
@@ -316,8 +310,8 @@ public actor NodeDaemon: DockerBackend {
             let alias = attached.namespacePath == namespace.path ? "" : " (as \(attached.namespacePath))"
             throw APIError(.forbidden, "endpoint \(name) is already attached to network \(record.name)\(alias)")
         }
-        // The manager allocates every address (it holds all allocations);
-        // a worker asks it over the cluster API.
+        // In a swarm the managers allocate every address (they hold all
+        // allocations, in Raft); a node in no swarm allocates its own.
         let allocation = AllocationRequest(
             endpointID: Identifier.make(), network: record.id, node: nodeID, nodeName: configuration.nodeName,
             namespacePath: namespace.path, name: name, requestedAddress: requestedAddress, vtep: configuration.dataPathAddress,
@@ -331,12 +325,9 @@ public actor NodeDaemon: DockerBackend {
         if let allocator {
             allocated = try await allocator.allocate(allocation)
             next = state
-        } else if configuration.isManager {
+        } else {
             next = state
             allocated = try Self.mapping { try next.addEndpointRecord(allocation) }
-        } else {
-            allocated = try await askManager(allocation)
-            next = state
         }
         allocated.aliases = aliases.isEmpty ? nil : aliases
         // Recorded (and gossiped) out of the balancers from the start, not
@@ -551,9 +542,9 @@ public actor NodeDaemon: DockerBackend {
             operatingSystem: "swarmnet", osType: "linux", architecture: "x86_64", serverVersion: SwarmnetVersion.current,
             containers: state.endpoints.values.filter { $0.node == nodeID }.count, images: 0, driver: "none",
             systemTime: Date().rfc3339,
-            swarm: SwarmInfo(nodeID: nodeID, nodeAddr: configuration.dataPathAddress.description, localNodeState: "active",
-                             controlAvailable: configuration.isManager, error: "",
-                             nodes: 1 + Set(remoteEndpoints.values.map(\.node)).count, managers: 1))
+            // The swarm's runtime answers for a node in a swarm (DockerRouter).
+            swarm: SwarmInfo(nodeID: "", nodeAddr: "", localNodeState: "inactive", controlAvailable: false, error: "",
+                             nodes: 0, managers: 0))
     }
 
     static func kernelRelease() -> String {

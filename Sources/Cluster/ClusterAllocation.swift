@@ -34,9 +34,8 @@ public struct AllocationRequest: Codable, Sendable {
 }
 
 /// Where a node's daemon takes its cluster-wide allocations from in a
-/// swarm: the managers, which hold them in Raft. Before a swarm the daemon
-/// allocates itself (or asks the one node that does). Errors reach the
-/// caller as the Docker API's.
+/// swarm: the managers, which hold them in Raft. A node in no swarm
+/// allocates for itself, alone. Errors reach the caller as the Docker API's.
 public protocol ClusterAllocator: Sendable {
     /// Validates and allocates a network (subnet, gateway, VNI). `hostRoutes`
     /// are the asking host's routes, which the subnet may not overlap.

@@ -128,12 +128,9 @@ public struct DockerRouter: Sendable {
         default:
             break
         }
-        if let debug, segments == ["swarmnet", "gossip", "keys"] {
-            switch method {
-            case .GET: return try Self.json(.ok, await debug.gossipKeys())
-            case .POST: return try Self.json(.ok, await debug.changeGossipKeys(try Self.decode(GossipKeyRequest.self, body)))
-            default: break
-            }
+        // Read only: in a swarm the managers make and rotate the keys.
+        if let debug, method == .GET, segments == ["swarmnet", "gossip", "keys"] {
+            return try Self.json(.ok, await debug.gossipKeys())
         }
         if let debug, method == .GET, segments.count >= 3, segments[0] == "swarmnet", segments[1] == "debug" {
             switch (segments[2], segments.count) {

@@ -121,7 +121,7 @@ public struct HTTPServerLimits: Sendable {
 /// answered); each is bounded by `HTTPServerLimits`.
 public struct UnixHTTPServer: Sendable {
     /// Where the server listens: the API's unix socket, or a TCP address
-    /// (the manager's cluster API).
+    /// (the manager endpoint, behind TLS).
     public enum Listen: Sendable, CustomStringConvertible {
         case unix(String)
         case tcp(host: String, port: Int)

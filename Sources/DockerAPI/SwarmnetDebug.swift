@@ -180,23 +180,6 @@ public struct GossipKeyView: Codable, Sendable, Equatable {
     }
 }
 
-/// `POST /swarmnet/gossip/keys`: one step of a key rotation (base64 AES-256
-/// keys). Rotate without a gap by running each step on every node before the
-/// next: install the new key, use it, remove the old one.
-public struct GossipKeyRequest: Codable, Sendable {
-    public var install: String?
-    public var use: String?
-    public var remove: String?
-
-    enum CodingKeys: String, CodingKey { case install = "Install", use = "Use", remove = "Remove" }
-
-    public init(install: String? = nil, use: String? = nil, remove: String? = nil) {
-        self.install = install
-        self.use = use
-        self.remove = remove
-    }
-}
-
 /// What the daemon provides for swarmnet's debugging endpoints.
 public protocol SwarmnetDebugBackend: Sendable {
     func debugOverlay(network: String) async throws -> OverlayDebugReport
@@ -205,5 +188,4 @@ public protocol SwarmnetDebugBackend: Sendable {
     func debugLoadBalancers(service: String?) async throws -> [BalancerTableReport]
     func debugDNS(name: String, container: String?) async throws -> DNSDebugReport
     func gossipKeys() async throws -> [GossipKeyView]
-    func changeGossipKeys(_ request: GossipKeyRequest) async throws -> [GossipKeyView]
 }

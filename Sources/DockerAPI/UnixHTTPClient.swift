@@ -8,7 +8,7 @@ import Foundation
 /// response read to EOF.
 public struct UnixHTTPClient: Sendable {
     public let socketPath: String
-    /// Set for a TCP peer (the manager's cluster API) instead of a unix socket.
+    /// Set for a TCP peer (a Raft node's debug API) instead of a unix socket.
     public let tcp: (host: String, port: UInt16)?
     /// Send and receive timeout, for TCP peers that may be gone.
     public let timeoutSeconds: Int

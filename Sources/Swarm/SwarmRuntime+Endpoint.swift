@@ -15,7 +15,6 @@ import X509
 extension SwarmRuntime {
     /// Binds the endpoint; the server runs in a task of the membership.
     func startEndpoint(local: LocalSwarmState, identity: NodeIdentity) async throws {
-        await configuration.beforeBindingEndpoint()
         var server = UnixHTTPServer(
             listen: .tcp(host: local.listenHost, port: local.listenPort), logger: logger,
             limits: HTTPServerLimits(maxBodyBytes: 1 << 20, idleTimeout: .seconds(10), bodyTimeout: .seconds(10), maxConnections: 4096),

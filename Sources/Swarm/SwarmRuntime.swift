@@ -39,9 +39,6 @@ public actor SwarmRuntime {
         /// How often the leader rotates the swarm's gossip key (Swarm
         /// rotates its network keys every 12 hours).
         public var gossipKeyRotation: Duration = .seconds(12 * 3600)
-        /// Called before the manager endpoint binds its port (the daemon
-        /// stops the pre-swarm cluster API there).
-        public var beforeBindingEndpoint: @Sendable () async -> Void = {}
         /// The daemon's own identity (the node its endpoint records name).
         public var engineID: String
         /// Told what the data plane needs whenever it changes: the gossip

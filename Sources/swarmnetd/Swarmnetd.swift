@@ -56,20 +56,11 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "Seconds between TCP health probes of local backends (services created with a health TCP port).")
     var healthInterval: Double = 5
 
-    @Flag(help: "Before a swarm: run as a worker, which asks the node started without --worker for addresses (in a swarm the managers allocate, in Raft).")
-    var worker = false
-
     @Option(help: "Address the gossip layer binds (default: the data-path address).")
     var gossipAddr: String?
 
     @Option(help: "UDP and TCP port of the gossip layer.")
     var gossipPort = 7946
-
-    @Option(help: "A member of the cluster to join through, HOST:PORT (repeatable).", transform: { try NodeAddress(parsing: $0) })
-    var join: [NodeAddress] = []
-
-    @Option(help: "AES-256 gossip key, base64 (repeatable; the first one encrypts, all decrypt).", transform: { try GossipKey(base64: $0) })
-    var gossipKey: [GossipKey] = []
 
     @Option(help: "Seconds between rotations of a swarm's gossip key, on the leader (Swarm rotates its network keys every 12 hours).")
     var gossipKeyRotation: Double = 12 * 3600
@@ -77,10 +68,10 @@ struct Swarmnetd: AsyncParsableCommand {
     @Option(help: "Gossip timings: lan (memberlist's defaults) or fast (ten times faster, for tests).")
     var gossipProfile = "lan"
 
-    @Flag(help: "Run without the gossip layer (a node alone).")
+    @Flag(help: "Run without the gossip layer, even in a swarm (its nodes then learn no endpoint of another host).")
     var noGossip = false
 
-    @Option(help: "TCP port of a manager's cluster API (workers ask it for endpoint addresses), on the data-path address.")
+    @Option(help: "TCP port of the manager endpoint (mutual TLS) when `swarm init` or `join` names no port in --listen-addr.")
     var clusterPort = 2377
 
     @Option(help: "Resolver the embedded DNS forwards other names to, ADDRESS[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).")
@@ -146,8 +137,7 @@ struct Swarmnetd: AsyncParsableCommand {
         var configuration = NodeConfiguration(
             nodeName: name, stateDirectory: stateDir, socketPath: socket, dataPathAddress: address,
             underlayDevice: device, namespacePrefix: namespacePrefix, vxlanPort: vxlanPort, underlayMTU: mtu,
-            reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)), isManager: !worker,
-            clusterAPIAddress: worker ? nil : "\(address):\(clusterPort)",
+            reconcileInterval: .milliseconds(Int(reconcileInterval * 1000)),
             embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream,
             loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!, healthInterval: .milliseconds(Int(healthInterval * 1000)))
         configuration.runtime = runtime
@@ -167,13 +157,9 @@ struct Swarmnetd: AsyncParsableCommand {
             throw ValidationError("another daemon is serving \(socket); stop it first, or give this one its own --socket")
         }
         logger.info("starting", metadata: ["socket": "\(socket)", "dataPath": "\(address)", "underlay": "\(device)",
-                                           "stateDir": "\(stateDir)", "manager": "\(!worker)", "descriptorLimit": "\(descriptorLimit)",
+                                           "stateDir": "\(stateDir)", "descriptorLimit": "\(descriptorLimit)",
                                            "loadBalancer": "\(daemon.balancerKind)"])
         let limits = HTTPServerLimits(maxBodyBytes: apiMaxBody, idleTimeout: .milliseconds(Int64(apiIdleTimeout * 1000)))
-        // Before a swarm: the one-manager cluster API on the cluster port.
-        // Once this node inits or joins a swarm, the manager endpoint (TLS)
-        // takes the port.
-        let legacyClusterAPI = CancellableTask()
         let containers = try ContainerService.open(
             configuration: configuration, networking: daemon, shimPath: shim ?? Self.besideExecutable("swarmnet-shim"), logger: logger)
         // Tasks a previous run left: adopted (or reported ended) before the
@@ -185,7 +171,6 @@ struct Swarmnetd: AsyncParsableCommand {
             engineID: daemon.engineID)
         swarmConfiguration.defaultPort = clusterPort
         swarmConfiguration.gossipKeyRotation = .milliseconds(Int64(gossipKeyRotation * 1000))
-        swarmConfiguration.beforeBindingEndpoint = { await legacyClusterAPI.cancel() }
         swarmConfiguration.onClusterDefinitions = { update in await daemon.applyDefinitions(update) }
         swarmConfiguration.localClusterState = { await daemon.clusterStateForSeeding() }
         swarmConfiguration.hostRoutes = { try await daemon.hostRoutesForAllocation() }
@@ -200,12 +185,8 @@ struct Swarmnetd: AsyncParsableCommand {
                     await daemon.setClusterAllocator(SwarmClusterAllocator(runtime: swarm))
                 }
                 await daemon.enterSwarmGossip(keys: networking.gossipKeys, managerHosts: networking.managerHosts, port: gossipPort)
-                await daemon.setSecureClusterTransport { method, address, path, body in
-                    guard let swarm = swarmBox.runtime else { throw ValidationError("the swarm runtime is gone") }
-                    return try await swarm.managerRequest(HTTPMethod(rawValue: method), address, path, body: body)
-                }
             } else {
-                await daemon.setSecureClusterTransport(nil)
+                await daemon.leaveSwarmGossip()
                 await daemon.setClusterAllocator(nil)
                 await daemon.setDownNodes([])
             }
@@ -214,7 +195,6 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmBox.runtime = swarm
         await taskRunner.start(wake: { Task { await swarm.requestHeartbeat() } })
         try await swarm.start()
-        let inSwarm = await swarm.isInSwarm
         var socketLimits = limits
         socketLimits.spool = BodySpool(directory: configuration.stateDirectory + "/images/tmp", maxBytes: apiMaxImage,
                                        accepts: DockerRouter.spoolsBody)
@@ -226,21 +206,11 @@ struct Swarmnetd: AsyncParsableCommand {
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReconcilerService(daemon: daemon))]
         if !noGossip {
-            let keyring = gossipKey.first.map { Keyring(primary: $0, others: Array(gossipKey.dropFirst())) }
-            let gossip = ClusterGossip(name: name, configuration: gossipProfile == "fast" ? .fast : .lan, keyring: keyring, logger: logger)
             services.append(.init(service: GossipService(
-                daemon: daemon, gossip: gossip, bind: gossipAddr ?? address.description, port: gossipPort, seeds: join)))
+                daemon: daemon, name: name, configuration: gossipProfile == "fast" ? .fast : .lan,
+                bind: gossipAddr ?? address.description, port: gossipPort, logger: logger)))
         }
         services.append(.init(service: api))
-        if !worker && !inSwarm {
-            let server = UnixHTTPServer(listen: .tcp(host: address.description, port: clusterPort), logger: logger, limits: limits,
-                                        handler: { request in await ClusterAPI(daemon: daemon).handle(request) })
-            legacyClusterAPI.start { [logger] in
-                do { try await server.run() } catch is CancellationError {} catch {
-                    logger.error("the cluster API stopped", metadata: ["error": "\(error)"])
-                }
-            }
-        }
         let group = ServiceGroup(
             configuration: .init(
                 services: services,
@@ -251,7 +221,6 @@ struct Swarmnetd: AsyncParsableCommand {
         // kernel worker) whatever way it ends.
         var failure: Error?
         do { try await group.run() } catch is CancellationError {} catch { failure = error }
-        await legacyClusterAPI.cancel()
         await swarm.shutdown()
         await daemon.shutdown()
         unlink(socket)
@@ -322,22 +291,6 @@ final class SwarmBox: Sendable {
     }
 }
 
-/// A task that can be stopped from elsewhere, and waited for.
-final class CancellableTask: Sendable {
-    private let task = Mutex<Task<Void, Never>?>(nil)
-
-    func start(_ body: @escaping @Sendable () async -> Void) {
-        task.withLock { $0 = Task { await body() } }
-    }
-
-    /// Cancels the task and returns once it has ended.
-    func cancel() async {
-        guard let running = task.withLock({ current -> Task<Void, Never>? in defer { current = nil }; return current }) else { return }
-        running.cancel()
-        await running.value
-    }
-}
-
 /// Serves the API until graceful shutdown.
 struct APIService: Service {
     let server: UnixHTTPServer
@@ -350,31 +303,37 @@ struct APIService: Service {
     }
 }
 
-/// Runs the gossip layer: binds, joins the cluster (retrying until a seed
-/// answers), follows changes; leaves gracefully on shutdown.
+/// Runs the gossip layer while the node is in a swarm: a session starts
+/// when the swarm hands over its keys (at start-up in a swarm, at init or
+/// join), encrypted with them from its first packet, and ends when the node
+/// leaves the swarm (`NodeDaemon.leaveSwarmGossip`) or shuts down. A node
+/// in no swarm binds no gossip socket.
 struct GossipService: Service {
     let daemon: NodeDaemon
-    let gossip: ClusterGossip
+    let name: String
+    let configuration: GossipConfiguration
     let bind: String
     let port: Int
-    let seeds: [NodeAddress]
+    let logger: Logger
 
     func run() async throws {
-        try await gossip.start(bind: bind, port: port, seeds: [])
         await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await daemon.runGossip(gossip) }
-                group.addTask {
-                    // Seeds may start later than this node: keep trying.
-                    while !seeds.isEmpty && !Task.isCancelled {
-                        if (try? await gossip.node.join(seeds)) != nil { break }
-                        try? await Task.sleep(for: .seconds(1))
-                    }
+            for await _ in daemon.gossipSessionRequests {
+                guard let keyring = await daemon.swarmGossipKeyring() else { continue }
+                let gossip = ClusterGossip(name: name, configuration: configuration, keyring: keyring, logger: logger)
+                do {
+                    try await gossip.start(bind: bind, port: port, seeds: [])
+                } catch {
+                    logger.error("gossip could not start; trying again", metadata: ["error": "\(error)"])
+                    await gossip.stop()
+                    try? await Task.sleep(for: .seconds(1))
+                    await daemon.requestGossipSession()
+                    continue
                 }
-                await group.waitForAll()
+                await daemon.runGossip(gossip)
+                await gossip.stop()
             }
         }
-        await gossip.stop()
     }
 }
 

@@ -2,8 +2,9 @@ import Foundation
 import Testing
 import Namespaces
 
-/// Several swarmnetd on the test bed, joined by gossip: networks and
-/// endpoints travel between hosts and the overlay carries traffic.
+/// Several swarmnetd on the test bed, joined in a swarm (h1 its manager):
+/// networks come from the managers' store, endpoints travel between hosts
+/// by gossip, and the overlay carries traffic.
 @Suite struct ClusterTests {
     /// The address docker assigned to `workload` on `network`, read on `host`.
     private func address(_ testbed: Testbed, _ host: String, _ network: String, _ workload: NetworkNamespace) throws -> String {
@@ -17,12 +18,21 @@ import Namespaces
     }
 
     @Test func networksAndEndpointsSpanHostsAndStayApart() throws {
-        try withTestbed(hosts: 3) { testbed in
+        try withSwarm(hosts: 3) { testbed in
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.70.0.0/24", "red"])
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.71.0.0/24", "blue"])
-            // Workers learn the networks through gossip.
+            // Workers learn the networks from the managers.
             #expect(eventually(5) { (try? testbed.docker("h3", ["network", "ls", "--format", "{{.Name}}"]))?.contains("blue") == true })
             #expect(throws: CommandFailure.self) { try testbed.docker("h2", ["network", "create", "-d", "overlay", "green"]) }
+            // A definition larger than a gossip packet reaches every node
+            // all the same: definitions travel from the managers' store,
+            // not by gossip (it was once silently dropped, issue 14).
+            let label = String(repeating: "x", count: 4000)
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--label", "big=\(label)", "--subnet", "10.74.0.0/24", "big"])
+            #expect(eventually(5) {
+                (try? testbed.docker("h3", ["network", "inspect", "big", "--format", "{{index .Labels \"big\"}}"]))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == label
+            })
 
             let red1 = try testbed.workload("r1"), red2 = try testbed.workload("r2"), red3 = try testbed.workload("r3")
             let blue2 = try testbed.workload("b2")
@@ -76,7 +86,7 @@ import Namespaces
     }
 
     @Test func theManagerAllocatesEveryAddressEvenUnderConcurrentAttaches() throws {
-        try withTestbed(hosts: 3) { testbed in
+        try withSwarm(hosts: 3) { testbed in
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.73.0.0/24", "web"])
             #expect(eventually(5) { ["h2", "h3"].allSatisfy { (try? testbed.docker($0, ["network", "ls", "--format", "{{.Name}}"]))?.contains("web") == true } })
             // Two workloads per host, all six attached at once.
@@ -110,7 +120,7 @@ import Namespaces
     }
 
     @Test func tamperedPeersAndAKilledDaemonHeal() throws {
-        try withTestbed(hosts: 2, reconcileInterval: 30) { testbed in
+        try withSwarm(hosts: 2, reconcileInterval: 30) { testbed in
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.72.0.0/24", "web"])
             let w1 = try testbed.workload("w1"), w2 = try testbed.workload("w2")
             try testbed.docker("h1", ["network", "connect", "web", w1.name!])

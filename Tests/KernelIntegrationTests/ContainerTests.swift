@@ -8,18 +8,19 @@ import TestKit
 /// files, `ip -j`, /proc/mounts.
 @Suite(.serialized) struct ContainerTests {
     /// A test bed with the scripted images loaded on every host and one
-    /// overlay network.
+    /// overlay network; several hosts form a swarm (h1 its manager), and
+    /// the network is attachable, as `docker run --network` needs there.
     func withContainerTestbed(hosts: Int = 1, _ body: (Testbed) throws -> Void) throws {
-        let busybox = try TestImages.path("busybox")
-        let whoami = try TestImages.path("whoami")
-        try withTestbed(hosts: hosts) { testbed in
+        let run = { (testbed: Testbed) throws in
             for host in testbed.hosts.map(\.name) {
-                let loaded = try testbed.docker(host, ["load", "-i", busybox]) + testbed.docker(host, ["load", "-i", whoami])
+                let loaded = try testbed.docker(host, ["load", "-i", try TestImages.path("busybox")])
+                    + testbed.docker(host, ["load", "-i", try TestImages.path("whoami")])
                 #expect(loaded.contains("Loaded image: busybox:latest") && loaded.contains("Loaded image: whoami:latest"))
             }
-            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.93.0.0/24", "web"])
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--attachable", "--subnet", "10.93.0.0/24", "web"])
             try body(testbed)
         }
+        if hosts == 1 { try withTestbed(hosts: 1, run) } else { try withSwarm(hosts: hosts, run) }
     }
 
     func runtimeState(_ testbed: Testbed, _ host: String, _ id: String) throws -> [String: Any]? {

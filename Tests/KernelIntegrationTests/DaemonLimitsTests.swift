@@ -74,8 +74,6 @@ import Glibc
     /// Responses larger than the socket's buffer were cut off for clients
     /// that sent `Connection: close` (the connection closed while the rest
     /// was still queued).
-    /// A node alone (no gossip): a definition this large could not travel
-    /// to other nodes, and is refused where it would have to.
     @Test func largeResponsesReachConnectionCloseClients() throws {
         try withTestbed(hosts: 1, daemonArguments: ["--no-gossip"]) { testbed in
             let label = String(repeating: "x", count: 600_000)

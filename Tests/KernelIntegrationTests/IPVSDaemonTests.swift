@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TestKit
 
-/// swarmnetd with `--lb-backend ipvs` on a two-host test bed: the VIP is an
+/// swarmnetd with `--lb-backend ipvs` on a two-host swarm: the VIP is an
 /// IPVS service in the client's namespace, the published port a
 /// firewall-mark service in each host's namespace, and a removed backend
 /// leaves both. This machine's kernel has no IPVS: the suite runs inside
@@ -31,15 +31,14 @@ struct IPVSDaemonTests {
     @Test func vipAndRoutingMeshThroughIPVS() throws {
         // The lan gossip profile: the fast one's probe timeouts are too
         // tight for the VM's emulated CPU and would report live hosts dead.
-        try withTestbed(hosts: 2, daemonArguments: ["--lb-backend", "ipvs", "--no-embedded-dns", "--gossip-profile", "lan"]) { testbed in
+        try withSwarm(hosts: 2, daemonArguments: ["--lb-backend", "ipvs", "--no-embedded-dns", "--gossip-profile", "lan"]) { testbed in
             #expect(testbed.log("h1").contains("ipvs (IPVS"), "the daemon says which balancer it uses")
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.80.0.0/24", "front"])
-            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8080:80", "web"])
-            #expect(eventually(30) { (try? testbed.swarmnet("h2", ["service", "ls"]))?.contains("web") == true })
+            try ServiceTests.createService(testbed, "web", ["--network", "front", "--publish", "8080:80"])
             var servers: [ServiceTests.NameServer] = []
             for (index, host) in ["h1", "h2"].enumerated() {
                 let backend = try testbed.workload("web\(index + 1)")
-                // A worker asks the manager (learned through gossip) for the address.
+                // The worker learns the service from the manager, and asks it for the address.
                 #expect(eventually(60) {
                     (try? testbed.swarmnet(host, ["network", "connect", "--service", "web", "front", backend.name!])) != nil
                 })
@@ -48,8 +47,8 @@ struct IPVSDaemonTests {
             let client = try testbed.workload("client")
             #expect(eventually(60) { (try? testbed.swarmnet("h2", ["network", "connect", "front", client.name!])) != nil })
             let clientNS = client.name!
-            let vip = try ServiceTests.vip(testbed, "web")
-            let backends = try ["web1", "web2"].map { try ServiceTests.address(testbed, "\(testbed.lab.prefix)\($0)") + ":80" }.sorted()
+            let vip = try ServiceTests.vip(testbed, "web", in: "10.80.0.")
+            let backends = try ["web1", "web2"].map { try ServiceTests.address(of: "\(testbed.lab.prefix)\($0)", in: "10.80.0.") + ":80" }.sorted()
 
             // The client's namespace holds the VIP as an IPVS service with both backends.
             #expect(eventually(30) { Self.realServers(clientNS, service: "TCP \(vip):80") == backends },

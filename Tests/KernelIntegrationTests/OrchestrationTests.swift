@@ -12,15 +12,7 @@ import TestKit
     /// A swarm of one manager (h1) and `workers` workers, with the test
     /// images loaded on every host.
     func withSwarm(workers: Int = 2, _ body: (Testbed) throws -> Void) throws {
-        let busybox = try TestImages.path("busybox")
-        let whoami = try TestImages.path("whoami")
-        try withTestbed(hosts: 1 + workers) { testbed in
-            for host in testbed.hosts.map(\.name) {
-                _ = try testbed.docker(host, ["load", "-i", busybox]) + testbed.docker(host, ["load", "-i", whoami])
-            }
-            try testbed.formSwarm(managers: ["h1"], workers: testbed.hosts.dropFirst().map(\.name))
-            try body(testbed)
-        }
+        try KernelIntegrationTests.withSwarm(hosts: 1 + workers, images: ["busybox", "whoami"], body)
     }
 
     /// `docker service ps` as "NAME NODE DESIRED CURRENT-STATE-WORD" lines.
@@ -167,11 +159,18 @@ import TestKit
             try testbed.docker("h1", ["node", "rm", "h3"])
             #expect(eventually(10) { (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }.count) == 2 })
             #expect(eventually(10) { (try? runningContainers(testbed, "h3").isEmpty) == true }, "h3 left: \(placement(testbed))")
+            // Its gossip session ended with the swarm: no socket, and the
+            // others saw it leave.
+            #expect(eventually(5) { (try? testbed.gossipSockets("h3").isEmpty) == true })
+            #expect(eventually(10) { (try? testbed.aliveGossipPeers("h1").contains("h3")) == false })
             try testbed.docker("h3", ["swarm", "join", "--token", testbed.token("h1", "worker"), testbed.endpoint("h1")])
             #expect(eventually(20) {
                 let running = (try? tasks(testbed, "everywhere").filter { $0.hasSuffix("Running") }) ?? []
                 return running.count == 3 && running.contains { $0.contains(" h3 ") }
             }, "\((try? tasks(testbed, "everywhere", running: false)) ?? [])")
+            // Back in the swarm, a new session: the others hear it again.
+            #expect(eventually(10) { (try? testbed.aliveGossipPeers("h1").contains("h3")) == true },
+                    "h1's peers: \((try? testbed.swarmnet("h1", ["debug", "peers"])) ?? "")")
 
             // Logs from tasks on several nodes, as the CLI prints them.
             try testbed.docker("h1", ["service", "create", "-d", "--name", "talker", "--replicas", "2", "--constraint", "node.role==worker",

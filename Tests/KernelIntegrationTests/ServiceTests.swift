@@ -10,7 +10,9 @@ import Glibc
 /// the routing mesh answers a published port on every host, host-mode ports
 /// keep the client's address, removed backends leave at once, a flushed
 /// table heals, and other networks cannot reach the VIP. nft -j is the
-/// second reader of what swarmnetd programmed.
+/// second reader of what swarmnetd programmed. The backends are the test's
+/// own namespaces with a TCP server thread (`NameServer`), attached to a
+/// service by name: in a swarm, to a swarm service without tasks.
 @Suite(.serialized) struct ServiceTests {
     /// A TCP server in `namespace` that answers every connection with its
     /// name and the client's address, until it is released. It is a thread
@@ -123,46 +125,48 @@ import Glibc
         return output.split(separator: "\n").map(String.init).sorted()
     }
 
-    /// A backend's address on its service network, from `service inspect`.
-    static func address(_ testbed: Testbed, _ workload: String, service: String = "web") throws -> String {
-        let text = try testbed.swarmnet("h1", ["service", "inspect", service])
-        let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
-        for service in services {
-            for backend in service["Backends"] as? [[String: Any]] ?? [] where backend["Name"] as? String == workload {
-                let network = backend["NetworkID"] as? String ?? ""
-                let vips = ((service["Endpoint"] as? [String: Any])?["VirtualIPs"] as? [[String: Any]]) ?? []
-                // The service network, not the ingress network.
-                if vips.isEmpty || vips.contains(where: { $0["NetworkID"] as? String == network }) {
-                    return backend["Address"] as? String ?? ""
-                }
+    /// A workload's address in a subnet (its first three octets, "10.80.0."),
+    /// read in its namespace with `ip -j`.
+    static func address(of namespace: String, in subnet: String) throws -> String {
+        for link in try TestHost.json(["ip", "-n", namespace, "-j", "-4", "addr", "show"]) {
+            for info in link["addr_info"] as? [[String: Any]] ?? [] {
+                if let local = info["local"] as? String, local.hasPrefix(subnet) { return local }
             }
         }
-        throw CommandFailure(arguments: ["address of", workload], status: 1, stderr: text)
+        throw CommandFailure(arguments: ["address of", namespace, "in", subnet], status: 1, stderr: "")
     }
 
-    static func vip(_ testbed: Testbed, _ service: String) throws -> String {
+    /// A service's virtual IP (on the network whose subnet starts with
+    /// `subnet`, or its first), from `service inspect`.
+    static func vip(_ testbed: Testbed, _ service: String, in subnet: String = "") throws -> String {
         let text = try testbed.swarmnet("h1", ["service", "inspect", service])
         let services = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
         let endpoint = try #require(services.first?["Endpoint"] as? [String: Any])
-        let vips = try #require(endpoint["VirtualIPs"] as? [[String: Any]])
-        return String(try #require(vips.first?["Addr"] as? String).split(separator: "/")[0])
+        let vips = try #require(endpoint["VirtualIPs"] as? [[String: Any]]).compactMap { $0["Addr"] as? String }
+        return String(try #require(vips.first { $0.hasPrefix(subnet) }).split(separator: "/")[0])
+    }
+
+    /// A swarm service with no task of its own (`--replicas 0`): its
+    /// backends are the test's namespaces, attached to it by name
+    /// (`swarmnet network connect --service`), each answering with
+    /// `NameServer`.
+    static func createService(_ testbed: Testbed, _ name: String, _ options: [String]) throws {
+        try testbed.docker("h1", ["service", "create", "-d", "--no-resolve-image", "--replicas", "0", "--name", name] + options + ["busybox"])
     }
 
     @Test func aVIPAndThePublishedPortBalanceOverBackendsOnEveryHost() throws {
-        try withTestbed(hosts: 3) { testbed in
+        try withSwarm(hosts: 3) { testbed in
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.80.0.0/24", "front"])
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.81.0.0/24", "other"])
-            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8080:80", "web"])
-            let vip = try Self.vip(testbed, "web")
-            #expect(vip.hasPrefix("10.80.0."))
-            // Workers learn the service through gossip.
-            for host in ["h2", "h3"] {
-                #expect(eventually(10) { (try? testbed.swarmnet(host, ["service", "ls"]))?.contains("web") == true })
-            }
+            try Self.createService(testbed, "web", ["--network", "front", "--publish", "8080:80"])
+            let vip = try Self.vip(testbed, "web", in: "10.80.0.")
             var servers: [NameServer] = []
             for (index, host) in ["h1", "h2", "h3"].enumerated() {
                 let backend = try testbed.workload("web\(index + 1)")
-                try testbed.swarmnet(host, ["network", "connect", "--service", "web", "front", backend.name!])
+                // Workers learn the service from the managers.
+                #expect(eventually(10) {
+                    (try? testbed.swarmnet(host, ["network", "connect", "--service", "web", "front", backend.name!])) != nil
+                })
                 servers.append(try NameServer(backend, name: "web\(index + 1)", port: 80))
             }
             let client = try testbed.workload("client")
@@ -198,26 +202,27 @@ import Glibc
             // 127.0.0.11 in the client): the name → the VIP, tasks. → every
             // backend; the namespace's resolv.conf points there.
             #expect(eventually(5) { Self.dig(clientNS, "web") == [vip] }, "\(Self.dig(clientNS, "web"))")
-            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? Self.address(testbed, "\(testbed.lab.prefix)\($0)")) ?? "?" })
+            let backendAddresses = Set(["web1", "web2", "web3"].map { (try? Self.address(of: "\(testbed.lab.prefix)\($0)", in: "10.80.0.")) ?? "?" })
             #expect(Set(Self.dig(clientNS, "tasks.web")) == backendAddresses)
             #expect(Self.dig(clientNS, "WEB.") == [vip], "names are case-insensitive")
             let resolved = try TestHost.run(["ip", "netns", "exec", clientNS, "getent", "hosts", "web"])
             #expect(resolved.hasPrefix(vip + " "), "\(resolved)")
-            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--endpoint-mode", "dnsrr", "db"])
+            try Self.createService(testbed, "db", ["--network", "front", "--endpoint-mode", "dnsrr"])
             let db = try testbed.workload("db1")
             #expect(eventually(10) { (try? testbed.swarmnet("h2", ["network", "connect", "--service", "db", "front", db.name!])) != nil })
-            let dbAddress = try Self.address(testbed, db.name!, service: "db")
+            let dbAddress = try Self.address(of: db.name!, in: "10.80.0.")
             #expect(eventually(5) { Self.dig(clientNS, "db") == [dbAddress] }, "dnsrr: \(Self.dig(clientNS, "db"))")
 
             // A service that names no port balances every port of its VIP,
             // keeping the connection's port (nft: the service-vips map).
-            try testbed.swarmnet("h1", ["service", "create", "--network", "front", "any"])
+            try Self.createService(testbed, "any", ["--network", "front"])
             let any1 = try testbed.workload("any1")
             #expect(eventually(10) { (try? testbed.swarmnet("h3", ["network", "connect", "--service", "any", "front", any1.name!])) != nil })
             servers.append(try NameServer(any1, name: "any1", port: 81))
             servers.append(try NameServer(any1, name: "any1", port: 8443))
             let anyVIP = try Self.vip(testbed, "any")
-            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").contains(try! Self.address(testbed, any1.name!, service: "any")) })
+            let any1Address = try Self.address(of: any1.name!, in: "10.80.0.")
+            #expect(eventually(10) { Self.dnatTargets(clientNS, table: "swarmnet").contains(any1Address) })
             #expect(try Self.connect(from: clientNS, to: anyVIP, port: 81, count: 3).names == ["any1": 3])
             #expect(try Self.connect(from: clientNS, to: anyVIP, port: 8443, count: 3).names == ["any1": 3])
 
@@ -229,7 +234,7 @@ import Glibc
 
             // Removing a backend stops traffic to it at once: no connection
             // reaches it right after the disconnect returns and gossip carries it.
-            let web3Address = try Self.address(testbed, "\(testbed.lab.prefix)web3")
+            let web3Address = try Self.address(of: "\(testbed.lab.prefix)web3", in: "10.80.0.")
             try testbed.swarmnet("h3", ["network", "disconnect", "front", "\(testbed.lab.prefix)web3"])
             #expect(eventually(5) { Self.dnatTargets(clientNS, table: "swarmnet").filter { $0.hasSuffix(":80") }.count == 2 })
             let after = try Self.connect(from: clientNS, to: vip, port: 80, count: 40)
@@ -255,12 +260,11 @@ import Glibc
     }
 
     @Test func hostModeAnswersOnlyWhereABackendRunsAndKeepsTheClientAddress() throws {
-        try withTestbed(hosts: 3) { testbed in
+        try withSwarm(hosts: 3) { testbed in
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.82.0.0/24", "back"])
-            try testbed.swarmnet("h1", ["service", "create", "--network", "back", "--publish", "published=9090,target=90,mode=host", "api"])
-            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["service", "ls"]))?.contains("api") == true })
+            try Self.createService(testbed, "api", ["--network", "back", "--publish", "published=9090,target=90,mode=host"])
             let backend = try testbed.workload("api1")
-            try testbed.swarmnet("h2", ["network", "connect", "--service", "api", "back", backend.name!])
+            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["network", "connect", "--service", "api", "back", backend.name!])) != nil })
             let server = try NameServer(backend, name: "api1", port: 90)
             let h2 = testbed.hosts[1], h3 = testbed.hosts[2]
             var answer: (names: [String: Int], clients: Set<String>) = ([:], [])
@@ -277,28 +281,29 @@ import Glibc
         }
     }
 
+    /// A node in no swarm: `--health-tcp-port` is a network-only
+    /// service's health check (a swarm service's is its container's).
     @Test func anUnhealthyBackendLeavesTheBalancerAndDNSUntilItRecovers() throws {
-        try withTestbed(hosts: 2) { testbed in
+        try withTestbed(hosts: 1) { testbed in
             try testbed.swarmnet("h1", ["network", "create", "--subnet", "10.85.0.0/24", "front"])
             try testbed.swarmnet("h1", ["service", "create", "--network", "front", "--publish", "8085:80", "--health-tcp-port", "80", "hc"])
-            #expect(eventually(10) { (try? testbed.swarmnet("h2", ["service", "ls"]))?.contains("hc") == true })
             let one = try testbed.workload("hc1"), two = try testbed.workload("hc2"), client = try testbed.workload("hcc")
             try testbed.swarmnet("h1", ["network", "connect", "--service", "hc", "front", one.name!])
-            try testbed.swarmnet("h2", ["network", "connect", "--service", "hc", "front", two.name!])
+            try testbed.swarmnet("h1", ["network", "connect", "--service", "hc", "front", two.name!])
             try testbed.swarmnet("h1", ["network", "connect", "front", client.name!])
             var first: NameServer? = try NameServer(one, name: "hc1", port: 80)
             let second = try NameServer(two, name: "hc2", port: 80)
-            let vip = try Self.vip(testbed, "hc")
+            let vip = try Self.vip(testbed, "hc", in: "10.85.0.")
             #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 2 })
-            // hc1 stops answering: the next pass on h1 marks it unhealthy and
-            // every host drops it (the client's table, DNS, h2's mesh).
+            // hc1 stops answering: the next probe marks it unhealthy, and it
+            // leaves the client's table, DNS and the host's mesh.
             first = nil
             #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 1 })
             let after = try Self.connect(from: client.name!, to: vip, port: 80, count: 20)
             #expect(after.names["hc2"] == 20, "\(after.names)")
             #expect(eventually(5) { Self.dig(client.name!, "tasks.hc").count == 1 })
-            let h2Mesh = testbed.hosts[1].namespace.name!
-            #expect(eventually(5) { Self.dnatTargets(h2Mesh, table: "swarmnet-mesh").count == 1 })
+            let mesh = testbed.hosts[0].namespace.name!
+            #expect(eventually(5) { Self.dnatTargets(mesh, table: "swarmnet-mesh").count == 1 })
             // It answers again: it comes back.
             first = try NameServer(one, name: "hc1", port: 80)
             #expect(eventually(10) { Self.dnatTargets(client.name!, table: "swarmnet").count == 2 && Self.dig(client.name!, "tasks.hc").count == 2 })

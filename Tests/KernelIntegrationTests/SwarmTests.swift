@@ -161,6 +161,11 @@ import Testing
                 certificateOf: "h2")
             #expect(forged.status == 403 && forged.body.contains("may allocate only for itself"), "\(forged)")
 
+            // A daemon in no swarm binds no gossip socket (h4's); one in a
+            // swarm does (h2's), with the swarm's keys.
+            let strayGossip = try testbed.gossipSockets("h4")
+            #expect(strayGossip.isEmpty, "\(strayGossip)")
+            #expect(try testbed.gossipSockets("h2").count == 1)
             // Gossip is encrypted in a swarm: a keyless gossip node on the
             // underlay hears nobody.
             let control = testbed.root + "/rogue-gossip.sock"
@@ -177,8 +182,7 @@ import Testing
                 rogue.waitUntilExit()
             }
             sleep(3)
-            // The swarm's nodes never hear the rogue (what the rogue hears of
-            // them comes second-hand, from h4, which is in no swarm).
+            // The swarm's nodes never hear the rogue.
             for host in ["h1", "h2"] {
                 let peers = try testbed.swarmnet(host, ["debug", "peers", "--format", "json"])
                 #expect(!peers.contains("rogue"), "\(host) hears the rogue: \(peers)")

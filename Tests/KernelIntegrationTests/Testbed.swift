@@ -6,7 +6,8 @@ import TestKit
 
 /// A test bed for daemon tests: lab hosts, each running its own swarmnetd
 /// (entered with `nsenter --net`, as scripts/testbed does), torn down
-/// whatever happens.
+/// whatever happens. The daemons start in no swarm, each alone: hosts work
+/// together once `formSwarm` (or `withSwarm`) has joined them.
 final class Testbed: @unchecked Sendable {
     let lab: Lab
     let hosts: [Lab.Host]
@@ -45,8 +46,7 @@ final class Testbed: @unchecked Sendable {
         ["--net=/run/netns/\(lab.prefix)\(host)", "\(binDirectory)/swarmnetd",
          "--node-name", host, "--state-dir", stateDirectory ?? self.stateDirectory(host), "--socket", socket(host),
          "--namespace-prefix", "\(lab.prefix)\(host)-", "--underlay-dev", "eth0",
-         "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"]
-            + (host == "h1" ? [] : ["--worker", "--join", "\(hosts[0].address):7946"]) + daemonArguments
+         "--reconcile-interval", "\(reconcileInterval)", "--gossip-profile", "fast"] + daemonArguments
     }
 
     /// Starts (or restarts) the daemon of `host` and waits for its API.
@@ -144,6 +144,23 @@ func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, daemonArguments: 
     return try body(testbed)
 }
 
+/// Runs `body` on a swarm formed with the stock CLI: h1 and the next
+/// `managers - 1` hosts are managers, the rest workers. `images` (of
+/// scripts/images) are loaded on every host first.
+@discardableResult
+func withSwarm<T>(hosts: Int, managers: Int = 1, images: [String] = [], reconcileInterval: Double = 1, daemonArguments: [String] = [],
+                  _ body: (Testbed) throws -> T) throws -> T {
+    let tarballs = try images.map { try TestImages.path($0) }
+    return try withTestbed(hosts: hosts, reconcileInterval: reconcileInterval, daemonArguments: daemonArguments) { testbed in
+        let names = testbed.hosts.map(\.name)
+        for host in names {
+            for tarball in tarballs { try testbed.docker(host, ["load", "-i", tarball]) }
+        }
+        try testbed.formSwarm(managers: Array(names.prefix(managers)), workers: Array(names.dropFirst(managers)))
+        return try body(testbed)
+    }
+}
+
 /// Polls `condition` until it holds or `seconds` pass.
 func eventually(_ seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
@@ -176,6 +193,20 @@ extension Testbed {
         for host in managers.dropFirst() { try docker(host, ["swarm", "join", "--token", managerToken, endpoint(managers[0])]) }
         for host in workers { try docker(host, ["swarm", "join", "--token", workerToken, endpoint(managers[0])]) }
         return output
+    }
+
+    /// The UDP sockets bound to the gossip port (7946) in `host`'s
+    /// namespace, as `ss` lists them: none while its daemon is in no swarm.
+    func gossipSockets(_ host: String) throws -> [String] {
+        try TestHost.run(["ip", "netns", "exec", "\(lab.prefix)\(host)", "ss", "-Hlun", "sport = :7946"])
+            .split(separator: "\n").map(String.init)
+    }
+
+    /// The gossip members `host` sees alive, by name (`swarmnet debug peers`).
+    func aliveGossipPeers(_ host: String) throws -> Set<String> {
+        let text = try swarmnet(host, ["debug", "peers", "--format", "json"])
+        let peers = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] ?? []
+        return Set(peers.filter { ($0["state"] as? String ?? "").hasPrefix("alive") }.compactMap { $0["name"] as? String })
     }
 
     /// `docker node ls` on `host` as "HOSTNAME STATUS AVAILABILITY MANAGER-STATUS" lines, sorted.
