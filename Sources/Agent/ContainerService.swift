@@ -258,11 +258,11 @@ public final class ContainerService: ContainerBackend {
     static func taskSpec(name: String, _ request: ContainerCreateRequest) throws -> (TaskExecution.TaskSpec, [String]) {
         guard name.first.map({ $0.isLetter || $0.isNumber }) == true,
               name.allSatisfy({ $0.isLetter || $0.isNumber || "_.-".contains($0) }) else {
-            throw APIError(.badRequest, "Invalid container name (\(name)), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            throw ControlError(.invalidArgument, "Invalid container name (\(name)), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         }
-        guard let image = request.image, !image.isEmpty else { throw APIError(.badRequest, "Config.Image is required: name an image") }
+        guard let image = request.image, !image.isEmpty else { throw ControlError(.invalidArgument, "Config.Image is required: name an image") }
         if request.tty == true {
-            throw APIError(.badRequest, "swarmnet runs containers detached, without a terminal: drop -t/-i and use -d")
+            throw ControlError(.invalidArgument, "swarmnet runs containers detached, without a terminal: drop -t/-i and use -d")
         }
         var warnings: [String] = []
         let host = request.hostConfig ?? HostConfig()
@@ -272,9 +272,9 @@ public final class ContainerService: ContainerBackend {
         case "default", "bridge", "none", "":
             break
         case "host":
-            throw APIError(.badRequest, "network mode host is not supported: a task has its own network namespace")
+            throw ControlError(.invalidArgument, "network mode host is not supported: a task has its own network namespace")
         default:
-            if mode.hasPrefix("container:") { throw APIError(.badRequest, "network mode \(mode) is not supported") }
+            if mode.hasPrefix("container:") { throw ControlError(.invalidArgument, "network mode \(mode) is not supported") }
             let config = request.networkingConfig?.endpointsConfig?[mode]
             networks.append(NetworkAttachmentSpec(network: mode, aliases: config?.aliases ?? [],
                                                   address: config?.ipamConfig?.ipv4Address.flatMap { $0.isEmpty ? nil : $0 }))
@@ -297,14 +297,14 @@ public final class ContainerService: ContainerBackend {
         for bind in host.binds ?? [] {
             let parts = bind.split(separator: ":").map(String.init)
             guard parts.count == 2 || parts.count == 3 else {
-                throw APIError(.badRequest, "invalid volume specification: '\(bind)' (SOURCE:TARGET[:ro])")
+                throw ControlError(.invalidArgument, "invalid volume specification: '\(bind)' (SOURCE:TARGET[:ro])")
             }
             mounts.append(MountSpec(kind: parts[0].hasPrefix("/") ? .bind : .volume, source: parts[0], target: parts[1],
                                     readOnly: parts.count == 3 && parts[2].split(separator: ",").contains("ro")))
         }
         for mount in host.mounts ?? [] {
             guard let kind = MountSpec.Kind(rawValue: mount.type ?? "volume"), let target = mount.target else {
-                throw APIError(.badRequest, "invalid mount: type \(mount.type ?? "-") is not bind, volume or tmpfs, or it has no target")
+                throw ControlError(.invalidArgument, "invalid mount: type \(mount.type ?? "-") is not bind, volume or tmpfs, or it has no target")
             }
             mounts.append(MountSpec(kind: kind, source: mount.source ?? "", target: target, readOnly: mount.readOnly ?? false))
         }
@@ -312,7 +312,7 @@ public final class ContainerService: ContainerBackend {
         if !(host.portBindings ?? [:]).isEmpty {
             warnings.append("published ports are not supported for containers (create a service with -p instead); none was published")
         }
-        if host.privileged == true { throw APIError(.badRequest, "privileged containers are not supported") }
+        if host.privileged == true { throw ControlError(.invalidArgument, "privileged containers are not supported") }
         let nonEmpty: (String?) -> String? = { $0?.isEmpty == false ? $0 : nil }
         let positive: (Int64?) -> Int64? = { ($0 ?? 0) > 0 ? $0 : nil }
         let healthcheck: HealthConfig? = request.healthcheck.map {
@@ -336,18 +336,18 @@ public final class ContainerService: ContainerBackend {
         spec.autoRemove = host.autoRemove == true ? true : nil
         if let log = host.logConfig {
             if let type = log.type, !type.isEmpty, type != "json-file" {
-                throw APIError(.badRequest, "log driver \(type) is not supported: tasks log as json-file")
+                throw ControlError(.invalidArgument, "log driver \(type) is not supported: tasks log as json-file")
             }
             for (key, value) in log.config ?? [:] {
                 switch key {
                 case "max-size":
-                    guard let bytes = Self.byteSize(value) else { throw APIError(.badRequest, "invalid log-opt max-size=\(value): use a size such as 10m") }
+                    guard let bytes = Self.byteSize(value) else { throw ControlError(.invalidArgument, "invalid log-opt max-size=\(value): use a size such as 10m") }
                     spec.logMaxBytes = bytes
                 case "max-file":
-                    guard let count = Int(value) else { throw APIError(.badRequest, "invalid log-opt max-file=\(value): a number") }
+                    guard let count = Int(value) else { throw ControlError(.invalidArgument, "invalid log-opt max-file=\(value): a number") }
                     spec.logMaxFiles = count
                 default:
-                    throw APIError(.badRequest, "unknown log opt '\(key)' for the json-file log driver (max-size and max-file are supported)")
+                    throw ControlError(.invalidArgument, "unknown log opt '\(key)' for the json-file log driver (max-size and max-file are supported)")
                 }
             }
         }
@@ -442,13 +442,13 @@ public final class ContainerService: ContainerBackend {
         return "\(adjectives.randomElement()!)_\(names.randomElement()!)_\(Int.random(in: 0..<10000))"
     }
 
-    // MARK: - Errors, mapped to Docker's statuses here only
+    // MARK: - Errors: the executor's, in the core's vocabulary (ControlError)
 
     func mapping<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch {
-            throw Self.apiError(error)
+            throw Self.controlError(error)
         }
     }
 
@@ -456,29 +456,29 @@ public final class ContainerService: ContainerBackend {
         do {
             return try body()
         } catch {
-            throw Self.apiError(error)
+            throw Self.controlError(error)
         }
     }
 
-    static func apiError(_ error: Error) -> Error {
+    static func controlError(_ error: Error) -> Error {
         switch error {
-        case let error as APIError: return error
+        case let error as ControlError: return error
         case let error as ExecutorError:
             switch error {
-            case .noSuchImage, .noSuchTask: return APIError(.notFound, error.description)
-            case .conflict: return APIError(.conflict, error.description)
-            case .invalid: return APIError(.badRequest, error.description)
-            case .runtime: return APIError(.internalServerError, error.description)
+            case .noSuchImage, .noSuchTask: return ControlError(.notFound, error.description)
+            case .conflict: return ControlError(.conflict, error.description)
+            case .invalid: return ControlError(.invalidArgument, error.description)
+            case .runtime: return ControlError(.internal, error.description)
             }
         case let error as ImageError:
             switch error {
-            case .notFound: return APIError(.notFound, error.description)
-            case .inUse, .ambiguous: return APIError(.conflict, error.description)
-            case .storage: return APIError(.internalServerError, error.description)
-            default: return APIError(.badRequest, error.description)
+            case .notFound: return ControlError(.notFound, error.description)
+            case .inUse, .ambiguous: return ControlError(.conflict, error.description)
+            case .storage: return ControlError(.internal, error.description)
+            default: return ControlError(.invalidArgument, error.description)
             }
         default:
-            return APIError(.internalServerError, "\(error)")
+            return ControlError(.internal, "\(error)")
         }
     }
 }

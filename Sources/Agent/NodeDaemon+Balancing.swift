@@ -406,7 +406,7 @@ extension NodeDaemon {
         var filter: Set<IPAddress>?
         var publishedPorts: Set<UInt16>?
         if let reference {
-            let service = try Self.mapping { try state.service(reference) }
+            let service = try state.service(reference)
             filter = Set(service.virtualIPs.map(\.address.address))
             publishedPorts = Set(service.ports.compactMap(\.publishedPort))
         }

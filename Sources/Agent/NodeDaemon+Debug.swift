@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Addressing
+import Cluster
 import DockerAPI
 import GossipRuntime
 import Namespaces
@@ -12,7 +13,7 @@ extension NodeDaemon: SwarmnetDebugBackend {
     /// The desired peers of a network on this host beside the FDB and
     /// neighbour entries the kernel holds on the sandbox's vxlan device.
     public func debugOverlay(network reference: String) async throws -> OverlayDebugReport {
-        let record = try Self.mapping { try state.network(reference) }
+        let record = try state.network(reference)
         let network = try overlayNetwork(record)
         let desired = peers(of: record.id)
         let local = state.endpoints.values.filter { $0.networkID == record.id && $0.node == nodeID }
@@ -86,11 +87,11 @@ extension NodeDaemon: SwarmnetDebugBackend {
     /// entries included. `network` may be a network's name or ID, or the
     /// cluster-wide gossip network.
     public func debugTable(network reference: String, table: String) async throws -> [TableEntryView] {
-        guard let gossip else { throw APIError(.serviceUnavailable, "this node runs without gossip") }
+        guard let gossip else { throw ControlError(.unavailable, "this node runs without gossip") }
         let network = reference == ClusterGossip.clusterNetwork ? reference : (try? state.network(reference).id) ?? reference
         let dump: GossipDump
         do { dump = try gossip.node.dump(network: network, table: table) } catch {
-            throw APIError(.serviceUnavailable, "gossip: \(error)")
+            throw ControlError(.unavailable, "gossip: \(error)")
         }
         return dump.entries.map {
             TableEntryView(key: $0.key, owner: $0.owner, lamportTime: $0.time, visible: $0.visible, deleting: $0.deleting, value: $0.text)
@@ -103,7 +104,7 @@ extension NodeDaemon {
     /// which the managers make and rotate.
     public func gossipKeys() async throws -> [GossipKeyView] {
         guard let keyring = gossip?.node.keyring() else {
-            throw APIError(.serviceUnavailable, "gossip runs only in a swarm, encrypted with the swarm's keys: this node is in no swarm (or runs with --no-gossip)")
+            throw ControlError(.unavailable, "gossip runs only in a swarm, encrypted with the swarm's keys: this node is in no swarm (or runs with --no-gossip)")
         }
         return keyring.keys.enumerated().map { GossipKeyView(fingerprint: $1.fingerprint, primary: $0 == 0) }
     }

@@ -18,9 +18,9 @@ extension NodeDaemon {
         var next = state
         var ingressCreated: NetworkRecord?
         if let hostRoutes, next.ingressNetwork == nil {
-            ingressCreated = try Self.mapping { try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
+            ingressCreated = try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         }
-        let record = try Self.mapping { try next.createService(request, id: Identifier.make(), now: Date()) }
+        let record = try next.createService(request, id: Identifier.make(), now: Date())
         try commit(next)
         if let ingressCreated {
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
@@ -35,7 +35,7 @@ extension NodeDaemon {
 
     public func listServices(filters: [String: [String]]) async throws -> [ServiceResource] {
         for key in filters.keys where !["name", "id", "label", "mode"].contains(key) {
-            throw APIError(.badRequest, "invalid filter '\(key)'")
+            throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
         let endpoints = allEndpoints()
         return state.services.values
@@ -50,12 +50,12 @@ extension NodeDaemon {
     }
 
     public func inspectService(_ reference: String) async throws -> ServiceResource {
-        serviceResource(try Self.mapping { try state.service(reference) }, endpoints: allEndpoints())
+        serviceResource(try state.service(reference), endpoints: allEndpoints())
     }
 
     public func removeService(_ reference: String) async throws {
         var next = state
-        let record = try Self.mapping { try next.removeService(reference) }
+        let record = try next.removeService(reference)
         try commit(next)
         for endpoint in localEndpoints() where state.endpoints[endpoint.id] != nil { publish(endpoint) }
         wakeForChange()

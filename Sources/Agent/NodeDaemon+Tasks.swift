@@ -20,7 +20,7 @@ extension NodeDaemon: TaskNetworking {
                 if !(try session.link(named: "lo").isUp) { try session.linkSet(name: "lo", up: true) }
             }
             for spec in networks {
-                let record = try Self.mapping { try state.network(spec.network) }
+                let record = try await knownNetwork(spec.network)
                 let endpoint = try await attachWorkload(network: record.id, namespace: .path(namespace), name: task,
                                                         requestedAddress: spec.address, service: spec.service, aliases: spec.aliases,
                                                         serving: false)

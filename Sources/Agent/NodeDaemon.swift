@@ -6,7 +6,6 @@ import Cluster
 import DockerAPI
 import Foundation
 import Logging
-import NIOHTTP1
 import NIOPosix
 import Namespaces
 import Netlink
@@ -142,7 +141,7 @@ public actor NodeDaemon: DockerBackend {
     public func createNetwork(_ request: NetworkCreateRequest) async throws -> NetworkCreateResponse {
         let config = request.ipam?.config?.first
         if (request.ipam?.config?.count ?? 0) > 1 {
-            throw APIError(.badRequest, "swarmnet overlay networks take one IPAM config (one IPv4 subnet)")
+            throw ControlError(.invalidArgument, "swarmnet overlay networks take one IPAM config (one IPv4 subnet)")
         }
         let networkRequest = ClusterState.NetworkRequest(
             name: request.name, driver: (request.driver ?? "").isEmpty ? "overlay" : request.driver!,
@@ -161,7 +160,7 @@ public actor NodeDaemon: DockerBackend {
         // A node in no swarm allocates for itself, alone.
         let hostRoutes = try await hostRoutesForAllocation()
         var next = state
-        let record = try Self.mapping { try next.createNetwork(networkRequest, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes) }
+        let record = try next.createNetwork(networkRequest, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         try commit(next, touching: [.network(record.id)])
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
@@ -170,7 +169,7 @@ public actor NodeDaemon: DockerBackend {
 
     public func listNetworks(filters: [String: [String]]) async throws -> [NetworkResource] {
         for key in filters.keys where !["name", "id", "driver", "label", "scope", "type"].contains(key) {
-            throw APIError(.badRequest, "invalid filter '\(key)'")
+            throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
         await allocator?.synchronizeDefinitions()
         // Endpoints grouped once: a resource per network filtering every
@@ -191,7 +190,7 @@ public actor NodeDaemon: DockerBackend {
 
     public func inspectNetwork(_ reference: String) async throws -> NetworkResource {
         await allocator?.synchronizeDefinitions()
-        return resource(try Self.mapping { try state.network(reference) })
+        return resource(try state.network(reference))
     }
 
     public func removeNetwork(_ reference: String) async throws {
@@ -209,13 +208,13 @@ public actor NodeDaemon: DockerBackend {
             return
         }
         var check = state
-        let record = try Self.mapping { try check.removeNetwork(reference) }
+        let record = try check.removeNetwork(reference)
         let network = try overlayNetwork(record)
         try await worker.run { [driver] in try driver.removeSandbox(network) }
         // Removed again from the state as it is now (not the copy taken
         // before the await, which would undo concurrent changes).
         var next = state
-        _ = try Self.mapping { try next.removeNetwork(record.id) }
+        _ = try next.removeNetwork(record.id)
         try commit(next, touching: [.network(record.id)])
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
@@ -227,14 +226,22 @@ public actor NodeDaemon: DockerBackend {
         do {
             namespace = try NamespaceReference.resolve(request.container)
         } catch {
-            throw APIError(.badRequest, "\(error)")
+            throw ControlError(.invalidArgument, "\(error)")
         }
         guard namespace.exists else {
-            throw APIError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
+            throw ControlError(.notFound, "No such container: \(request.container) (no network namespace at \(namespace.path))")
         }
         try await attachWorkload(network: reference, namespace: namespace, name: request.container,
                                  requestedAddress: request.endpointConfig?.ipamConfig?.ipv4Address, service: request.service)
         wakeForChange() // starts watching the sandbox's events, programs the balancers
+    }
+
+    /// A network by name or ID. One this node does not know yet (created
+    /// a moment ago, on a manager; a worker learns definitions with its
+    /// next heartbeat) is asked of the swarm's managers first.
+    func knownNetwork(_ reference: String) async throws -> NetworkRecord {
+        if let allocator, (try? state.network(reference)) == nil { await allocator.synchronizeDefinitions() }
+        return try state.network(reference)
     }
 
     /// Attaches a workload's namespace to a network, as a backend of
@@ -245,18 +252,15 @@ public actor NodeDaemon: DockerBackend {
     @discardableResult
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
                         service serviceName: String?, aliases: [String] = [], serving: Bool = true) async throws -> EndpointRecord {
-        // A definition written a moment ago by another manager.
-        if let allocator, (try? state.network(reference)) == nil || serviceName.map({ (try? state.service($0)) == nil }) == true {
-            await allocator.synchronizeDefinitions()
-        }
-        let record = try Self.mapping { try state.network(reference) }
+        if let allocator, let serviceName, (try? state.service(serviceName)) == nil { await allocator.synchronizeDefinitions() }
+        let record = try await knownNetwork(reference)
         var service: ServiceRecord?
-        if let serviceName { service = try Self.mapping { try state.service(serviceName) } }
+        if let serviceName { service = try state.service(serviceName) }
         if record.isIngress {
             // A task of a published service with no network of its own
             // joins the routing mesh only (Docker's `-p 80:80` alone).
             guard let service, service.isPublished else {
-                throw APIError(.forbidden, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
+                throw ControlError(.permissionDenied, "network \(record.name) is the routing mesh's ingress network: workloads join it as backends of a service that publishes a port (connect them to the service's network with its name)")
             }
             let meshGateway = try await ensureIngressGateway()
             return try await attachEndpoint(network: record, namespace: namespace, name: name, requestedAddress: nil,
@@ -265,7 +269,7 @@ public actor NodeDaemon: DockerBackend {
         if let found = service {
             guard found.networks.contains(record.id) else {
                 let names = found.networks.compactMap { state.networks[$0]?.name }
-                throw APIError(.badRequest, "service \(found.name) is not attached to network \(record.name) (its networks: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
+                throw ControlError(.invalidArgument, "service \(found.name) is not attached to network \(record.name) (its networks: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
             }
         }
         // A published service's backend also joins the ingress network, with
@@ -308,7 +312,7 @@ public actor NodeDaemon: DockerBackend {
                 && ($0.namespacePath == namespace.path || (identity != nil && NetworkNamespace.path($0.namespacePath).identity == identity))
         }) {
             let alias = attached.namespacePath == namespace.path ? "" : " (as \(attached.namespacePath))"
-            throw APIError(.forbidden, "endpoint \(name) is already attached to network \(record.name)\(alias)")
+            throw ControlError(.permissionDenied, "endpoint \(name) is already attached to network \(record.name)\(alias)")
         }
         // In a swarm the managers allocate every address (they hold all
         // allocations, in Raft); a node in no swarm allocates its own.
@@ -327,7 +331,7 @@ public actor NodeDaemon: DockerBackend {
             next = state
         } else {
             next = state
-            allocated = try Self.mapping { try next.addEndpointRecord(allocation) }
+            allocated = try next.addEndpointRecord(allocation)
         }
         allocated.aliases = aliases.isEmpty ? nil : aliases
         // Recorded (and gossiped) out of the balancers from the start, not
@@ -359,7 +363,7 @@ public actor NodeDaemon: DockerBackend {
             try? commit(undo, touching: [.endpoint(endpoint.id)])
             await releaseAllocation(endpoint.id)
             wake()
-            throw APIError(.internalServerError, "attaching \(name) to network \(record.name): \(error)")
+            throw ControlError(.internal, "attaching \(name) to network \(record.name): \(error)")
         }
         if let attached, state.endpoints[endpoint.id] != nil {
             var named = state
@@ -376,10 +380,9 @@ public actor NodeDaemon: DockerBackend {
 
     public func disconnect(network reference: String, _ request: NetworkDisconnectRequest) async throws {
         let namespacePath = (try? NamespaceReference.resolve(request.container).path) ?? request.container
-        let endpoint = try Self.mapping {
-            do { return try state.endpoint(network: reference, container: request.container) } catch {
-                return try state.endpoint(network: reference, container: namespacePath)
-            }
+        let endpoint: EndpointRecord
+        do { endpoint = try state.endpoint(network: reference, container: request.container) } catch {
+            endpoint = try state.endpoint(network: reference, container: namespacePath)
         }
         await detachEndpoint(endpoint)
         // A backend's ingress endpoint goes with its last service network.
@@ -472,7 +475,7 @@ public actor NodeDaemon: DockerBackend {
             return try OverlayNetwork(id: record.id, vni: record.vni, subnet: record.subnet, gateway: record.gateway,
                                       port: configuration.vxlanPort, underlayMTU: configuration.underlayMTU)
         } catch {
-            throw APIError(.internalServerError, "\(error)")
+            throw ControlError(.internal, "\(error)")
         }
     }
 
@@ -488,22 +491,6 @@ public actor NodeDaemon: DockerBackend {
     static func matches(label filter: String, _ labels: [String: String]) -> Bool {
         let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
         return parts.count == 2 ? labels[parts[0]] == parts[1] : labels[parts[0]] != nil
-    }
-
-    /// Turns the cluster's errors into Docker's statuses.
-    static func mapping<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as ClusterError { throw apiError(error) }
-    }
-
-    static func apiError(_ error: ClusterError) -> APIError {
-        switch error {
-        case .nameInUse: APIError(.conflict, error.description)
-        case .invalidRequest, .overlap: APIError(.badRequest, error.description)
-        case .exhausted: APIError(.serviceUnavailable, error.description)
-        case .notFound: APIError(.notFound, error.description)
-        case .forbidden: APIError(.forbidden, error.description)
-        case .conflict: APIError(.conflict, error.description)
-        }
     }
 
     func resource(_ record: NetworkRecord) -> NetworkResource {

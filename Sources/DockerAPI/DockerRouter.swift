@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -14,6 +15,26 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+}
+
+extension APIError {
+    /// The core's errors as HTTP statuses: the one place where they meet
+    /// HTTP (the Docker API here, the manager endpoint between nodes).
+    public init(_ error: ControlError) {
+        self.init(Self.status(of: error.kind), error.message)
+    }
+
+    public static func status(of kind: ControlError.Kind) -> HTTPResponseStatus {
+        switch kind {
+        case .invalidArgument, .failedPrecondition: .badRequest
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .unavailable: .serviceUnavailable
+        case .permissionDenied: .forbidden
+        case .removed: .gone
+        case .internal: .internalServerError
+        }
+    }
 }
 
 /// What the daemon provides behind the Docker-shaped API.
@@ -74,6 +95,10 @@ public struct DockerRouter: Sendable {
             return response
         } catch let error as APIError {
             return Self.error(error)
+        } catch let error as ControlError {
+            return Self.error(APIError(error))
+        } catch let error as ClusterError {
+            return Self.error(APIError(ControlError(error)))
         } catch let error as DecodingError {
             return Self.error(APIError(.badRequest, "invalid JSON in request body: \(Self.describe(error))"))
         } catch {

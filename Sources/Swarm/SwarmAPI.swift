@@ -1,3 +1,4 @@
+import Cluster
 import Control
 import DockerAPI
 import NIOHTTP1
@@ -15,43 +16,43 @@ public struct SwarmAPI: SwarmBackend {
     public func swarmInfo() async -> SwarmInfo { await runtime.swarmInfo() }
 
     public func initialize(_ request: SwarmInitRequest) async throws -> String {
-        try await edge { try await runtime.initialize(request) }
+        try await runtime.initialize(request)
     }
 
     public func join(_ request: SwarmJoinRequest) async throws {
-        try await edge { try await runtime.join(request) }
+        try await runtime.join(request)
     }
 
     public func leave(force: Bool) async throws {
-        try await edge { try await runtime.leave(force: force) }
+        try await runtime.leave(force: force)
     }
 
     public func inspectSwarm() async throws -> SwarmResource {
-        try await edge { try await runtime.inspectSwarm() }
+        try await runtime.inspectSwarm()
     }
 
     public func updateSwarm(_ spec: SwarmSpec, _ flags: SwarmUpdateFlags) async throws {
-        try await edge { try await runtime.updateSwarm(spec, flags) }
+        try await runtime.updateSwarm(spec, flags)
     }
 
     public func listNodes(filters: [String: [String]]) async throws -> [NodeResource] {
-        try await edge { try await runtime.listNodes(filters: filters) }
+        try await runtime.listNodes(filters: filters)
     }
 
     public func inspectNode(_ reference: String) async throws -> NodeResource {
-        try await edge { try await runtime.inspectNode(reference) }
+        try await runtime.inspectNode(reference)
     }
 
     public func updateNode(_ reference: String, version: UInt64, _ spec: NodeSpec) async throws {
-        try await edge { try await runtime.updateNode(reference, version: version, spec) }
+        try await runtime.updateNode(reference, version: version, spec)
     }
 
     public func removeNode(_ reference: String, force: Bool) async throws {
-        try await edge { try await runtime.removeNode(reference, force: force) }
+        try await runtime.removeNode(reference, force: force)
     }
 
     public func debugRaft() async throws -> [UInt8] {
-        try await edge { try await runtime.debugRaft() }
+        try await runtime.debugRaft()
     }
 }
 
@@ -72,48 +73,38 @@ public struct SwarmServicesAPI: ServiceOrchestration {
     }
 
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
-        try await edge { try await runtime.createService(spec) }
+        try await runtime.createService(spec)
     }
 
     public func listServices(filters: [String: [String]], status: Bool) async throws -> [ServiceResource] {
-        try await edge { try await runtime.listServices(filters: filters, status: status) }
+        try await runtime.listServices(filters: filters, status: status)
     }
 
     public func inspectService(_ reference: String) async throws -> ServiceResource {
-        try await edge { try await runtime.inspectService(reference) }
+        try await runtime.inspectService(reference)
     }
 
     public func updateService(_ reference: String, version: UInt64, rollback: Bool, _ spec: ServiceSpec) async throws -> ServiceUpdateResponse {
-        try await edge { try await runtime.updateService(reference, version: version, rollback: rollback, spec) }
+        try await runtime.updateService(reference, version: version, rollback: rollback, spec)
     }
 
     public func removeService(_ reference: String) async throws {
-        try await edge { try await runtime.removeService(reference) }
+        try await runtime.removeService(reference)
     }
 
     public func listTasks(filters: [String: [String]]) async throws -> [TaskResource] {
-        try await edge { try await runtime.listTasks(filters: filters) }
+        try await runtime.listTasks(filters: filters)
     }
 
     public func inspectTask(_ reference: String) async throws -> TaskResource {
-        try await edge { try await runtime.inspectTask(reference) }
+        try await runtime.inspectTask(reference)
     }
 
     public func logs(service: String?, task: String?, options: LogOptions) async throws -> [UInt8] {
-        try await edge { try await runtime.logs(service: service, task: task, options: options) }
+        try await runtime.logs(service: service, task: task, options: options)
     }
 
     public func followLogs(service: String?, task: String?, options: LogOptions) async throws -> AsyncThrowingStream<[UInt8], Error> {
-        try await edge { try await runtime.followLogs(service: service, task: task, options: options) }
-    }
-}
-
-/// Runs an API call, turning control errors into HTTP statuses: the one
-/// place where the swarm's errors meet HTTP.
-func edge<T>(_ body: () async throws -> T) async throws -> T {
-    do {
-        return try await body()
-    } catch let error as ControlError {
-        throw APIError(SwarmRuntime.status(error), error.message)
+        try await runtime.followLogs(service: service, task: task, options: options)
     }
 }

@@ -361,19 +361,19 @@ public struct SwarmClusterAllocator: ClusterAllocator {
     }
 
     public func createNetwork(_ request: ClusterState.NetworkRequest, hostRoutes: [IPPrefix]) async throws -> NetworkRecord {
-        try await edge { try await runtime.createNetwork(request, hostRoutes: hostRoutes) }
+        try await runtime.createNetwork(request, hostRoutes: hostRoutes)
     }
 
     public func removeNetwork(_ reference: String) async throws -> NetworkRecord {
-        try await edge { try await runtime.removeNetwork(reference) }
+        try await runtime.removeNetwork(reference)
     }
 
     public func allocate(_ request: AllocationRequest) async throws -> EndpointRecord {
-        try await edge { try await runtime.allocateEndpoint(request) }
+        try await runtime.allocateEndpoint(request)
     }
 
     public func release(endpointID: String, node: String) async throws {
-        try await edge { try await runtime.releaseEndpoint(endpointID, node: node) }
+        try await runtime.releaseEndpoint(endpointID, node: node)
     }
 
     public func synchronizeDefinitions() async {

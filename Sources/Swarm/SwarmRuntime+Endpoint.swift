@@ -89,7 +89,7 @@ extension SwarmRuntime {
                 return Self.answer(.notFound, ErrorBody(message: "page not found"))
             }
         } catch let error as ControlError {
-            return Self.answer(Self.status(error), ErrorBody(message: error.message))
+            return Self.answer(APIError.status(of: error.kind), ErrorBody(message: error.message))
         } catch {
             return Self.answer(.badRequest, ErrorBody(message: "\(error)"))
         }
@@ -318,14 +318,4 @@ extension SwarmRuntime {
         HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: ByteBuffer(bytes: SwarmStore.encode(value)))
     }
 
-    static func status(_ error: ControlError) -> HTTPResponseStatus {
-        switch error.kind {
-        case .invalidArgument, .failedPrecondition: .badRequest
-        case .notFound: .notFound
-        case .conflict: .conflict
-        case .unavailable: .serviceUnavailable
-        case .permissionDenied: .forbidden
-        case .removed: .gone
-        }
-    }
 }

@@ -1,3 +1,4 @@
+import Cluster
 import Control
 import Testing
 @testable import Swarm

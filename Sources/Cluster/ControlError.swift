@@ -1,8 +1,7 @@
-import Cluster
-
-/// Why the control role refused a request, in gRPC's terms as swarmkit
-/// reports them; the API edge maps the kind to an HTTP status, and the
-/// message is what the docker CLI prints.
+/// Why a request was refused, in gRPC's terms as swarmkit reports them:
+/// the one error vocabulary of the core (control role, node agent,
+/// executor adapters). Only the API edge (DockerAPI) maps the kind to an
+/// HTTP status; the message is what the docker CLI prints.
 public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         case invalidArgument
@@ -14,6 +13,9 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
         case permissionDenied
         /// The caller's node was removed from the swarm (`docker node rm`).
         case removed
+        /// The node failed at something that should have worked (the
+        /// kernel or the runtime refused): not the caller's fault.
+        case `internal`
     }
 
     public var kind: Kind
