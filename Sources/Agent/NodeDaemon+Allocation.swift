@@ -4,17 +4,16 @@ import DockerAPI
 import Foundation
 import NIOPosix
 
-/// Endpoint address allocation. In a swarm the managers allocate, in Raft
-/// (`allocator`); a node in no swarm allocates for itself, alone.
+/// The node agent's side of the cluster store: definitions come from the
+/// store (the swarm's managers', or this node's own while it is in no
+/// swarm), and addresses are allocated there.
 extension NodeDaemon {
-    /// Frees an endpoint's address at the swarm's managers; outside a
-    /// swarm there is nothing to do (the record is gone). Best effort: an
-    /// allocation that cannot be released now is logged, and a removed
-    /// node's are freed with it.
+    /// Frees an endpoint's address in the store. Best effort: an allocation
+    /// that cannot be released now is logged, and a removed node's are
+    /// freed with it.
     func releaseAllocation(_ endpointID: String) async {
-        guard let allocator else { return }
-        do { try await allocator.release(endpointID: endpointID, node: nodeID) } catch {
-            logger.warning("could not release an address at the swarm's managers", metadata: ["endpoint": "\(endpointID.prefix(12))", "error": "\(error)"])
+        do { try await store().release(endpointID: endpointID, node: nodeID) } catch {
+            logger.warning("could not release an address in the cluster store", metadata: ["endpoint": "\(endpointID.prefix(12))", "error": "\(error)"])
         }
     }
 
@@ -24,40 +23,61 @@ extension NodeDaemon {
         try await worker.run { try Self.hostRoutes() }
     }
 
-    // MARK: - In a swarm
+    // MARK: - Which store
 
-    /// Entering a swarm (an allocator) or leaving it (nil). In a swarm the
-    /// managers allocate, and their definitions replace this node's.
-    public func setClusterAllocator(_ allocator: (any ClusterAllocator)?) {
-        self.allocator = allocator
+    /// Entering a swarm (its managers' store) or leaving it (nil). The
+    /// swarm's store holds everything from then on: the local store is
+    /// emptied (`swarm init` carried what it held into the swarm), and its
+    /// definitions give way to the swarm's. After leaving, the local
+    /// store's (empty) definitions replace the swarm's, as Docker's
+    /// swarm-scoped networks go with the swarm; a network an endpoint here
+    /// still uses stays until the endpoint goes.
+    public func setClusterStore(_ swarm: (any ClusterStore)?) async {
+        swarmStore = swarm
         definitionsRevision = nil
-        guard allocator != nil else {
+        if swarm != nil {
+            do { try await localStore.reset() } catch {
+                logger.error("could not empty the local cluster store", metadata: ["error": "\(error)"])
+            }
+            if let pending = pendingDefinitions {
+                pendingDefinitions = nil
+                applyDefinitions(.all(pending))
+            }
+        } else {
             pendingDefinitions = nil
-            return
-        }
-        if let pending = pendingDefinitions {
-            pendingDefinitions = nil
-            applyDefinitions(.all(pending))
+            localStoreWatch = nil
+            await watchLocalStore()
         }
     }
 
     /// The swarm's networks and services (with their VIPs and ports), as
-    /// the managers' store has them: they replace this node's copies. A
-    /// network missing from them that still has an endpoint here is kept
-    /// until the endpoint goes (a definition can arrive later than a
-    /// task's detach). Returns false for a change this daemon cannot take
-    /// (it is not at the change's base): the caller then sends them all.
+    /// the managers' store has them. Returns false for a change this
+    /// daemon cannot take (it is not at the change's base): the caller
+    /// then sends them all.
     @discardableResult
     public func applyDefinitions(_ update: DefinitionsUpdate) -> Bool {
-        switch update {
-        case .all(let definitions):
+        guard isInSwarm else {
             // The swarm runtime's loops may deliver them before it has told
             // this daemon it is in a swarm: kept for that moment (the
             // runtime sends a revision once).
-            guard allocator != nil else {
-                pendingDefinitions = definitions
-                return true
-            }
+            if case .all(let definitions) = update { pendingDefinitions = definitions }
+            return true
+        }
+        return take(update)
+    }
+
+    /// The local store's definitions, while this node is in no swarm.
+    func applyLocalDefinitions(_ update: DefinitionsUpdate) -> Bool {
+        guard !isInSwarm else { return true }
+        return take(update)
+    }
+
+    /// A store's definitions replace this node's copies. A network missing
+    /// from them that still has an endpoint here is kept until the
+    /// endpoint goes (a definition can arrive later than a task's detach).
+    private func take(_ update: DefinitionsUpdate) -> Bool {
+        switch update {
+        case .all(let definitions):
             guard definitions.revision != definitionsRevision else { return true }
             if let current = definitionsRevision, definitions.revision < current { return true } // an older answer, overtaken
             let networks = Dictionary(definitions.networks.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -71,7 +91,7 @@ extension NodeDaemon {
             apply(revision: definitions.revision, networks: changedNetworks, services: changedServices)
             return true
         case .changes(let base, let revision, let networks, let services):
-            guard allocator != nil, definitionsRevision == base else { return false }
+            guard definitionsRevision == base else { return false }
             apply(revision: revision, networks: networks, services: services)
             return true
         }
@@ -103,7 +123,7 @@ extension NodeDaemon {
         }
         guard !touched.isEmpty else { return }
         do { try commit(next, touching: touched) } catch {
-            logger.error("could not record the swarm's definitions", metadata: ["error": "\(error)"])
+            logger.error("could not record the store's definitions", metadata: ["error": "\(error)"])
             definitionsRevision = nil
             return
         }
@@ -114,11 +134,12 @@ extension NodeDaemon {
         if localNetworkChanged { wake() } else { wakeForChange() }
     }
 
-    /// Whether the swarm's managers allocate for this node.
-    public var isInSwarm: Bool { allocator != nil }
+    /// Whether the swarm's managers hold this node's cluster.
+    public var isInSwarm: Bool { swarmStore != nil }
 
-    /// What `swarm init` makes the swarm's first allocations.
-    public func clusterStateForSeeding() -> ClusterState { state }
+    /// What `swarm init` makes the swarm's first allocations: everything
+    /// the local store holds.
+    public func clusterStateForSeeding() async -> ClusterState { await localStore.snapshot() }
 
     /// Runs a blocking call (a socket exchange) off Swift's cooperative pool.
     static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {

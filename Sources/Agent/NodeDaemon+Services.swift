@@ -4,28 +4,22 @@ import Foundation
 import Logging
 
 /// A node in no swarm: network-only services through the Docker-shaped API
-/// (`swarmnet service create`). The node validates and allocates (VIPs,
-/// published ports, the ingress network) and records them; its workloads
-/// are attached as backends by name (`network connect --service`). In a
-/// swarm the managers hold services, with tasks (SwarmServicesAPI), and
-/// every node balances over their backends wherever they run (see
+/// (`swarmnet service create`). The local store validates and allocates
+/// them (VIPs, published ports, the ingress network) in one transaction,
+/// and the agent takes them from it as definitions; workloads are attached
+/// as backends by name (`network connect --service`). In a swarm the
+/// managers hold services, with tasks (SwarmServicesAPI), and every node
+/// balances over their backends wherever they run (see
 /// NodeDaemon+Balancing).
 extension NodeDaemon {
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
-        let request = ServiceRequest(spec)
-        // Awaited before the state is copied, so no concurrent commit is overwritten.
-        let hostRoutes = !request.ports.isEmpty && state.ingressNetwork == nil ? try await hostRoutesForAllocation() : nil
-        var next = state
-        var ingressCreated: NetworkRecord?
-        if let hostRoutes, next.ingressNetwork == nil {
-            ingressCreated = try next.ensureIngressNetwork(id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
-        }
-        let record = try next.createService(request, id: Identifier.make(), now: Date())
-        try commit(next)
+        guard !isInSwarm else { throw ControlError.notManager }
+        await watchLocalStore()
+        let (record, ingressCreated) = try await localStore.createService(
+            ServiceRequest(spec), hostRoutes: { [self] in try await self.hostRoutesForAllocation() })
         if let ingressCreated {
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
         }
-        wakeForChange()
         logger.info("created service", metadata: [
             "service": "\(record.name)", "id": "\(record.id.prefix(12))", "mode": "\(record.endpointMode.rawValue)",
             "vips": "\(record.virtualIPs.map(\.address.description))",
@@ -54,10 +48,17 @@ extension NodeDaemon {
     }
 
     public func removeService(_ reference: String) async throws {
+        guard !isInSwarm else { throw ControlError.notManager }
+        await watchLocalStore()
+        let record = try await localStore.removeService(reference)
+        // Its backends stay attached to their networks, as no one's backends.
         var next = state
-        let record = try next.removeService(reference)
-        try commit(next)
-        for endpoint in localEndpoints() where state.endpoints[endpoint.id] != nil { publish(endpoint) }
+        let backends = next.endpoints.values.filter { $0.node == nodeID && $0.serviceID == record.id }.map(\.id)
+        for id in backends { next.endpoints[id]?.serviceID = nil }
+        if !backends.isEmpty {
+            try commit(next, touching: backends.map { .endpoint($0) })
+            for id in backends { if let endpoint = state.endpoints[id] { publish(endpoint) } }
+        }
         wakeForChange()
         logger.info("removed service", metadata: ["service": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }

@@ -50,12 +50,16 @@ public actor NodeDaemon: DockerBackend {
     let gossipSessionRequest: AsyncStream<Void>.Continuation
     /// What the gossip service waits on (`gossipSessionRequest`).
     public nonisolated let gossipSessionRequests: AsyncStream<Void>
-    /// In a swarm: the managers, which hold the cluster's allocations in
-    /// Raft. Networks, services and addresses then come from them, and
-    /// `state` keeps only this node's own endpoints.
-    var allocator: (any ClusterAllocator)?
-    /// The revision of the swarm's definitions `state` holds, and the
-    /// definitions that arrived before the allocator did.
+    /// The cluster store of this node while it is in no swarm (the same
+    /// rules, over a file of its own).
+    let localStore: LocalClusterStore
+    /// This daemon's watch of the local store being set up, or set up:
+    /// every request to the store waits for it.
+    var localStoreWatch: Task<Void, Never>?
+    /// In a swarm: the managers' store, which holds the cluster in Raft.
+    var swarmStore: (any ClusterStore)?
+    /// The revision of the store's definitions `state` holds, and the
+    /// swarm's definitions that arrived before the swarm's store did.
     var definitionsRevision: UInt64?
     var pendingDefinitions: ClusterDefinitions?
     /// This host's ingress endpoint being attached (`ensureIngressGateway`).
@@ -89,7 +93,11 @@ public actor NodeDaemon: DockerBackend {
         // state directory stops here.
         stateLock = try StateDirectoryLock(directory: configuration.stateDirectory)
         stateFile = StateFile(directory: configuration.stateDirectory)
-        state = try stateFile.load()
+        let state = try stateFile.load()
+        self.state = state
+        // A daemon of an earlier version kept networks, services and
+        // allocations in its own state file: they seed the store once.
+        localStore = try LocalClusterStore(directory: configuration.stateDirectory + "/local-store", seed: state)
         nodeID = try Self.loadNodeID(directory: configuration.stateDirectory)
         localEndpointIDs.follow(state, node: nodeID, touching: nil)
         balancerKind = try Self.resolveBalancer(configuration.loadBalancer)
@@ -147,21 +155,12 @@ public actor NodeDaemon: DockerBackend {
             name: request.name, driver: (request.driver ?? "").isEmpty ? "overlay" : request.driver!,
             subnet: config?.subnet, gateway: config?.gateway, attachable: request.attachable ?? false,
             isInternal: request.isInternal ?? false, labels: request.labels ?? [:], options: request.options ?? [:])
-        if let allocator {
-            // The swarm's managers allocate and record it in Raft; it is
-            // this node's definition at once, the others' at their next
-            // definitions update.
-            let record = try await allocator.createNetwork(networkRequest, hostRoutes: try await hostRoutesForAllocation())
-            var next = state
-            next.networks[record.id] = record
-            try commit(next, touching: [.network(record.id)])
-            return NetworkCreateResponse(id: record.id)
-        }
-        // A node in no swarm allocates for itself, alone.
-        let hostRoutes = try await hostRoutesForAllocation()
-        var next = state
-        let record = try next.createNetwork(networkRequest, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
-        try commit(next, touching: [.network(record.id)])
+        // One write of the store (the swarm's managers', in Raft, or this
+        // node's own); this node takes the definition as every node does,
+        // from the store, before answering.
+        let store = await store()
+        let record = try await store.createNetwork(networkRequest, hostRoutes: try await hostRoutesForAllocation())
+        await store.synchronizeDefinitions()
         logger.info("created network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))",
                                                    "subnet": "\(record.subnet)", "vni": "\(record.vni)"])
         return NetworkCreateResponse(id: record.id)
@@ -171,7 +170,7 @@ public actor NodeDaemon: DockerBackend {
         for key in filters.keys where !["name", "id", "driver", "label", "scope", "type"].contains(key) {
             throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
-        await allocator?.synchronizeDefinitions()
+        await store().synchronizeDefinitions()
         // Endpoints grouped once: a resource per network filtering every
         // endpoint made `network ls` networks times endpoints.
         let local = Dictionary(grouping: state.endpoints.values.filter { $0.node == nodeID }, by: \.networkID)
@@ -189,33 +188,21 @@ public actor NodeDaemon: DockerBackend {
     }
 
     public func inspectNetwork(_ reference: String) async throws -> NetworkResource {
-        await allocator?.synchronizeDefinitions()
+        await store().synchronizeDefinitions()
         return resource(try state.network(reference))
     }
 
     public func removeNetwork(_ reference: String) async throws {
-        if let allocator {
-            // Refused by the managers while any node has an endpoint or a
-            // service uses it; this node's sandbox goes at once, the
-            // others' with their next definitions update.
-            let record = try await allocator.removeNetwork(reference)
-            if let network = try? overlayNetwork(record) {
-                try? await worker.run { [driver] in try driver.removeSandbox(network) }
-            }
-            var next = state
-            next.networks[record.id] = nil
-            try commit(next, touching: [.network(record.id)])
-            return
+        // Refused by the store while any node has an endpoint or a service
+        // uses it. This node's sandbox goes at once, the others' with their
+        // next definitions update; one that cannot be removed now is the
+        // reconciler's to remove (it is no network's any more).
+        let store = await store()
+        let record = try await store.removeNetwork(reference)
+        await store.synchronizeDefinitions()
+        if let network = try? overlayNetwork(record) {
+            try? await worker.run { [driver] in try driver.removeSandbox(network) }
         }
-        var check = state
-        let record = try check.removeNetwork(reference)
-        let network = try overlayNetwork(record)
-        try await worker.run { [driver] in try driver.removeSandbox(network) }
-        // Removed again from the state as it is now (not the copy taken
-        // before the await, which would undo concurrent changes).
-        var next = state
-        _ = try next.removeNetwork(record.id)
-        try commit(next, touching: [.network(record.id)])
         logger.info("removed network", metadata: ["network": "\(record.name)", "id": "\(record.id.prefix(12))"])
     }
 
@@ -236,11 +223,38 @@ public actor NodeDaemon: DockerBackend {
         wakeForChange() // starts watching the sandbox's events, programs the balancers
     }
 
+    /// The cluster store requests go to: the swarm's managers', or this
+    /// node's own while it is in no swarm (whose definitions this daemon
+    /// takes from the first use on).
+    func store() async -> any ClusterStore {
+        if let swarmStore { return swarmStore }
+        await watchLocalStore()
+        return localStore
+    }
+
+    /// Takes the local store's definitions, from now on. The store first
+    /// frees this node's allocations that no endpoint here holds (a crash
+    /// between the store's write and this daemon's), before any request
+    /// of this run allocates.
+    func watchLocalStore() async {
+        if let localStoreWatch { return await localStoreWatch.value }
+        let own = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.id))
+        let watch = Task { [localStore, nodeID, logger] in
+            do {
+                try await localStore.watch(keeping: own, of: nodeID) { [weak self] update in await self?.applyLocalDefinitions(update) ?? true }
+            } catch {
+                logger.error("could not free the local store's orphaned allocations", metadata: ["error": "\(error)"])
+            }
+        }
+        localStoreWatch = watch
+        await watch.value
+    }
+
     /// A network by name or ID. One this node does not know yet (created
     /// a moment ago, on a manager; a worker learns definitions with its
     /// next heartbeat) is asked of the swarm's managers first.
     func knownNetwork(_ reference: String) async throws -> NetworkRecord {
-        if let allocator, (try? state.network(reference)) == nil { await allocator.synchronizeDefinitions() }
+        if (try? state.network(reference)) == nil { await store().synchronizeDefinitions() }
         return try state.network(reference)
     }
 
@@ -252,7 +266,7 @@ public actor NodeDaemon: DockerBackend {
     @discardableResult
     func attachWorkload(network reference: String, namespace: NetworkNamespace, name: String, requestedAddress: String?,
                         service serviceName: String?, aliases: [String] = [], serving: Bool = true) async throws -> EndpointRecord {
-        if let allocator, let serviceName, (try? state.service(serviceName)) == nil { await allocator.synchronizeDefinitions() }
+        if let serviceName, (try? state.service(serviceName)) == nil { await store().synchronizeDefinitions() }
         let record = try await knownNetwork(reference)
         var service: ServiceRecord?
         if let serviceName { service = try state.service(serviceName) }
@@ -314,8 +328,9 @@ public actor NodeDaemon: DockerBackend {
             let alias = attached.namespacePath == namespace.path ? "" : " (as \(attached.namespacePath))"
             throw ControlError(.permissionDenied, "endpoint \(name) is already attached to network \(record.name)\(alias)")
         }
-        // In a swarm the managers allocate every address (they hold all
-        // allocations, in Raft); a node in no swarm allocates its own.
+        // The store allocates every address: the swarm's managers (they
+        // hold all allocations, in Raft), or this node's own store.
+        let network = try overlayNetwork(record)
         let allocation = AllocationRequest(
             endpointID: Identifier.make(), network: record.id, node: nodeID, nodeName: configuration.nodeName,
             namespacePath: namespace.path, name: name, requestedAddress: requestedAddress, vtep: configuration.dataPathAddress,
@@ -324,15 +339,8 @@ public actor NodeDaemon: DockerBackend {
         // the actor is reentrant, and a copy taken before the manager
         // answered would overwrite what concurrent attaches committed
         // meanwhile (their endpoints vanished from `network inspect`).
-        var next: ClusterState
-        var allocated: EndpointRecord
-        if let allocator {
-            allocated = try await allocator.allocate(allocation)
-            next = state
-        } else {
-            next = state
-            allocated = try next.addEndpointRecord(allocation)
-        }
+        var allocated = try await store().allocate(allocation)
+        var next = state
         allocated.aliases = aliases.isEmpty ? nil : aliases
         // Recorded (and gossiped) out of the balancers from the start, not
         // taken out a moment later: other hosts must never send it traffic
@@ -340,8 +348,10 @@ public actor NodeDaemon: DockerBackend {
         if !serving && serviceID != nil { allocated.unhealthy = true }
         next.endpoints[allocated.id] = allocated
         let endpoint = allocated
-        let network = try overlayNetwork(record)
-        try commit(next, touching: [.endpoint(endpoint.id)])
+        do { try commit(next, touching: [.endpoint(endpoint.id)]) } catch {
+            await releaseAllocation(endpoint.id)
+            throw error
+        }
         let peers = peers(of: record.id)
         let attached: AttachedEndpoint?
         do {
@@ -569,6 +579,7 @@ public actor NodeDaemon: DockerBackend {
 
     /// Runs the reconciler: now, on every wake-up and every interval, until cancelled.
     public func runReconciler() async {
+        await watchLocalStore()
         if configuration.embeddedDNS { Self.removeOrphanResolvConfs() }
         await reconcileOnce()
         await withTaskGroup(of: Void.self) { group in

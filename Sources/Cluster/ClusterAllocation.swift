@@ -33,10 +33,14 @@ public struct AllocationRequest: Codable, Sendable {
     }
 }
 
-/// Where a node's daemon takes its cluster-wide allocations from in a
-/// swarm: the managers, which hold them in Raft. A node in no swarm
-/// allocates for itself, alone. Errors reach the caller as the Docker API's.
-public protocol ClusterAllocator: Sendable {
+/// The cluster store, as the node agent and the API's handlers use it:
+/// one write per request (networks, endpoint addresses), and the
+/// definitions every node's data plane takes from it. Two implementations:
+/// the swarm's managers' (`SwarmClusterStore`, over Raft) and a node's own
+/// while it is in no swarm (`LocalClusterStore`). Both run the same rules
+/// (`ClusterState`); errors are `ControlError` and `ClusterError`, which
+/// only the API edge maps to HTTP statuses.
+public protocol ClusterStore: Sendable {
     /// Validates and allocates a network (subnet, gateway, VNI). `hostRoutes`
     /// are the asking host's routes, which the subnet may not overlap.
     func createNetwork(_ request: ClusterState.NetworkRequest, hostRoutes: [IPPrefix]) async throws -> NetworkRecord

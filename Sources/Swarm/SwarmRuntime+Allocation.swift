@@ -353,7 +353,7 @@ extension SwarmStore {
 
 /// The daemon's allocator in a swarm: the swarm runtime, with its errors
 /// as the Docker API's (the allocation rules' own errors pass through).
-public struct SwarmClusterAllocator: ClusterAllocator {
+public struct SwarmClusterStore: ClusterStore {
     let runtime: SwarmRuntime
 
     public init(runtime: SwarmRuntime) {

@@ -182,12 +182,12 @@ struct Swarmnetd: AsyncParsableCommand {
         swarmConfiguration.onNetworking = { [gossipPort] networking in
             if let networking {
                 if let swarm = swarmBox.runtime, await !daemon.isInSwarm {
-                    await daemon.setClusterAllocator(SwarmClusterAllocator(runtime: swarm))
+                    await daemon.setClusterStore(SwarmClusterStore(runtime: swarm))
                 }
                 await daemon.enterSwarmGossip(keys: networking.gossipKeys, managerHosts: networking.managerHosts, port: gossipPort)
             } else {
                 await daemon.leaveSwarmGossip()
-                await daemon.setClusterAllocator(nil)
+                await daemon.setClusterStore(nil)
                 await daemon.setDownNodes([])
             }
         }

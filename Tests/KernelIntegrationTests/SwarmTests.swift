@@ -323,6 +323,47 @@ import Testing
         }
     }
 
+    /// A node in no swarm keeps its networks in its own store; `swarm
+    /// init` carries them, with their allocations, into the swarm's store,
+    /// and the local store is emptied; a node that leaves the swarm loses
+    /// the swarm's networks (as Docker's swarm-scoped ones go) and has a
+    /// store of its own again.
+    @Test func aLoneNodesStoreGoesIntoTheSwarmAtInitAndANodeThatLeavesHasItsOwnAgain() throws {
+        try withTestbed(hosts: 2) { testbed in
+            func names(_ host: String) -> [String] {
+                ((try? testbed.docker(host, ["network", "ls", "--format", "{{.Name}}"])) ?? "").split(separator: "\n").map(String.init).sorted()
+            }
+            func address(_ host: String, _ workload: NetworkNamespace) throws -> String {
+                try ServiceTests.address(of: workload.name!, in: "10.95.0.")
+            }
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--subnet", "10.95.0.0/24", "early"])
+            let w1 = try testbed.workload("w1"), w2 = try testbed.workload("w2")
+            try testbed.docker("h1", ["network", "connect", "early", w1.name!])
+            #expect(try address("h1", w1) == "10.95.0.2")
+            #expect(names("h2").isEmpty, "another lone node knows nothing of it")
+
+            try testbed.formSwarm(managers: ["h1"], workers: ["h2"])
+            // The swarm took the network and its allocation: the worker's
+            // endpoint gets the next address, and the two reach each other.
+            #expect(eventually(10) { (try? testbed.docker("h2", ["network", "connect", "early", w2.name!])) != nil })
+            #expect(try address("h2", w2) == "10.95.0.3")
+            #expect(eventually(10) {
+                (try? TestHost.run(["ip", "netns", "exec", w2.name!, "ping", "-c", "1", "-W", "1", "10.95.0.2"])) != nil
+            })
+            #expect(try testbed.docker("h1", ["network", "inspect", "early", "--format", "{{.Scope}}"]).contains("swarm"))
+
+            // h2 leaves: the swarm's network goes from it once its endpoint
+            // is gone, and its own store takes a network of that name.
+            try testbed.docker("h2", ["network", "disconnect", "early", w2.name!])
+            try testbed.docker("h2", ["swarm", "leave"])
+            #expect(eventually(10) { names("h2").isEmpty }, "\(names("h2"))")
+            try testbed.docker("h2", ["network", "create", "-d", "overlay", "--subnet", "10.96.0.0/24", "early"])
+            #expect(names("h2") == ["early"])
+            #expect(try testbed.docker("h1", ["network", "inspect", "early", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}"])
+                .contains("10.95.0.0/24"), "the swarm's network is unchanged")
+        }
+    }
+
     @Test func overlayNetworksWorkInASwarmWithEncryptedGossip() throws {
         try withTestbed(hosts: 2) { testbed in
             try testbed.formSwarm(managers: ["h1"], workers: ["h2"])
