@@ -17,6 +17,41 @@ extension NodeDaemon {
         }
     }
 
+    /// The cluster store requests go to: the swarm's managers', or this
+    /// node's own while it is in no swarm (whose definitions this daemon
+    /// takes from the first use on).
+    func store() async -> any ClusterStore {
+        if let swarmStore { return swarmStore }
+        await watchLocalStore()
+        return localStore
+    }
+
+    /// Takes the local store's definitions, from now on. The store first
+    /// frees this node's allocations that no endpoint here holds (a crash
+    /// between the store's write and this daemon's), before any request
+    /// of this run allocates.
+    func watchLocalStore() async {
+        if let localStoreWatch { return await localStoreWatch.value }
+        let own = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.id))
+        let watch = Task { [localStore, nodeID, logger] in
+            do {
+                try await localStore.watch(keeping: own, of: nodeID) { [weak self] update in await self?.applyLocalDefinitions(update) ?? true }
+            } catch {
+                logger.error("could not free the local store's orphaned allocations", metadata: ["error": "\(error)"])
+            }
+        }
+        localStoreWatch = watch
+        await watch.value
+    }
+
+    /// A network by name or ID. One this node does not know yet (created
+    /// a moment ago, on a manager; a worker learns definitions with its
+    /// next heartbeat) is asked of the swarm's managers first.
+    func knownNetwork(_ reference: String) async throws -> NetworkRecord {
+        if (try? state.network(reference)) == nil { await store().synchronizeDefinitions() }
+        return try state.network(reference)
+    }
+
     /// This host's IPv4 routes, which a new network's subnet may not
     /// overlap (read on the kernel worker).
     public func hostRoutesForAllocation() async throws -> [IPPrefix] {
