@@ -4,8 +4,8 @@ import DockerAPI
 import NIOHTTP1
 
 /// The swarm behind Docker's `/swarm` and `/nodes` paths: the runtime's
-/// answers, with control errors turned into HTTP statuses here, at the
-/// edge.
+/// answers; its control errors become HTTP statuses at the edge
+/// (DockerRouter).
 public struct SwarmAPI: SwarmBackend {
     public let runtime: SwarmRuntime
 
@@ -56,8 +56,8 @@ public struct SwarmAPI: SwarmBackend {
     }
 }
 
-/// Swarm services and tasks behind `/services` and `/tasks`, with control
-/// errors turned into HTTP statuses here.
+/// Swarm services and tasks behind `/services` and `/tasks`; control
+/// errors become HTTP statuses at the edge (DockerRouter).
 public struct SwarmServicesAPI: ServiceOrchestration {
     public let runtime: SwarmRuntime
 
