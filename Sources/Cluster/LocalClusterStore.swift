@@ -95,18 +95,27 @@ public actor LocalClusterStore: ClusterStore {
         return record
     }
 
+    // Addresses change in place (the rules refuse before they change
+    // anything, and a failed save is undone): a copy of the state per
+    // attach made each one cost every endpoint held.
+
     public func allocate(_ request: AllocationRequest) async throws -> EndpointRecord {
-        var next = state
-        let record = try next.addEndpointRecord(request)
-        try commit(next, touching: [.endpoint(record.id)], definitionsChanged: false)
+        let before = state.endpoints[request.endpointID]
+        let record = try state.addEndpointRecord(request)
+        do { try file.save(state, touching: [.endpoint(record.id)]) } catch {
+            state.endpoints[record.id] = before
+            throw error
+        }
         return record
     }
 
     public func release(endpointID: String, node: String) async throws {
-        guard state.endpoints[endpointID] != nil else { return }
-        var next = state
-        try next.releaseEndpoint(endpointID, node: node)
-        try commit(next, touching: [.endpoint(endpointID)], definitionsChanged: false)
+        guard let before = state.endpoints[endpointID] else { return }
+        try state.releaseEndpoint(endpointID, node: node)
+        do { try file.save(state, touching: [.endpoint(endpointID)]) } catch {
+            state.endpoints[endpointID] = before
+            throw error
+        }
     }
 
     /// Nothing to wait for: every write here is handed to the watcher

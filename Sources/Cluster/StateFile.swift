@@ -103,7 +103,15 @@ public final class StateFile: @unchecked Sendable {
                 try append(data)
                 journalLines += entries.count + 1
             }
-            saved = state
+            // With the records named, only they are copied: `saved` then
+            // shares no storage with the caller's state, which a caller
+            // changing its state in place (the local store) would otherwise
+            // copy whole on its next change.
+            if records == nil {
+                saved = state
+            } else {
+                for entry in entries { Self.apply(entry, to: &saved) }
+            }
         }
     }
 
