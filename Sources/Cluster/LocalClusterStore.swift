@@ -49,14 +49,18 @@ public actor LocalClusterStore: ClusterStore {
     /// taken for good.
     public func watch(keeping endpoints: Set<String>, of node: String,
                       _ watcher: @escaping @Sendable (DefinitionsUpdate) async -> Bool) async throws {
+        // A sweep that cannot be saved is reported after the watcher is
+        // in place: the agent must have the definitions all the same.
+        var failure: Error?
         let orphans = state.endpoints.values.filter { $0.node == node && !endpoints.contains($0.id) }.map(\.id)
         if !orphans.isEmpty {
             var next = state
             for id in orphans { next.endpoints[id] = nil }
-            try commit(next, touching: orphans.map { .endpoint($0) }, definitionsChanged: false)
+            do { try commit(next, touching: orphans.map { .endpoint($0) }, definitionsChanged: false) } catch { failure = error }
         }
         self.watcher = watcher
         _ = await watcher(.all(state.definitions(revision: revision)))
+        if let failure { throw failure }
     }
 
     /// Everything the store holds (what `swarm init` carries into the new

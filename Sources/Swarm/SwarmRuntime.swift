@@ -461,9 +461,9 @@ public actor SwarmRuntime {
         GossipKey.random().base64
     }
 
-    /// A request to a manager endpoint with this node's certificate (the
-    /// data plane's endpoint allocation).
-    public func managerRequest(_ method: HTTPMethod, _ address: String, _ path: String, body: [UInt8]?) async throws -> (Int, [UInt8]) {
+    /// A request to a manager endpoint with this node's certificate (a
+    /// worker's endpoint allocations, log fetches).
+    func managerRequest(_ method: HTTPMethod, _ address: String, _ path: String, body: [UInt8]?) async throws -> (Int, [UInt8]) {
         guard let identity = membership?.identity else { throw ControlError(.unavailable, DockerRouter.notInSwarm) }
         let client = ControlClient(context: try ControlTLS.clientContext(identity: identity, root: identity.rootCA))
         let answer = try await client.request(method, address, path, body: body)

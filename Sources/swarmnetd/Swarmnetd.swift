@@ -9,7 +9,6 @@ import Foundation
 import Gossip
 import GossipRuntime
 import Logging
-import NIOHTTP1
 import Netlink
 import ServiceLifecycle
 import Swarm
