@@ -42,21 +42,45 @@ public actor LocalClusterStore: ClusterStore {
     /// after handing it all of them. A watcher that cannot take a change
     /// (it is not at the change's base) answers false, and gets them all.
     ///
-    /// `endpoints` are the endpoints `node`'s agent holds: the node's other
-    /// allocations are freed first. They are what a crash between this
-    /// store's write and the agent's left (allocated, never attached), and
-    /// would keep the address, and the namespace's place on the network,
-    /// taken for good.
-    public func watch(keeping endpoints: Set<String>, of node: String,
+    /// `endpoints` are the endpoints `node`'s agent holds, and the store's
+    /// allocations of that node are made to match them first:
+    /// - an allocation no endpoint holds is freed: a crash between this
+    ///   store's write and the agent's left it (allocated, never
+    ///   attached), and it would keep the address, and the namespace's
+    ///   place on the network, taken for good;
+    /// - an endpoint on one of this store's networks that the store lacks
+    ///   (its file lost or damaged) is allocated again at its own address,
+    ///   so no later attach is given an address a workload still has; one
+    ///   whose address is taken is left out, and named in the error.
+    public func watch(keeping endpoints: [EndpointRecord], of node: String,
                       _ watcher: @escaping @Sendable (DefinitionsUpdate) async -> Bool) async throws {
-        // A sweep that cannot be saved is reported after the watcher is
-        // in place: the agent must have the definitions all the same.
+        // A reconciliation that cannot be saved is reported after the
+        // watcher is in place: the agent must have the definitions all the same.
         var failure: Error?
-        let orphans = state.endpoints.values.filter { $0.node == node && !endpoints.contains($0.id) }.map(\.id)
-        if !orphans.isEmpty {
-            var next = state
-            for id in orphans { next.endpoints[id] = nil }
-            do { try commit(next, touching: orphans.map { .endpoint($0) }, definitionsChanged: false) } catch { failure = error }
+        let kept = Set(endpoints.map(\.id))
+        var next = state
+        var touched: [RecordReference] = []
+        for record in state.endpoints.values where record.node == node && !kept.contains(record.id) {
+            next.endpoints[record.id] = nil
+            touched.append(.endpoint(record.id))
+        }
+        var refused: [String] = []
+        // Endpoints on networks this store does not hold (a swarm's, kept
+        // while a workload here still uses them) are not its to allocate.
+        for record in endpoints where state.endpoints[record.id] == nil && next.networks[record.networkID] != nil {
+            let taken = next.endpoints.values.contains { $0.networkID == record.networkID && $0.address.address == record.address.address }
+            if taken {
+                refused.append("\(record.name) (\(record.address))")
+                continue
+            }
+            next.endpoints[record.id] = record
+            touched.append(.endpoint(record.id))
+        }
+        if !touched.isEmpty {
+            do { try commit(next, touching: touched, definitionsChanged: false) } catch { failure = error }
+        }
+        if failure == nil, !refused.isEmpty {
+            failure = ClusterError.conflict("the local store cannot take back endpoints it had lost: \(refused.sorted().joined(separator: ", "))")
         }
         self.watcher = watcher
         _ = await watcher(.all(state.definitions(revision: revision)))

@@ -122,10 +122,41 @@ import Addressing
         var other = allocation("elsewhere", network: network.id)
         other.node = "node2"
         _ = try await store.allocate(other)
+        let kept = try #require(await store.snapshot().endpoints["kept"])
         store = try LocalClusterStore(directory: path, seed: ClusterState())
-        try await store.watch(keeping: ["kept"], of: "node1") { _ in true }
+        try await store.watch(keeping: [kept], of: "node1") { _ in true }
         #expect(await store.snapshot().endpoints.keys.sorted() == ["elsewhere", "kept"])
         store = try LocalClusterStore(directory: path, seed: ClusterState())
         #expect(await store.snapshot().endpoints.keys.sorted() == ["elsewhere", "kept"], "freed on disk")
+    }
+
+    /// A store that lost an allocation (its file damaged) takes it back
+    /// from the agent's endpoint, at the endpoint's own address, so the
+    /// next attach is not given an address a workload still has; one whose
+    /// address another holds by then is refused and named.
+    @Test func endpointsTheStoreLostAreAllocatedAgainAtTheirOwnAddress() async throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var store = try LocalClusterStore(directory: path, seed: ClusterState())
+        let network = try await store.createNetwork(.init(name: "front", subnet: "10.45.0.0/24"), hostRoutes: [])
+        let first = try await store.allocate(allocation("e1", network: network.id))
+        // The store forgets e1 (released here, as a lost file would).
+        try await store.release(endpointID: "e1", node: "node1")
+        store = try LocalClusterStore(directory: path, seed: ClusterState())
+        try await store.watch(keeping: [first], of: "node1") { _ in true }
+        #expect(await store.snapshot().endpoints["e1"]?.address == first.address)
+        let next = try await store.allocate(allocation("e2", network: network.id))
+        #expect(next.address != first.address, "the next attach gets another address")
+
+        // Its address taken meanwhile: refused, and named.
+        try await store.release(endpointID: "e1", node: "node1")
+        var thief = allocation("e3", network: network.id)
+        thief.node = "node2"
+        thief.requestedAddress = first.address.address.description
+        _ = try await store.allocate(thief)
+        await #expect(throws: ClusterError.self) {
+            try await store.watch(keeping: [first, next], of: "node1") { _ in true }
+        }
+        #expect(await store.snapshot().endpoints["e1"] == nil)
     }
 }

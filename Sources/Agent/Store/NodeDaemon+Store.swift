@@ -27,17 +27,17 @@ extension NodeDaemon {
     }
 
     /// Takes the local store's definitions, from now on. The store first
-    /// frees this node's allocations that no endpoint here holds (a crash
-    /// between the store's write and this daemon's), before any request
-    /// of this run allocates.
+    /// makes its allocations of this node match the endpoints here (a
+    /// crash between the store's write and this daemon's, or a lost store
+    /// file), before any request of this run allocates.
     func watchLocalStore() async {
         if let localStoreWatch { return await localStoreWatch.value }
-        let own = Set(state.endpoints.values.filter { $0.node == nodeID }.map(\.id))
+        let own = state.endpoints.values.filter { $0.node == nodeID }
         let watch = Task { [localStore, nodeID, logger] in
             do {
                 try await localStore.watch(keeping: own, of: nodeID) { [weak self] update in await self?.applyLocalDefinitions(update) ?? true }
             } catch {
-                logger.error("could not free the local store's orphaned allocations", metadata: ["error": "\(error)"])
+                logger.error("the local store's allocations do not match this node's endpoints", metadata: ["error": "\(error)"])
             }
         }
         localStoreWatch = watch
