@@ -175,6 +175,12 @@ public actor NodeDaemon {
         }
     }
 
+    /// Runs a blocking call (a probe, an image's file work) off Swift's
+    /// cooperative pool.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+
     /// IPv4 routes of the host (the daemon's own namespace), which a network
     /// may not overlap.
     static func hostRoutes() throws -> [IPPrefix] {

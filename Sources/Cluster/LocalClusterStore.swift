@@ -101,7 +101,7 @@ public actor LocalClusterStore: ClusterStore {
         for id in gone.networks.keys { networks[id] = .some(nil) }
         var services: [String: ServiceRecord?] = [:]
         for id in gone.services.keys { services[id] = .some(nil) }
-        await announce(base: revision - 1, networks: networks, services: services)
+        await announce(networks: networks, services: services)
     }
 
     // MARK: - ClusterStore
@@ -110,7 +110,7 @@ public actor LocalClusterStore: ClusterStore {
         var next = state
         let record = try next.createNetwork(request, id: Identifier.make(), now: Date(), hostRoutes: hostRoutes)
         try commit(next, touching: [.network(record.id)])
-        await announce(base: revision - 1, networks: [record.id: record])
+        await announce(networks: [record.id: record])
         return record
     }
 
@@ -119,7 +119,7 @@ public actor LocalClusterStore: ClusterStore {
         let record = try next.removeNetwork(reference)
         try commit(next, touching: [.network(record.id)])
         let removed: [String: NetworkRecord?] = [record.id: nil]
-        await announce(base: revision - 1, networks: removed)
+        await announce(networks: removed)
         return record
     }
 
@@ -172,7 +172,7 @@ public actor LocalClusterStore: ClusterStore {
             networks[ingressCreated.id] = ingressCreated
         }
         try commit(next, touching: touched)
-        await announce(base: revision - 1, networks: networks, services: [record.id: record])
+        await announce(networks: networks, services: [record.id: record])
         return (record, ingressCreated)
     }
 
@@ -183,7 +183,7 @@ public actor LocalClusterStore: ClusterStore {
         let backends = state.endpoints.values.filter { $0.serviceID == record.id }.map { RecordReference.endpoint($0.id) }
         try commit(next, touching: [.service(record.id)] + backends)
         let removed: [String: ServiceRecord?] = [record.id: nil]
-        await announce(base: revision - 1, services: removed)
+        await announce(services: removed)
         return record
     }
 
@@ -197,10 +197,11 @@ public actor LocalClusterStore: ClusterStore {
         if definitionsChanged { revision += 1 }
     }
 
-    /// Hands the watcher what changed from `base` to the current revision.
-    private func announce(base: UInt64, networks: [String: NetworkRecord?] = [:], services: [String: ServiceRecord?] = [:]) async {
+    /// Hands the watcher what the last change of definitions changed
+    /// (`commit` moved the revision by one).
+    private func announce(networks: [String: NetworkRecord?] = [:], services: [String: ServiceRecord?] = [:]) async {
         guard let watcher else { return }
-        if await !watcher(.changes(base: base, revision: revision, networks: networks, services: services)) {
+        if await !watcher(.changes(base: revision - 1, revision: revision, networks: networks, services: services)) {
             _ = await watcher(.all(state.definitions(revision: revision)))
         }
     }

@@ -142,11 +142,11 @@ struct DebugTable: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "table",
         abstract: "Show a gossip table as this node holds it (tombstones and entries of failed nodes included).",
-        discussion: "NETWORK is a network's name or ID, or swarmnet.cluster for the cluster-wide table of networks. Tables: endpoints, networks.")
+        discussion: "NETWORK is a network's name or ID. Gossip runs only in a swarm, and its one table per network is endpoints.")
 
     @OptionGroup var daemon: DaemonOptions
     @Option(help: "Output format: table or json.") var format: OutputFormat = .table
-    @Argument(help: "Network name or ID, or swarmnet.cluster.") var network: String
+    @Argument(help: "Network name or ID.") var network: String
     @Argument(help: "Table name.") var table: String
 
     func run() throws {

@@ -321,7 +321,7 @@ struct GossipService: Service {
                 guard let keyring = await daemon.swarmGossipKeyring() else { continue }
                 let gossip = ClusterGossip(name: name, configuration: configuration, keyring: keyring, logger: logger)
                 do {
-                    try await gossip.start(bind: bind, port: port, seeds: [])
+                    try await gossip.start(bind: bind, port: port)
                 } catch {
                     logger.error("gossip could not start; trying again", metadata: ["error": "\(error)"])
                     await gossip.stop()

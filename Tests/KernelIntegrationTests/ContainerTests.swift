@@ -12,9 +12,7 @@ import TestKit
     /// the network is attachable, as `docker run --network` needs there.
     func withContainerTestbed(hosts: Int = 1, _ body: (Testbed) throws -> Void) throws {
         let run = { (testbed: Testbed) throws in
-            for host in testbed.hosts.map(\.name) {
-                let loaded = try testbed.docker(host, ["load", "-i", try TestImages.path("busybox")])
-                    + testbed.docker(host, ["load", "-i", try TestImages.path("whoami")])
+            for (_, loaded) in try testbed.load(images: ["busybox", "whoami"]) {
                 #expect(loaded.contains("Loaded image: busybox:latest") && loaded.contains("Loaded image: whoami:latest"))
             }
             try testbed.docker("h1", ["network", "create", "-d", "overlay", "--attachable", "--subnet", "10.93.0.0/24", "web"])

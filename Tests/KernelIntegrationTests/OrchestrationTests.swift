@@ -359,10 +359,7 @@ import TestKit
     }
 
     @Test func aRollingUpdateCompletesUnderANewLeaderAfterTheLeaderIsKilled() throws {
-        let busybox = try TestImages.path("busybox")
-        try withTestbed(hosts: 4) { testbed in
-            for host in testbed.hosts.map(\.name) { _ = try testbed.docker(host, ["load", "-i", busybox]) }
-            try testbed.formSwarm(managers: ["h1", "h2", "h3"], workers: ["h4"])
+        try KernelIntegrationTests.withSwarm(hosts: 4, managers: 3, images: ["busybox"]) { testbed in
             // Created on a follower (h2): its network side and spec are one
             // Raft transaction, whichever manager takes the request.
             try testbed.docker("h2", ["service", "create", "-d", "--name", "slow", "--replicas", "6", "--stop-grace-period", "1s",

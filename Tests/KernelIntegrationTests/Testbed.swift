@@ -107,6 +107,18 @@ final class Testbed: @unchecked Sendable {
         try TestHost.run([TestHost.swarmnetExecutable] + arguments, environment: ["SWARMNET_SOCKET": socket(host)])
     }
 
+    /// `docker load` of `images` (of scripts/images) on every host; what
+    /// each host's loads printed, by host.
+    @discardableResult
+    func load(images: [String]) throws -> [String: String] {
+        let tarballs = try images.map { try TestImages.path($0) }
+        var printed: [String: String] = [:]
+        for host in hosts.map(\.name) {
+            printed[host] = try tarballs.map { try docker(host, ["load", "-i", $0]) }.joined()
+        }
+        return printed
+    }
+
     /// A workload namespace belonging to the test bed (removed with it).
     func workload(_ name: String) throws -> NetworkNamespace {
         try NetworkNamespace.create(named: "\(lab.prefix)\(name)")
@@ -150,12 +162,9 @@ func withTestbed<T>(hosts: Int, reconcileInterval: Double = 1, daemonArguments: 
 @discardableResult
 func withSwarm<T>(hosts: Int, managers: Int = 1, images: [String] = [], reconcileInterval: Double = 1, daemonArguments: [String] = [],
                   _ body: (Testbed) throws -> T) throws -> T {
-    let tarballs = try images.map { try TestImages.path($0) }
-    return try withTestbed(hosts: hosts, reconcileInterval: reconcileInterval, daemonArguments: daemonArguments) { testbed in
+    try withTestbed(hosts: hosts, reconcileInterval: reconcileInterval, daemonArguments: daemonArguments) { testbed in
         let names = testbed.hosts.map(\.name)
-        for host in names {
-            for tarball in tarballs { try testbed.docker(host, ["load", "-i", tarball]) }
-        }
+        try testbed.load(images: images)
         try testbed.formSwarm(managers: Array(names.prefix(managers)), workers: Array(names.dropFirst(managers)))
         return try body(testbed)
     }

@@ -84,11 +84,10 @@ extension NodeDaemon: SwarmnetDebugBackend {
     }
 
     /// A gossip table as this node holds it, tombstones and suspended
-    /// entries included. `network` may be a network's name or ID, or the
-    /// cluster-wide gossip network.
+    /// entries included. `network` is a network's name or ID.
     public func debugTable(network reference: String, table: String) async throws -> [TableEntryView] {
-        guard let gossip else { throw ControlError(.unavailable, "this node runs without gossip") }
-        let network = reference == ClusterGossip.clusterNetwork ? reference : (try? state.network(reference).id) ?? reference
+        guard let gossip else { throw ControlError(.unavailable, Self.noGossip) }
+        let network = (try? state.network(reference).id) ?? reference
         let dump: GossipDump
         do { dump = try gossip.node.dump(network: network, table: table) } catch {
             throw ControlError(.unavailable, "gossip: \(error)")
@@ -100,12 +99,12 @@ extension NodeDaemon: SwarmnetDebugBackend {
 }
 
 extension NodeDaemon {
+    static let noGossip = "gossip runs only in a swarm, encrypted with the swarm's keys: this node is in no swarm (or runs with --no-gossip)"
+
     /// The gossip keyring by fingerprint, primary first: the swarm's keys,
     /// which the managers make and rotate.
     public func gossipKeys() async throws -> [GossipKeyView] {
-        guard let keyring = gossip?.node.keyring() else {
-            throw ControlError(.unavailable, "gossip runs only in a swarm, encrypted with the swarm's keys: this node is in no swarm (or runs with --no-gossip)")
-        }
+        guard let keyring = gossip?.node.keyring() else { throw ControlError(.unavailable, Self.noGossip) }
         return keyring.keys.enumerated().map { GossipKeyView(fingerprint: $1.fingerprint, primary: $0 == 0) }
     }
 }

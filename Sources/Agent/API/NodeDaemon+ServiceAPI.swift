@@ -14,8 +14,7 @@ import Logging
 extension NodeDaemon {
     public func createService(_ spec: ServiceSpec) async throws -> ServiceCreateResponse {
         guard !isInSwarm else { throw ControlError.notManager }
-        await watchLocalStore()
-        let (record, ingressCreated) = try await localStore.createService(
+        let (record, ingressCreated) = try await watchLocalStore().createService(
             ServiceRequest(spec), hostRoutes: { [self] in try await self.hostRoutesForAllocation() })
         if let ingressCreated {
             logger.info("created the ingress network", metadata: ["subnet": "\(ingressCreated.subnet)", "vni": "\(ingressCreated.vni)"])
@@ -49,8 +48,7 @@ extension NodeDaemon {
 
     public func removeService(_ reference: String) async throws {
         guard !isInSwarm else { throw ControlError.notManager }
-        await watchLocalStore()
-        let record = try await localStore.removeService(reference)
+        let record = try await watchLocalStore().removeService(reference)
         // Its backends stay attached to their networks, as no one's backends.
         var next = state
         let backends = next.endpoints.values.filter { $0.node == nodeID && $0.serviceID == record.id }.map(\.id)

@@ -16,7 +16,6 @@ import Synchronization
 /// (anti-entropy, suspended entries of failed nodes, tombstones); this type
 /// only translates.
 public final class ClusterGossip: Sendable {
-    public static let clusterNetwork = "swarmnet.cluster"
     public static let endpointsTable = "endpoints"
 
     public let node: LiveGossipNode
@@ -26,26 +25,25 @@ public final class ClusterGossip: Sendable {
     /// decoding each one's JSON every time made a host's work per event
     /// grow with the cluster's endpoints (issue 17).
     private let decoded = Mutex<[String: (bytes: [UInt8], record: EndpointRecord)]>([:])
+    /// Set by the first `stop`: a session is stopped once, whoever ends it.
+    private let stopped = Mutex(false)
 
     public init(name: String, configuration: GossipConfiguration, keyring: Keyring?, logger: Logger) {
         node = LiveGossipNode(name: name, configuration: configuration, keyring: keyring, logger: logger)
         self.logger = logger
     }
 
-    /// Binds the gossip sockets, joins the cluster-wide network and, when
-    /// seeds are given, the cluster through them.
-    public func start(bind host: String, port: Int, seeds: [NodeAddress]) async throws {
+    /// Binds the gossip sockets (the swarm's managers are joined through
+    /// `NodeDaemon.enterSwarmGossip`).
+    public func start(bind host: String, port: Int) async throws {
         let address = try await node.start(bind: host, port: port)
-        try node.joinNetwork(Self.clusterNetwork)
         logger.info("gossip listening", metadata: ["address": "\(address)"])
-        if !seeds.isEmpty {
-            let answered = try await node.join(seeds)
-            logger.info("joined the cluster", metadata: ["seeds": "\(seeds)", "answered": "\(answered)"])
-        }
     }
 
-    /// Leaves gracefully (others see "left", not "failed") and stops.
+    /// Leaves gracefully (others see "left", not "failed") and stops; a
+    /// session already stopped is left as it is.
     public func stop() async {
+        guard stopped.withLock({ value in defer { value = true }; return !value }) else { return }
         try? await node.leave(timeout: .seconds(2))
         await node.shutdown()
     }
@@ -74,7 +72,7 @@ public final class ClusterGossip: Sendable {
     public func endpoints() -> [EndpointRecord] {
         var seen: [String: (bytes: [UInt8], record: EndpointRecord)] = [:]
         let known = decoded.withLock { $0 }
-        let joined = Set(node.networks()).subtracting([Self.clusterNetwork])
+        let joined = Set(node.networks())
         let records = node.entries(table: Self.endpointsTable).filter { joined.contains($0.key) }.flatMap { network, entries in
             entries.compactMap { entry -> EndpointRecord? in
                 let id = network + "/" + entry.key

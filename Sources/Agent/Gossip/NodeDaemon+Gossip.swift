@@ -86,7 +86,7 @@ extension NodeDaemon {
             do { try gossip.node.joinNetwork(id) } catch { followed = false }
         }
         let endpointNetworks = Set(state.endpoints.values.map(\.networkID))
-        for id in joined where id != ClusterGossip.clusterNetwork && state.networks[id] == nil && !endpointNetworks.contains(id) {
+        for id in joined where state.networks[id] == nil && !endpointNetworks.contains(id) {
             do { try gossip.node.leaveNetwork(id) } catch { followed = false }
         }
         gossipFollows = followed ? (state.networks, state.endpoints) : nil

@@ -2,7 +2,6 @@ import Addressing
 import Cluster
 import DockerAPI
 import Foundation
-import NIOPosix
 
 /// The node agent's side of the cluster store: definitions come from the
 /// store (the swarm's managers', or this node's own while it is in no
@@ -22,16 +21,19 @@ extension NodeDaemon {
     /// takes from the first use on).
     func store() async -> any ClusterStore {
         if let swarmStore { return swarmStore }
-        await watchLocalStore()
-        return localStore
+        return await watchLocalStore()
     }
 
     /// Takes the local store's definitions, from now on. The store first
     /// makes its allocations of this node match the endpoints here (a
     /// crash between the store's write and this daemon's, or a lost store
     /// file), before any request of this run allocates.
-    func watchLocalStore() async {
-        if let localStoreWatch { return await localStoreWatch.value }
+    @discardableResult
+    func watchLocalStore() async -> LocalClusterStore {
+        if let localStoreWatch {
+            await localStoreWatch.value
+            return localStore
+        }
         let own = state.endpoints.values.filter { $0.node == nodeID }
         let watch = Task { [localStore, nodeID, logger] in
             do {
@@ -42,6 +44,7 @@ extension NodeDaemon {
         }
         localStoreWatch = watch
         await watch.value
+        return localStore
     }
 
     /// A network by name or ID. One this node does not know yet (created
@@ -175,10 +178,4 @@ extension NodeDaemon {
     /// What `swarm init` makes the swarm's first allocations: everything
     /// the local store holds.
     public func clusterStateForSeeding() async -> ClusterState { await localStore.snapshot() }
-
-    /// Runs a blocking call (a socket exchange) off Swift's cooperative pool.
-    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(work)
-    }
-
 }
