@@ -195,12 +195,16 @@ public final class ReplicatedStore: Sendable {
 
     /// Ends every watch stream and fails every waiter (the replica is shutting down).
     public func close() {
-        inner.withLock { s in
-            for w in s.watchers.values { w.continuation.finish() }
+        let watchers = inner.withLock { s in
+            let watchers = s.watchers.values
             s.watchers = [:]
             for (id, w) in s.waiters { w.resume(throwing: StoreError.cancelled(id)) }
             s.waiters = [:]
             s.expected = [:]
+            return watchers
         }
+        // Outside the lock: finishing a stream runs its termination
+        // handler, which takes the lock to forget the watcher.
+        for w in watchers { w.continuation.finish() }
     }
 }

@@ -94,6 +94,11 @@ public actor SwarmRuntime {
         var raft: RaftServer?
         var tasks: [Task<Void, Never>] = []
         var store: SwarmStore? { raft.map(SwarmStore.init) }
+        /// The dispatcher's word this node has taken.
+        var work = HeldWork()
+        /// The manager that answered the last heartbeat (the leader): the
+        /// work watch waits on it.
+        var dispatcher: String?
     }
 
     let configuration: Configuration
@@ -108,6 +113,12 @@ public actor SwarmRuntime {
     var leaderTask: Task<Void, Never>?
     /// The managers and settings heartbeats carry (`managerView`).
     var managerViewCache: ManagerView?
+    /// The digests of nodes' work, at the index they were read at.
+    var workDigests: (index: UInt64, byNode: [String: UInt64]) = (0, [:])
+    /// Work from a heartbeat or the watch, waiting to be applied in order.
+    var pendingWork: NodeWork?
+    var applyingWork = false
+    var workApplied: [CheckedContinuation<Void, Never>] = []
     /// The allocations decoded from the store, refreshed per revision
     /// (`clusterState`).
     var decodedAllocations = DecodedAllocations()

@@ -131,6 +131,29 @@ import TestKit
         }
     }
 
+    /// With heartbeats a minute apart, workers still get their tasks, and
+    /// their stops, at once: the work watch hands a node its new work as
+    /// soon as the leader's store has it, not with its next heartbeat.
+    @Test func theWorkWatchHandsWorkersTheirTasksBetweenHeartbeats() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["swarm", "update", "--dispatcher-heartbeat", "60s"])
+            // Every node's heartbeat in flight (750 ms apart) learns the new period.
+            Thread.sleep(forTimeInterval: 2)
+            try testbed.docker("h1", ["service", "create", "-d", "--name", "watched", "--replicas", "4", "--constraint", "node.role==worker",
+                                      "--stop-grace-period", "1s", "busybox", "sleep", "3600"])
+            #expect(eventually(20) {
+                (try? ["h2", "h3"].map { try runningContainers(testbed, $0).count }) == [2, 2]
+            }, "runc on the workers: \(placement(testbed))")
+            #expect(eventually(10) {
+                (try? tasks(testbed, "watched").filter { $0.hasSuffix("Running") }.count) == 4
+            }, "the workers' reports: \((try? tasks(testbed, "watched")) ?? [])")
+            try testbed.docker("h1", ["service", "scale", "-d", "watched=2"])
+            #expect(eventually(20) {
+                (try? ["h2", "h3"].map { try runningContainers(testbed, $0).count }.reduce(0, +)) == 2
+            }, "two containers left after scaling down: \(placement(testbed))")
+        }
+    }
+
     @Test func placementConstraintsPendingReasonsAndGlobalServices() throws {
         try withSwarm { testbed in
             // Nowhere to go: pending with Docker's reason, then it runs as

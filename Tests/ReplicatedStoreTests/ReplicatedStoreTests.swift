@@ -49,6 +49,24 @@ struct ReplicatedStoreTests {
         #expect(last.kind == .updated && last.object.key == "k2" && last.object.version == 2)
     }
 
+    /// Closing ends the open watch streams. It once finished them under
+    /// the store's lock, and the stream's termination handler took the
+    /// same lock: the process died with "Recursive call to lock Mutex".
+    @Test func closingTheStoreEndsItsWatches() async throws {
+        let store = ReplicatedStore()
+        var f = EntryFeed()
+        store.apply([f.entry(put("k1", "v")).0])
+        let stream = try store.watch(from: 1)
+        store.close()
+        var received: [WatchEvent] = []
+        for await event in stream { received.append(event) }
+        #expect(indexes(received) == [1])
+        // A store closed with no watch at all, and one whose watch is gone.
+        ReplicatedStore().close()
+        _ = try store.watch(from: 1)
+        store.close()
+    }
+
     @Test func watchBeyondHistoryIsRefused() throws {
         let store = ReplicatedStore(historyLimit: 4)
         var f = EntryFeed()

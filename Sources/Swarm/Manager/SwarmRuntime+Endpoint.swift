@@ -54,6 +54,9 @@ extension SwarmRuntime {
             case (.POST, "/swarmnet/heartbeat"):
                 let peer = try authenticate(request)
                 return try await heartbeat(from: peer, try Self.decode(Heartbeat.self, request.body))
+            case (.POST, "/swarmnet/work"):
+                let peer = try authenticate(request)
+                return try await watchWork(of: peer, try Self.decode(WorkWatch.self, request.body))
             case (_, _) where path.hasPrefix("/swarmnet/cluster/"):
                 // Endpoint allocation, for the node the certificate names.
                 let peer = try authenticate(request)
@@ -154,50 +157,6 @@ extension SwarmRuntime {
             nodeID: nodeID, clusterID: swarm.id, role: role, certificatePEM: (try? certificate.serializeAsPEM().pemString) ?? "",
             managers: managerEndpoints(), gossipKeys: swarm.gossipKeys, raftID: managerInfo?.raftID,
             raftPeers: role == .manager ? members : nil)
-    }
-
-    /// A node's heartbeat. Only the leader tracks them; a follower points
-    /// the node at the leader.
-    func heartbeat(from peer: PeerIdentity, _ heartbeat: Heartbeat) async throws(ControlError) -> HTTPResponse {
-        guard let membership, let store = membership.store, let raft = membership.raft else { throw ControlError.notManager }
-        guard let current = store.node(peer.nodeID) else {
-            throw ControlError(.permissionDenied, "node \(peer.nodeID) is not a member of the swarm")
-        }
-        let leaderID = await raft.leader()
-        let view = managerView(store)
-        guard leaderID == raft.id else {
-            return Self.answer(.misdirectedRequest, NotLeader(leader: view.endpointsByRaftID[leaderID]))
-        }
-        liveness.heartbeat(from: peer.nodeID, at: now)
-        if current.object.state != .ready || current.object.address != heartbeat.address {
-            var node = current.object
-            node.state = .ready
-            node.stateMessage = nil
-            node.updatedAt = Date()
-            if (try? Self.advertiseAddress(heartbeat.address, default: "")) != nil { node.address = heartbeat.address }
-            try? await store.write(SwarmStore.update(node, version: current.version))
-        }
-        var assignments = view.assignments[peer.nodeID] ?? []
-        var retained = view.retained[peer.nodeID] ?? []
-        var recorded = true
-        if let reports = heartbeat.reports, !reports.isEmpty {
-            recorded = await record(reports, from: peer.nodeID, store)
-            let after = managerView(store)
-            assignments = after.assignments[peer.nodeID] ?? []
-            retained = after.retained[peer.nodeID] ?? []
-        }
-        let logRequests = pendingLogRequests.removeValue(forKey: peer.nodeID)
-        // Built only for a worker whose revision is behind: most
-        // heartbeats carry the current one.
-        var definitions: ClusterDefinitions?
-        if let known = heartbeat.definitionsRevision, known != store.definitionsRevision {
-            definitions = self.definitions(store)
-        }
-        return Self.answer(.ok, HeartbeatResponse(periodNanoseconds: view.heartbeatPeriod.nanoseconds, managers: view.endpoints,
-                                                  gossipKeys: view.gossipKeys, desiredRole: current.object.desiredRole,
-                                                  tasks: assignments, retainedTasks: retained, reportsRecorded: recorded,
-                                                  downEngines: view.downEngines,
-                                                  logRequests: logRequests, definitions: definitions))
     }
 
     /// A node's new certificate, for the role the operators want: a node

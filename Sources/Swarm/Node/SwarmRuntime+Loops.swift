@@ -7,13 +7,15 @@ import RaftRuntime
 import X509
 
 /// The loops of a member: heartbeats (every node, which also carry the
-/// role wanted and the gossip keys back), and on managers the leader's
-/// duties (marking silent nodes down, promoting caught-up learners,
-/// rotating the gossip key) and reporting removed nodes.
+/// role wanted and the gossip keys back), the work watch (every node),
+/// and on managers the leader's duties (marking silent nodes down,
+/// promoting caught-up learners, rotating the gossip key) and reporting
+/// removed nodes.
 extension SwarmRuntime {
     func startLoops() {
         guard var membership else { return }
         membership.tasks.append(Task { [weak self] in await self?.sendHeartbeats() })
+        membership.tasks.append(Task { [weak self] in await self?.watchWork() })
         self.membership = membership
         if membership.raft != nil && leaderTask == nil {
             leaderTask = Task { [weak self] in await self?.leadWhileLeader() }
@@ -32,9 +34,6 @@ extension SwarmRuntime {
         var attempt = 0
         var period = SwarmSettings().heartbeatPeriod
         var failures = 0
-        var reportedDown: [String]?
-        // A worker's revision of the cluster's definitions.
-        var definitionsRevision: UInt64?
         while !Task.isCancelled {
             guard let local = membership?.local, let identity = membership?.identity else { return }
             if client == nil || clientCertificate != identity.certificate {
@@ -58,26 +57,19 @@ extension SwarmRuntime {
                 let answer = try await session!.request(.POST, "/swarmnet/heartbeat",
                                                         body: SwarmStore.encode(Heartbeat(
                                                             address: local.advertiseAddress, reports: reports,
-                                                            definitionsRevision: local.role == .worker ? definitionsRevision ?? 0 : nil)))
+                                                            definitionsRevision: local.role == .worker
+                                                                ? membership?.work.definitionsRevision ?? 0 : nil)))
                 switch answer.status {
                 case 200:
                     let response = try JSONDecoder().decode(HeartbeatResponse.self, from: Data(answer.body))
                     period = .nanoseconds(max(response.periodNanoseconds, 100_000_000))
                     target = address
                     failures = 0
-                    if let down = response.downEngines, down != reportedDown {
-                        reportedDown = down
-                        await configuration.onDownNodes(Set(down))
-                    }
-                    // Before the tasks: they attach to these networks.
-                    if let definitions = response.definitions {
-                        definitionsRevision = definitions.revision
-                        _ = await configuration.onClusterDefinitions(.all(definitions))
-                    }
+                    self.membership?.dispatcher = address
+                    if response.reportsRecorded != false { await configuration.taskAgent?.acknowledge(reports) }
+                    await take(response.work)
                     heartbeatAnswered = sequence
                     if let agent = configuration.taskAgent {
-                        if response.reportsRecorded != false { await agent.acknowledge(reports) }
-                        if let tasks = response.tasks { await agent.assign(tasks, retaining: Set(response.retainedTasks ?? [])) }
                         for request in response.logRequests ?? [] {
                             let reply = LogReply(id: request.id, entries: await agent.logs(request))
                             _ = try? await session!.request(.POST, "/swarmnet/logs", body: SwarmStore.encode(reply))

@@ -7,6 +7,8 @@ import Foundation
 //   GET  /swarmnet/ca         the root CA certificate (no client certificate needed)
 //   POST /swarmnet/join       JoinRequest → JoinResponse (join token instead of a certificate)
 //   POST /swarmnet/heartbeat  Heartbeat → HeartbeatResponse (a node's certificate)
+//   POST /swarmnet/work       WorkWatch → NodeWork (a node's certificate): a long poll,
+//                             answered when the node's work differs from what it holds
 //   POST /swarmnet/renew      RenewRequest → RenewResponse (a node's certificate): a new
 //                             certificate for the role the operators want (promote,
 //                             demote), or the same role before the old one expires
@@ -62,25 +64,62 @@ struct HeartbeatResponse: Codable, Sendable {
     /// The role the operators want for the node (`docker node promote`,
     /// `demote`); the node renews its certificate when it differs.
     var desiredRole: SwarmRole
-    /// The dispatcher's word: every task assigned to the node that it must
-    /// run or stop. Tasks of the node's that are not here are stopped and
-    /// removed.
-    var tasks: [TaskAssignment]?
-    /// The node's ended tasks the history keeps: their containers stay
-    /// (stopped, with their logs) until the history drops them.
-    var retainedTasks: [String]?
     /// False when the node's reports could not be written: it sends them again.
     var reportsRecorded: Bool?
-    /// The engine IDs of the nodes marked down: their endpoints leave this
-    /// node's balancers and DNS answers at once, before gossip's failure
-    /// detector reaches the same verdict.
-    var downEngines: [String]?
     /// Managers want the logs of some of the node's tasks: it posts them
     /// to `/swarmnet/logs` on the same session.
     var logRequests: [LogRequest]?
+    /// The node's work as of the answer.
+    var work: NodeWork
+}
+
+/// What the dispatcher has for one node, as of one index of the store.
+/// Heartbeat answers and the work watch both carry it; a node takes only
+/// work newer than what it holds, since the two may arrive out of order.
+struct NodeWork: Codable, Sendable {
+    /// The store's applied index it was read at.
+    var index: UInt64
+    /// A digest of `tasks`, `retainedTasks` and `downEngines`: the node
+    /// sends it back on the watch, and the manager holds the watch until
+    /// its own digest differs.
+    var digest: UInt64
+    /// The dispatcher's word: every task assigned to the node that it must
+    /// run or stop. Tasks of the node's that are not here are stopped and
+    /// removed.
+    var tasks: [TaskAssignment]
+    /// The node's ended tasks the history keeps: their containers stay
+    /// (stopped, with their logs) until the history drops them.
+    var retainedTasks: [String]
+    /// The engine IDs of the nodes marked down: their endpoints leave this
+    /// node's balancers and DNS answers at once, before gossip's failure
+    /// detector reaches the same verdict.
+    var downEngines: [String]
     /// The cluster's definitions, when the node's revision is not the
-    /// store's.
+    /// store's (a worker's: managers read their own replica).
     var definitions: ClusterDefinitions?
+
+    /// FNV-1a over the sorted-key JSON of what the digest covers: the same
+    /// work gives the same digest on every manager, and across leaders.
+    static func digest(tasks: [TaskAssignment], retained: [String], downEngines: [String]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for part in [SwarmStore.encode(tasks), SwarmStore.encode(retained), SwarmStore.encode(downEngines)] {
+            for byte in part + [0] {
+                hash ^= UInt64(byte)
+                hash &*= 0x0000_0100_0000_01b3
+            }
+        }
+        return hash
+    }
+}
+
+/// A node waits for its work to change: the manager answers once its
+/// digest differs from `digest`, or after `holdNanoseconds` (bounded by
+/// the manager) with the same work.
+struct WorkWatch: Codable, Sendable {
+    var digest: UInt64?
+    /// As in `Heartbeat`.
+    var definitionsRevision: UInt64?
+    var holdNanoseconds: Int64
 }
 
 /// A node's answer to a log request.
