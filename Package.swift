@@ -14,7 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
@@ -32,13 +32,18 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "CShims/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Libraries.
+        // What the daemon took from Foundation beyond FoundationEssentials
+        // (a lock, a thread, untyped JSON, trimming): it links
+        // FoundationEssentials only.
+        .target(name: "SystemBasics"),
+        .testTarget(name: "SystemBasicsTests", dependencies: ["SystemBasics"]),
         .target(name: "Addressing"),
         .target(name: "Namespaces", dependencies: ["CNetlinkShim"]),
         .target(
             name: "Netlink",
-            dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces"]),
-        .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing"]),
-        .target(name: "Cluster", dependencies: ["Addressing"]),
+            dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces", "SystemBasics"]),
+        .target(name: "Overlay", dependencies: ["Netlink", "Namespaces", "Addressing", "SystemBasics"]),
+        .target(name: "Cluster", dependencies: ["Addressing", "SystemBasics"]),
 
         // The swarm's control plane: identities (CA, certificates, join
         // tokens), the pure control rules, and the runtime that runs them
@@ -50,12 +55,12 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "Control", dependencies: ["Cluster"]),
+        .target(name: "Control", dependencies: ["Cluster", "SystemBasics"]),
         .target(
             name: "Swarm",
             dependencies: [
                 "SwarmIdentity", "Control", "Cluster", "DockerAPI", "RaftRuntime", "RaftTransport", "ReplicatedStore", "Addressing",
-                "GossipRuntime", "Raft",
+                "GossipRuntime", "Raft", "SystemBasics",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -73,7 +78,7 @@ let package = Package(
         .target(
             name: "DockerAPI",
             dependencies: [
-                "Cluster",
+                "Cluster", "SystemBasics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -83,14 +88,14 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Cluster", "DockerAPI", "Overlay", "Netlink", "Namespaces", "Addressing", "GossipRuntime", "Gossip", "LoadBalancing", "DNS",
-                "TaskExecution",
+                "TaskExecution", "SystemBasics",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "TaskExecution",
             dependencies: [
-                "CZlib", "CExecutorShim", "Namespaces", "Cluster",
+                "CZlib", "CExecutorShim", "Namespaces", "Cluster", "SystemBasics",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -125,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "swarmnetd",
             dependencies: [
-                "Agent", "DockerAPI", "Netlink", "Addressing", "swarmnet-shim", "Swarm",
+                "Agent", "DockerAPI", "Netlink", "Addressing", "swarmnet-shim", "Swarm", "SystemBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -167,7 +172,7 @@ let package = Package(
         .target(name: "CIPVSShim", path: "CShims/CIPVSShim"),
         .target(
             name: "LoadBalancing",
-            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables"]),
+            dependencies: ["Netlink", "Namespaces", "Addressing", "CNetlinkShim", "CLibMnl", "CIPVSShim", "CLibNftables", "SystemBasics"]),
         .testTarget(name: "LoadBalancingTests", dependencies: ["LoadBalancing", "Netlink", "Addressing", "CIPVSShim", "CNetlinkShim"]),
         .testTarget(name: "IPVSKernelTests", dependencies: ["LoadBalancing", "Netlink", "Namespaces", "Addressing", "TestKit"]),
 
@@ -216,7 +221,7 @@ let package = Package(
         .target(
             name: "RaftRuntime",
             dependencies: [
-                "Raft", "RaftStorage", "ReplicatedStore", "RaftTransport",
+                "Raft", "RaftStorage", "ReplicatedStore", "RaftTransport", "SystemBasics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// Everything that distinguishes one swarmnetd from another on the same
 /// machine: its name, state directory, API socket, data-path address and the

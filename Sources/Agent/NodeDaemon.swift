@@ -4,7 +4,8 @@ import Glibc
 import Addressing
 import Cluster
 import DockerAPI
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Logging
 import NIOPosix
 import Namespaces
@@ -137,7 +138,7 @@ public actor NodeDaemon {
             return id
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw DamagedNodeID(path: path, reason: "it cannot be read") }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: data, as: UTF8.self).trimmed()
         guard text.utf8.count == nodeIDLength, text.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
             throw DamagedNodeID(path: path, reason: "it holds \(data.count) bytes that are not a node ID (\(nodeIDLength) lowercase hex digits)")
         }

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// One daemon per state directory: an exclusive flock(2) on `STATE/lock`,
 /// held for the life of the process (the kernel drops it when the process
@@ -27,7 +28,7 @@ public final class StateDirectoryLock: Sendable {
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let failure = errno
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed()
             close(fd)
             if failure == EWOULDBLOCK { throw Held(directory: directory, holder: holder?.isEmpty == false ? holder : nil) }
             throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO)

@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// What a node asks the cluster's allocator for when it attaches an
 /// endpoint: the allocator holds every network's allocations, so addresses

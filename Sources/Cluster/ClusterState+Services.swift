@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// Services: validation and allocation (VIPs, published ports), as pure
 /// functions of the state and the request like the network operations.

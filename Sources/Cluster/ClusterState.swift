@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// The networks and endpoints a node knows, with the rules that keep them
 /// consistent: unique names, non-overlapping subnets, unique VNIs, unique

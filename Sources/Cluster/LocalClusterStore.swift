@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The cluster store of a node in no swarm: the same rules as the swarm's
 /// managers run over Raft (`ClusterState`), over a state file of its own
@@ -33,7 +34,7 @@ public actor LocalClusterStore: ClusterStore {
             _ = try? file.load() // what a cut-short seeding wrote, so the save below replaces it
             try file.save(state)
             guard FileManager.default.createFile(atPath: marker, contents: Data()) else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: marker])
+                throw StateFileError(path: marker, errno: errno)
             }
         }
     }

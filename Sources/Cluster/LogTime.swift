@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A log line's time: RFC 3339 in UTC with nanoseconds, as the shim writes
 /// it (`2026-12-06T20:55:00.123456789Z`), more digits than Foundation's

@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// An overlay network, as the cluster records it: Docker's network object
 /// with swarmnet's allocations (subnet, gateway, VNI).

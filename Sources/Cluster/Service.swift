@@ -1,5 +1,5 @@
 import Addressing
-import Foundation
+import FoundationEssentials
 
 /// How clients find a service's backends, as Docker's `EndpointSpec.Mode`.
 public enum EndpointMode: String, Codable, Sendable, Hashable {

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// One record of the state, by kind and id.
 public enum RecordReference: Hashable, Sendable {
@@ -29,7 +30,7 @@ public final class StateFile: @unchecked Sendable {
     public let journalPath: String
     /// Journal lines below which no snapshot is written.
     public let compactionFloor: Int
-    private let lock = NSLock()
+    private let lock = Lock()
     /// The state as on disk, to tell what a save changes.
     private var saved = ClusterState()
     private var journalLines = 0
@@ -175,11 +176,11 @@ public final class StateFile: @unchecked Sendable {
 
     private func append(_ data: Data) throws {
         let fd = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: journalPath]) }
+        guard fd >= 0 else { throw StateFileError(path: journalPath, errno: errno) }
         defer { close(fd) }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard written == data.count, fsync(fd) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: journalPath])
+            throw StateFileError(path: journalPath, errno: errno)
         }
     }
 
@@ -191,16 +192,16 @@ public final class StateFile: @unchecked Sendable {
         let data = try encoder.encode(state)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary]) }
+        guard fd >= 0 else { throw StateFileError(path: temporary, errno: errno) }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)
         guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+            throw StateFileError(path: path, errno: errno)
         }
         guard truncate(journalPath, 0) == 0 || errno == ENOENT else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: journalPath])
+            throw StateFileError(path: journalPath, errno: errno)
         }
         journalLines = 0
     }
@@ -216,4 +217,14 @@ public final class StateFile: @unchecked Sendable {
         decoder.dateDecodingStrategy = .iso8601
         return decoder
     }()
+}
+
+/// A state file that could not be written, with the system's reason.
+public struct StateFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var errno: Int32
+
+    public var description: String {
+        "cannot write \(path): \(String(cString: strerror(errno)))"
+    }
 }

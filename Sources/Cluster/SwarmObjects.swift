@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The swarm's own objects, as the managers keep them in the replicated
 // store (collections `swarm` and `nodes`). JSON-encoded; the store's

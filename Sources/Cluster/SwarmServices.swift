@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // Services and tasks as the managers keep them in the replicated store
 // (collections `services` and `tasks`), shaped after swarmkit's

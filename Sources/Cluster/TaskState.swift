@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// swarmkit's task states, in order (api/types.proto's TaskState). The
 /// executor moves a task through preparing → ready → starting → running,

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Cluster
 
 /// A placement constraint, `node.labels.zone==east` or `node.role!=manager`,
@@ -18,15 +19,15 @@ public struct Constraint: Sendable, Equatable {
     /// answers it (400).
     public init(parsing text: String) throws(ControlError) {
         let (operatorRange, equals): (Range<String.Index>, Bool)
-        if let range = text.range(of: "==") {
+        if let range = text.firstRange(of: "==") {
             (operatorRange, equals) = (range, true)
-        } else if let range = text.range(of: "!=") {
+        } else if let range = text.firstRange(of: "!=") {
             (operatorRange, equals) = (range, false)
         } else {
             throw ControlError(.invalidArgument, "invalid constraint \"\(text)\": constraint expected one operator from ==, !=")
         }
-        let name = text[..<operatorRange.lowerBound].trimmingCharacters(in: .whitespaces)
-        let value = text[operatorRange.upperBound...].trimmingCharacters(in: .whitespaces)
+        let name = text[..<operatorRange.lowerBound].trimming(" \t")
+        let value = text[operatorRange.upperBound...].trimming(" \t")
         guard !value.isEmpty, !value.contains("=") else {
             throw ControlError(.invalidArgument, "invalid constraint \"\(text)\": the value is empty or has a second operator")
         }

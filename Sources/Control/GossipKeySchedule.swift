@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// When the swarm's gossip key is rotated, and how, without a moment where
 /// two nodes cannot read each other: a new key is first installed beside

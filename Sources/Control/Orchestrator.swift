@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// What the orchestrator wants written, in one store transaction.
 public struct OrchestrationChanges: Sendable, Equatable {

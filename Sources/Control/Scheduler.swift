@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// Places tasks on nodes, as swarmkit's scheduler does: filters (the node
 /// takes tasks, the constraints hold, the reservations fit, the service's

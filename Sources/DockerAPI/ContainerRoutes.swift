@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import NIOCore
 import NIOHTTP1
 
@@ -109,11 +110,17 @@ struct ContainerRoutes {
         }
     }
 
+    static let messageEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
     /// Docker's progress stream: one JSON object per line.
     static func messages(_ objects: [[String: String]]) -> HTTPResponse {
         var body = ByteBuffer()
         for object in objects {
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
+            if let data = try? Self.messageEncoder.encode(object) {
                 body.writeBytes(data)
                 body.writeString("\r\n")
             }
@@ -134,7 +141,7 @@ struct ContainerRoutes {
         return query.split(separator: "&").compactMap { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, parts[0] == key else { return nil }
-            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            return String(parts[1]).replacing("+", with: " ").percentDecoded()
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The Docker Engine API's container and image JSON, for `docker run -d`,
 // `ps`, `inspect`, `logs`, `stop`, `rm`, `load`, `import` and `image

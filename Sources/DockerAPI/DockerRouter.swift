@@ -1,5 +1,6 @@
 import Cluster
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import NIOCore
 import NIOHTTP1
 
@@ -109,18 +110,18 @@ public struct DockerRouter: Sendable {
     private func route(_ request: HTTPRequest, _ segments: [String], query: [String: String]) async throws -> HTTPResponse {
         let (method, body) = (request.method, request.body)
         if let containers, let first = segments.first, first == "containers" || first == "images" {
-            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+            let decoded = segments.map { $0.percentDecoded() ?? $0 }
             return try await ContainerRoutes(backend: containers).route(method, decoded, query: query, request: request)
         }
         if let first = segments.first, first == "swarm" || first == "nodes" || segments == ["swarmnet", "debug", "raft"] {
             guard let swarm else { throw APIError(.serviceUnavailable, Self.notInSwarm) }
-            let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+            let decoded = segments.map { $0.percentDecoded() ?? $0 }
             if let response = try await SwarmRoutes(backend: swarm).route(method, decoded, query: query, body: body) { return response }
         }
         if let first = segments.first, first == "tasks" || first == "services", let services {
             if let refusal = await services.workerRefusal() { throw APIError(.serviceUnavailable, refusal) }
             if await services.isActive() {
-                let decoded = segments.map { $0.removingPercentEncoding ?? $0 }
+                let decoded = segments.map { $0.percentDecoded() ?? $0 }
                 if let response = try await ServiceRoutes(backend: services).route(method, decoded, query: query, body: body) { return response }
             }
         }
@@ -160,23 +161,23 @@ public struct DockerRouter: Sendable {
         if let debug, method == .GET, segments.count >= 3, segments[0] == "swarmnet", segments[1] == "debug" {
             switch (segments[2], segments.count) {
             case ("overlay", 4):
-                return try Self.json(.ok, await debug.debugOverlay(network: segments[3].removingPercentEncoding ?? segments[3]))
+                return try Self.json(.ok, await debug.debugOverlay(network: segments[3].percentDecoded() ?? segments[3]))
             case ("peers", 3):
                 return try Self.json(.ok, await debug.debugPeers())
             case ("lb", 3):
                 return try Self.json(.ok, await debug.debugLoadBalancers(service: query["service"]))
             case ("dns", 4):
-                return try Self.json(.ok, await debug.debugDNS(name: segments[3].removingPercentEncoding ?? segments[3], container: query["container"]))
+                return try Self.json(.ok, await debug.debugDNS(name: segments[3].percentDecoded() ?? segments[3], container: query["container"]))
             case ("table", 5):
                 return try Self.json(.ok, await debug.debugTable(
-                    network: segments[3].removingPercentEncoding ?? segments[3], table: segments[4].removingPercentEncoding ?? segments[4]))
+                    network: segments[3].percentDecoded() ?? segments[3], table: segments[4].percentDecoded() ?? segments[4]))
             default:
                 break
             }
         }
         // /networks/{id} and /networks/{id}/(connect|disconnect)
         if segments.first == "networks", segments.count == 2 || segments.count == 3 {
-            let reference = segments[1].removingPercentEncoding ?? segments[1]
+            let reference = segments[1].percentDecoded() ?? segments[1]
             switch (method, segments.count == 3 ? segments[2] : "") {
             case (.GET, ""):
                 return try Self.json(.ok, await backend.inspectNetwork(reference))
@@ -195,7 +196,7 @@ public struct DockerRouter: Sendable {
         }
         // /services/{id}
         if segments.first == "services", segments.count == 2 {
-            let reference = segments[1].removingPercentEncoding ?? segments[1]
+            let reference = segments[1].percentDecoded() ?? segments[1]
             switch method {
             case .GET:
                 return try Self.json(.ok, await backend.inspectService(reference))
@@ -222,8 +223,8 @@ public struct DockerRouter: Sendable {
         if parts.count == 2 {
             for pair in parts[1].split(separator: "&") {
                 let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = String(keyValue[0]).removingPercentEncoding ?? String(keyValue[0])
-                let value = keyValue.count == 2 ? (String(keyValue[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                let key = String(keyValue[0]).percentDecoded() ?? String(keyValue[0])
+                let value = keyValue.count == 2 ? (String(keyValue[1]).replacing("+", with: " ").percentDecoded() ?? "") : ""
                 query[key] = value
             }
         }
@@ -255,7 +256,7 @@ public struct DockerRouter: Sendable {
     /// older clients, `{"name": ["web"]}`.
     static func filters(_ text: String?) throws -> [String: [String]] {
         guard let text, !text.isEmpty else { return [:] }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        guard let object = try? JSONObject.parse(text) as? [String: Any] else {
             throw APIError(.badRequest, "invalid filter: \(text)")
         }
         var result: [String: [String]] = [:]

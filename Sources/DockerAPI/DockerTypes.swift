@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The Docker Engine API's JSON, for the parts swarmnet serves. Keys are
 // Docker's, exactly; fields swarmnet has no use for are omitted on input
@@ -326,5 +326,5 @@ extension Date {
 
     /// A value, so shared without a lock: making an ISO8601DateFormatter
     /// per date was a quarter of `network ls` at 1,000 networks.
-    private static let rfc3339Style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+    private static let rfc3339Style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // Docker's swarm service JSON (`ServiceSpec`, `Service`), in the fields that
 // mean something to a network data plane. Other fields of a request are

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The Docker Engine API's swarm objects, as the stock CLI sends and reads
 // them (`docker swarm …`, `docker node …`, the Swarm part of `docker info`).

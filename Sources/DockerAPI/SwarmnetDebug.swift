@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // swarmnet's own debugging endpoints, beside the Docker API paths:
 //   GET /swarmnet/debug/overlay/{network}   desired peers beside the kernel's entries

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// A small blocking HTTP/1.1 client over a unix socket, for the command
 /// line: one request per connection ("Connection: close"), the whole
@@ -141,15 +142,15 @@ public struct UnixHTTPClient: Sendable {
     }
 
     static func parse(_ data: Data) throws -> Response {
-        guard let separator = data.range(of: Data("\r\n\r\n".utf8)) else { throw ClientError.malformed("no end of headers") }
+        guard let separator = data.firstRange(of: Data("\r\n\r\n".utf8)) else { throw ClientError.malformed("no end of headers") }
         let headText = String(decoding: data[data.startIndex..<separator.lowerBound], as: UTF8.self)
-        var lines = headText.components(separatedBy: "\r\n")
+        var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false)
         let statusLine = lines.removeFirst().split(separator: " ")
         guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw ClientError.malformed("status line") }
         var headers: [String: String] = [:]
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimming(" \t")
         }
         var body = Data(data[separator.upperBound...])
         if headers["transfer-encoding"]?.lowercased() == "chunked" {
@@ -167,9 +168,9 @@ public struct UnixHTTPClient: Sendable {
         var index = data.startIndex
         let crlf = Data("\r\n".utf8)
         while index < data.endIndex {
-            guard let lineEnd = data.range(of: crlf, in: index..<data.endIndex) else { break }
+            guard let lineEnd = data[index...].firstRange(of: crlf) else { break }
             let sizeText = String(decoding: data[index..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
+            guard let size = Int(sizeText.trimming(" \t"), radix: 16) else {
                 throw ClientError.malformed("chunk size '\(sizeText)'")
             }
             if size == 0 { break }

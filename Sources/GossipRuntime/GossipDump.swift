@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Gossip
 
 /// A snapshot of one node's gossip state, for `swarmnet debug peers` and `debug table`; encode it

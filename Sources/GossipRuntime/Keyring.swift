@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+import FoundationEssentials
 
 /// One AES-256 key of the gossip keyring. Its description is a fingerprint, never the key.
 public struct GossipKey: Sendable, Hashable, CustomStringConvertible {

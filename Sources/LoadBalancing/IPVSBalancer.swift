@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Namespaces
 
 /// How an `IPVSBalancer` works in its namespace.
@@ -50,7 +51,7 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
     private let ipvs: IPVS
     private let nft: NFTablesContext
     private let markTable: IPVSMarkTable
-    private let lock = NSLock()
+    private let lock = Lock()
 
     /// Opens IPVS and libnftables in `namespace`; nothing is written until
     /// the first reconcile. Throws `.unavailable` when the kernel has no IPVS.

@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Namespaces
 
 /// The small nftables table that routes packets to IPVS firewall-mark
@@ -144,8 +145,7 @@ struct IPVSMarkTable {
     /// The marks of `nft -j list table ip NAME`, with each chain's rules
     /// (their signatures, `NFTRule.signature`) and hook (for `isIntact`).
     static func parse(json text: String, table: String) throws -> (contents: Contents, chains: [String: [String]], hooks: [String: String]) {
-        guard let data = text.data(using: .utf8),
-              let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let root = try? JSONObject.parse(text) as? [String: Any],
               let objects = root["nftables"] as? [[String: Any]]
         else { throw LoadBalancerError.malformedReply("nft -j list table ip \(table): not nft's JSON") }
         var contents = Contents()
@@ -155,7 +155,7 @@ struct IPVSMarkTable {
             if let map = object["map"] as? [String: Any], let name = map["name"] as? String {
                 for element in map["elem"] as? [[Any]] ?? [] {
                     guard element.count == 2, let key = element[0] as? [String: Any], let parts = key["concat"] as? [Any],
-                          parts.count == 2, let mark = (element[1] as? NSNumber)?.uint32Value
+                          parts.count == 2, let mark = (element[1] as? Int).flatMap(UInt32.init(exactly:))
                     else { continue }
                     switch name {
                     case vipMarks:
@@ -165,14 +165,14 @@ struct IPVSMarkTable {
                         }
                     case portMarks:
                         if let proto = (parts[0] as? String).flatMap(TransportProtocol.init(rawValue:)),
-                           let port = (parts[1] as? NSNumber)?.uint16Value {
+                           let port = (parts[1] as? Int).flatMap(UInt16.init(exactly:)) {
                             contents.marks[.publishedPort(proto, port)] = mark
                         }
                     default: break
                     }
                 }
             } else if let set = object["set"] as? [String: Any], set["name"] as? String == masqueradeMarks {
-                contents.masquerade = Set((set["elem"] as? [Any] ?? []).compactMap { ($0 as? NSNumber)?.uint32Value })
+                contents.masquerade = Set((set["elem"] as? [Any] ?? []).compactMap { ($0 as? Int).flatMap(UInt32.init(exactly:)) })
             } else if let chain = object["chain"] as? [String: Any], let name = chain["name"] as? String {
                 rules[name] = rules[name] ?? []
                 hooks[name] = chain["hook"] as? String
@@ -211,6 +211,6 @@ struct IPVSMarkTable {
     }()
 
     static let masqueradeRule = NFTRule.signature(expr: [
-        NFTExpr.match(NFTExpr.meta("mark"), "==", "@" + masqueradeMarks), ["masquerade": NSNull()],
+        NFTExpr.match(NFTExpr.meta("mark"), "==", "@" + masqueradeMarks), ["masquerade": JSONNull()],
     ], comment: nil)
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import SystemBasics
 
 /// The IPVS sysctls Swarm learned to set in its load-balancer namespaces
 /// (net.ipv4.vs.*, per network namespace). nil leaves a value as it is.
@@ -112,7 +113,7 @@ enum Sysctl {
         var buffer = [UInt8](repeating: 0, count: 64)
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count > 0 else { throw LoadBalancerError.sysctl(path: path, errno: count < 0 ? errno : EIO) }
-        let text = String(decoding: buffer[0..<count], as: UTF8.self).trimmingCharacters(in: " \n\t")
+        let text = String(decoding: buffer[0..<count], as: UTF8.self).trimmed()
         guard let value = Int(text) else { throw LoadBalancerError.sysctl(path: path, errno: EINVAL) }
         return value
     }
@@ -125,11 +126,3 @@ enum SystemErrno {
     }
 }
 
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return String(slice)
-    }
-}

@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// Reading a table back: nft's JSON listing (`list table ip NAME`, the
 /// same as `nft -j list table ip NAME`) into an `NFTImage`, and an image
@@ -10,7 +11,7 @@ enum NFTablesKernelState {
     /// maps layout: by the elements' keys); everything else is kept as it
     /// is, so that a difference is visible to the transaction builder.
     static func image(fromJSON text: String, table: String, layout: NFTablesConfiguration.Layout = .chains) throws -> NFTImage {
-        guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        guard let root = try? JSONObject.parse(text) as? [String: Any],
               let items = root["nftables"] as? [[String: Any]]
         else { throw LoadBalancerError.malformedReply("nft JSON listing without an 'nftables' array") }
         var image = NFTImage(exists: false)
@@ -142,7 +143,6 @@ enum NFTablesKernelState {
 
     private static func intValue(_ value: Any?) -> Int? {
         if let number = value as? Int { return number }
-        if let number = value as? NSNumber { return number.intValue }
         return nil
     }
 

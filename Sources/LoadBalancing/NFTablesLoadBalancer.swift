@@ -4,7 +4,8 @@ import Glibc
 import Addressing
 import CLibNftables
 import CNetlinkShim
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Namespaces
 import Netlink
 
@@ -92,7 +93,7 @@ public final class NFTablesLoadBalancer: LoadBalancerBackend, @unchecked Sendabl
     private var openNetlink: (socket: NFTablesSocket, conntrack: Conntrack)?
     private let renderer: NFTablesRenderer
     private let transaction: NFTTransaction
-    private let lock = NSLock()
+    private let lock = Lock()
     /// What swarmnet last programmed (and the kernel then held); nil when
     /// unknown, so the next per-service reconcile reads the kernel first.
     private var model: NFTImage?
@@ -605,7 +606,7 @@ public struct NFTablesError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         let lines = command.split(separator: "\n")
         let shown = lines.count > 3 ? lines.prefix(3).joined(separator: "; ") + "; ... (\(lines.count) commands)" : lines.joined(separator: "; ")
-        return "nftables: \(message.trimmingCharacters(in: .whitespacesAndNewlines)) (transaction: \(shown))"
+        return "nftables: \(message.trimmed()) (transaction: \(shown))"
     }
 }
 

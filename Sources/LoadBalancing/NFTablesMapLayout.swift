@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// The maps layout (`NFTablesConfiguration.Layout.maps`): the table has a
 /// fixed handful of chains, and a service is nothing but set and map
@@ -377,7 +378,7 @@ extension NFTablesRenderer {
         let member = NFTExpr.match(NFTMapNames.Kind.key(kind.keyFields), "==", "@\(set)")
         let memberText = "\(guardText)\(kind.keyText) @\(set)"
         if serviceClass.slots == 0 {
-            return [NFTRule(text: "\(memberText) drop", expr: guardExpr + [member, ["drop": NSNull()]])]
+            return [NFTRule(text: "\(memberText) drop", expr: guardExpr + [member, ["drop": JSONNull()]])]
         }
         let selectorText: String
         let selectorExpr: [String: Any]

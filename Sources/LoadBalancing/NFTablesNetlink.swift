@@ -4,7 +4,7 @@ import Glibc
 import Addressing
 import CLibMnl
 import CNetlinkShim
-import Foundation
+import FoundationEssentials
 import Namespaces
 import Netlink
 
@@ -343,7 +343,7 @@ struct NFTNetlinkBatch {
         let table = self.table
         let set = elements[0].map
         guard let type = types[set] else { throw NFTExpressionEncoder.Unsupported(expression: "an element of the unknown set \(set)") }
-        let parts = type.components(separatedBy: " : ")
+        let parts = type.split(separator: " : ", omittingEmptySubsequences: false).map(String.init)
         let encoded: [(key: [UInt8], data: ElementData?, comment: String?)] = try elements.map { element in
             let key = try Self.bytes(element.key, type: parts[0])
             guard add else { return (key, nil, nil) }

@@ -1,5 +1,6 @@
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// One rule as swarmnet writes it (`text`, what follows `add rule ip T C`)
 /// and as the kernel lists it (`signature`: nft's JSON of its expressions
@@ -116,12 +117,14 @@ struct NFTRule: Hashable, CustomStringConvertible {
                 }
             }
             out += "\""
-        case is NSNull:
+        case is JSONNull:
             out += "null"
         case let number as Int:
             out += String(number)
-        case let number as NSNumber:
-            out += number.stringValue
+        case let flag as Bool:
+            out += flag ? "true" : "false"
+        case let number as Double:
+            out += "\(number)"
         default:
             out += "\(value)"
         }
@@ -519,7 +522,7 @@ struct NFTablesRenderer {
             NFTRule(text: "meta mark & \(markHex) == \(markHex) meta mark set meta mark ^ \(markHex) masquerade", expr: [
                 NFTExpr.match(["&": [NFTExpr.meta("mark"), Int(mark)]], "==", Int(mark)),
                 ["mangle": ["key": NFTExpr.meta("mark"), "value": ["^": [NFTExpr.meta("mark"), Int(mark)]]]],
-                ["masquerade": NSNull()],
+                ["masquerade": JSONNull()],
             ]),
         ])
         return image
@@ -624,7 +627,7 @@ struct NFTablesRenderer {
         }
         // No backend takes new connections: refuse them here rather than
         // let them reach the VIP unbalanced. Established ones never get here.
-        if active.isEmpty { rules.append(NFTRule(text: "drop", expr: [["drop": NSNull()]])) }
+        if active.isEmpty { rules.append(NFTRule(text: "drop", expr: [["drop": JSONNull()]])) }
         image.chains[serviceChain] = NFTChain(base: nil, rules: rules)
 
         let element = published

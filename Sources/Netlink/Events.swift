@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
+import SystemBasics
 import Namespaces
 
 /// A change the kernel announced on the link or neighbour multicast groups.

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import CNetlinkShim
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// Keeps libnftables' netfilter socket below FD_SETSIZE (1024).
 ///
@@ -31,7 +32,7 @@ import Foundation
 public enum NetfilterSockets {
     /// FD_SETSIZE.
     public static let selectLimit: Int32 = 1024
-    static let lock = NSLock()
+    static let lock = Lock()
     nonisolated(unsafe) private static var reserve: [Int32] = []
     private static let reserveSize = 8
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
+import SystemBasics
 import Namespaces
 
 /// A session with the kernel's routing netlink (rtnetlink) in one network

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import Addressing
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Namespaces
 import Netlink
 
@@ -23,7 +24,7 @@ import Netlink
 /// it made.
 public struct OverlayDriver: Sendable {
     /// Serializes sandbox creation across this process's concurrent attaches.
-    private static let sandboxCreation = NSLock()
+    private static let sandboxCreation = Lock()
 
     public let underlay: Underlay
     /// Prefixed to every namespace the driver names, so that several hosts

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Logging
 import Raft
 import RaftStorage
@@ -91,9 +92,9 @@ public final class RaftServer: @unchecked Sendable {
     private typealias Waiter = (deadline: ContinuousClock.Instant, continuation: CheckedContinuation<Void, any Error>)
 
     // Shared with callers and the transport, under `cond`.
-    private let cond = NSCondition()
+    private let cond = Condition()
     private var inbox = Inbox()
-    private var thread: Thread?
+    private var started = false
 
     private let sequence: Atomic<UInt64>
     private let failures = Mutex<[RequestID: Failure]>([:])
@@ -172,15 +173,13 @@ public final class RaftServer: @unchecked Sendable {
     /// Binds the Raft listener and starts the driver thread.
     public func start(listenHost: String, listenPort: Int) async throws {
         try await transport.listen(host: listenHost, port: listenPort)
-        let t = Thread { [self] in run() }
-        t.name = "raft-\(id)"
-        thread = t
-        t.start()
+        started = true
+        startThread(named: "raft-\(id)") { [self] in run() }
     }
 
     /// Stops the driver and closes the transport; pending requests fail with `stopped`.
     public func stop() async {
-        if thread != nil {
+        if started {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 enqueue {
                     $0.stop = true
@@ -293,7 +292,7 @@ public final class RaftServer: @unchecked Sendable {
             cond.lock()
             while inbox.isEmpty && clock.now < nextTick {
                 let wait = clock.now.duration(to: nextTick)
-                _ = cond.wait(until: Date(timeIntervalSinceNow: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18))
+                cond.wait(for: wait)
             }
             let work = inbox
             inbox = Inbox()

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A named collection whose values are one Codable type, stored as JSON with sorted keys so equal
 /// values encode to equal bytes on every replica.

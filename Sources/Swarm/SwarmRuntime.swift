@@ -3,7 +3,8 @@ import Cluster
 import Control
 import Crypto
 import DockerAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import GossipRuntime
 import Logging
 import NIOCore

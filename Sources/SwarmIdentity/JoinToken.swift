@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+import FoundationEssentials
 
 /// A join token in Docker's format: `SWMTKN-1-<CA digest>-<secret>`.
 ///

@@ -5,7 +5,8 @@ import Addressing
 import Agent
 import ArgumentParser
 import DockerAPI
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Gossip
 import GossipRuntime
 import Logging
@@ -140,9 +141,9 @@ struct Swarmnetd: AsyncParsableCommand {
             embeddedDNS: !noEmbeddedDNS, dnsUpstreams: dnsUpstream.isEmpty ? nil : dnsUpstream,
             loadBalancer: LoadBalancerChoice(rawValue: lbBackend)!, healthInterval: .milliseconds(Int(healthInterval * 1000)))
         configuration.runtime = runtime
-        configuration.runtimeRoot = runtimeRoot ?? ((socket as NSString).deletingLastPathComponent + "/runc")
+        configuration.runtimeRoot = runtimeRoot ?? (directoryName(socket) + "/runc")
         try FileManager.default.createDirectory(
-            atPath: (socket as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+            atPath: directoryName(socket), withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
 
         if Self.netnsMountIsSlave() {
@@ -230,7 +231,7 @@ struct Swarmnetd: AsyncParsableCommand {
     /// A file in swarmnetd's own directory (the shim is built beside it).
     static func besideExecutable(_ name: String) -> String {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return (executable as NSString).deletingLastPathComponent + "/" + name
+        return directoryName(executable) + "/" + name
     }
 
     /// True when /run/netns is mounted as a slave of another mount namespace,

@@ -49,6 +49,26 @@ import Glibc
         }
     }
 
+    /// The idle daemon's memory is mostly the code it maps (issue 17's
+    /// 30 MB target): it links FoundationEssentials only, not Foundation's
+    /// own library and ICU (about 6 MB resident). Read from the running
+    /// daemon's mappings, while it serves a network and a swarm.
+    @Test func theDaemonMapsNeitherFoundationNorICU() throws {
+        try withTestbed(hosts: 1) { testbed in
+            try testbed.docker("h1", ["swarm", "init"])
+            try testbed.docker("h1", ["network", "create", "-d", "overlay", "--attachable", "mapped"])
+            #expect(try testbed.docker("h1", ["network", "ls", "--format", "{{.Name}}"]).contains("mapped"))
+            let pid = try #require(testbed.pid("h1"))
+            // cat: String(contentsOfFile:) gave a cut-short copy of it here.
+            let libraries = Set(try TestHost.run(["cat", "/proc/\(pid)/maps"]).split(separator: "\n").compactMap {
+                $0.split(separator: " ", omittingEmptySubsequences: true).last.map { String($0.split(separator: "/").last ?? "") }
+            }.filter { $0.hasPrefix("lib") })
+            #expect(libraries.contains("libFoundationEssentials.so"), "\(libraries.sorted())")
+            #expect(libraries.isDisjoint(with: ["libFoundation.so", "libFoundationInternationalization.so", "lib_FoundationICU.so"]),
+                    "\(libraries.sorted())")
+        }
+    }
+
     /// A second daemon started with the same flags used to delete the
     /// running one's socket; it now stops before touching anything.
     @Test func secondDaemonOnTheSameStateDirectoryIsRefused() throws {

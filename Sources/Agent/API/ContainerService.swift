@@ -1,7 +1,8 @@
 import Cluster
 import DockerAPI
 import TaskExecution
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Logging
 
 /// Docker's container and image API over the executor and the image store:
@@ -152,17 +153,12 @@ public final class ContainerService: ContainerBackend {
             // Follows the current file from its end, until the task ends
             // (and its last lines are read) or the client leaves.
             let follower = Task {
-                var offset = (try? FileManager.default.attributesOfItem(atPath: current)[.size] as? Int64) ?? 0
+                var offset = FileTree.size(current) ?? 0
                 var pending: [UInt8] = []
                 while !Task.isCancelled {
                     let ended = (try? await executor.task(record.id).state.isTerminal) ?? true
-                    if let handle = FileHandle(forReadingAtPath: current) {
-                        let size = (try? handle.seekToEnd()) ?? 0
-                        if size < offset { offset = 0 } // rotated
-                        try? handle.seek(toOffset: UInt64(offset))
-                        let data = (try? handle.readToEnd()) ?? Data()
-                        try? handle.close()
-                        offset += Int64(data.count)
+                    if let (data, size) = FileTree.read(current, after: offset) {
+                        offset = size
                         pending += data
                         if let lastNewline = pending.lastIndex(of: UInt8(ascii: "\n")) {
                             let complete = pending[...lastNewline]
@@ -356,7 +352,7 @@ public final class ContainerService: ContainerBackend {
 
     /// Docker's sizes: `512`, `10k`, `10m`, `1g` (powers of 1024).
     static func byteSize(_ text: String) -> Int64? {
-        let lowered = text.lowercased().trimmingCharacters(in: .whitespaces)
+        let lowered = text.lowercased().trimming(" \t")
         let units: [Character: Int64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
         var digits = Substring(lowered)
         var multiplier: Int64 = 1

@@ -1,6 +1,6 @@
 import Cluster
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// A node in no swarm: network-only services through the Docker-shaped API

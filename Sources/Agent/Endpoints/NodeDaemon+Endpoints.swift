@@ -4,7 +4,7 @@ import Glibc
 import Addressing
 import Cluster
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOPosix
 import Namespaces

@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 import Gossip
 import GossipRuntime
 import Logging

@@ -1,6 +1,6 @@
 import Cluster
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import Gossip
 import GossipRuntime
 import Overlay

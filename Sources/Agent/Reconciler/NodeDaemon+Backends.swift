@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Which endpoints are a service's backends, on every host, for the

@@ -1,6 +1,7 @@
 import Addressing
 import Cluster
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import LoadBalancing
 import Logging
 import Namespaces
@@ -366,7 +367,7 @@ struct BalancerWork: Sendable {
 /// socket each), used only on the kernel worker's thread; the lock makes
 /// the type Sendable.
 final class BalancerRegistry: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     /// Each open balancer, with the services its last reconcile programmed
     /// (nil until one succeeds).
     private var open: [String: (settings: BalancerSettings, balancer: any DaemonBalancer, programmed: [VirtualService]?)] = [:]

@@ -2,7 +2,8 @@ import Addressing
 import Cluster
 import DNS
 import DockerAPI
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Logging
 import NIOCore
 import NIOPosix
@@ -117,7 +118,7 @@ extension NodeDaemon {
     public func debugDNS(name: String, container: String?) async throws -> DNSDebugReport {
         let plan = balancingPlan()
         var rows: [DNSDebugReport.Answer] = []
-        let lowered = name.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        let lowered = name.lowercased().trimming(".")
         let tasks = lowered.hasPrefix("tasks.")
         let key = tasks ? String(lowered.dropFirst("tasks.".count)) : lowered
         for (path, names) in plan.names.sorted(by: { $0.key < $1.key }) {
@@ -143,7 +144,7 @@ final class DNSServerRegistry: @unchecked Sendable {
         var names: [String: [BalancingPlan.Name]]
     }
 
-    private let lock = NSLock()
+    private let lock = Lock()
     private var entries: [String: Entry] = [:]
 
     func table(_ path: String) -> DNSRecordTable? { lock.withLock { entries[path]?.table } }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Addressing
 import Cluster
-import Foundation
+import FoundationEssentials
 import Namespaces
 
 /// Health checks of local backends: a service labelled

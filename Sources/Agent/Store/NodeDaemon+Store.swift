@@ -1,7 +1,7 @@
 import Addressing
 import Cluster
 import DockerAPI
-import Foundation
+import FoundationEssentials
 
 /// The node agent's side of the cluster store: definitions come from the
 /// store (the swarm's managers', or this node's own while it is in no

@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 import Logging
 import TaskExecution
 

@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 
 /// Docker's `ServiceSpec` and `Task` JSON to and from the store's service
 /// definitions and tasks. Checks what Docker's API checks, with its words

@@ -2,7 +2,7 @@ import Addressing
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import NIOHTTP1
 import ReplicatedStore
 

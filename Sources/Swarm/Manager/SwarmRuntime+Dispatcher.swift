@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import NIOHTTP1
 import ReplicatedStore
 import SwarmIdentity
@@ -56,7 +56,7 @@ extension SwarmRuntime {
         let node = peer.nodeID
         let hold = min(Duration.nanoseconds(max(watch.holdNanoseconds, 0)), Self.maximumWorkHold)
         let held = workDigest(of: node, store)
-        if held.digest == watch.digest {
+        if Self.nodeHolds(held, watch) {
             // Changes after the digest's index: each that may touch the
             // node's work has the digest computed again.
             let changes = try? store.raft.store.watch(from: held.index + 1)
@@ -65,7 +65,7 @@ extension SwarmRuntime {
                 if let changes {
                     group.addTask { [weak self] in
                         for await event in changes where Self.mayChangeWork(event, of: node) {
-                            guard let self, let digest = await self.currentWorkDigest(of: node), digest == watch.digest else { return }
+                            guard let self, let current = await self.currentWorkDigest(of: node), Self.nodeHolds(current, watch) else { return }
                         }
                     }
                 }
@@ -99,8 +99,14 @@ extension SwarmRuntime {
         return (view.index, digest)
     }
 
-    private func currentWorkDigest(of node: String) -> UInt64? {
-        membership?.store.map { workDigest(of: node, $0).digest }
+    private func currentWorkDigest(of node: String) -> (index: UInt64, digest: UInt64)? {
+        membership?.store.map { workDigest(of: node, $0) }
+    }
+
+    /// Whether the node already holds this work, or newer: a manager that
+    /// just took the lead may not have applied all the node has seen.
+    nonisolated static func nodeHolds(_ work: (index: UInt64, digest: UInt64), _ watch: WorkWatch) -> Bool {
+        work.digest == watch.digest || work.index < watch.index ?? 0
     }
 
     /// Whether a change can alter a node's work: a task of that node, or

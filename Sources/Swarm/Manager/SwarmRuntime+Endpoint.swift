@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import RaftRuntime

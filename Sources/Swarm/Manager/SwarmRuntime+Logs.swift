@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 
 /// `docker service logs`: the leader hands each node a request on its next
 /// heartbeat answer, the node posts the lines back on its session, and the

@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import RaftRuntime
 import SwarmIdentity
 import SwiftASN1

@@ -1,6 +1,6 @@
 import Cluster
 import Control
-import Foundation
+import FoundationEssentials
 import ReplicatedStore
 
 /// The control role's orchestration on the leader (orchestrator, then

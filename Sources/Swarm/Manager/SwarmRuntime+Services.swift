@@ -1,7 +1,7 @@
 import Cluster
 import Control
 import DockerAPI
-import Foundation
+import FoundationEssentials
 import ReplicatedStore
 
 /// Swarm services and tasks behind Docker's `/services` and `/tasks`. A

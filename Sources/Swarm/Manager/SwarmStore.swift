@@ -1,6 +1,6 @@
 import Cluster
 import Control
-import Foundation
+import FoundationEssentials
 import Raft
 import RaftRuntime
 import ReplicatedStore

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -35,6 +36,6 @@ struct ControlClient: Sendable {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
             throw Failure(description: "'\(address)' is not HOST:PORT")
         }
-        return (String(address[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+        return (String(address[..<colon]).trimming("[]"), port)
     }
 }

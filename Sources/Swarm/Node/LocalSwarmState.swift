@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// What a node keeps of its swarm membership on its own disk
 /// (`STATE/swarm/state.json`), beside its certificates: enough to rejoin

@@ -1,6 +1,6 @@
 import Cluster
 import Control
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
 import RaftRuntime

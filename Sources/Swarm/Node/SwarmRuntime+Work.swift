@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 import X509
 
 /// What a node holds of the dispatcher's word.
@@ -40,7 +40,7 @@ extension SwarmRuntime {
                 session = ControlSession(address: address, context: context, timeout: .seconds(Self.workHold.components.seconds + 3))
                 certificate = identity.certificate
             }
-            let watch = WorkWatch(digest: membership.work.digest,
+            let watch = WorkWatch(digest: membership.work.digest, index: membership.work.index,
                                   definitionsRevision: membership.local.role == .worker ? membership.work.definitionsRevision ?? 0 : nil,
                                   holdNanoseconds: Self.workHold.nanoseconds)
             do {

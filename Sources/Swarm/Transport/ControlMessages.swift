@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 // What nodes and managers say to each other on the manager endpoint (TCP
 // 2377, TLS). JSON bodies, bounded by the server's limits.
@@ -113,10 +113,12 @@ struct NodeWork: Codable, Sendable {
 }
 
 /// A node waits for its work to change: the manager answers once its
-/// digest differs from `digest`, or after `holdNanoseconds` (bounded by
-/// the manager) with the same work.
+/// digest differs from `digest` at an index not below `index`, or after
+/// `holdNanoseconds` (bounded by the manager) with the same work.
 struct WorkWatch: Codable, Sendable {
     var digest: UInt64?
+    /// The store index of the work the node holds.
+    var index: UInt64?
     /// As in `Heartbeat`.
     var definitionsRevision: UInt64?
     var holdNanoseconds: Int64

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SystemBasics
 
 /// `docker import --change`: the Dockerfile instructions that set an
 /// image's runtime defaults (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE,
@@ -8,16 +9,16 @@ public enum ImageChanges {
     public static func apply(_ changes: [String], to base: ImageRuntimeConfig) throws -> ImageRuntimeConfig {
         var config = base
         for change in changes {
-            let trimmed = change.trimmingCharacters(in: .whitespaces)
+            let trimmed = change.trimming(" \t")
             guard !trimmed.isEmpty else { continue }
             let parts = trimmed.split(separator: " ", maxSplits: 1).map(String.init)
             let instruction = parts[0].uppercased()
-            let argument = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+            let argument = parts.count > 1 ? parts[1].trimming(" \t") : ""
             switch instruction {
             case "CMD": config.cmd = try commandForm(argument, instruction)
             case "ENTRYPOINT": config.entrypoint = try commandForm(argument, instruction)
             case "ENV":
-                let pair = argument.contains("=") ? argument : argument.replacingOccurrences(of: " ", with: "=", options: [], range: argument.range(of: " "))
+                let pair = argument.contains("=") ? argument : argument.replacing(" ", with: "=", maxReplacements: 1)
                 guard pair.contains("=") else { throw ImageError.invalidReference(change, "ENV needs NAME=VALUE") }
                 let name = String(pair.split(separator: "=", maxSplits: 1)[0])
                 config.env = (config.env ?? []).filter { !$0.hasPrefix(name + "=") } + [pair]
@@ -30,7 +31,7 @@ public enum ImageChanges {
                     config.exposedPorts = (config.exposedPorts ?? [:]).merging([key: EmptyObject()]) { $1 }
                 }
             case "LABEL":
-                let pair = argument.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
+                let pair = argument.split(separator: "=", maxSplits: 1).map { $0.trimming("\" ") }
                 guard pair.count == 2 else { throw ImageError.invalidArchive("--change \(change): LABEL needs KEY=VALUE") }
                 config.labels = (config.labels ?? [:]).merging([pair[0]: pair[1]]) { $1 }
             default:

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// One image in the store.
@@ -412,7 +412,7 @@ public final class ImageStore: Sendable {
         ((try? LayerUnpacker.normalise(path)) ?? nil)?.joined(separator: "/") ?? path
     }
 
-    private static func blobPath(_ digest: String) -> String { "blobs/" + digest.replacingOccurrences(of: ":", with: "/") }
+    private static func blobPath(_ digest: String) -> String { "blobs/" + digest.replacing(":", with: "/") }
 
     /// The digest a file name claims: `HEX.json` (docker-archive) or
     /// `blobs/sha256/HEX` (Docker 25's save).
@@ -424,5 +424,5 @@ public final class ImageStore: Sendable {
     }
 
     /// RFC 3339 with fractional seconds in UTC, as Docker writes `created`.
-    static let rfc3339 = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+    static let rfc3339 = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 }

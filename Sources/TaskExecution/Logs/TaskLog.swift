@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// One line of a task's log (Docker's json-file format, which the shim
 /// writes).

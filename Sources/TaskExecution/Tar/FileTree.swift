@@ -105,6 +105,34 @@ public enum FileTree {
         }
     }
 
+    /// A file's size in bytes, or nil when it cannot be read.
+    public static func size(_ path: String) -> Int64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : nil
+    }
+
+    /// What a growing file holds past `offset` (a followed log), and its
+    /// size; from its start when it shrank below `offset` (rotated). nil
+    /// when it cannot be opened.
+    public static func read(_ path: String, after offset: Int64) -> (bytes: [UInt8], size: Int64)? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { return nil }
+        var position = Int64(info.st_size) < offset ? 0 : offset
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = chunk.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress!, $0.count, off_t(position)) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { break }
+            bytes.append(contentsOf: chunk[0..<got])
+            position += Int64(got)
+        }
+        return (bytes, position)
+    }
+
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0

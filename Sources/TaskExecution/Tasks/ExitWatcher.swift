@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import CExecutorShim
-import Foundation
+import FoundationEssentials
+import SystemBasics
 import Synchronization
 
 /// Tells when task shims exit, through one thread polling a pidfd per shim
@@ -21,9 +22,7 @@ public final class ExitWatcher: Sendable {
 
     public init() {
         wakeDescriptor = cex_eventfd()
-        let thread = Thread { [self] in loop() }
-        thread.name = "task-exits"
-        thread.start()
+        startThread(named: "task-exits") { [self] in loop() }
     }
 
     /// Calls `onExit` (once, on the watcher's thread) when `pid` exits; at

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// How a task's image and spec become its process and its OCI bundle. Pure
 /// (no I/O), except `resolveUser`, which reads the root filesystem's

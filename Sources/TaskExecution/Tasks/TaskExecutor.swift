@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import CExecutorShim
-import Foundation
+import Dispatch
+import FoundationEssentials
+import SystemBasics
 import Cluster
 import Logging
 import Namespaces
@@ -567,7 +569,7 @@ public actor TaskExecutor {
     static func runtimeError(_ path: String) -> String? {
         guard let bytes = try? FileTree.read(path) else { return nil }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").reversed() {
-            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            if let object = try? JSONObject.parse(line) as? [String: Any],
                object["level"] as? String == "error", let message = object["msg"] as? String {
                 return message
             }

@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// A health check's state and last results, as `docker inspect` shows them.
 public struct HealthStatus: Codable, Sendable, Equatable {

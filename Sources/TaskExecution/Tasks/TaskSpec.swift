@@ -1,5 +1,5 @@
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// What a task runs: the container part of a swarm task's spec (Docker's
 /// `ContainerSpec` and `Resources`), or of `docker run`.
