@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "SystemBasics"),
         .testTarget(name: "SystemBasicsTests", dependencies: ["SystemBasics"]),
         .target(name: "Addressing"),
-        .target(name: "Namespaces", dependencies: ["CNetlinkShim"]),
+        .target(name: "Namespaces", dependencies: ["CNetlinkShim", "SystemBasics"]),
         .target(
             name: "Netlink",
             dependencies: ["CNetlinkShim", "CLibMnl", "CLibNL", "Addressing", "Namespaces", "SystemBasics"]),

@@ -110,17 +110,11 @@ struct ContainerRoutes {
         }
     }
 
-    static let messageEncoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
     /// Docker's progress stream: one JSON object per line.
     static func messages(_ objects: [[String: String]]) -> HTTPResponse {
         var body = ByteBuffer()
         for object in objects {
-            if let data = try? Self.messageEncoder.encode(object) {
+            if let data = try? DockerRouter.encoder.encode(object) {
                 body.writeBytes(data)
                 body.writeString("\r\n")
             }

@@ -273,9 +273,15 @@ public struct DockerRouter: Sendable {
         return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
     }
 
-    public static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) throws -> HTTPResponse {
+    /// Docker's JSON as the daemon writes it: keys sorted, slashes as they
+    /// are. One encoder for every response (it is safe to share).
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    public static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) throws -> HTTPResponse {
         var headers = HTTPHeaders()
         // The docker CLI prints an error's message cleanly only when the
         // type is exactly this.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemBasics
 
 /// Runs a closure on a new POSIX thread and waits for it to finish.
 ///
@@ -16,12 +17,11 @@ enum DedicatedThread {
 
     /// Starts a thread running `work` and joins it.
     private static func start(_ work: @escaping () -> Void) throws {
-        let context = Unmanaged.passRetained(Work(work)).toOpaque()
-        var thread = pthread_t()
-        let status = pthread_create(&thread, nil, threadEntry, context)
-        guard status == 0 else {
-            Unmanaged<Work>.fromOpaque(context).release()
-            throw NamespaceError.system(operation: "start thread for", path: "namespace work", errno: status)
+        let thread: pthread_t
+        do {
+            thread = try spawnThread(work)
+        } catch {
+            throw NamespaceError.system(operation: "start thread for", path: "namespace work", errno: error.errno)
         }
         pthread_join(thread, nil)
     }
@@ -31,14 +31,4 @@ enum DedicatedThread {
     private final class Outcome<T> {
         var result: Result<T, Error>?
     }
-
-    fileprivate final class Work {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-}
-
-private func threadEntry(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    Unmanaged<DedicatedThread.Work>.fromOpaque(context!).takeRetainedValue().body()
-    return nil
 }

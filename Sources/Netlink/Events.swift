@@ -37,11 +37,11 @@ public final class NetlinkEventSubscription: @unchecked Sendable {
         socket = try MnlSocket(namespace: namespace, groups: [UInt32(RTNLGRP_LINK.rawValue), UInt32(RTNLGRP_NEIGH.rawValue)])
         let (stream, continuation) = AsyncStream.makeStream(of: NetlinkEvent.self, bufferingPolicy: .unbounded)
         events = stream
-        let context = Unmanaged.passRetained(ReaderContext(socket: socket, continuation: continuation, subscription: self)).toOpaque()
-        let status = pthread_create(&thread, nil, eventReaderEntry, context)
-        guard status == 0 else {
-            Unmanaged<ReaderContext>.fromOpaque(context).release()
-            throw NetlinkError.socket(operation: "start event reader thread", errno: status)
+        let context = ReaderContext(socket: socket, continuation: continuation, subscription: self)
+        do {
+            thread = try spawnThread(named: "netlink-events") { readEvents(context) }
+        } catch {
+            throw NetlinkError.socket(operation: "start event reader thread", errno: error.errno)
         }
         continuation.onTermination = { [weak self] _ in self?.requestStop() }
     }
@@ -101,8 +101,7 @@ private final class ReaderContext {
 
 /// The reader thread: polls with a short timeout so that a cancelled
 /// subscription ends promptly without closing a descriptor under a reader.
-private func eventReaderEntry(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    let context = Unmanaged<ReaderContext>.fromOpaque(raw!).takeRetainedValue()
+private func readEvents(_ context: ReaderContext) {
     defer { context.continuation.finish() }
     var descriptor = pollfd(fd: context.socket.fileDescriptor, events: Int16(POLLIN), revents: 0)
     while let subscription = context.subscription, !subscription.isStopped {
@@ -117,8 +116,7 @@ private func eventReaderEntry(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableR
         } catch NetlinkError.socket(_, let errno) where errno == ENOBUFS {
             context.continuation.yield(.overrun)
         } catch {
-            return nil
+            return
         }
     }
-    return nil
 }

@@ -61,30 +61,3 @@ public final class Condition: @unchecked Sendable {
         pthread_cond_timedwait(condition, mutex.mutex, &deadline)
     }
 }
-
-/// Runs `body` on a thread of its own, named `name` (as `top -H` and
-/// backtraces show it), for loops that block in system calls.
-public func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let name: String
-        let body: @Sendable () -> Void
-        init(_ name: String, _ body: @escaping @Sendable () -> Void) { (self.name, self.body) = (name, body) }
-    }
-    let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
-    var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { argument in
-        let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-        // The kernel keeps 15 bytes of a thread's name. (Glibc's
-        // pthread_setname_np is not visible to Swift; this is what it does.)
-        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        if comm >= 0 {
-            let name = Array(box.name.utf8.prefix(15))
-            _ = name.withUnsafeBytes { write(comm, $0.baseAddress, $0.count) }
-            close(comm)
-        }
-        box.body()
-        return nil
-    }, box)
-    precondition(created == 0, "cannot start thread \(name): error \(created)")
-    pthread_detach(thread)
-}
