@@ -137,6 +137,15 @@ extension NodeDaemon {
                             // A daemon restarted with another --lb-backend: the
                             // old back end's programming of this role goes first.
                             try kind.retireOtherBackend(of: item.role, in: namespace)
+                            if item.role == .workload {
+                                // A workload reaches backends through VIPs and
+                                // straight: one timestamp clock for both (see
+                                // TCPTimestampClock). Its VIPs work without it,
+                                // so a failure is reported, not fatal.
+                                do { try TCPTimestampClock.useOneClock(in: namespace) } catch {
+                                    errors.append("\(item.id): net.ipv4.tcp_timestamps: \(error)")
+                                }
+                            }
                             return try item.settings.open(for: item.role, in: namespace)
                         }
                         let changes = try balancer.reconcile(to: item.services)
