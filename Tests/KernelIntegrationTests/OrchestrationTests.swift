@@ -356,9 +356,26 @@ import TestKit
             #expect(eventually(20) { (try? taskAddresses()).map { $0.count == 2 && $0.allSatisfy { $0.contains("10.82.0.") } } == true },
                     "\((try? taskAddresses()) ?? [])")
             #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 8081) != nil })
+            // Docker's spec holds the networks the user named. Ingress,
+            // joined by publishing a port, is not one of them.
+            let networkID = { (name: String) in
+                try testbed.docker("h1", ["network", "inspect", "--format", "{{.ID}}", name]).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let named = { (service: String) in
+                Set(try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}", service])
+                    .split(whereSeparator: \.isWhitespace).map(String.init))
+            }
+            #expect(try named("web") == [try networkID("front"), try networkID("back")])
 
             // A port another service publishes: refused, nothing changed.
             try testbed.docker("h1", ["service", "create", "-d", "--name", "other", "-p", "9090:80", "whoami"])
+            #expect(try named("other").isEmpty)
+            let pretty = try testbed.docker("h1", ["service", "inspect", "--pretty", "other"])
+            #expect(!pretty.contains("Networks:"), "a service that only publishes a port names no network: \(pretty)")
+            let otherTask = try testbed.docker("h1", ["service", "ps", "-q", "other"]).split(separator: "\n").first.map(String.init) ?? ""
+            #expect(try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{json .Spec.Networks}}", otherTask])
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "null")
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 9090) != nil })
             #expect(failureText { try testbed.docker("h1", ["service", "update", "--publish-add", "9090:80", "web"]) }.contains("already in use"))
             #expect(try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}} {{end}}", "web"])
                 .trimmingCharacters(in: .whitespacesAndNewlines) == "8081")
@@ -378,6 +395,12 @@ import TestKit
             #expect(try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}} {{end}}", "web"])
                 .trimmingCharacters(in: .whitespacesAndNewlines) == "8081")
             #expect(eventually(10) { answer(testbed, from: "h3", to: address, port: 8082) == nil })
+
+            // The CLI sends back a spec without ingress: a network added to
+            // a service that only published a port keeps the port too.
+            try testbed.docker("h1", ["service", "update", "--network-add", "back", "other"])
+            #expect(try named("other") == [try networkID("back")])
+            #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 9090) != nil })
         }
     }
 

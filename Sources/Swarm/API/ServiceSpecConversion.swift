@@ -102,9 +102,10 @@ enum ServiceSpecConversion {
 
     // MARK: - Back to Docker's JSON
 
-    static func spec(_ definition: ServiceDefinition, endpoint: EndpointSpec?) -> ServiceSpec {
-        var spec = ServiceSpec(name: definition.name, labels: definition.labels, taskTemplate: taskSpec(definition.task),
-                               endpointSpec: endpoint)
+    /// `ingressNetworkID`: see `taskSpec`.
+    static func spec(_ definition: ServiceDefinition, endpoint: EndpointSpec?, ingressNetworkID: String?) -> ServiceSpec {
+        var spec = ServiceSpec(name: definition.name, labels: definition.labels,
+                               taskTemplate: taskSpec(definition.task, ingressNetworkID: ingressNetworkID), endpointSpec: endpoint)
         switch definition.mode {
         case .replicated(let replicas): spec.mode = DockerAPI.ServiceMode(replicated: .init(replicas: replicas))
         case .global: spec.mode = DockerAPI.ServiceMode(global: .init())
@@ -119,7 +120,13 @@ enum ServiceSpecConversion {
                          monitor: policy.monitor, maxFailureRatio: policy.maxFailureRatio, order: policy.order.rawValue)
     }
 
-    static func taskSpec(_ template: TaskTemplate) -> DockerAPI.TaskSpec {
+    /// The template as Docker's TaskSpec. The ingress network
+    /// (`ingressNetworkID`) is left out of its networks: a service joins it
+    /// by publishing a port, and the template names it only so that tasks
+    /// attach to it. Docker's spec holds the networks the user named, and
+    /// naming ingress is refused, so `inspect --pretty` shows no "Networks:"
+    /// line for a service that only publishes ports.
+    static func taskSpec(_ template: TaskTemplate, ingressNetworkID: String?) -> DockerAPI.TaskSpec {
         let container = template.container
         var containerSpec = ContainerSpec(image: container.image)
         containerSpec.command = container.command
@@ -139,6 +146,9 @@ enum ServiceSpecConversion {
         }
         containerSpec.readOnly = container.readOnly ? true : nil
         let policy = template.restartPolicy
+        let named = template.networks.filter { $0.network != ingressNetworkID }.map {
+            NetworkAttachmentConfig(target: $0.network, aliases: $0.aliases.isEmpty ? nil : $0.aliases)
+        }
         let resources = ResourceRequirements(
             limits: .init(nanoCPUs: template.limits.nanoCPUs, memoryBytes: template.limits.memoryBytes),
             reservations: .init(nanoCPUs: template.reservations.nanoCPUs, memoryBytes: template.reservations.memoryBytes))
@@ -151,15 +161,15 @@ enum ServiceSpecConversion {
                 preferences: template.placement.spreadOver.isEmpty ? nil : template.placement.spreadOver.map {
                     .init(spread: .init(spreadDescriptor: $0))
                 }),
-            networks: template.networks.map { NetworkAttachmentConfig(target: $0.network, aliases: $0.aliases.isEmpty ? nil : $0.aliases) },
+            networks: named.isEmpty ? nil : named,
             forceUpdate: template.forceUpdate)
     }
 
-    static func resource(_ task: SwarmTask, version: UInt64) -> TaskResource {
+    static func resource(_ task: SwarmTask, version: UInt64, ingressNetworkID: String?) -> TaskResource {
         let status = task.status
         return TaskResource(
             id: task.id, version: version, createdAt: task.createdAt.rfc3339, updatedAt: task.updatedAt.rfc3339, name: task.name,
-            spec: taskSpec(task.template), serviceID: task.serviceID, slot: task.slot > 0 ? task.slot : nil, nodeID: task.nodeID,
+            spec: taskSpec(task.template, ingressNetworkID: ingressNetworkID), serviceID: task.serviceID, slot: task.slot > 0 ? task.slot : nil, nodeID: task.nodeID,
             status: TaskResource.Status(
                 timestamp: status.timestamp.rfc3339, state: status.state.rawValue, message: status.message, err: status.error,
                 containerStatus: status.containerID.map { .init(containerID: $0, pid: status.pid, exitCode: status.exitCode) }),

@@ -59,6 +59,7 @@ extension SwarmRuntime {
         }
         let store = try await currentStore()
         let tasks = Dictionary(grouping: store.tasks().map(\.object), by: \.serviceID)
+        let ingress = clusterState(store).0.ingressNetwork?.id
         var resources: [ServiceResource] = []
         for service in store.services().sorted(by: { $0.object.createdAt < $1.object.createdAt }) {
             let spec = service.object.spec
@@ -72,7 +73,7 @@ extension SwarmRuntime {
                   filters["mode"].map({ $0.contains(mode) }) ?? true,
                   (filters["label"] ?? []).allSatisfy({ Self.matches(label: $0, spec.labels) })
             else { continue }
-            resources.append(await resource(service, tasks: tasks[service.object.id] ?? [], withStatus: status))
+            resources.append(await resource(service, tasks: tasks[service.object.id] ?? [], withStatus: status, ingressNetworkID: ingress))
         }
         return resources
     }
@@ -80,7 +81,8 @@ extension SwarmRuntime {
     public func inspectService(_ reference: String) async throws -> ServiceResource {
         let store = try await currentStore()
         let service = try Self.resolveService(reference, in: store.services())
-        return await resource(service, tasks: store.tasks().map(\.object).filter { $0.serviceID == service.object.id }, withStatus: true)
+        return await resource(service, tasks: store.tasks().map(\.object).filter { $0.serviceID == service.object.id }, withStatus: true,
+                              ingressNetworkID: clusterState(store).0.ingressNetwork?.id)
     }
 
     static func resolveService(_ reference: String, in services: [SwarmStore.Versioned<SwarmService>]) throws(ControlError) -> SwarmStore.Versioned<SwarmService> {
@@ -95,15 +97,16 @@ extension SwarmRuntime {
 
     /// Docker's service JSON: the store's spec with the network side's
     /// endpoint (VIPs, ports), and the counts of its `tasks`.
-    func resource(_ service: SwarmStore.Versioned<SwarmService>, tasks: [SwarmTask], withStatus: Bool) async -> ServiceResource {
+    func resource(_ service: SwarmStore.Versioned<SwarmService>, tasks: [SwarmTask], withStatus: Bool,
+                  ingressNetworkID: String?) async -> ServiceResource {
         let object = service.object
         let network = try? await configuration.networkSide?.inspectService(object.id)
         let endpointSpec = network?.spec.endpointSpec
         var resource = ServiceResource(
             id: object.id, version: service.version, createdAt: object.createdAt.rfc3339, updatedAt: object.updatedAt.rfc3339,
-            spec: ServiceSpecConversion.spec(object.spec, endpoint: endpointSpec), ports: network?.endpoint.ports ?? [],
+            spec: ServiceSpecConversion.spec(object.spec, endpoint: endpointSpec, ingressNetworkID: ingressNetworkID), ports: network?.endpoint.ports ?? [],
             virtualIPs: (network?.endpoint.virtualIPs ?? []).map { (networkID: $0.networkID, addr: $0.addr) }, backends: network?.backends)
-        resource.previousSpec = object.previousSpec.map { ServiceSpecConversion.spec($0, endpoint: endpointSpec) }
+        resource.previousSpec = object.previousSpec.map { ServiceSpecConversion.spec($0, endpoint: endpointSpec, ingressNetworkID: ingressNetworkID) }
         resource.updateStatus = ServiceSpecConversion.updateStatus(object.updateStatus)
         let running = UInt64(tasks.filter { $0.desiredState == .running && $0.status.state == .running }.count)
         let desired: UInt64
@@ -206,6 +209,7 @@ extension SwarmRuntime {
         }
         let store = try await currentStore()
         let services = store.services()
+        let ingress = clusterState(store).0.ingressNetwork?.id
         var serviceIDs: Set<String>?
         if let references = filters["service"] {
             serviceIDs = Set(references.compactMap { try? Self.resolveService($0, in: services).object.id })
@@ -228,12 +232,13 @@ extension SwarmRuntime {
                     && (!upToDate || templateVersions[task.serviceID] == task.templateVersion)
             }
             .sorted { ($0.object.serviceName, $0.object.slot, $0.object.createdAt) < ($1.object.serviceName, $1.object.slot, $1.object.createdAt) }
-            .map { ServiceSpecConversion.resource($0.object, version: $0.version) }
+            .map { ServiceSpecConversion.resource($0.object, version: $0.version, ingressNetworkID: ingress) }
     }
 
     public func inspectTask(_ reference: String) async throws -> TaskResource {
-        let found = try Self.resolveTask(reference, in: try await currentStore().tasks())
-        return ServiceSpecConversion.resource(found.object, version: found.version)
+        let store = try await currentStore()
+        let found = try Self.resolveTask(reference, in: store.tasks())
+        return ServiceSpecConversion.resource(found.object, version: found.version, ingressNetworkID: clusterState(store).0.ingressNetwork?.id)
     }
 
     /// A task by ID or unique ID prefix.
