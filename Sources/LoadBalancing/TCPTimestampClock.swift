@@ -33,14 +33,23 @@ import Namespaces
 public enum TCPTimestampClock {
     static let path = "/proc/sys/net/ipv4/tcp_timestamps"
 
-    /// Sets 2 where the namespace has 1; returns the value it has after.
+    /// Sets 2 where the namespace has 1; returns whether it changed it.
     @discardableResult
-    public static func useOneClock(in namespace: NetworkNamespace) throws -> Int {
+    public static func useOneClock(in namespace: NetworkNamespace) throws -> Bool {
         try namespace.run {
-            let current = try Sysctl.readInt(path)
-            guard current == 1 else { return current }
+            guard try Sysctl.readInt(path) == 1 else { return false }
             try Sysctl.write(path, "2\n")
-            return 2
+            return true
+        }
+    }
+
+    /// Undoes `useOneClock` (the namespace leaves swarmnet's care but lives
+    /// on: a namespace attached by hand and disconnected): 2 back to 1. A
+    /// value someone changed since is left alone.
+    public static func restoreClockPerDestination(in namespace: NetworkNamespace) throws {
+        try namespace.run {
+            guard try Sysctl.readInt(path) == 2 else { return }
+            try Sysctl.write(path, "1\n")
         }
     }
 }

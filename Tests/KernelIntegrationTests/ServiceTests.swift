@@ -388,6 +388,14 @@ import Glibc
             #expect(chances.trimmingCharacters(in: .whitespacesAndNewlines) == "12", "the VIP never moved a reused port to the other backend")
             let after = try #require(synRetransmits())
             #expect(after == before, "SYNs sent twice: \(after - before)")
+
+            // Disconnected, a namespace swarmnet no longer balances in gets
+            // its clock per destination back; the one set to 0 keeps 0.
+            try testbed.swarmnet("h1", ["network", "disconnect", "front", client.name!])
+            try testbed.swarmnet("h1", ["network", "disconnect", "front", timestampsOff.name!])
+            #expect(eventually(10) { timestamps(client.name!) == "1" }, "\(timestamps(client.name!) ?? "?")")
+            #expect(eventually(5) { Self.dnatTargets(timestampsOff.name!, table: "swarmnet").isEmpty })
+            #expect(timestamps(timestampsOff.name!) == "0")
             withExtendedLifetime(servers) {}
         }
     }

@@ -114,6 +114,13 @@ extension NodeDaemon {
                         errors.append("removing balancer \(stale): \(error)")
                         continue
                     }
+                    if registry.forgetOneClock(stale), let namespace = balancer.namespace {
+                        do { try TCPTimestampClock.restoreClockPerDestination(in: namespace) } catch {
+                            errors.append("\(stale): restoring net.ipv4.tcp_timestamps: \(error)")
+                        }
+                    }
+                } else {
+                    _ = registry.forgetOneClock(stale)
                 }
                 _ = registry.remove(stale)
             }
@@ -142,7 +149,7 @@ extension NodeDaemon {
                                 // straight: one timestamp clock for both (see
                                 // TCPTimestampClock). Its VIPs work without it,
                                 // so a failure is reported, not fatal.
-                                do { try TCPTimestampClock.useOneClock(in: namespace) } catch {
+                                do { if try TCPTimestampClock.useOneClock(in: namespace) { registry.rememberOneClock(item.id) } } catch {
                                     errors.append("\(item.id): net.ipv4.tcp_timestamps: \(error)")
                                 }
                             }
@@ -380,6 +387,12 @@ final class BalancerRegistry: @unchecked Sendable {
     /// Each open balancer, with the services its last reconcile programmed
     /// (nil until one succeeds).
     private var open: [String: (settings: BalancerSettings, balancer: any DaemonBalancer, programmed: [VirtualService]?)] = [:]
+    /// The workloads whose TCP timestamp clock this run changed
+    /// (`TCPTimestampClock`), to change back when they leave but their
+    /// namespace stays. Kept apart from `open`: a balancer closed after an
+    /// error and reopened still counts. A restarted daemon does not know
+    /// what an earlier run changed.
+    private var oneClock: Set<String> = []
 
     /// The open balancer of `id`, or a new one when there is none or its
     /// settings changed (host-mode ports name their local backends in them).
@@ -405,6 +418,10 @@ final class BalancerRegistry: @unchecked Sendable {
     func any(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open[id]?.balancer } }
 
     func remove(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open.removeValue(forKey: id)?.balancer } }
+
+    func rememberOneClock(_ id: String) { _ = lock.withLock { oneClock.insert(id) } }
+    /// Whether this run changed the clock of `id`, forgetting it.
+    func forgetOneClock(_ id: String) -> Bool { lock.withLock { oneClock.remove(id) != nil } }
     func ids() -> [String] { lock.withLock { Array(open.keys) } }
     var isEmpty: Bool { lock.withLock { open.isEmpty } }
 }
