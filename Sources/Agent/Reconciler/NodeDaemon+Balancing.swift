@@ -419,9 +419,11 @@ final class BalancerRegistry: @unchecked Sendable {
 
     func remove(_ id: String) -> (any DaemonBalancer)? { lock.withLock { open.removeValue(forKey: id)?.balancer } }
 
+    /// Records that this run changed the clock of `id` (see `oneClock`).
     func rememberOneClock(_ id: String) { _ = lock.withLock { oneClock.insert(id) } }
     /// Whether this run changed the clock of `id`, forgetting it.
     func forgetOneClock(_ id: String) -> Bool { lock.withLock { oneClock.remove(id) != nil } }
+
     func ids() -> [String] { lock.withLock { Array(open.keys) } }
     var isEmpty: Bool { lock.withLock { open.isEmpty } }
 }
