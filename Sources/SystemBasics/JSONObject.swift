@@ -37,7 +37,12 @@ public enum JSONObject {
         init(bytes: [UInt8]) { self.bytes = bytes }
 
         mutating func skipSpace() {
-            while offset < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[offset]) { offset += 1 }
+            while offset < bytes.count {
+                switch bytes[offset] {
+                case 0x20, 0x09, 0x0a, 0x0d: offset += 1
+                default: return
+                }
+            }
         }
 
         mutating func value(depth: Int) throws(Malformed) -> Any {
@@ -117,6 +122,23 @@ public enum JSONObject {
 
         mutating func string() throws(Malformed) -> String {
             try expect(UInt8(ascii: "\""))
+            // Most strings (nft's names, addresses, keywords) have no
+            // escape: decoded from the bytes in one step.
+            var end = offset
+            scan: while end < bytes.count {
+                switch bytes[end] {
+                case UInt8(ascii: "\""):
+                    let text = String(decoding: bytes[offset..<end], as: UTF8.self)
+                    offset = end + 1
+                    return text
+                case UInt8(ascii: "\\"):
+                    break scan
+                case 0..<0x20:
+                    throw Malformed(offset: end)
+                default:
+                    end += 1
+                }
+            }
             var scalars = String.UnicodeScalarView()
             var plain: [UInt8] = []
             func flush() {

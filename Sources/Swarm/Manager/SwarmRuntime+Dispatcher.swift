@@ -19,11 +19,8 @@ extension SwarmRuntime {
     /// the node at the leader.
     func heartbeat(from peer: PeerIdentity, _ heartbeat: Heartbeat) async throws(ControlError) -> HTTPResponse {
         let (store, current) = try dispatcherStore(for: peer)
-        let leaderID = await store.raft.leader()
+        if let redirect = await redirectUnlessLeader(store) { return redirect }
         let view = managerView(store)
-        guard leaderID == store.raft.id else {
-            return Self.answer(.misdirectedRequest, NotLeader(leader: view.endpointsByRaftID[leaderID]))
-        }
         liveness.heartbeat(from: peer.nodeID, at: now)
         if current.object.state != .ready || current.object.address != heartbeat.address {
             var node = current.object
@@ -49,10 +46,7 @@ extension SwarmRuntime {
     /// differ, or unchanged after the hold.
     func watchWork(of peer: PeerIdentity, _ watch: WorkWatch) async throws(ControlError) -> HTTPResponse {
         let (store, _) = try dispatcherStore(for: peer)
-        let leaderID = await store.raft.leader()
-        guard leaderID == store.raft.id else {
-            return Self.answer(.misdirectedRequest, NotLeader(leader: managerView(store).endpointsByRaftID[leaderID]))
-        }
+        if let redirect = await redirectUnlessLeader(store) { return redirect }
         let node = peer.nodeID
         let hold = min(Duration.nanoseconds(max(watch.holdNanoseconds, 0)), Self.maximumWorkHold)
         let held = workDigest(of: node, store)
@@ -122,6 +116,14 @@ extension SwarmRuntime {
         default:
             return false
         }
+    }
+
+    /// Only the leader tracks nodes: elsewhere the answer points the node
+    /// at the leader.
+    private func redirectUnlessLeader(_ store: SwarmStore) async -> HTTPResponse? {
+        let leaderID = await store.raft.leader()
+        guard leaderID != store.raft.id else { return nil }
+        return Self.answer(.misdirectedRequest, NotLeader(leader: managerView(store).endpointsByRaftID[leaderID]))
     }
 
     /// The store, and the node the certificate names: only the members'

@@ -53,13 +53,17 @@ extension SwarmRuntime {
         return targets
     }
 
+    /// The ingress network, which specs shown to the CLI leave out (see
+    /// `ServiceSpecConversion.taskSpec`).
+    func ingressNetworkID(_ store: SwarmStore) -> String? { clusterState(store).0.ingressNetwork?.id }
+
     public func listServices(filters: [String: [String]], status: Bool) async throws -> [ServiceResource] {
         for key in filters.keys where !["name", "id", "label", "mode"].contains(key) {
             throw ControlError(.invalidArgument, "invalid filter '\(key)'")
         }
         let store = try await currentStore()
         let tasks = Dictionary(grouping: store.tasks().map(\.object), by: \.serviceID)
-        let ingress = clusterState(store).0.ingressNetwork?.id
+        let ingress = ingressNetworkID(store)
         var resources: [ServiceResource] = []
         for service in store.services().sorted(by: { $0.object.createdAt < $1.object.createdAt }) {
             let spec = service.object.spec
@@ -82,7 +86,7 @@ extension SwarmRuntime {
         let store = try await currentStore()
         let service = try Self.resolveService(reference, in: store.services())
         return await resource(service, tasks: store.tasks().map(\.object).filter { $0.serviceID == service.object.id }, withStatus: true,
-                              ingressNetworkID: clusterState(store).0.ingressNetwork?.id)
+                              ingressNetworkID: ingressNetworkID(store))
     }
 
     static func resolveService(_ reference: String, in services: [SwarmStore.Versioned<SwarmService>]) throws(ControlError) -> SwarmStore.Versioned<SwarmService> {
@@ -209,7 +213,7 @@ extension SwarmRuntime {
         }
         let store = try await currentStore()
         let services = store.services()
-        let ingress = clusterState(store).0.ingressNetwork?.id
+        let ingress = ingressNetworkID(store)
         var serviceIDs: Set<String>?
         if let references = filters["service"] {
             serviceIDs = Set(references.compactMap { try? Self.resolveService($0, in: services).object.id })
@@ -238,7 +242,7 @@ extension SwarmRuntime {
     public func inspectTask(_ reference: String) async throws -> TaskResource {
         let store = try await currentStore()
         let found = try Self.resolveTask(reference, in: store.tasks())
-        return ServiceSpecConversion.resource(found.object, version: found.version, ingressNetworkID: clusterState(store).0.ingressNetwork?.id)
+        return ServiceSpecConversion.resource(found.object, version: found.version, ingressNetworkID: ingressNetworkID(store))
     }
 
     /// A task by ID or unique ID prefix.
