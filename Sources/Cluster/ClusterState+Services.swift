@@ -13,8 +13,14 @@ extension ClusterState {
     /// allocations. Nothing is recorded when anything is wrong.
     ///
     /// A service that publishes a port needs the ingress network; the caller
-    /// creates it first (`ensureIngressNetwork`).
+    /// creates it first (`ensureIngressNetwork`). One that publishes in
+    /// ingress mode with a VIP gets a VIP on ingress too, listed first as
+    /// Docker lists it; `ingressVIP` keeps an update's.
     public mutating func createService(_ request: ServiceRequest, id: String, now: Date) throws -> ServiceRecord {
+        try createService(request, id: id, now: now, keepingIngressVIP: nil)
+    }
+
+    mutating func createService(_ request: ServiceRequest, id: String, now: Date, keepingIngressVIP: IPAddress?) throws -> ServiceRecord {
         try Self.validate(serviceName: request.name)
         if let clash = services.values.first(where: { $0.name == request.name }) {
             throw ClusterError.conflict("service name \(request.name) is already in use by service \(clash.id.prefix(12))")
@@ -70,6 +76,17 @@ extension ClusterState {
                 }
                 virtualIPs.append(ServiceVIP(networkID: networkID, address: vip))
             }
+            if ports.contains(where: { $0.publishedPort != nil && $0.publishMode == .ingress }), let ingress = ingressNetwork {
+                let taken = addressesInUse(on: ingress.id)
+                let kept = keepingIngressVIP.flatMap { try? AddressAllocator.check($0, in: ingress.subnet, gateway: ingress.gateway, taken: taken) }
+                let vip: IPPrefix
+                do {
+                    vip = try kept ?? AddressAllocator.allocate(in: ingress.subnet, gateway: ingress.gateway, taken: taken)
+                } catch {
+                    throw ClusterError.exhausted("no address left on the ingress network \(ingress.name) (\(ingress.subnet)) for the VIP of service \(request.name)")
+                }
+                virtualIPs.insert(ServiceVIP(networkID: ingress.id, address: vip), at: 0)
+            }
         }
         let record = ServiceRecord(
             id: id, name: request.name, created: now, labels: request.labels, image: request.image, replicas: request.replicas,
@@ -98,7 +115,8 @@ extension ClusterState {
                 return kept
             }
         }
-        var record = try others.createService(pinned, id: current.id, now: current.created)
+        let ingressVIP = ingressNetwork.flatMap { current.vip(on: $0.id) }
+        var record = try others.createService(pinned, id: current.id, now: current.created, keepingIngressVIP: ingressVIP)
         record.version = current.version + 1
         record.updated = now
         others.services[current.id] = record

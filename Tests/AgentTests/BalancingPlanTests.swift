@@ -79,6 +79,33 @@ import LoadBalancing
         #expect(db.mode == .host && db.port == 5432 && db.realServers.count == 1)
     }
 
+    /// The VIP a published service has on ingress answers in the host's
+    /// namespace (the mesh's table) and in the workloads on ingress, over
+    /// the backends' ingress addresses; ingress adds no names to DNS.
+    @Test func aPublishedServicesIngressVIPIsBalancedInTheHostAndInItsTasks() throws {
+        var state = try cluster()
+        let ingress = try #require(state.ingressNetwork)
+        // A task only on ingress (its service only publishes a port).
+        _ = try state.addEndpoint(id: "l1", network: "ing", node: "h1", namespacePath: "/run/netns/lonely", name: "lonely",
+                                  requestedAddress: nil, vtep: try IPAddress(parsing: "192.0.2.11"), serviceID: "web")
+        let web = try #require(state.services["web"])
+        let ingressVIP = try #require(web.vip(on: ingress.id))
+        #expect(state.services["db"]?.virtualIPs.isEmpty == true, "dnsrr with a host-mode port has no VIP at all")
+        let backends = state.endpoints.values.filter { $0.networkID == ingress.id && $0.serviceID == "web" }.map(\.address.address)
+            .sorted(by: BalancingPlan.order)
+        let h1 = plan(state, node: "h1")
+        #expect(h1.ingressVIPs.map(\.key) == [.address(ingressVIP, .tcp, port: 80)])
+        #expect(h1.ingressVIPs.first?.realServers.map(\.address) == backends)
+        #expect(h1.ingressVIPs.first?.realServers.allSatisfy { $0.port == 80 } == true)
+        let web1 = try #require(h1.workloads["/run/netns/web1"])
+        #expect(Set(web1.map(\.key)) == [.address(try #require(web.vip(on: "front")), .tcp, port: 80), .address(ingressVIP, .tcp, port: 80)])
+        #expect(h1.workloads["/run/netns/lonely"]?.map(\.key) == [.address(ingressVIP, .tcp, port: 80)])
+        #expect(h1.names["/run/netns/lonely"] == nil, "a workload only on ingress has no names to resolve")
+        #expect(h1.names["/run/netns/web1"]?["lonely"] == nil, "a container only on ingress is no name on front")
+        // The client, not on ingress, does not reach the ingress VIP.
+        #expect(h1.workloads["/run/netns/client"]?.contains { $0.key == .address(ingressVIP, .tcp, port: 80) } == false)
+    }
+
     @Test func aServiceWithoutPortsIsBalancedOnEveryPort() throws {
         let vip = try IPAddress(parsing: "10.60.0.9")
         let services = BalancingPlan.virtualServices(vip: vip, ports: [], backends: [try IPAddress(parsing: "10.60.0.3")])

@@ -60,6 +60,53 @@ import Addressing
         #expect(back.vip(on: "n1") == nil && back.vip(on: "n2") == updated.vip(on: "n2") && back.ports.isEmpty)
     }
 
+    /// A service published through the routing mesh has a VIP on ingress,
+    /// listed first as Docker lists it; an update keeps it while the
+    /// service stays published there, and drops it when it stops.
+    @Test func aServicePublishedThroughTheMeshHasAnIngressVIPWhileItIs() throws {
+        var state = try stateWithNetwork()
+        let ingress = try state.ensureIngressNetwork(id: "ing", now: now, hostRoutes: [])
+        let web = try state.createService(.init(name: "web", networks: [.init(target: "front")], ports: [.init(targetPort: 80, publishedPort: 8080)]),
+                                          id: "s1", now: now)
+        #expect(web.virtualIPs.map(\.networkID) == [ingress.id, "n1"])
+        let ingressVIP = try #require(web.vip(on: ingress.id))
+        #expect(ingress.subnet.contains(ingressVIP) && ingressVIP != ingress.gateway)
+        // A task's ingress address never takes it.
+        let task = try state.addEndpoint(id: "e1", network: "ingress", node: "h1", namespacePath: "/run/netns/t1", name: "t1",
+                                         requestedAddress: nil, vtep: vtep, serviceID: "s1")
+        #expect(task.address.address != ingressVIP)
+        // No VIP where nothing goes through the mesh: a port not
+        // published, a host-mode port, or dnsrr.
+        let unnumbered = try state.createService(.init(name: "unnumbered", networks: [.init(target: "front")], ports: [.init(targetPort: 80)]), id: "s2", now: now)
+        #expect(unnumbered.vip(on: ingress.id) != nil, "a port without a number is published from the dynamic range, as Docker does")
+        let hostMode = try state.createService(.init(name: "hostmode", ports: [.init(targetPort: 80, publishedPort: 9000, publishMode: "host")]), id: "s3", now: now)
+        #expect(hostMode.virtualIPs.isEmpty)
+        let dnsrr = try state.createService(.init(name: "rr", endpointMode: "dnsrr", ports: [.init(targetPort: 80, publishedPort: 9001, publishMode: "host")]),
+                                            id: "s4", now: now)
+        #expect(dnsrr.virtualIPs.isEmpty)
+        // Kept across an update that keeps publishing, even of other ports.
+        let moved = try state.updateService("web", .init(name: "web", networks: [.init(target: "front")], ports: [.init(targetPort: 80, publishedPort: 8081)]),
+                                            now: now)
+        #expect(moved.vip(on: ingress.id) == ingressVIP && moved.vip(on: "n1") == web.vip(on: "n1"))
+        // Dropped when the service stops publishing, and free again.
+        let unpublished = try state.updateService("web", .init(name: "web", networks: [.init(target: "front")]), now: now)
+        #expect(unpublished.virtualIPs.map(\.networkID) == ["n1"])
+        #expect(!state.addressesInUse(on: ingress.id).contains(ingressVIP))
+        _ = try state.removeService("unnumbered")
+        #expect(state.addressesInUse(on: ingress.id) == [task.address.address])
+    }
+
+    @Test func aFullIngressNetworkRefusesAMeshServiceByName() throws {
+        var state = ClusterState()
+        _ = try state.createNetwork(.init(name: "ingress", subnet: "10.99.0.0/30", ingress: true), id: "ing", now: now, hostRoutes: [])
+        _ = try state.addEndpoint(id: "e1", network: "ingress", node: "h1", namespacePath: "/run/netns/t1", name: "t1", requestedAddress: nil, vtep: vtep)
+        let before = state
+        #expect(throws: ClusterError.exhausted("no address left on the ingress network ingress (10.99.0.0/30) for the VIP of service web")) {
+            try state.createService(.init(name: "web", ports: [.init(targetPort: 80, publishedPort: 8080)]), id: "s1", now: now)
+        }
+        #expect(state == before)
+    }
+
     @Test func requestedVIPsAreChecked() throws {
         var state = try stateWithNetwork()
         let service = try state.createService(.init(name: "web", networks: [.init(target: "front", requestedVIP: "10.40.0.100")]), id: "s1", now: now)

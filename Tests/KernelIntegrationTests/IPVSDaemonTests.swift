@@ -66,6 +66,12 @@ struct IPVSDaemonTests {
             }, "mesh on h1: \(mesh.names)")
             let ingressBackends = Self.realServers(h1.namespace.name!, service: "FWM 1398276097")
             #expect(ingressBackends.count == 2, "\(ingressBackends)")
+            // web's VIP on ingress: an IPVS service in h1's namespace over
+            // the same backends, which answers from there.
+            let ingressVIP = try ServiceTests.vip(testbed, "web", in: "10.0.0.")
+            #expect(Self.realServers(h1.namespace.name!, service: "TCP \(ingressVIP):80") == ingressBackends)
+            let fromHost = try ServiceTests.connect(from: h1.namespace.name!, to: ingressVIP, port: 80, count: 4)
+            #expect(fromHost.names["web1", default: 0] + fromHost.names["web2", default: 0] >= 3, "\(fromHost.names)")
 
             // debug lb compares the desired services with IPVS's on each host.
             for host in ["h1", "h2"] {

@@ -45,12 +45,28 @@ import TestKit
         return body.split(separator: "\n").first { $0.hasPrefix("Hostname: ") }.map { String($0.dropFirst("Hostname: ".count)) }
     }
 
-    /// The backend addresses the routing mesh's nftables map holds on `host`.
-    func meshBackends(_ testbed: Testbed, _ host: String) throws -> Set<String> {
-        let text = (try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)\(host)", "nft", "-j", "list", "table", "ip", "swarmnet-mesh"])) ?? ""
-        let addresses = text.matches(of: /"(10\.\d+\.\d+\.\d+)"/).map { String($0.output.1) }
-        return Set(addresses)
+    /// The routing mesh's nftables maps on `host`: the published ports'
+    /// backend addresses, and the VIPs (the published services' VIPs on
+    /// ingress) that the table balances.
+    func meshTable(_ testbed: Testbed, _ host: String) -> (backends: Set<String>, vips: Set<String>) {
+        guard let text = try? TestHost.run(["ip", "netns", "exec", "\(testbed.lab.prefix)\(host)", "nft", "-j", "list", "table", "ip", "swarmnet-mesh"]),
+              let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = object["nftables"] as? [[String: Any]] else { return ([], []) }
+        let parts = { (value: Any) -> [String] in ((value as? [String: Any])?["concat"] as? [Any] ?? [value]).compactMap { $0 as? String } }
+        var backends: Set<String> = []
+        var vips: Set<String> = []
+        for case let map as [String: Any] in items.compactMap({ $0["map"] }) {
+            let name = map["name"] as? String ?? ""
+            for case let element as [Any] in map["elem"] as? [Any] ?? [] where element.count == 2 {
+                if name.hasPrefix("ports-") { backends.formUnion(parts(element[1])) }
+                if name.hasPrefix("vip") { vips.formUnion(parts(element[0]).prefix(1)) }
+            }
+        }
+        return (backends, vips)
     }
+
+    /// The backend addresses of the routing mesh's published ports on `host`.
+    func meshBackends(_ testbed: Testbed, _ host: String) throws -> Set<String> { meshTable(testbed, host).backends }
 
     @Test func aReplicatedServiceRunsScalesDrainsAndFailsOverWithTheStockCLI() throws {
         try withSwarm { testbed in
@@ -401,6 +417,58 @@ import TestKit
             try testbed.docker("h1", ["service", "update", "--network-add", "back", "other"])
             #expect(try named("other") == [try networkID("back")])
             #expect(eventually(15) { answer(testbed, from: "h3", to: address, port: 9090) != nil })
+        }
+    }
+
+    /// A service published through the mesh has a VIP on ingress, as in
+    /// Docker's inspect; it answers from every host's namespace and from
+    /// the service's own tasks, and goes when the port does. Second
+    /// readers: `nft -j` in a host and in a task's namespace, curl.
+    @Test func aPublishedServicesIngressVIPAnswersFromTheHostsAndItsTasks() throws {
+        try withSwarm { testbed in
+            try testbed.docker("h1", ["service", "create", "--name", "web", "--replicas", "2", "-p", "8080:80", "--stop-grace-period", "1s", "whoami"])
+            let ingressID = try testbed.docker("h1", ["network", "inspect", "--format", "{{.ID}}", "ingress"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let subnet = try testbed.docker("h1", ["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "ingress"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let listed = try testbed.docker("h1", ["service", "inspect", "--format", "{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{end}}", "web"])
+                .split(whereSeparator: \.isWhitespace).map(String.init)
+            #expect(listed.count == 2 && listed.first == ingressID, "\(listed)")
+            let vipPrefix = try #require(listed.last)
+            #expect(vipPrefix.hasSuffix("/" + (subnet.split(separator: "/").last.map(String.init) ?? "?")), "\(vipPrefix) in \(subnet)")
+            let vip = String(vipPrefix.prefix { $0 != "/" })
+            let names = Set(try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "-q"]).split(separator: "\n").map {
+                try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{.Status.ContainerStatus.ContainerID}}", String($0)])
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            })
+            #expect(names.count == 2)
+
+            // From a host with no task and from the others: both tasks answer.
+            var seen: Set<String> = []
+            #expect(eventually(15) {
+                for host in ["h1", "h2", "h3"] { if let name = answer(testbed, from: host, to: vip, port: 80) { seen.insert(name) } }
+                return seen.count == 2
+            }, "answers from the ingress VIP \(vip): \(seen), placement \(placement(testbed))")
+            #expect(seen == Set(names.map { String($0.prefix(12)) }), "\(seen) against \(names)")
+            #expect(meshTable(testbed, "h3").vips == [vip], "h3's mesh table: \(meshTable(testbed, "h3"))")
+
+            // From a task's own namespace (its workload table, on ingress).
+            let task = try #require(try testbed.docker("h1", ["service", "ps", "web", "--filter", "desired-state=running", "-q"]).split(separator: "\n").first)
+            let host = try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{.NodeID}}", String(task)]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let hostName = try testbed.docker("h1", ["node", "inspect", "--format", "{{.Description.Hostname}}", host]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let container = try testbed.docker("h1", ["inspect", "--type", "task", "--format", "{{.Status.ContainerStatus.ContainerID}}", String(task)])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let namespace = "\(testbed.lab.prefix)\(hostName)-t-\(container.prefix(12))"
+            let table = (try? TestHost.run(["ip", "netns", "exec", namespace, "nft", "-j", "list", "table", "ip", "swarmnet"])) ?? ""
+            #expect(table.contains("\"\(vip)\""), "the task's table on \(hostName) holds the VIP: \(table.prefix(400))")
+            let fromTask = try? TestHost.run(["ip", "netns", "exec", namespace, "curl", "-s", "-m", "2", "http://\(vip):80/"])
+            #expect(fromTask?.contains("Hostname: ") == true, "\(fromTask ?? "no answer")")
+
+            // Unpublished: the VIP goes from the spec's endpoint and the kernel.
+            try testbed.docker("h1", ["service", "update", "-d", "--publish-rm", "80", "web"])
+            let after = try testbed.docker("h1", ["service", "inspect", "--format", "{{json .Endpoint.VirtualIPs}}", "web"])
+            #expect(!after.contains(ingressID), "\(after)")
+            #expect(eventually(10) { meshTable(testbed, "h3").vips.isEmpty }, "\(meshTable(testbed, "h3"))")
+            #expect(eventually(10) { answer(testbed, from: "h3", to: vip, port: 80) == nil })
         }
     }
 

@@ -14,7 +14,10 @@ import LoadBalancing
 /// conntrack entry, and no VIP needs to answer ARP on the overlay. The
 /// routing mesh balances in the host's own namespace (the ingress gateway,
 /// Docker's ingress-sbox), over the backends' addresses on the ingress
-/// network.
+/// network. A published service's VIP on ingress is balanced the same way
+/// in the host's namespace and in the workloads on ingress (its tasks), so
+/// the address `docker service inspect` shows answers; ingress has no
+/// names in DNS, as in Docker.
 public struct BalancingPlan: Sendable, Equatable {
     /// A name a workload can resolve, on one network it shares with the service.
     public struct Name: Sendable, Hashable {
@@ -41,6 +44,9 @@ public struct BalancingPlan: Sendable, Equatable {
     public var names: [String: [String: [Name]]] = [:]
     /// The routing mesh's ports on this host.
     public var published: [PublishedPort] = []
+    /// The published services' VIPs on the ingress network, for the host's
+    /// own namespace (the mesh's table).
+    public var ingressVIPs: [VirtualService] = []
 
     /// A VIP service on port 0 stands for every port: connections keep their
     /// destination port.
@@ -55,7 +61,7 @@ public struct BalancingPlan: Sendable, Equatable {
         // An unhealthy backend leaves the balancers and DNS until it recovers.
         let backends = Dictionary(grouping: endpoints.filter { $0.serviceID != nil && $0.isIngressGateway != true && $0.unhealthy != true },
                                   by: { $0.serviceID! })
-        let local = endpoints.filter { $0.node == localNode && $0.isIngressGateway != true && $0.networkID != ingressID }
+        let local = endpoints.filter { $0.node == localNode && $0.isIngressGateway != true }
         let workloadNetworks = Dictionary(grouping: local, by: \.namespacePath).mapValues { Set($0.map(\.networkID)) }
         // Containers by name, per network, made once: every workload on a
         // network resolves the same names there, and walking every
@@ -82,12 +88,16 @@ public struct BalancingPlan: Sendable, Equatable {
                     guard let vip else { continue }
                     virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
                 }
+                if let ingressID, networkIDs.contains(ingressID), let vip = service.vip(on: ingressID) {
+                    let addresses = serviceBackends.filter { $0.networkID == ingressID }.map(\.address.address).sorted(by: Self.order)
+                    virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
+                }
             }
             // Containers by name, on the networks this workload shares with
             // them, as Docker's user-defined networks resolve them (a
             // service's name wins over a container's).
             var containers: [String: [String: [IPAddress]]] = [:]
-            for networkID in networkIDs {
+            for networkID in networkIDs where networkID != ingressID {
                 for (name, addresses) in containersByNetwork[networkID] ?? [:] where names[name] == nil {
                     containers[name, default: [:]][networkID] = addresses
                 }
@@ -98,8 +108,13 @@ public struct BalancingPlan: Sendable, Equatable {
                          backends: addresses.sorted(by: Self.order))
                 }
             }
+            // A workload only on ingress (a task that only publishes a
+            // port) resolves no names (ingress has none), and needs a
+            // balancer only for its service's VIP there.
+            let onlyOnIngress = !networkIDs.contains { $0 != ingressID }
+            if onlyOnIngress && virtualServices.isEmpty { continue }
             plan.workloads[path] = virtualServices.sorted { $0.key < $1.key }
-            plan.names[path] = names
+            if !onlyOnIngress { plan.names[path] = names }
         }
 
         if let ingressID {
@@ -114,7 +129,12 @@ public struct BalancingPlan: Sendable, Equatable {
                         service: service.name, protocol: port.protocol.transport, port: published, mode: port.publishMode,
                         realServers: chosen.map(\.address.address).sorted(by: Self.order).map { RealServer(address: $0, port: port.targetPort) }))
                 }
+                if let vip = service.vip(on: ingressID) {
+                    let addresses = onIngress.map(\.address.address).sorted(by: Self.order)
+                    plan.ingressVIPs += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
+                }
             }
+            plan.ingressVIPs.sort { $0.key < $1.key }
         }
         return plan
     }

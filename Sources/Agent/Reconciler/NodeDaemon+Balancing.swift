@@ -71,7 +71,7 @@ extension NodeDaemon {
         let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address)).sorted(by: BalancingPlan.order)
         work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .mesh,
                                  settings: balancerKind.settings(for: .mesh, localBackends: []),
-                                 services: Self.publishedServices(plan, mode: .ingress)))
+                                 services: Self.publishedServices(plan, mode: .ingress) + plan.ingressVIPs))
         work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .hostPorts,
                                  settings: balancerKind.settings(for: .hostPorts, localBackends: localBackends),
                                  services: hostPorts))
