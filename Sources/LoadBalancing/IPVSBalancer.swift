@@ -23,15 +23,24 @@ public struct IPVSBalancerConfiguration: Sendable, Hashable {
     /// workload namespace swarmnet made), or none is (the host's namespace,
     /// where an operator or kube-proxy may keep IPVS services of theirs).
     public var ownsAddressServices: Bool
+    /// Where `ownsAddressServices` is false, the VIP:port services whose
+    /// address is inside one of these prefixes are its own all the same:
+    /// in the host's namespace, the published services' VIPs on the
+    /// ingress network, a subnet no one else routes there.
+    public var ownedAddresses: [IPPrefix]
 
     public init(markTable: String, hooks: NFTablesConfiguration.Hooks, masqueradePublishedPorts: Bool, markBase: UInt32,
-                ownsAddressServices: Bool) {
+                ownsAddressServices: Bool, ownedAddresses: [IPPrefix] = []) {
         self.markTable = markTable
         self.hooks = hooks
         self.masqueradePublishedPorts = masqueradePublishedPorts
         self.markBase = markBase
         self.ownsAddressServices = ownsAddressServices
+        self.ownedAddresses = ownedAddresses
     }
+
+    /// Whether a VIP:port service of `address` is this balancer's.
+    public func owns(_ address: IPAddress) -> Bool { ownsAddressServices || ownedAddresses.contains { $0.contains(address) } }
 }
 
 /// IPVS as swarmnetd uses it: the desired services of `LoadBalancerBackend`
@@ -132,7 +141,7 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         var translated: [VirtualService] = []
         for service in desired {
             guard let target = try IPVSMarkTable.Target(marking: service.key) else {
-                guard configuration.ownsAddressServices else {
+                guard case .address(let address, _, _) = service.key, configuration.owns(address) else {
                     throw LoadBalancerError.invalidArgument(
                         "service \(service.key): this balancer owns no VIP:port services in \(namespace?.description ?? "this namespace")")
                 }
@@ -174,7 +183,7 @@ public final class IPVSBalancer: LoadBalancerBackend, @unchecked Sendable {
         try ipvs.services().filter { service in
             switch service.key {
             case .firewallMark(let mark, _): isMine(mark)
-            case .address: configuration.ownsAddressServices
+            case .address(let address, _, _): configuration.owns(address)
             }
         }
     }

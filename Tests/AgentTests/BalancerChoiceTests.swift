@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Addressing
 import LoadBalancing
 @testable import Agent
 
@@ -45,6 +46,15 @@ import LoadBalancing
         }
         #expect(Set(bases).count == 3 && bases.allSatisfy { $0 & 0xffff == 0 })
         #expect(tables == ["swarmnet-ipvs", "swarmnet-mesh-ipvs", "swarmnet-hostports-ipvs"])
+        // In the host's namespace the mesh owns the VIPs on ingress, and
+        // no other VIP:port service.
+        let ingress = try! IPPrefix(parsing: "10.0.0.0/24")
+        for role in [BalancerRole.workload, .mesh, .hostPorts] {
+            guard case .ipvs(let configuration) = kind.settings(for: role, localBackends: [], ingressSubnet: ingress) else { continue }
+            #expect(configuration.ownedAddresses == (role == .mesh ? [ingress] : []), "\(role)")
+            #expect(configuration.owns(try! IPAddress(parsing: "10.0.0.7")) == (role != .hostPorts), "\(role)")
+            #expect(configuration.owns(try! IPAddress(parsing: "10.9.0.7")) == (role == .workload), "\(role)")
+        }
         // The nftables layout of the same roles keeps its table names.
         let nftables = BalancerKind.nftables(reason: "test")
         #expect(nftables.settings(for: .mesh, localBackends: []).label == "nftables ip swarmnet-mesh")

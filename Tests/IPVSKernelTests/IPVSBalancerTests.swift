@@ -140,6 +140,40 @@ struct IPVSBalancerTests {
         }
     }
 
+    /// In the host's namespace the mesh owns the VIP:port services inside
+    /// its prefixes (swarmnetd gives it the ingress subnet: the published
+    /// services' VIPs there): one is balanced and read back, an operator's
+    /// service outside them is left alone, and one outside is refused.
+    @Test func theMeshOwnsVIPsOnlyInsideItsPrefixes() throws {
+        try IPVSTestHost.withNamespaces(4) { namespaces in
+            let (host, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
+            try Topology.wire(lb: host, client: client, backends: [b1, b2])
+            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"), try TCPServer(namespace: b2, port: 8080, reply: "b2")]
+            defer { servers.forEach { $0.stop() } }
+            var configuration = Self.mesh
+            configuration.ownedAddresses = [try IPPrefix(parsing: "10.40.0.0/24")]
+            let mesh = try IPVSBalancer(namespace: host, configuration: configuration)
+            _ = try IPVSTestHost.run(in: host, ["ipvsadm", "-A", "-t", "10.41.0.5:80", "-s", "rr"])
+
+            let vip = VirtualService(key: .address(ip("10.40.0.5"), .tcp, port: 8080), realServers: [rs("10.31.1.2"), rs("10.31.2.2")])
+            try mesh.reconcile(to: [vip])
+            #expect(try mesh.services() == [vip.sorted])
+            #expect(Set(try IPVSTestHost.ipvsadm(host).map(\.key.description)) == ["TCP 10.40.0.5:8080", "TCP 10.41.0.5:80"])
+            // The host's own connections to the VIP reach both backends.
+            var answers: [String: Int] = [:]
+            for _ in 0..<4 { answers[try TCPClient.fetch(from: host, ip("10.40.0.5"), 8080), default: 0] += 1 }
+            #expect(answers == ["b1": 2, "b2": 2])
+
+            #expect(throws: LoadBalancerError.self) {
+                try mesh.reconcile(to: [vip, VirtualService(key: .address(ip("10.41.0.6"), .tcp, port: 80), realServers: [rs("10.31.1.2")])])
+            }
+            try mesh.reconcile(to: [])
+            #expect(try IPVSTestHost.ipvsadm(host).map(\.key.description) == ["TCP 10.41.0.5:80"], "the operator's service stays")
+            try mesh.removeAll()
+            #expect(try IPVSTestHost.ipvsadm(host).map(\.key.description) == ["TCP 10.41.0.5:80"])
+        }
+    }
+
     @Test func badInputChangesNothing() throws {
         try IPVSTestHost.withNamespaces(1) { namespaces in
             let mesh = try IPVSBalancer(namespace: namespaces[0], configuration: Self.mesh)

@@ -70,7 +70,7 @@ extension NodeDaemon {
         let hostPorts = Self.publishedServices(plan, mode: .host)
         let localBackends = Set(hostPorts.flatMap(\.realServers).map(\.address)).sorted(by: BalancingPlan.order)
         work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .mesh,
-                                 settings: balancerKind.settings(for: .mesh, localBackends: []),
+                                 settings: balancerKind.settings(for: .mesh, localBackends: [], ingressSubnet: state.ingressNetwork?.subnet),
                                  services: Self.publishedServices(plan, mode: .ingress) + plan.ingressVIPs))
         work.append(BalancerWork(namespacePath: Self.ownNamespacePath, role: .hostPorts,
                                  settings: balancerKind.settings(for: .hostPorts, localBackends: localBackends),
@@ -100,6 +100,7 @@ extension NodeDaemon {
         let work = balancerWork(plan: plan, mesh: meshGateway != nil)
         let registry = balancers
         let kind = balancerKind
+        let ingressSubnet = state.ingressNetwork?.subnet
         let removalErrors = try? await worker.run { [work] () -> [String] in
             var errors: [String] = []
             let wanted = Set(work.map(\.id))
@@ -143,7 +144,7 @@ extension NodeDaemon {
                         let balancer = try registry.balancer(item.id, settings: item.settings) {
                             // A daemon restarted with another --lb-backend: the
                             // old back end's programming of this role goes first.
-                            try kind.retireOtherBackend(of: item.role, in: namespace)
+                            try kind.retireOtherBackend(of: item.role, in: namespace, ingressSubnet: ingressSubnet)
                             if item.role == .workload {
                                 // A workload reaches backends through VIPs and
                                 // straight: one timestamp clock for both (see
@@ -186,11 +187,12 @@ extension NodeDaemon {
             hostBalancersSwept = true
             return []
         }
+        let ingressSubnet = state.ingressNetwork?.subnet
         let outcome = try? await worker.run { () -> [String] in
             let own = NetworkNamespace.path(Self.ownNamespacePath)
             return [BalancerRole.mesh, .hostPorts].compactMap { role in
                 do {
-                    try BalancerKind.removeEitherBackend(of: role, in: own)
+                    try BalancerKind.removeEitherBackend(of: role, in: own, ingressSubnet: ingressSubnet)
                     return nil
                 } catch {
                     return "removing the \(role.rawValue) balancer left by an earlier run: \(error)"
@@ -236,8 +238,11 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
 
     /// How the balancer of `role` is laid out with this kind. Marks of the
     /// three IPVS roles come from separate ranges ("SW" 0x5357, 0x5358,
-    /// 0x5359 in the high 16 bits), since two of them share the daemon's namespace.
-    func settings(for role: BalancerRole, localBackends: [IPAddress]) -> BalancerSettings {
+    /// 0x5359 in the high 16 bits), since two of them share the daemon's
+    /// namespace. In that namespace IPVS's VIP:port services are not all
+    /// swarmnet's: the mesh owns those inside `ingressSubnet` (the
+    /// published services' VIPs on ingress).
+    func settings(for role: BalancerRole, localBackends: [IPAddress], ingressSubnet: IPPrefix? = nil) -> BalancerSettings {
         switch (self, role) {
         // The maps layout: a change costs the kernel the same at 10,000
         // services as at 100 (see NFTablesConfiguration.Layout), and a
@@ -256,7 +261,8 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
                                             masqueradePublishedPorts: false, markBase: 0x5357_0000, ownsAddressServices: true))
         case (.ipvs, .mesh):
             .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .routingMesh,
-                                            masqueradePublishedPorts: true, markBase: 0x5358_0000, ownsAddressServices: false))
+                                            masqueradePublishedPorts: true, markBase: 0x5358_0000, ownsAddressServices: false,
+                                            ownedAddresses: ingressSubnet.map { [$0] } ?? []))
         case (.ipvs, .hostPorts):
             .ipvs(IPVSBalancerConfiguration(markTable: role.ipvsMarkTable, hooks: .routingMesh,
                                             masqueradePublishedPorts: false, markBase: 0x5359_0000, ownsAddressServices: false))
@@ -270,17 +276,17 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
     /// range (and a workload's VIP:port services) with their mark table.
     /// Run by the reconciler when it opens a balancer; an absent table or
     /// service is not an error, any other failure is (and is retried).
-    func retireOtherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+    func retireOtherBackend(of role: BalancerRole, in namespace: NetworkNamespace, ingressSubnet: IPPrefix?) throws {
         switch self {
         case .ipvs: try Self.removeNFTables(of: role, in: namespace)
-        case .nftables: try Self.removeIPVS(of: role, in: namespace)
+        case .nftables: try Self.removeIPVS(of: role, in: namespace, ingressSubnet: ingressSubnet)
         }
     }
 
     /// Removes what either back end programmed for `role` in `namespace`.
-    static func removeEitherBackend(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+    static func removeEitherBackend(of role: BalancerRole, in namespace: NetworkNamespace, ingressSubnet: IPPrefix?) throws {
         try removeNFTables(of: role, in: namespace)
-        try removeIPVS(of: role, in: namespace)
+        try removeIPVS(of: role, in: namespace, ingressSubnet: ingressSubnet)
     }
 
     private static func removeNFTables(of role: BalancerRole, in namespace: NetworkNamespace) throws {
@@ -289,9 +295,9 @@ public enum BalancerKind: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The IPVS services of the role's mark range with their mark table, where the kernel has IPVS.
-    private static func removeIPVS(of role: BalancerRole, in namespace: NetworkNamespace) throws {
+    private static func removeIPVS(of role: BalancerRole, in namespace: NetworkNamespace, ingressSubnet: IPPrefix?) throws {
         guard IPVS.availability(in: namespace).isAvailable,
-              case .ipvs(let configuration) = BalancerKind.ipvs(version: "").settings(for: role, localBackends: [])
+              case .ipvs(let configuration) = BalancerKind.ipvs(version: "").settings(for: role, localBackends: [], ingressSubnet: ingressSubnet)
         else { return }
         try IPVSBalancer(namespace: namespace, configuration: configuration).removeAll()
     }
