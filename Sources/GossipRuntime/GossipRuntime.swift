@@ -211,7 +211,7 @@ public final class LiveGossipNode: Sendable {
         ticker?.cancel()
         try? await udp?.close()
         try? await listener?.close()
-        // Outside the lock: finishing runs `onTermination`, which takes it.
+        // Outside the lock: finishing a stream runs its termination handler.
         for subscriber in subscribers {
             switch subscriber {
             case .table(_, _, let continuation): continuation.finish()
@@ -294,8 +294,14 @@ public final class LiveGossipNode: Sendable {
             continuation.finish()
             return
         }
+        // The handler runs while the cancelled task holds its own lock, and
+        // `publish` yields (which takes a consumer task's lock) under
+        // `state`'s lock to keep events in order: taking `state` here would
+        // deadlock against it. So the subscriber is forgotten a moment
+        // later, off this call; a yield to the ended stream meanwhile is
+        // dropped.
         continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+            Task.detached { _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) } }
         }
     }
 

@@ -56,10 +56,21 @@ public final class ReplicatedStore: Sendable {
     }
 
     /// Applies committed entries in order; returns the results of the commands among them.
+    ///
+    /// Watchers and waiters are handed their events after the lock is
+    /// released, never under it: handing one over resumes its task, which
+    /// takes that task's lock, while cancelling a watching task takes the
+    /// task's lock first and then this one (its stream's termination
+    /// handler forgets the watcher). Under the lock the two orders
+    /// deadlocked. Entries are applied by one thread, so every watcher
+    /// still gets its changes in index order; one that starts meanwhile
+    /// reads them from the history instead.
     @discardableResult
     public func apply(_ entries: [Entry]) -> [AppliedCommand] {
-        inner.withLock { s in
+        let (results, deliveries, resumptions) = inner.withLock { s in
             var results: [AppliedCommand] = []
+            var deliveries: [(AsyncStream<WatchEvent>.Continuation, WatchEvent)] = []
+            var resumptions: [(CheckedContinuation<AppliedCommand, any Error>, AppliedCommand)] = []
             for e in entries {
                 guard let r = s.state.apply(e) else { continue }
                 results.append(r)
@@ -67,20 +78,23 @@ public final class ReplicatedStore: Sendable {
                     for c in changes {
                         s.history.append(c)
                         for w in s.watchers.values where w.collection == nil || w.collection == c.object.collection {
-                            w.continuation.yield(.change(c))
+                            deliveries.append((w.continuation, .change(c)))
                         }
                     }
                 }
                 if let waiter = s.waiters.removeValue(forKey: r.id) {
                     s.expected[r.id] = nil
-                    waiter.resume(returning: r)
+                    resumptions.append((waiter, r))
                 } else if s.expected.keys.contains(r.id) {
                     s.expected[r.id] = .some(r)
                 }
             }
             Self.trimHistory(&s, limit: historyLimit)
-            return results
+            return (results, deliveries, resumptions)
         }
+        for (continuation, event) in deliveries { continuation.yield(event) }
+        for (waiter, result) in resumptions { waiter.resume(returning: result) }
+        return results
     }
 
     private static func trimHistory(_ s: inout Inner, limit: Int) {
@@ -96,12 +110,14 @@ public final class ReplicatedStore: Sendable {
     /// Replaces the whole state by a snapshot's (`StoreState.encoded`); watchers get `.restored`.
     public func restore(snapshot data: [UInt8]) throws(StoreError) {
         let st = try StoreState(decoding: data)
-        inner.withLock { s in
+        let watchers = inner.withLock { s in
             s.state = st
             s.history = []
             s.historyStart = st.appliedIndex + 1
-            for w in s.watchers.values { w.continuation.yield(.restored(index: st.appliedIndex)) }
+            return Array(s.watchers.values)
         }
+        // Outside the lock, as in `apply`.
+        for w in watchers { w.continuation.yield(.restored(index: st.appliedIndex)) }
     }
 
     /// The state's bytes and the index they hold, for `RaftNode.compact(to:data:)`.
@@ -131,25 +147,27 @@ public final class ReplicatedStore: Sendable {
     /// Waits for the result of an expected `id`.
     public func result(for id: RequestID) async throws -> AppliedCommand {
         try await withCheckedThrowingContinuation { cont in
-            inner.withLock { s in
+            let ready: Result<AppliedCommand, StoreError>? = inner.withLock { s in
                 if case let .some(.some(r)) = s.expected[id] {
                     s.expected[id] = nil
-                    cont.resume(returning: r)
+                    return .success(r)
                 } else if s.expected[id] == nil {
-                    cont.resume(throwing: StoreError.cancelled(id))
-                } else {
-                    s.waiters[id] = cont
+                    return .failure(StoreError.cancelled(id))
                 }
+                s.waiters[id] = cont
+                return nil
             }
+            if let ready { cont.resume(with: ready) } // outside the lock, as in `apply`
         }
     }
 
     /// Gives up on `id` (the proposal was dropped or leadership lost); a waiter gets `cancelled`.
     public func cancel(_ id: RequestID) {
-        inner.withLock { s in
+        let waiter = inner.withLock { s in
             s.expected[id] = nil
-            s.waiters.removeValue(forKey: id)?.resume(throwing: StoreError.cancelled(id))
+            return s.waiters.removeValue(forKey: id)
         }
+        waiter?.resume(throwing: StoreError.cancelled(id)) // outside the lock, as in `apply`
     }
 
     // MARK: - Watches
@@ -195,16 +213,18 @@ public final class ReplicatedStore: Sendable {
 
     /// Ends every watch stream and fails every waiter (the replica is shutting down).
     public func close() {
-        let watchers = inner.withLock { s in
+        let (watchers, waiters) = inner.withLock { s in
             let watchers = s.watchers.values
+            let waiters = s.waiters
             s.watchers = [:]
-            for (id, w) in s.waiters { w.resume(throwing: StoreError.cancelled(id)) }
             s.waiters = [:]
             s.expected = [:]
-            return watchers
+            return (watchers, waiters)
         }
         // Outside the lock: finishing a stream runs its termination
-        // handler, which takes the lock to forget the watcher.
+        // handler, which takes the lock to forget the watcher; resuming a
+        // waiter is kept out of it as in `apply`.
+        for (id, w) in waiters { w.resume(throwing: StoreError.cancelled(id)) }
         for w in watchers { w.continuation.finish() }
     }
 }

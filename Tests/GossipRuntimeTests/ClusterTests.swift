@@ -1,5 +1,7 @@
 import Gossip
 import GossipRuntime
+import Foundation
+import Synchronization
 import Testing
 
 /// Several runtimes in this process on loopback, with real UDP and TCP, in the fast profile.
@@ -89,3 +91,54 @@ extension LiveGossipNode {
         try! dump(network: network, table: nil)
     }
 }
+
+/// Table changes published while a subscriber's task is cancelled. A
+/// cancelled task runs its stream's termination handler under its own
+/// lock; the runtime yields to subscribers (which takes the task's lock)
+/// under the runtime's. Had the handler taken the runtime's lock, the two
+/// orders would deadlock (they did in ReplicatedStore, which a manager's
+/// hung API showed). The writer and the canceller are threads of their
+/// own, so a deadlock stops them and not the test runner's pool.
+@Suite("subscriptions cancelled while changes are published")
+struct SubscriptionCancelTests {
+    @Test func cancellingSubscribersWhileTablesChangeNeverDeadlocks() async throws {
+        let node = LiveGossipNode(name: "n0", configuration: .fast, keyring: nil, streamTimeout: .seconds(2))
+        _ = try await node.start(bind: "127.0.0.1", port: 0)
+        try node.joinNetwork("net1")
+        let rounds = 1_000
+        let written = Atomic<Int>(0), cancelled = Atomic<Int>(0), stop = Atomic<Bool>(false)
+        let writer = Thread {
+            var n = 0
+            while !stop.load(ordering: .relaxed) {
+                n += 1
+                try? node.put(network: "net1", table: "t", key: "k\(n % 50)", value: [UInt8(n % 256)])
+                written.add(1, ordering: .relaxed)
+            }
+        }
+        let canceller = Thread {
+            for _ in 0..<rounds where !stop.load(ordering: .relaxed) {
+                let stream = node.changes(network: "net1", table: "t", replay: false)
+                let watching = Task { for await _ in stream {} }
+                while written.load(ordering: .relaxed) % 7 != 0 && !stop.load(ordering: .relaxed) {}
+                watching.cancel()
+                cancelled.add(1, ordering: .relaxed)
+            }
+        }
+        writer.start()
+        canceller.start()
+        var last = -1, stalled = 0
+        while cancelled.load(ordering: .relaxed) < rounds {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = cancelled.load(ordering: .relaxed) + written.load(ordering: .relaxed)
+            stalled = now == last ? stalled + 1 : 0
+            last = now
+            if stalled >= 50 { break } // 5 s without a step
+        }
+        stop.store(true, ordering: .relaxed)
+        let finished = cancelled.load(ordering: .relaxed) == rounds
+        #expect(finished, "stuck after \(cancelled.load(ordering: .relaxed)) cancelled subscriptions and \(written.load(ordering: .relaxed)) writes")
+        // A deadlocked node would hang its shutdown too.
+        if finished { await node.shutdown() }
+    }
+}
+

@@ -1,6 +1,7 @@
 import Foundation
 import Raft
 @testable import ReplicatedStore
+import Synchronization
 import Testing
 
 struct ReplicatedStoreTests {
@@ -145,5 +146,52 @@ struct ReplicatedStoreTests {
         try await Task.sleep(for: .milliseconds(20))
         store.cancel(id4)
         await #expect(throws: StoreError.cancelled(id4)) { _ = try await cancelled.value }
+    }
+
+    /// A watch cancelled while entries are applied. Cancelling runs the
+    /// stream's termination handler under the task's lock, and the handler
+    /// takes the store's lock; applying resumed the watching task under the
+    /// store's lock, which takes the task's. In opposite orders on two
+    /// threads that deadlocked, and a manager's API hung for good during a
+    /// run of rolling updates. The applier and the canceller are threads
+    /// of their own, so a deadlock stops them and not the test runner's
+    /// pool; the test fails when they stop making progress.
+    @Test func cancellingWatchesWhileEntriesApplyNeverDeadlocks() async throws {
+        let store = ReplicatedStore()
+        let rounds = 1_000
+        let applied = Atomic<Int>(0), cancelled = Atomic<Int>(0), stop = Atomic<Bool>(false)
+        let applier = Thread {
+            var feed = EntryFeed()
+            var n = 0
+            while !stop.load(ordering: .relaxed) {
+                n += 1
+                store.apply([feed.entry(self.put("k\(n)", "v")).0])
+                applied.add(1, ordering: .relaxed)
+            }
+        }
+        let canceller = Thread {
+            for _ in 0..<rounds where !stop.load(ordering: .relaxed) {
+                guard let stream = try? store.watch(from: store.appliedIndex + 1) else { continue }
+                let watching = Task { for await _ in stream {} }
+                // Let the task start waiting on the stream, so that the
+                // applier resumes it while it is cancelled.
+                while applied.load(ordering: .relaxed) % 7 != 0 && !stop.load(ordering: .relaxed) {}
+                watching.cancel()
+                cancelled.add(1, ordering: .relaxed)
+            }
+        }
+        applier.start()
+        canceller.start()
+        var last = -1, stalled = 0
+        while cancelled.load(ordering: .relaxed) < rounds {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = cancelled.load(ordering: .relaxed) + applied.load(ordering: .relaxed)
+            stalled = now == last ? stalled + 1 : 0
+            last = now
+            if stalled >= 50 { break } // 5 s without a step
+        }
+        stop.store(true, ordering: .relaxed)
+        #expect(cancelled.load(ordering: .relaxed) == rounds,
+                "stuck after \(cancelled.load(ordering: .relaxed)) cancelled watches and \(applied.load(ordering: .relaxed)) applies")
     }
 }

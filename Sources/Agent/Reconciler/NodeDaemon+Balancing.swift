@@ -116,8 +116,10 @@ extension NodeDaemon {
                         continue
                     }
                     if registry.forgetOneClock(stale), let namespace = balancer.namespace {
+                        // A task's namespace may go meanwhile: then there
+                        // is nothing left to restore.
                         do { try TCPTimestampClock.restoreClockPerDestination(in: namespace) } catch {
-                            errors.append("\(stale): restoring net.ipv4.tcp_timestamps: \(error)")
+                            if namespace.exists { errors.append("\(stale): restoring net.ipv4.tcp_timestamps: \(error)") }
                         }
                     }
                 } else {
