@@ -1,8 +1,7 @@
 import Gossip
 import GossipRuntime
-import Foundation
-import Synchronization
 import Testing
+import TestKit
 
 /// Several runtimes in this process on loopback, with real UDP and TCP, in the fast profile.
 @Suite("in-process cluster on loopback", .serialized)
@@ -105,40 +104,19 @@ struct SubscriptionCancelTests {
         let node = LiveGossipNode(name: "n0", configuration: .fast, keyring: nil, streamTimeout: .seconds(2))
         _ = try await node.start(bind: "127.0.0.1", port: 0)
         try node.joinNetwork("net1")
-        let rounds = 1_000
-        let written = Atomic<Int>(0), cancelled = Atomic<Int>(0), stop = Atomic<Bool>(false)
-        let writer = Thread {
-            var n = 0
-            while !stop.load(ordering: .relaxed) {
-                n += 1
-                try? node.put(network: "net1", table: "t", key: "k\(n % 50)", value: [UInt8(n % 256)])
-                written.add(1, ordering: .relaxed)
-            }
-        }
-        let canceller = Thread {
-            for _ in 0..<rounds where !stop.load(ordering: .relaxed) {
-                let stream = node.changes(network: "net1", table: "t", replay: false)
-                let watching = Task { for await _ in stream {} }
-                while written.load(ordering: .relaxed) % 7 != 0 && !stop.load(ordering: .relaxed) {}
-                watching.cancel()
-                cancelled.add(1, ordering: .relaxed)
-            }
-        }
-        writer.start()
-        canceller.start()
-        var last = -1, stalled = 0
-        while cancelled.load(ordering: .relaxed) < rounds {
-            try await Task.sleep(for: .milliseconds(100))
-            let now = cancelled.load(ordering: .relaxed) + written.load(ordering: .relaxed)
-            stalled = now == last ? stalled + 1 : 0
-            last = now
-            if stalled >= 50 { break } // 5 s without a step
-        }
-        stop.store(true, ordering: .relaxed)
-        let finished = cancelled.load(ordering: .relaxed) == rounds
-        #expect(finished, "stuck after \(cancelled.load(ordering: .relaxed)) cancelled subscriptions and \(written.load(ordering: .relaxed)) writes")
+        let rounds = 2_000
+        let done = await raceTwoThreads(rounds: rounds, write: { n in
+            try? node.put(network: "net1", table: "t", key: "k\(n % 50)", value: [UInt8(n % 256)])
+        }, round: { writes in
+            let stream = node.changes(network: "net1", table: "t", replay: false)
+            let watching = Task { for await _ in stream {} }
+            let start = writes()
+            while writes() == start {}
+            watching.cancel()
+        })
+        #expect(done.rounds == rounds, "stuck after \(done.rounds) cancelled subscriptions and \(done.writes) writes")
         // A deadlocked node would hang its shutdown too.
-        if finished { await node.shutdown() }
+        if done.rounds == rounds { await node.shutdown() }
     }
 }
 

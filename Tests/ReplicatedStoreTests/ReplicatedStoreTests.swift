@@ -1,8 +1,8 @@
 import Foundation
 import Raft
 @testable import ReplicatedStore
-import Synchronization
 import Testing
+import TestKit
 
 struct ReplicatedStoreTests {
     func put(_ key: String, _ value: String, in c: String = "c") -> StoreOperation {
@@ -158,40 +158,19 @@ struct ReplicatedStoreTests {
     /// pool; the test fails when they stop making progress.
     @Test func cancellingWatchesWhileEntriesApplyNeverDeadlocks() async throws {
         let store = ReplicatedStore()
-        let rounds = 1_000
-        let applied = Atomic<Int>(0), cancelled = Atomic<Int>(0), stop = Atomic<Bool>(false)
-        let applier = Thread {
-            var feed = EntryFeed()
-            var n = 0
-            while !stop.load(ordering: .relaxed) {
-                n += 1
-                store.apply([feed.entry(self.put("k\(n)", "v")).0])
-                applied.add(1, ordering: .relaxed)
-            }
-        }
-        let canceller = Thread {
-            for _ in 0..<rounds where !stop.load(ordering: .relaxed) {
-                guard let stream = try? store.watch(from: store.appliedIndex + 1) else { continue }
-                let watching = Task { for await _ in stream {} }
-                // Let the task start waiting on the stream, so that the
-                // applier resumes it while it is cancelled.
-                while applied.load(ordering: .relaxed) % 7 != 0 && !stop.load(ordering: .relaxed) {}
-                watching.cancel()
-                cancelled.add(1, ordering: .relaxed)
-            }
-        }
-        applier.start()
-        canceller.start()
-        var last = -1, stalled = 0
-        while cancelled.load(ordering: .relaxed) < rounds {
-            try await Task.sleep(for: .milliseconds(100))
-            let now = cancelled.load(ordering: .relaxed) + applied.load(ordering: .relaxed)
-            stalled = now == last ? stalled + 1 : 0
-            last = now
-            if stalled >= 50 { break } // 5 s without a step
-        }
-        stop.store(true, ordering: .relaxed)
-        #expect(cancelled.load(ordering: .relaxed) == rounds,
-                "stuck after \(cancelled.load(ordering: .relaxed)) cancelled watches and \(applied.load(ordering: .relaxed)) applies")
+        let rounds = 2_000
+        let done = await raceTwoThreads(rounds: rounds, write: { n in
+            let command = StoreCommand(id: RequestID(node: 1, sequence: UInt64(n)), operation: self.put("k\(n)", "v"))
+            store.apply([Entry(term: 1, index: Index(n), data: command.encoded)])
+        }, round: { writes in
+            guard let stream = try? store.watch(from: store.appliedIndex + 1) else { return }
+            let watching = Task { for await _ in stream {} }
+            // Let the task start waiting on the stream, so that the
+            // applier resumes it while it is cancelled.
+            let start = writes()
+            while writes() == start {}
+            watching.cancel()
+        })
+        #expect(done.rounds == rounds, "stuck after \(done.rounds) cancelled watches and \(done.writes) applies")
     }
 }

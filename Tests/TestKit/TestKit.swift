@@ -1,5 +1,6 @@
 import Foundation
 import Namespaces
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -186,4 +187,44 @@ public func raiseDescriptorLimit(to count: UInt64) {
 /// Descriptors process `pid` has open.
 public func openDescriptors(of pid: Int32) -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+}
+
+/// Looks for a deadlock between two threads: `write(n)` runs for n = 1, 2, …
+/// on one thread and `round(writes)` `rounds` times on another (`writes`
+/// reads how many writes are done), until the rounds are done or neither
+/// thread has made a step for `stall`. The threads are their own, so a
+/// deadlock stops them and not Swift Testing's pool; whatever they
+/// deadlocked on stays stuck. Returns the rounds and writes done.
+public func raceTwoThreads(rounds: Int, stall: Duration = .seconds(5), write: @escaping @Sendable (Int) -> Void,
+                           round: @escaping @Sendable (_ writes: @Sendable () -> Int) -> Void) async -> (rounds: Int, writes: Int) {
+    final class Progress: Sendable {
+        let writes = Atomic<Int>(0), rounds = Atomic<Int>(0), stop = Atomic<Bool>(false)
+    }
+    let progress = Progress()
+    let writer = Thread {
+        var n = 0
+        while !progress.stop.load(ordering: .relaxed) {
+            n += 1
+            write(n)
+            progress.writes.add(1, ordering: .relaxed)
+        }
+    }
+    let other = Thread {
+        for _ in 0..<rounds where !progress.stop.load(ordering: .relaxed) {
+            round { progress.writes.load(ordering: .relaxed) }
+            progress.rounds.add(1, ordering: .relaxed)
+        }
+    }
+    writer.start()
+    other.start()
+    let tick = Duration.milliseconds(100)
+    var last = -1, still = Duration.zero
+    while progress.rounds.load(ordering: .relaxed) < rounds && still < stall {
+        try? await Task.sleep(for: tick)
+        let now = progress.rounds.load(ordering: .relaxed) + progress.writes.load(ordering: .relaxed)
+        still = now == last ? still + tick : .zero
+        last = now
+    }
+    progress.stop.store(true, ordering: .relaxed)
+    return (progress.rounds.load(ordering: .relaxed), progress.writes.load(ordering: .relaxed))
 }
