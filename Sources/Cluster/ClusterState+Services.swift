@@ -15,7 +15,8 @@ extension ClusterState {
     /// A service that publishes a port needs the ingress network; the caller
     /// creates it first (`ensureIngressNetwork`). One that publishes in
     /// ingress mode with a VIP gets a VIP on ingress too, listed first as
-    /// Docker lists it; `ingressVIP` keeps an update's.
+    /// Docker lists it (an update passes the one it had as
+    /// `keepingIngressVIP`, so it stays while the service stays published).
     public mutating func createService(_ request: ServiceRequest, id: String, now: Date) throws -> ServiceRecord {
         try createService(request, id: id, now: now, keepingIngressVIP: nil)
     }
