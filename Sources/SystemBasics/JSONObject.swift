@@ -139,8 +139,11 @@ public enum JSONObject {
                     end += 1
                 }
             }
+            // An escape at `end` (or the input ended): what came before it
+            // is plain text, not read again.
             var scalars = String.UnicodeScalarView()
-            var plain: [UInt8] = []
+            var plain = Array(bytes[offset..<end])
+            offset = end
             func flush() {
                 scalars.append(contentsOf: String(decoding: plain, as: UTF8.self).unicodeScalars)
                 plain.removeAll(keepingCapacity: true)

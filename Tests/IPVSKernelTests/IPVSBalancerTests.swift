@@ -94,17 +94,27 @@ struct IPVSBalancerTests {
         }
     }
 
+    /// A host namespace H (10.30.0.1) wired to a client C (10.30.0.2) and
+    /// to two backends (10.31.1.2 and 10.31.2.2) whose servers on port
+    /// 8080 answer "b1" and "b2".
+    static func withHostClientAndTwoBackends(_ body: (_ host: NetworkNamespace, _ client: NetworkNamespace, _ servers: [TCPServer]) throws -> Void)
+        throws {
+        try IPVSTestHost.withNamespaces(4) { namespaces in
+            let (host, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
+            try Topology.wire(lb: host, client: client, backends: [b1, b2])
+            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"), try TCPServer(namespace: b2, port: 8080, reply: "b2")]
+            defer { servers.forEach { $0.stop() } }
+            try body(host, client, servers)
+        }
+    }
+
     /// A host namespace H (10.30.0.1) with a client C (10.30.0.2) and two
     /// backends: the mesh port 8080 balances over both, masqueraded (the
     /// backend sees H's address); the host-mode port 9090 reaches b2 only
     /// with the client's address. Two balancers share H and leave each
     /// other's services alone.
     @Test func publishedPortsMaskedAndHostModeSideBySide() throws {
-        try IPVSTestHost.withNamespaces(4) { namespaces in
-            let (host, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
-            try Topology.wire(lb: host, client: client, backends: [b1, b2])
-            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"), try TCPServer(namespace: b2, port: 8080, reply: "b2")]
-            defer { servers.forEach { $0.stop() } }
+        try Self.withHostClientAndTwoBackends { host, client, servers in
 
             let mesh = try IPVSBalancer(namespace: host, configuration: Self.mesh)
             let hostPorts = try IPVSBalancer(namespace: host, configuration: Self.hostPorts)
@@ -145,11 +155,7 @@ struct IPVSBalancerTests {
     /// services' VIPs there): one is balanced and read back, an operator's
     /// service outside them is left alone, and one outside is refused.
     @Test func theMeshOwnsVIPsOnlyInsideItsPrefixes() throws {
-        try IPVSTestHost.withNamespaces(4) { namespaces in
-            let (host, client, b1, b2) = (namespaces[0], namespaces[1], namespaces[2], namespaces[3])
-            try Topology.wire(lb: host, client: client, backends: [b1, b2])
-            let servers = [try TCPServer(namespace: b1, port: 8080, reply: "b1"), try TCPServer(namespace: b2, port: 8080, reply: "b2")]
-            defer { servers.forEach { $0.stop() } }
+        try Self.withHostClientAndTwoBackends { host, _, servers in
             var configuration = Self.mesh
             configuration.ownedAddresses = [try IPPrefix(parsing: "10.40.0.0/24")]
             let mesh = try IPVSBalancer(namespace: host, configuration: configuration)

@@ -74,6 +74,18 @@ public struct BalancingPlan: Sendable, Equatable {
             }
         }
 
+        // Each published service's VIP on ingress, over its backends there:
+        // the same for the host's mesh and for every workload on ingress,
+        // so made once.
+        var ingressVIPServices: [String: [VirtualService]] = [:]
+        if let ingressID {
+            for service in services {
+                guard let vip = service.vip(on: ingressID) else { continue }
+                let addresses = (backends[service.id] ?? []).filter { $0.networkID == ingressID }.map(\.address.address).sorted(by: Self.order)
+                ingressVIPServices[service.id] = Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
+            }
+        }
+
         for (path, networkIDs) in workloadNetworks {
             var virtualServices: [VirtualService] = []
             var names: [String: [Name]] = [:]
@@ -88,9 +100,8 @@ public struct BalancingPlan: Sendable, Equatable {
                     guard let vip else { continue }
                     virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
                 }
-                if let ingressID, networkIDs.contains(ingressID), let vip = service.vip(on: ingressID) {
-                    let addresses = serviceBackends.filter { $0.networkID == ingressID }.map(\.address.address).sorted(by: Self.order)
-                    virtualServices += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
+                if let ingressID, networkIDs.contains(ingressID), let onIngress = ingressVIPServices[service.id] {
+                    virtualServices += onIngress
                 }
             }
             // Containers by name, on the networks this workload shares with
@@ -129,12 +140,8 @@ public struct BalancingPlan: Sendable, Equatable {
                         service: service.name, protocol: port.protocol.transport, port: published, mode: port.publishMode,
                         realServers: chosen.map(\.address.address).sorted(by: Self.order).map { RealServer(address: $0, port: port.targetPort) }))
                 }
-                if let vip = service.vip(on: ingressID) {
-                    let addresses = onIngress.map(\.address.address).sorted(by: Self.order)
-                    plan.ingressVIPs += Self.virtualServices(vip: vip, ports: service.ports, backends: addresses)
-                }
             }
-            plan.ingressVIPs.sort { $0.key < $1.key }
+            plan.ingressVIPs = ingressVIPServices.values.flatMap { $0 }.sorted { $0.key < $1.key }
         }
         return plan
     }
